@@ -1,0 +1,15 @@
+"""pvae: variational autoencoders as Pyro programs.
+
+>>> import pvae
+>>> data = pvae.data.load("digits", flatten=True)
+>>> vae = pvae.VAE(x_dim=64, z_dim=8, likelihood="continuous_bernoulli")
+>>> history = pvae.fit(vae, data.train, epochs=5)      # doctest: +SKIP
+"""
+
+from pvae import data, evaluate, likelihoods
+from pvae.checkpoint import load
+from pvae.models import VAE
+from pvae.train import fit
+
+__version__ = "0.1.0"
+__all__ = ["VAE", "fit", "load", "likelihoods", "evaluate", "data"]

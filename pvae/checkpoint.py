@@ -1,0 +1,149 @@
+"""Checkpoint files: written atomically, read without unpickling code.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors::
+
+    {"format": "pvae-checkpoint-1", "class": "VAE", "hparams": {...},
+     "state_dict": {...}, "training": {...} (training checkpoints only)}
+
+Files are written to a temporary name in the same folder and renamed over the
+target (``os.replace`` is atomic), so a crash never leaves a half-written
+checkpoint. They are read with ``torch.load(..., weights_only=True)``, which
+refuses pickled Python objects: a checkpoint from a stranger cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+FORMAT = "pvae-checkpoint-1"
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (missing, corrupt, unsafe, mismatched)."""
+
+
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save(obj, path)`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_record(model) -> dict:
+    """The plain-data description of a pvae model: class, hparams, weights."""
+    return {
+        "format": FORMAT,
+        "class": type(model).__name__,
+        "hparams": model.hparams,
+        "rebuildable": model._rebuildable,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def save_model(model, path: PathLike) -> None:
+    atomic_save(model_record(model), path)
+
+
+def read(path: PathLike) -> dict:
+    """Read and sanity-check a checkpoint file; clear errors for every failure."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}; check the path")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"refusing to load {str(path)!r}: it contains pickled Python objects, not only "
+                "tensors and plain values, and loading it could run arbitrary code. pvae only "
+                "loads checkpoints it wrote (model.save / pvae.fit)"
+            ) from None
+        reason = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(
+            f"{str(path)!r} is truncated or corrupt ({reason}); use an earlier checkpoint "
+            "or retrain"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"{str(path)!r} is truncated or corrupt ({type(e).__name__}: {e}); "
+            "use an earlier checkpoint or retrain"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{str(path)!r} is not a pvae checkpoint (no {FORMAT!r} format tag); "
+            "pvae.load reads files written by model.save or pvae.fit"
+        )
+    return record
+
+
+def restore_weights(model, record: dict, path: PathLike) -> None:
+    """Load ``record``'s weights into ``model``, refusing a different model."""
+    if record["class"] != type(model).__name__:
+        raise CheckpointError(
+            f"{str(path)!r} holds a {record['class']}, not a {type(model).__name__}; "
+            "load it into the model it was saved from"
+        )
+    if record["hparams"] != model.hparams:
+        diff = {
+            k: (record["hparams"].get(k), model.hparams.get(k))
+            for k in set(record["hparams"]) | set(model.hparams)
+            if record["hparams"].get(k) != model.hparams.get(k)
+        }
+        raise CheckpointError(
+            f"{str(path)!r} is from a differently configured model "
+            f"(saved vs this: {diff}); build the model with the saved settings"
+        )
+    try:
+        model.load_state_dict(record["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{str(path)!r} does not fit this model's networks: {e}"
+        ) from None
+
+
+def load(path: PathLike, model=None, *, device: Optional[Union[str, torch.device]] = None):
+    """Load a model saved by ``model.save(path)`` or written by ``pvae.fit``.
+
+    Models with default networks are rebuilt from the saved constructor
+    arguments. A model with custom encoder/decoder networks cannot be rebuilt
+    from data alone: build it as before and pass it as ``model``; its
+    weights are then replaced by the saved ones.
+    """
+    from pvae.models.base import MODEL_CLASSES
+
+    record = read(path)
+    if model is None:
+        if not record.get("rebuildable", True):
+            raise CheckpointError(
+                f"{str(path)!r} holds a {record['class']} with custom networks, which cannot be "
+                "rebuilt from the file; build it as before and call pvae.load(path, model=...)"
+            )
+        cls = MODEL_CLASSES.get(record["class"])
+        if cls is None:
+            raise CheckpointError(f"{str(path)!r} holds an unknown model class {record['class']!r}")
+        model = cls(**record["hparams"])
+    restore_weights(model, record, path)
+    if device is not None:
+        model.to(device)
+    return model.eval()

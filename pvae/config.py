@@ -1,0 +1,247 @@
+"""Typed run configuration, loaded from YAML.
+
+A config has four sections, each a dataclass whose field comments say why a
+default is what it is. Loading is strict: an unknown key, a value of the wrong
+type or an out-of-range value raises ``ConfigError`` naming the key and the
+fix. YAML is read with ``yaml.safe_load`` (no Python objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used."""
+
+
+@dataclass
+class DataConfig:
+    name: Literal["digits", "mnist", "fashion_mnist", "array"] = "digits"
+    root: str = "data"  # folder holding torchvision's MNIST/raw, FashionMNIST/raw
+    path: Optional[str] = None  # the .npy/.npz/.csv file for name: array
+    download: bool = False  # never fetch unless asked: runs must work offline
+    binarize: Optional[Literal["static", "dynamic"]] = None
+    flatten: bool = True  # MLP models take vectors; set false for arch: conv
+    val_fraction: float = 0.1
+    test_fraction: float = 0.15  # ignored for MNIST/Fashion-MNIST (own test set)
+    max_train: Optional[int] = None  # cap the training set for quick runs
+    seed: int = 0  # fixes the split and static binarisation
+
+    def validate(self) -> None:
+        _require(0 <= self.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
+        _require(0 <= self.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
+        _require(self.max_train is None or self.max_train >= 1, "data.max_train",
+                 "must be a positive int or null")
+        _require(self.name != "array" or self.path, "data.path",
+                 "is needed for name: array (a .npy, .npz or .csv file)")
+
+
+@dataclass
+class ModelConfig:
+    type: Literal["vae"] = "vae"
+    z_dim: int = 8  # digits are 8x8: a few latent dimensions suffice
+    hidden_dims: tuple[int, ...] = (256, 128)
+    likelihood: str = "continuous_bernoulli"  # digits are grey levels in [0, 1]
+    likelihood_kwargs: dict = field(default_factory=dict)  # e.g. {scale: 0.1} for gaussian
+    arch: Optional[Literal["mlp", "conv"]] = None  # None: conv for (C, H, W) data
+    activation: str = "relu"
+    beta: float = 1.0  # KL weight; 1 is the true ELBO
+
+    def validate(self) -> None:
+        from pvae import likelihoods
+
+        _require(self.z_dim >= 1, "model.z_dim", "must be a positive int")
+        _require(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims",
+                 "must be positive ints")
+        _require(self.beta > 0, "model.beta", "must be positive")
+        _require(self.likelihood in likelihoods.names(), "model.likelihood",
+                 f"must be one of {', '.join(likelihoods.names())}")
+
+
+@dataclass
+class TrainConfig:
+    elbo: str = "trace"  # trace, meanfield, tracegraph, renyi[:alpha], jit_trace, jit_meanfield
+    epochs: int = 100  # about 20 s on 2 CPU cores for digits
+    batch_size: int = 128
+    lr: float = 1e-3
+    num_particles: int = 1
+    kl_warmup: float = 0.0  # epochs of linear KL warm-up
+    clip_norm: Optional[float] = None
+    seed: int = 0  # same seed, same numbers
+    device: str = "cpu"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    checkpoint_every: int = 10  # epochs between atomic checkpoints
+
+    def validate(self) -> None:
+        from pvae.train import ELBOS
+
+        _require(self.epochs >= 1, "train.epochs", "must be a positive int")
+        _require(self.batch_size >= 1, "train.batch_size", "must be a positive int")
+        _require(self.lr > 0, "train.lr", "must be positive")
+        _require(self.num_particles >= 1, "train.num_particles", "must be a positive int")
+        _require(self.kl_warmup >= 0, "train.kl_warmup", "must be >= 0")
+        _require(self.clip_norm is None or self.clip_norm > 0, "train.clip_norm",
+                 "must be positive or null")
+        _require(self.checkpoint_every >= 1, "train.checkpoint_every", "must be a positive int")
+        _require(self.elbo.partition(":")[0] in ELBOS, "train.elbo",
+                 f"must be one of {', '.join(ELBOS)}")
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 100  # importance samples for the test log-likelihood after training
+
+    def validate(self) -> None:
+        _require(self.num_samples >= 1, "evaluate.num_samples", "must be a positive int")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "Config":
+        for section in (self.data, self.model, self.train, self.evaluate):
+            section.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        def plain(v):
+            if isinstance(v, tuple):
+                return list(v)
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+
+        return {s: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, s)).items()}
+                for s in ("data", "model", "train", "evaluate")}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _require(ok: Any, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r} {message}")
+
+
+# -- strict conversion --------------------------------------------------------------------
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else
+                          f"config key {key!r}: {value!r} fits none of the allowed types")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {where}{key!r}{hint} Valid keys: {', '.join(valid)}")
+
+
+def _build(cls, values: Any, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {where.rstrip('.')!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown(str(key), names, where)
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub):
+            kwargs[key] = _build(sub, value, f"{where}{key}.")
+        else:
+            kwargs[key] = _convert(value, sub, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def from_dict(values: Any) -> Config:
+    """A validated :class:`Config` from nested dicts (strict: unknown keys are errors)."""
+    return _build(Config, values, "").validate()
+
+
+def load_config(path: Optional[Union[str, os.PathLike]] = None,
+                overrides: Optional[list[str]] = None) -> Config:
+    """Read a YAML config (defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist; check the path "
+                              "(shipped configs are in configs/)")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value, "
+                              "e.g. train.epochs=5")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from None
+        section = values.setdefault(parts[0], {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section {parts[0]!r} must be a mapping")
+        section[parts[1]] = value
+    return from_dict(values)

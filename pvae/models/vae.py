@@ -1,0 +1,215 @@
+"""The variational autoencoder as a Pyro model/guide pair."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Literal, Optional, Sequence, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import pyro_method
+from torch import nn
+
+from pvae import likelihoods as lk
+from pvae.models.base import PVAEModel
+from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+
+Shape = Union[int, Sequence[int]]
+
+
+def as_shape(x_dim: Shape) -> tuple[int, ...]:
+    """``784 -> (784,)``; ``(1, 28, 28)`` stays; sizes must be positive integers."""
+    shape = (x_dim,) if isinstance(x_dim, int) else tuple(x_dim)
+    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"x_dim must be a positive int or a tuple of them, got {x_dim!r}")
+    return shape
+
+
+def check_x(x: torch.Tensor, x_shape: tuple[int, ...], what: str = "data") -> None:
+    """Raise ``ValueError`` unless ``x`` is a non-empty tensor of shape ``(N, *x_shape)``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); pass at least one data point")
+    if tuple(x.shape[1:]) != x_shape:
+        hint = ""
+        if math.prod(x.shape[1:]) == math.prod(x_shape):
+            hint = (
+                f"; reshape it with x.reshape(len(x), *{x_shape}) or build the model "
+                f"with x_dim={tuple(x.shape[1:])}"
+            )
+        raise ValueError(
+            f"{what} has shape {tuple(x.shape)} but the model expects (N, *{x_shape}){hint}"
+        )
+
+
+class VAE(PVAEModel):
+    r"""Variational autoencoder (Kingma & Welling 2014; Rezende et al. 2014).
+
+    Generative story, for each data point ``n`` in ``pyro.plate("data")``::
+
+        z_n ~ Normal(0, I)                       # site "z", shape (z_dim,)
+        x_n ~ likelihood(decoder(z_n))           # site "x", shape x_shape
+
+    Guide (amortised, mean-field)::
+
+        z_n ~ Normal(encoder(x_n))               # site "z"
+
+    Parameters
+    ----------
+    x_dim
+        Shape of one data point: an int for vectors, ``(C, H, W)`` for images.
+    z_dim
+        Number of latent dimensions.
+    hidden_dims
+        Hidden layer sizes of the default MLP encoder (the decoder mirrors
+        them), or the channels of the default convolutional networks.
+    likelihood
+        A name from :func:`pvae.likelihoods.names` or a
+        :class:`pvae.likelihoods.Likelihood` instance.
+    encoder
+        Optional ``nn.Module`` mapping x to ``(z_loc, z_scale)``.
+    decoder
+        Optional ``nn.Module`` mapping z to the likelihood's parameters (for
+        a Gaussian with fixed scale, just the mean; see :mod:`pvae.likelihoods`).
+    beta
+        Weight of the KL term (beta-VAE, Higgins et al. 2017): the latent
+        site is scaled by ``beta`` in both model and guide.
+    arch
+        ``"mlp"`` or ``"conv"`` default networks; ``None`` picks conv for
+        ``(C, H, W)`` shapes and MLP otherwise.
+    activation
+        Activation of the default networks.
+    likelihood_kwargs
+        Options for a likelihood given by name, e.g. ``{"scale": 0.1}``.
+    """
+
+    def __init__(
+        self,
+        x_dim: Shape,
+        z_dim: int = 20,
+        hidden_dims: Sequence[int] = (400,),
+        likelihood: Union[str, lk.Likelihood] = "bernoulli",
+        encoder: Optional[nn.Module] = None,
+        decoder: Optional[nn.Module] = None,
+        beta: float = 1.0,
+        *,
+        arch: Optional[Literal["mlp", "conv"]] = None,
+        activation: str = "relu",
+        likelihood_kwargs: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        self.x_shape = as_shape(x_dim)
+        if not (isinstance(z_dim, int) and z_dim > 0):
+            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
+        if not beta > 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.z_dim = z_dim
+        self.beta = float(beta)
+        self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
+        if arch is None:
+            arch = "conv" if len(self.x_shape) == 3 else "mlp"
+        if arch not in ("mlp", "conv"):
+            raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+        if arch == "conv" and len(self.x_shape) != 3:
+            raise ValueError(f"arch='conv' needs x_dim=(C, H, W), got {self.x_shape}")
+        self._default_encoder = encoder is None
+        self._default_decoder = decoder is None
+        out_dim = self.likelihood.num_params * math.prod(self.x_shape)
+        if encoder is None:
+            encoder = (
+                ConvEncoder(self.x_shape, z_dim, hidden_dims, activation)
+                if arch == "conv"
+                else MLPEncoder(self.x_shape, z_dim, hidden_dims, activation)
+            )
+        if decoder is None:
+            decoder = (
+                ConvDecoder(z_dim, self.x_shape, self.likelihood.num_params * self.x_shape[0],
+                            hidden_dims[::-1], activation)
+                if arch == "conv"
+                else MLPDecoder(z_dim, hidden_dims[::-1], out_dim, activation)
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self._remember(
+            rebuildable=self._default_encoder and self._default_decoder,
+            x_dim=list(self.x_shape), z_dim=z_dim, hidden_dims=list(hidden_dims),
+            likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
+            beta=self.beta, arch=arch, activation=activation,
+        )
+
+    # -- networks ---------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters ``(z_loc, z_scale)`` of q(z | x)."""
+        if self._default_encoder:
+            x = self.likelihood.encoder_input(x)
+        return self.encoder(x)
+
+    def decoder_params(self, z: torch.Tensor):
+        """The likelihood's parameters for latent codes ``z``."""
+        out = self.decoder(z)
+        return self.likelihood.unflatten(out) if self._default_decoder else out
+
+    def decode(self, z: torch.Tensor, *, mean: bool = False):
+        """p(x | z): the distribution, or its mean with ``mean=True``."""
+        params = self.decoder_params(z)
+        return self.likelihood.mean(params) if mean else self.likelihood(params)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x | z = E_q[z | x]]: the mean reconstruction of each input."""
+        return self.decode(self.encode(x)[0], mean=True)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
+        """``n`` draws from the model: decoder means (default) or sampled x."""
+        z = torch.randn(n, self.z_dim, device=self.device)
+        params = self.decoder_params(z)
+        return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
+
+    # -- Pyro program -------------------------------------------------------------------
+    def _kl_scale(self):
+        return poutine.scale(scale=self.beta) if self.beta != 1.0 else contextlib.nullcontext()
+
+    def _batch(self, x: Optional[torch.Tensor], batch_size: Optional[int]):
+        if x is not None:
+            return x.shape[0], x.device
+        return (1 if batch_size is None else int(batch_size)), self.device
+
+    @pyro_method
+    def model(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
+        """p(z) p(x | z). With ``x=None`` it generates ``batch_size`` data points."""
+        n, device = self._batch(x, batch_size)
+        decoder = self.decoder  # registers the decoder with Pyro (pyro.module)
+        likelihood = self.likelihood
+        with self.data_plate(n, device):
+            loc = torch.zeros(n, self.z_dim, device=device)
+            with self._kl_scale():
+                z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+            out = decoder(z)
+            params = likelihood.unflatten(out) if self._default_decoder else out
+            return pyro.sample("x", likelihood(params), obs=x)
+
+    @pyro_method
+    def guide(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
+        """q(z | x) = Normal(encoder(x))."""
+        if x is None:
+            raise ValueError("the guide needs data: call guide(x)")
+        with self.data_plate(x.shape[0], x.device):
+            z_loc, z_scale = self.encode(x)
+            with self._kl_scale():
+                return pyro.sample("z", dist.Normal(z_loc, z_scale).to_event(1))
+
+    # -- checks ------------------------------------------------------------------------------
+    def check_data(self, x: torch.Tensor, *rest: torch.Tensor) -> None:
+        if rest:
+            raise ValueError(
+                f"{type(self).__name__} takes x alone, but the data has {1 + len(rest)} parts; "
+                "pass only x (labels are for CVAE / SemiSupervisedVAE)"
+            )
+        check_x(x, self.x_shape)
+        self.likelihood.check_support(x)

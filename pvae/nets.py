@@ -1,0 +1,135 @@
+"""Encoder and decoder building blocks.
+
+Encoders map x (shape ``(..., *x_shape)``) to ``(z_loc, z_scale)``; decoders map
+z (shape ``(..., z_dim)``) to a flat tensor of ``out_dim`` numbers per data
+point, which a likelihood splits into its parameters. Any leading batch
+dimensions (data, particles) are carried through.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_MIN_SCALE = 1e-4
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name (``relu``, ``softplus``, ``tanh``, ``elu``, ``gelu``)."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
+
+
+class MLP(nn.Sequential):
+    """Linear layers with an activation between them (none after the last)."""
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu"):
+        dims = [in_dim, *hidden_dims, out_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(activation(act))
+        super().__init__(*layers)
+
+
+def split_loc_scale(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``(..., 2 * d)`` into a location and a positive (softplus) scale."""
+    loc, raw = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw) + _MIN_SCALE
+
+
+class MLPEncoder(nn.Module):
+    """x -> (z_loc, z_scale) through an MLP on the flattened input."""
+
+    def __init__(self, x_shape: Sequence[int], z_dim: int, hidden_dims: Sequence[int] = (400,),
+                 act: str = "relu"):
+        super().__init__()
+        self.x_shape = tuple(x_shape)
+        self.net = MLP(math.prod(self.x_shape), hidden_dims, 2 * z_dim, act)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = x.shape[: x.dim() - len(self.x_shape)]
+        return split_loc_scale(self.net(x.reshape(*batch, -1)))
+
+
+class MLPDecoder(nn.Module):
+    """z -> ``out_dim`` numbers through an MLP."""
+
+    def __init__(self, z_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu"):
+        super().__init__()
+        self.net = MLP(z_dim, hidden_dims, out_dim, act)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def _down(size: int, layers: int) -> int:
+    for _ in range(layers):
+        size = (size + 1) // 2  # conv k=3, s=2, p=1
+    return size
+
+
+class ConvEncoder(nn.Module):
+    """Images ``(C, H, W)`` -> (z_loc, z_scale): stride-2 convolutions, then a linear layer."""
+
+    def __init__(self, x_shape: Sequence[int], z_dim: int, channels: Sequence[int] = (32, 64),
+                 act: str = "relu"):
+        super().__init__()
+        c, h, w = x_shape
+        self.x_shape = (c, h, w)
+        layers: list[nn.Module] = []
+        for cout in channels:
+            layers += [nn.Conv2d(c, cout, 3, stride=2, padding=1), activation(act)]
+            c = cout
+        self.conv = nn.Sequential(*layers)
+        flat = c * _down(h, len(channels)) * _down(w, len(channels))
+        self.head = nn.Linear(flat, 2 * z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = x.shape[:-3]
+        h = self.conv(x.reshape(-1, *self.x_shape))
+        out = self.head(h.flatten(1))
+        return split_loc_scale(out.reshape(*batch, -1))
+
+
+class ConvDecoder(nn.Module):
+    """z -> ``out_channels`` maps of size ``(H, W)``, returned flat (channel-major).
+
+    A linear layer to a small map, then stride-2 transposed convolutions that
+    double its size, then a crop to ``(H, W)``.
+    """
+
+    def __init__(self, z_dim: int, x_shape: Sequence[int], out_channels: int,
+                 channels: Sequence[int] = (64, 32), act: str = "relu"):
+        super().__init__()
+        _, h, w = x_shape
+        self.hw = (h, w)
+        self.h0, self.w0 = _down(h, len(channels)), _down(w, len(channels))
+        self.c0 = channels[0]
+        self.fc = nn.Sequential(nn.Linear(z_dim, self.c0 * self.h0 * self.w0), activation(act))
+        layers: list[nn.Module] = []
+        c = self.c0
+        for cout in list(channels[1:]) + [channels[-1]]:
+            layers += [nn.ConvTranspose2d(c, cout, 4, stride=2, padding=1), activation(act)]
+            c = cout
+        layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[:-1]
+        h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, self.c0, self.h0, self.w0)
+        out = self.deconv(h)[..., : self.hw[0], : self.hw[1]]
+        return out.reshape(*batch, -1)

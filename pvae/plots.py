@@ -1,0 +1,169 @@
+"""Figures: training curves, reconstructions, samples. Every function writes one PNG.
+
+Image data (a known ``image_shape``) are drawn as grey-level grids; other data
+(tables, counts) as per-feature comparisons, chosen from the data shape.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+PathLike = Union[str, os.PathLike]
+
+
+def _save(fig, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> np.ndarray:
+    """(N, ...) -> (N, H, W) or (N, H, W, 3) in [0, 1] for imshow."""
+    x = torch.as_tensor(x).detach().cpu().float().reshape(-1, *image_shape)
+    if x.shape[1] == 1:
+        x = x[:, 0]
+    elif x.shape[1] == 3:
+        x = x.permute(0, 2, 3, 1)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:  # levels or counts: rescale for display
+        x = (x - lo) / max(hi - lo, 1e-8)
+    return x.numpy()
+
+
+def image_grid(x: torch.Tensor, image_shape: Sequence[int], path: PathLike, *,
+               title: str = "", ncol: Optional[int] = None,
+               row_labels: Optional[Sequence[str]] = None) -> Path:
+    """A grid of images (grey levels, 0 = black), ``ncol`` per row."""
+    imgs = _as_images(x, image_shape)
+    n = imgs.shape[0]
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9 + 0.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        if i < n:
+            ax.imshow(imgs[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if row_labels is not None and i % ncol == 0 and i // ncol < len(row_labels):
+            ax.set_ylabel(row_labels[i // ncol], rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def training_curves(history: Sequence[dict], path: PathLike, *, title: str = "Training") -> Path:
+    """ELBO (train and validation), reconstruction term and KL per epoch."""
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax = axes[0]
+    ax.plot(epochs, [r["train_elbo"] for r in history], label="train (minibatch mean)")
+    if any("val_elbo" in r for r in history):
+        ax.plot(epochs, [r.get("val_elbo", np.nan) for r in history], label="validation")
+    ax.set_title("ELBO")
+    ax.set_ylabel("nats per data point")
+    ax.legend()
+    axes[1].plot(epochs, [r["recon"] for r in history], color="C2")
+    axes[1].set_title("reconstruction  E_q[log p(x|z)]")
+    axes[1].set_ylabel("nats per data point")
+    axes[2].plot(epochs, [r["kl"] for r in history], color="C3")
+    axes[2].set_title("KL(q(z|x) || p(z))")
+    axes[2].set_ylabel("nats per data point")
+    for a in axes:
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def feature_comparison(x: torch.Tensor, xhat: torch.Tensor, path: PathLike, *,
+                       title: str = "Reconstructions", max_features: int = 12) -> Path:
+    """Non-image data: each feature's value against its reconstruction."""
+    x = torch.as_tensor(x).detach().cpu().reshape(len(x), -1).numpy()
+    xhat = torch.as_tensor(xhat).detach().cpu().reshape(len(xhat), -1).numpy()
+    d = min(x.shape[1], max_features)
+    ncol = min(d, 4)
+    nrow = math.ceil(d / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.8 * nrow), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= d:
+            ax.axis("off")
+            continue
+        ax.scatter(x[:, j], xhat[:, j], s=6, alpha=0.5)
+        lo, hi = float(min(x[:, j].min(), xhat[:, j].min())), float(max(x[:, j].max(),
+                                                                          xhat[:, j].max()))
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        ax.set_title(f"feature {j}")
+        ax.set_xlabel("data")
+        ax.set_ylabel("reconstruction")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def feature_histograms(x: torch.Tensor, samples: torch.Tensor, path: PathLike, *,
+                       title: str = "Data vs samples from the model",
+                       max_features: int = 12) -> Path:
+    """Non-image data: per-feature histograms of data and of model samples."""
+    x = torch.as_tensor(x).detach().cpu().reshape(len(x), -1).numpy()
+    s = torch.as_tensor(samples).detach().cpu().reshape(len(samples), -1).numpy()
+    d = min(x.shape[1], max_features)
+    ncol = min(d, 4)
+    nrow = math.ceil(d / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.6 * nrow), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= d:
+            ax.axis("off")
+            continue
+        bins = np.histogram_bin_edges(np.concatenate([x[:, j], s[:, j]]), bins=20)
+        ax.hist(x[:, j], bins=bins, alpha=0.6, density=True, label="data")
+        ax.hist(s[:, j], bins=bins, alpha=0.6, density=True, label="model")
+        ax.set_title(f"feature {j}")
+        ax.set_xlabel("value")
+        if j == 0:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def reconstructions(model, x: torch.Tensor, path: PathLike, *,
+                    image_shape: Optional[Sequence[int]] = None, n: int = 8) -> Path:
+    """Originals (odd rows) above their mean reconstructions (even rows); tables: scatter."""
+    x = x[: n * n // 2 if image_shape else 500]
+    xhat = model.reconstruct(x.to(model.device)).cpu()
+    if image_shape is None:
+        return feature_comparison(x, xhat, path, title="Data vs mean reconstruction")
+    x = x[: (len(x) // n) * n] if len(x) >= n else x
+    rows = []
+    for i in range(0, len(x), n):
+        rows += [x[i : i + n].reshape(-1, *image_shape), xhat[i : i + n].reshape(-1, *image_shape)]
+    grid = torch.cat(rows)
+    labels = ["data", "recon."] * (len(rows) // 2)
+    return image_grid(grid, image_shape, path, ncol=min(n, len(x)), row_labels=labels,
+                      title="Originals and mean reconstructions")
+
+
+def prior_samples(model, path: PathLike, *, image_shape: Optional[Sequence[int]] = None,
+                  n: int = 64, data: Optional[torch.Tensor] = None) -> Path:
+    """Decoder means for z drawn from the prior; tables: histograms against ``data``."""
+    if image_shape is None:
+        samples = model.sample(max(n, 500), mean=False).cpu()
+        ref = data if data is not None else samples
+        return feature_histograms(ref, samples, path)
+    return image_grid(model.sample(n).cpu(), image_shape, path,
+                      title="Samples from the prior (decoder means)")

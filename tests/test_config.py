@@ -1,0 +1,64 @@
+"""Typed configs: shipped files load, defaults match digits.yaml, bad keys/types/values refused."""
+
+from pathlib import Path
+
+import pytest
+
+from pvae.config import Config, ConfigError, from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    assert {p.name for p in CONFIGS} >= {"digits.yaml", "mnist.yaml", "fashion_mnist.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert from_dict(cfg.to_dict()) == cfg  # round trip through plain data
+
+
+def test_defaults_are_the_digits_config():
+    assert load_config(None) == load_config(Path(CONFIGS[0]).parent / "digits.yaml")
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"train": {"epoch": 5}}, r"unknown config key train.'epoch'; did you mean 'epochs'"),
+    ({"modle": {}}, r"unknown config key 'modle'; did you mean 'model'"),
+    ({"train": {"epochs": "ten"}}, r"'train.epochs' must be an integer, got 'ten'"),
+    ({"train": {"epochs": 2.5}}, r"'train.epochs' must be an integer"),
+    ({"train": {"epochs": -1}}, r"'train.epochs' must be a positive int"),
+    ({"train": {"batch_size": 0}}, r"'train.batch_size' must be a positive int"),
+    ({"train": {"lr": 0}}, r"'train.lr' must be positive"),
+    ({"train": {"elbo": "elbo"}}, r"'train.elbo' must be one of"),
+    ({"model": {"likelihood": "gauss"}}, r"'model.likelihood' must be one of .*gaussian"),
+    ({"model": {"hidden_dims": 5}}, r"'model.hidden_dims' must be a list"),
+    ({"model": {"hidden_dims": [5, "a"]}}, r"hidden_dims\[1\]' must be an integer"),
+    ({"data": {"name": "cifar"}}, r"'data.name' must be one of"),
+    ({"data": {"flatten": "yes"}}, r"'data.flatten' must be true or false"),
+    ({"data": {"name": "array"}}, r"'data.path' is needed"),
+    ({"train": 3}, r"section 'train' must be a mapping"),
+])
+def test_bad_configs(values, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(values)
+
+
+def test_yaml_files_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epochs: 3\nmodel:\n  hidden_dims: [8]\n")
+    cfg = load_config(p, ["train.lr=0.01", "model.z_dim=3", "train.clip_norm=null"])
+    assert cfg.train.epochs == 3 and cfg.train.lr == 0.01 and cfg.model.z_dim == 3
+    assert cfg.model.hidden_dims == (8,)
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(p, ["epochs=3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "evil.yaml").write_text("train: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "evil.yaml")

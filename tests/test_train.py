@@ -1,0 +1,173 @@
+"""The training loop: every ELBO, reproducibility, resuming, options and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+import pvae
+from pvae.train import CHECKPOINT, make_elbo
+
+
+@pytest.fixture
+def x(binary_digits):
+    return binary_digits.train.x[:400]
+
+
+def small_vae(**kw):
+    return pvae.VAE(64, 4, hidden_dims=(32,), **kw)
+
+
+@pytest.mark.parametrize("elbo", ["trace", "meanfield", "tracegraph", "renyi:0.5", "jit_trace",
+                                  "jit_meanfield", Trace_ELBO(num_particles=2)])
+def test_every_elbo_trains(elbo, x):
+    h = pvae.fit(small_vae(), x, elbo=elbo, epochs=6, batch_size=100, lr=3e-3, seed=0,
+                 num_particles=2 if isinstance(elbo, str) and elbo.startswith("renyi") else 1)
+    assert h[-1]["train_elbo"] > h[0]["train_elbo"] + 2
+    assert set(h[0]) >= {"epoch", "train_elbo", "recon", "kl", "seconds"}
+
+
+def test_history_parts_and_validation(x, binary_digits):
+    h = pvae.fit(small_vae(), x, epochs=3, seed=0, validation=binary_digits.val.x)
+    assert h["epoch"] == [1, 2, 3]
+    row = h[-1]
+    assert row["kl"] > 0 and row["recon"] < 0 and "val_elbo" in row
+    # the monitored ELBO (recon - kl) and the running minibatch mean are close
+    assert abs((row["recon"] - row["kl"]) - row["train_elbo"]) < 5
+    assert abs(row["val_elbo"] - row["train_elbo"]) < 10
+
+
+def test_same_seed_same_numbers(x):
+    torch.manual_seed(0)
+    a = pvae.fit(small_vae(), x, epochs=2, seed=3)
+    torch.manual_seed(0)  # the same initial weights
+    b = pvae.fit(small_vae(), x, epochs=2, seed=3)
+    assert a["train_elbo"] == b["train_elbo"] and a["recon"] == b["recon"]
+    torch.manual_seed(0)
+    c = pvae.fit(small_vae(), x, epochs=2, seed=4)
+    assert c["train_elbo"] != a["train_elbo"]
+
+
+def test_resume_continues_to_the_same_numbers(x, tmp_path):
+    torch.manual_seed(0)
+    full_model = small_vae()
+    init = {k: v.clone() for k, v in full_model.state_dict().items()}
+    full = pvae.fit(full_model, x, epochs=4, seed=1, checkpoint_dir=tmp_path / "a")
+
+    part_model = small_vae()
+    part_model.load_state_dict(init)
+    pvae.fit(part_model, x, epochs=2, seed=1, checkpoint_dir=tmp_path / "b")
+    resumed_model = small_vae()  # a fresh process would build a new model
+    resumed = pvae.fit(resumed_model, x, epochs=4, seed=1, checkpoint_dir=tmp_path / "b",
+                       resume=True)
+    assert resumed["epoch"] == [1, 2, 3, 4]
+    assert resumed["train_elbo"] == full["train_elbo"]
+    for (k, v), w in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_existing_checkpoint_is_not_overwritten_without_resume(x, tmp_path):
+    pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(FileExistsError, match="resume=True"):
+        pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    with pytest.raises(pvae.checkpoint.CheckpointError, match="differently configured"):
+        pvae.fit(pvae.VAE(64, 5, hidden_dims=(32,)), x, epochs=2, checkpoint_dir=tmp_path,
+                 resume=True)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def test_checkpoints_are_written_atomically_at_the_interval(x, tmp_path, monkeypatch):
+    saved = []
+    real = pvae.checkpoint.atomic_save
+    monkeypatch.setattr(pvae.checkpoint, "atomic_save",
+                        lambda obj, path: (saved.append(obj["training"]["epoch"]), real(obj, path)))
+    pvae.fit(small_vae(), x, epochs=5, checkpoint_every=2, checkpoint_dir=tmp_path)
+    assert saved == [2, 4, 5]
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]  # no temporary files left
+
+
+def test_kl_warmup_and_clipping(x):
+    h = pvae.fit(small_vae(), x, epochs=3, batch_size=100, kl_warmup=2, clip_norm=1.0, seed=0)
+    assert h["kl_weight"] == [0.5, 1.0, 1.0]
+
+
+def test_warmup_scales_only_latent_sites(x):
+    from pyro import poutine
+
+    from pvae.train import LatentScale
+
+    vae = small_vae()
+    with LatentScale(0.25):
+        g = poutine.trace(vae.guide).get_trace(x[:5])
+        m = poutine.trace(poutine.replay(vae.model, trace=g)).get_trace(x[:5])
+    assert g.nodes["z"]["scale"] == 0.25 and m.nodes["z"]["scale"] == 0.25
+    assert m.nodes["x"]["scale"] == 1.0
+
+
+def test_accepts_arrays_and_datasets(x):
+    h = pvae.fit(small_vae(), x.numpy().astype(np.float64), epochs=1)
+    assert len(h) == 1
+    ds = torch.utils.data.TensorDataset(x)
+    h = pvae.fit(small_vae(), ds, epochs=2, batch_size=64, seed=0)
+    assert h[-1]["train_elbo"] > h[0]["train_elbo"]
+
+
+def test_dynamic_binarisation_transform(digits):
+    h = pvae.fit(small_vae(), digits.train.x[:300], epochs=2, transform=pvae.data.binarize, seed=0)
+    assert len(h) == 2
+    with pytest.raises(ValueError, match="binarise"):
+        pvae.fit(small_vae(), digits.train.x[:300], epochs=1)
+
+
+def test_numerical_failure_names_the_site_and_keeps_the_checkpoint(x, tmp_path):
+    vae = small_vae()
+    written = []
+
+    def poison(row):  # after epoch 1 is checkpointed, the decoder goes bad
+        written.append((tmp_path / CHECKPOINT).read_bytes())
+        with torch.no_grad():
+            vae.decoder.net[-1].bias.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError, match="observed site 'x'.*lower learning rate"):
+        pvae.fit(vae, x, epochs=3, checkpoint_dir=tmp_path, callback=poison)
+    assert len(written) == 1 and (tmp_path / CHECKPOINT).read_bytes() == written[0]
+    assert pvae.load(tmp_path / CHECKPOINT).decoder.net[-1].bias.isfinite().all()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(epochs=0), "epochs must be a positive int"),
+    (dict(epochs=-3), "epochs must be a positive int"),
+    (dict(batch_size=0), "batch_size must be a positive int"),
+    (dict(lr=-1.0), "lr must be a positive number"),
+    (dict(elbo="elbo9"), "unknown elbo 'elbo9'.*trace.*meanfield"),
+    (dict(elbo="trace:3"), "takes no argument"),
+    (dict(num_particles=0), "num_particles must be a positive int"),
+    (dict(clip_norm=0), "clip_norm must be positive"),
+    (dict(optimizer="lbfgs"), "unknown optimizer"),
+])
+def test_bad_options(kwargs, message, x):
+    with pytest.raises(ValueError, match=message):
+        pvae.fit(small_vae(), x, **kwargs)
+
+
+@pytest.mark.parametrize("data,message", [
+    (torch.zeros(0, 64), "empty"),
+    (torch.zeros(10, 63), r"shape \(10, 63\) but the model expects \(N, \*\(64,\)\)"),
+    (torch.zeros(10, 1, 8, 8), r"reshape it with x.reshape\(len\(x\), \*\(64,\)\)"),
+    ((torch.zeros(10, 64), torch.zeros(10)), "takes x alone"),
+    (torch.zeros(10, 64, dtype=torch.complex64), "dtype"),
+    (torch.utils.data.TensorDataset(torch.zeros(0, 64)), "empty"),
+    ("x.npy", "must be a tensor"),
+])
+def test_bad_data_gets_a_clear_error(data, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        pvae.fit(small_vae(), data, epochs=1)
+
+
+def test_make_elbo_names():
+    assert make_elbo("renyi:0.5").alpha == 0.5
+    e = Trace_ELBO()
+    assert make_elbo(e) is e
+    assert make_elbo("trace", num_particles=4).vectorize_particles
