@@ -8,8 +8,11 @@
 
 from pvae import data, evaluate, likelihoods
 from pvae.checkpoint import load
-from pvae.models import VAE
+from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
 from pvae.train import fit
 
 __version__ = "0.1.0"
-__all__ = ["VAE", "fit", "load", "likelihoods", "evaluate", "data"]
+__all__ = [
+    "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "fit", "load", "likelihoods",
+    "evaluate", "data",
+]

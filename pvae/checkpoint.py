@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -81,13 +80,17 @@ def read(path: PathLike) -> dict:
             ) from None
         reason = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         raise CheckpointError(
-            f"{str(path)!r} is truncated or corrupt ({reason}); use an earlier checkpoint "
-            "or retrain"
+            f"{str(path)!r} is not a readable pvae checkpoint: it is truncated, corrupt or a "
+            f"different kind of file ({reason}); use an earlier checkpoint or retrain"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{str(path)!r} is a folder; pass the checkpoint file inside it "
+                              "(e.g. checkpoint.pt)") from None
+    except Exception as e:  # noqa: BLE001 - any failure to parse means the same to the user
         raise CheckpointError(
-            f"{str(path)!r} is truncated or corrupt ({type(e).__name__}: {e}); "
-            "use an earlier checkpoint or retrain"
+            f"{str(path)!r} is not a readable pvae checkpoint: it is truncated, corrupt or a "
+            f"different kind of file ({type(e).__name__}: {e}); use an earlier checkpoint "
+            "or retrain"
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(

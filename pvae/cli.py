@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -22,19 +21,27 @@ from typing import Optional, Sequence
 
 from pvae.config import Config, ConfigError, load_config
 
-MODEL_TYPES = {"vae": "VAE"}
-
-
-def build_model(cfg: Config, x_shape: tuple[int, ...]):
+def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None):
     """The model a config describes, for data points of shape ``x_shape``."""
     import pvae
 
     m = cfg.model
-    cls = getattr(pvae, MODEL_TYPES[m.type])
-    return cls(
-        x_dim=x_shape, z_dim=m.z_dim, hidden_dims=m.hidden_dims, likelihood=m.likelihood,
-        likelihood_kwargs=m.likelihood_kwargs, beta=m.beta, arch=m.arch, activation=m.activation,
-    )
+    common = dict(x_dim=x_shape, hidden_dims=m.hidden_dims, likelihood=m.likelihood,
+                  likelihood_kwargs=m.likelihood_kwargs, beta=m.beta, activation=m.activation,
+                  guide_flows=m.guide_flows)
+    classes = m.num_classes or num_classes
+    if m.type in ("cvae", "ssvae") and not classes:
+        raise ConfigError(f"model.type {m.type} needs labels: set model.num_classes, "
+                          "or use a data set with labels")
+    if m.type == "vae":
+        return pvae.VAE(z_dim=m.z_dim, arch=m.arch, **common)
+    if m.type == "cvae":
+        return pvae.CVAE(z_dim=m.z_dim, num_classes=classes, learned_prior=m.learned_prior,
+                         **common)
+    if m.type == "ssvae":
+        return pvae.SemiSupervisedVAE(num_classes=classes, z_dim=m.z_dim,
+                                      aux_weight=m.aux_weight, **common)
+    return pvae.HierarchicalVAE(z_dims=m.z_dims, guide=m.guide, **common)
 
 
 def load_data(cfg: Config):
@@ -44,7 +51,7 @@ def load_data(cfg: Config):
     return data.load(
         d.name, root=d.root, path=d.path, download=d.download, binarize=d.binarize,
         flatten=d.flatten, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-        max_train=d.max_train, seed=d.seed,
+        max_train=d.max_train, num_labelled=d.num_labelled, seed=d.seed,
     )
 
 
@@ -53,8 +60,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     """Train as ``cfg`` says and write the run folder ``out``; returns metrics.json's content."""
     import torch
 
-    from pvae import evaluate, plots
-    from pvae.train import CHECKPOINT, fit
+    from pvae import evaluate
+    from pvae.train import CHECKPOINT, as_batch_tensors, fit
 
     if (out / CHECKPOINT).exists() and not resume:
         raise FileExistsError(
@@ -64,9 +71,10 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     t = cfg.train
     data = load_data(cfg)
     torch.manual_seed(t.seed)  # the same initial weights for the same seed
-    model = build_model(cfg, data.x_shape)
+    model = build_model(cfg, data.x_shape, data.num_classes)
     # Check the data against the model before anything is written.
-    model.check_data(data.transform(data.train.x) if data.transform else data.train.x)
+    train = as_batch_tensors(data.train, model)
+    model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(cfg.to_yaml())
     t0 = time.perf_counter()
@@ -78,35 +86,62 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
         resume=resume, progress=progress,
     )
     train_seconds = time.perf_counter() - t0
-    test_x = data.test.x.to(model.device)
+    test = tuple(v.to(model.device) for v in (data.test.x, data.test.y) if v is not None)
+    test = model.evaluation_batch(test if model.takes_labels else test[:1])
     torch.manual_seed(t.seed)
     k = cfg.evaluate.num_samples
-    elbo = evaluate.elbo(model, test_x).mean().item()
-    ll = evaluate.log_likelihood(model, test_x, num_samples=k).mean().item()
+    elbo = evaluate.elbo(model, test).mean().item()
+    ll = evaluate.log_likelihood(model, test, num_samples=k).mean().item()
     metrics = {
         "history": list(history),
         "test": {
             "elbo": elbo,
             "log_likelihood": ll,
             "num_samples": k,
-            "bits_per_dim": -evaluate.bits_per_dim(ll, data.x_shape),
             "num_points": len(data.test),
         },
         "train_seconds": train_seconds,
     }
+    if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
+        metrics["test"]["bits_per_dim"] = evaluate.bits_per_dim(-ll, data.x_shape)
+    if hasattr(model, "classify") and data.test.y is not None:
+        predicted = model.classify(data.test.x.to(model.device)).argmax(-1).cpu()
+        metrics["test"]["accuracy"] = (predicted == data.test.y).float().mean().item()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     history.to_csv(out / "metrics.csv")
-    plots.training_curves(history, out / "curves.png", title=f"{cfg.data.name}: training")
     model.cpu()
-    plots.reconstructions(model, data.test.x, out / "reconstructions.png",
-                          image_shape=data.image_shape)
-    plots.prior_samples(model, out / "samples.png", image_shape=data.image_shape,
-                        data=data.test.x)
+    write_figures(model, data, history, out)
     return metrics
+
+
+def write_figures(model, data, history, out: Path) -> list[Path]:
+    """The basic figures of a trained run, chosen for the model and the data."""
+    from pvae import plots
+
+    written = [plots.training_curves(history, out / "curves.png",
+                                     title=f"{data.name}: {type(model).__name__} training")]
+    labels = data.test.y if model.takes_labels else None
+    written.append(plots.reconstructions(model, data.test.x, out / "reconstructions.png",
+                                         image_shape=data.image_shape, y=labels))
+    if model.takes_labels and data.image_shape is not None:
+        written.append(plots.conditional_samples(model, out / "samples.png",
+                                                 image_shape=data.image_shape,
+                                                 num_classes=model.num_classes or 10))
+    else:
+        written.append(plots.prior_samples(model, out / "samples.png",
+                                           image_shape=data.image_shape, data=data.test.x))
+    if len(getattr(model, "latent_sites", ())) > 1:
+        written.append(plots.layer_kl(history, out / "layer_kl.png"))
+    return written
 
 
 def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else None
+    if args.resume and (out is None or not out.is_dir()):
+        raise FileNotFoundError(
+            "--resume continues the run in an existing folder: pass --out with that folder"
+            + (f" ({str(out)!r} does not exist)" if out is not None else "")
+        )
     config_path = args.config
     if config_path is None and args.resume and out is not None and (out / "config.yaml").exists():
         config_path = out / "config.yaml"
@@ -119,8 +154,13 @@ def _cmd_train(args) -> int:
     last = metrics["history"][-1]
     print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
           f"in {metrics['train_seconds']:.1f} s")
-    print(f"test ELBO {test['elbo']:.2f} nats, log-likelihood ({test['num_samples']} importance "
-          f"samples) {test['log_likelihood']:.2f} nats, {test['bits_per_dim']:.3f} bits/dim")
+    line = (f"test ELBO {test['elbo']:.2f}, log-likelihood {test['log_likelihood']:.2f} "
+            f"({test['num_samples']} importance samples), nats per data point, higher is better")
+    if "bits_per_dim" in test:
+        line += f"; {test['bits_per_dim']:.3f} bits/dim"
+    print(line)
+    if "accuracy" in test:
+        print(f"test accuracy of q(y|x): {test['accuracy']:.4f}")
     print(f"run folder: {out}")
     return 0
 

@@ -35,7 +35,8 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.15  # ignored for MNIST/Fashion-MNIST (own test set)
     max_train: Optional[int] = None  # cap the training set for quick runs
-    seed: int = 0  # fixes the split and static binarisation
+    num_labelled: Optional[int] = None  # ssvae: keep this many labels (class-balanced), hide the rest
+    seed: int = 0  # fixes the split, static binarisation and which labels are kept
 
     def validate(self) -> None:
         _require(0 <= self.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
@@ -44,33 +45,51 @@ class DataConfig:
                  "must be a positive int or null")
         _require(self.name != "array" or self.path, "data.path",
                  "is needed for name: array (a .npy, .npz or .csv file)")
+        _require(self.num_labelled is None or self.num_labelled >= 0, "data.num_labelled",
+                 "must be >= 0 or null")
 
 
 @dataclass
 class ModelConfig:
-    type: Literal["vae"] = "vae"
+    type: Literal["vae", "cvae", "ssvae", "hvae"] = "vae"
     z_dim: int = 8  # digits are 8x8: a few latent dimensions suffice
+    z_dims: tuple[int, ...] = (32, 16)  # hvae: latent sizes, bottom layer first
     hidden_dims: tuple[int, ...] = (256, 128)
     likelihood: str = "continuous_bernoulli"  # digits are grey levels in [0, 1]
     likelihood_kwargs: dict = field(default_factory=dict)  # e.g. {scale: 0.1} for gaussian
     arch: Optional[Literal["mlp", "conv"]] = None  # None: conv for (C, H, W) data
     activation: str = "relu"
     beta: float = 1.0  # KL weight; 1 is the true ELBO
+    guide_flows: int = 0  # inverse autoregressive flows on q(z|x); 0 is mean-field
+    num_classes: Optional[int] = None  # cvae/ssvae: default from the data's labels
+    learned_prior: bool = True  # cvae: p(z|y) by a network, else Normal(0, I)
+    aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
+    guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (measured better here)
 
     def validate(self) -> None:
         from pvae import likelihoods
 
         _require(self.z_dim >= 1, "model.z_dim", "must be a positive int")
+        _require(len(self.z_dims) >= 1 and all(z >= 1 for z in self.z_dims), "model.z_dims",
+                 "must be a list of positive ints")
+        _require(self.guide_flows >= 0, "model.guide_flows", "must be >= 0")
+        _require(self.num_classes is None or self.num_classes >= 2, "model.num_classes",
+                 "must be >= 2 or null")
+        _require(self.aux_weight >= 0, "model.aux_weight", "must be >= 0")
         _require(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims",
                  "must be positive ints")
         _require(self.beta > 0, "model.beta", "must be positive")
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
                  f"must be one of {', '.join(likelihoods.names())}")
+        try:
+            likelihoods.get(self.likelihood, **self.likelihood_kwargs)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config key 'model.likelihood_kwargs': {e}") from None
 
 
 @dataclass
 class TrainConfig:
-    elbo: str = "trace"  # trace, meanfield, tracegraph, renyi[:alpha], jit_trace, jit_meanfield
+    elbo: str = "trace"  # trace, meanfield, tracegraph, enum, renyi[:alpha], jit_trace, jit_meanfield
     epochs: int = 100  # about 20 s on 2 CPU cores for digits
     batch_size: int = 128
     lr: float = 1e-3

@@ -69,6 +69,25 @@ def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> to
 _binary = binarize  # ``load`` has an argument of the same name
 
 
+def hide_labels(y: Optional[torch.Tensor], keep: int, seed: int = 0) -> torch.Tensor:
+    """Copy of labels ``y`` with all but ``keep`` of them (class-balanced) set to -1."""
+    if y is None:
+        raise ValueError("num_labelled needs labelled data")
+    if not 0 <= keep <= len(y):
+        raise ValueError(f"num_labelled must be in 0..{len(y)}, got {keep}")
+    g = torch.Generator().manual_seed(seed + 2)
+    classes = y.unique()
+    chosen = []
+    for i, c in enumerate(classes.tolist()):
+        idx = torch.nonzero(y == c).squeeze(-1)
+        share = keep // len(classes) + (1 if i < keep % len(classes) else 0)
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:share]])
+    out = torch.full_like(y, -1)
+    idx = torch.cat(chosen)
+    out[idx] = y[idx]
+    return out
+
+
 def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= f < 1:
@@ -180,6 +199,7 @@ def load(
     val_fraction: float = 0.1,
     test_fraction: float = 0.15,
     max_train: Optional[int] = None,
+    num_labelled: Optional[int] = None,
     seed: int = 0,
 ) -> Data:
     """Load a data set in train/validation/test splits.
@@ -203,6 +223,10 @@ def load(
         test set, and ``val_fraction`` is taken from their training set.
     max_train
         Keep at most this many training points (quick runs).
+    num_labelled
+        Keep the labels of only this many training points, as equal a number
+        per class as possible, and mark the rest ``-1`` (unlabelled), for
+        semi-supervised training.
     seed
         Seeds the split and static binarisation.
     """
@@ -231,6 +255,8 @@ def load(
         test = Split(xt, yt)
     if max_train is not None:
         train = Split(train.x[:max_train], train.y[:max_train] if train.y is not None else None)
+    if num_labelled is not None:
+        train = Split(train.x, hide_labels(train.y, num_labelled, seed))
     image_shape = tuple(train.x.shape[1:]) if name != "array" else None
     transform = None
     if binarize is not None:

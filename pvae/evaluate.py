@@ -32,14 +32,19 @@ def _callables(model) -> tuple[Callable, Callable]:
     return model.model, model.guide
 
 
-def _as_batch(data) -> Batch:
+def _as_batch(data, model=None) -> Batch:
+    """A tuple of tensors, checked against the model when it can check data."""
+    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
+        data = (data.x, data.y) if getattr(model, "takes_labels", False) else (data.x,)
     if isinstance(data, torch.Tensor):
-        return (data,)
-    if isinstance(data, (tuple, list)):
-        return tuple(data)
-    if hasattr(data, "x"):
-        return (data.x,)
-    raise TypeError(f"expected a tensor or a tuple of tensors, got {type(data).__name__}")
+        batch = (data,)
+    elif isinstance(data, (tuple, list)):
+        batch = tuple(data)
+    else:
+        raise TypeError(f"expected a tensor or a tuple of tensors, got {type(data).__name__}")
+    if hasattr(model, "check_data"):
+        model.check_data(*batch)
+    return batch
 
 
 def _data_dim(site) -> int:
@@ -84,7 +89,8 @@ def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str,
     out: dict[str, dict[str, torch.Tensor]] = {"model": {}, "guide": {}, "observed": {}}
     for part, tr in (("model", model_tr), ("guide", guide_tr)):
         for name, site in tr.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
+            if (site["type"] != "sample" or site_is_subsample(site)
+                    or site["infer"].get("pvae_auxiliary")):
                 continue
             lp = site["fn"].log_prob(site["value"])
             mask = site["mask"]
@@ -105,7 +111,7 @@ def _log_weights(parts) -> torch.Tensor:
 
 def _weight_stats(model, data, num_samples: int, batch_size: int, max_elements: int):
     """Per data point: logsumexp and mean of the log weights over ``num_samples`` samples."""
-    batch = _as_batch(data)
+    batch = _as_batch(data, model)
     x = batch[0]
     likelihood = getattr(model, "likelihood", None)
     per_sample = math.prod(x.shape[1:]) * max(getattr(likelihood, "num_params", 1), 1)
@@ -155,7 +161,7 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
 def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[str, torch.Tensor]:
     """Per data point: ``elbo``, ``recon`` (E_q log p(x | z)) and ``kl`` (E_q log q/p),
     plus ``kl_<site>`` for each latent site; Monte Carlo over ``num_samples``."""
-    batch = _as_batch(data)
+    batch = _as_batch(data, model)
     acc: dict[str, list[torch.Tensor]] = {}
     for start in range(0, batch[0].shape[0], batch_size):
         sub = tuple(t[start : start + batch_size] for t in batch)

@@ -31,6 +31,7 @@ a tuple of such tensors otherwise, and for ``categorical`` one tensor of shape
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, ClassVar, Literal, Sequence, Union
 
 import pyro.distributions as dist
@@ -63,7 +64,15 @@ def get(name: str, **kwargs) -> "Likelihood":
         raise ValueError(
             f"unknown likelihood {name!r}; valid names are: {', '.join(names())}"
         )
-    return _REGISTRY[name](**kwargs)
+    cls = _REGISTRY[name]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"likelihood {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(valid) or 'none'}"
+        )
+    return cls(**kwargs)
 
 
 def resolve(spec: Union[str, "Likelihood"], **kwargs) -> "Likelihood":
@@ -95,6 +104,8 @@ class Likelihood(nn.Module):
     name: ClassVar[str] = ""
     #: How many numbers per feature a default decoder must produce.
     num_params: int = 1
+    #: Whether x is discrete (log p(x) is a log probability, not a log density).
+    discrete: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -175,6 +186,7 @@ class Bernoulli(Likelihood):
     """Binary data. Decoder output: logits."""
 
     name = "bernoulli"
+    discrete = True
 
     def distribution(self, logits):
         return dist.Bernoulli(logits=logits)
@@ -322,6 +334,7 @@ class Categorical(Likelihood):
     """
 
     name = "categorical"
+    discrete = True
 
     def __init__(self, num_levels: int = 256) -> None:
         super().__init__()
@@ -368,6 +381,7 @@ class Poisson(Likelihood):
     """Counts. Decoder output: a raw rate (softplus-transformed)."""
 
     name = "poisson"
+    discrete = True
     encoder_input = staticmethod(_log1p)
 
     def distribution(self, raw_rate):
@@ -390,6 +404,7 @@ class _Dispersed(Likelihood):
         self.num_params = self.base_params + (dispersion == "predicted")
 
     base_params: ClassVar[int] = 1
+    discrete = True
     encoder_input = staticmethod(_log1p)
 
     def setup(self, x_shape):

@@ -45,6 +45,20 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+def cat_broadcast(*tensors: torch.Tensor) -> torch.Tensor:
+    """Concatenate along the last dim after broadcasting all other dims.
+
+    Lets an enumerated label of shape ``(C, 1, C)`` meet data of shape ``(B, D)``.
+    """
+    batch = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
+    return torch.cat([t.expand(*batch, t.shape[-1]) for t in tensors], -1)
+
+
+def one_hot(y: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    """Integer labels (any float holding whole numbers too) -> one-hot vectors."""
+    return F.one_hot(y.long(), num_classes).to(dtype)
+
+
 def split_loc_scale(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``(..., 2 * d)`` into a location and a positive (softplus) scale."""
     loc, raw = out.chunk(2, dim=-1)

@@ -70,7 +70,9 @@ def training_curves(history: Sequence[dict], path: PathLike, *, title: str = "Tr
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
-    ax.plot(epochs, [r["train_elbo"] for r in history], label="train (minibatch mean)")
+    ax.plot(epochs, [r["train_elbo"] for r in history],
+            label="train objective (minibatch mean)")
+    ax.plot(epochs, [r["recon"] - r["kl"] for r in history], label="train ELBO (monitor subset)")
     if any("val_elbo" in r for r in history):
         ax.plot(epochs, [r.get("val_elbo", np.nan) for r in history], label="validation")
     ax.set_title("ELBO")
@@ -142,10 +144,16 @@ def feature_histograms(x: torch.Tensor, samples: torch.Tensor, path: PathLike, *
 
 
 def reconstructions(model, x: torch.Tensor, path: PathLike, *,
-                    image_shape: Optional[Sequence[int]] = None, n: int = 8) -> Path:
-    """Originals (odd rows) above their mean reconstructions (even rows); tables: scatter."""
-    x = x[: n * n // 2 if image_shape else 500]
-    xhat = model.reconstruct(x.to(model.device)).cpu()
+                    image_shape: Optional[Sequence[int]] = None, n: int = 8,
+                    y: Optional[torch.Tensor] = None) -> Path:
+    """Originals (odd rows) above their mean reconstructions (even rows); tables: scatter.
+
+    ``y``: the labels/conditions, for models that reconstruct given them (CVAE).
+    """
+    keep = n * n // 2 if image_shape else 500
+    x = x[:keep]
+    args = (x.to(model.device),) + ((y[:keep].to(model.device),) if y is not None else ())
+    xhat = model.reconstruct(*args).cpu()
     if image_shape is None:
         return feature_comparison(x, xhat, path, title="Data vs mean reconstruction")
     x = x[: (len(x) // n) * n] if len(x) >= n else x
@@ -167,3 +175,28 @@ def prior_samples(model, path: PathLike, *, image_shape: Optional[Sequence[int]]
         return feature_histograms(ref, samples, path)
     return image_grid(model.sample(n).cpu(), image_shape, path,
                       title="Samples from the prior (decoder means)")
+
+
+def conditional_samples(model, path: PathLike, *, image_shape: Sequence[int], num_classes: int,
+                        per_class: int = 10) -> Path:
+    """One row per label: decoder means of samples generated for that label."""
+    rows = [model.sample(per_class, y=k).cpu() for k in range(num_classes)]
+    return image_grid(torch.cat(rows), image_shape, path, ncol=per_class,
+                      row_labels=[f"y={k}" for k in range(num_classes)],
+                      title="Samples for each label (decoder means)")
+
+
+def layer_kl(history: Sequence[dict], path: PathLike, *,
+             title: str = "KL per stochastic layer") -> Path:
+    """Hierarchical models: each latent site's KL per epoch (nats per data point)."""
+    keys = sorted(k for k in history[-1] if k.startswith("kl_"))
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k in keys:
+        ax.plot(epochs, [r.get(k, np.nan) for r in history], label=k[3:])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("KL, nats per data point")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="site")
+    return _save(fig, path)

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import (
     ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, Trace_ELBO,
-    TraceGraph_ELBO, TraceMeanField_ELBO,
+    TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO,
 )
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -43,6 +42,7 @@ ELBOS: dict[str, Callable[..., ELBO]] = {
     "trace": Trace_ELBO,
     "meanfield": TraceMeanField_ELBO,
     "tracegraph": TraceGraph_ELBO,
+    "enum": TraceEnum_ELBO,
     "renyi": RenyiELBO,
     "jit_trace": JitTrace_ELBO,
     "jit_meanfield": JitTraceMeanField_ELBO,
@@ -51,8 +51,8 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def make_elbo(spec: Union[str, ELBO], num_particles: int = 1) -> ELBO:
-    """An ELBO from a name (``trace``, ``meanfield``, ``tracegraph``, ``renyi[:alpha]``,
-    ``jit_trace``, ``jit_meanfield``) or an ``ELBO`` instance (returned as is)."""
+    """An ELBO from a name (``trace``, ``meanfield``, ``tracegraph``, ``enum``,
+    ``renyi[:alpha]``, ``jit_trace``, ``jit_meanfield``) or an ``ELBO`` instance."""
     if isinstance(spec, ELBO):
         return spec
     if not isinstance(spec, str):
@@ -67,10 +67,15 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1) -> ELBO:
                               "vectorize_particles": num_particles > 1}
     if name == "renyi":
         kwargs["alpha"] = float(arg) if arg else 0.0
+        if num_particles < 2:
+            raise ValueError("renyi needs num_particles >= 2 (with one particle it is the "
+                             "plain ELBO); e.g. num_particles=5")
     elif arg:
         raise ValueError(f"elbo {name!r} takes no argument, got {spec!r}")
     if name.startswith("jit"):
         kwargs["ignore_jit_warnings"] = True
+    if name == "enum":  # enumerated sites sit left of pvae's one plate ("data")
+        kwargs["max_plate_nesting"] = 1
     return ELBOS[name](**kwargs)
 
 
@@ -93,9 +98,6 @@ class History(list):
         if isinstance(key, str):
             return [row.get(key) for row in self]
         return super().__getitem__(key)
-
-    def to_json(self, path: Union[str, os.PathLike]) -> None:
-        Path(path).write_text(json.dumps(list(self), indent=2))
 
     def to_csv(self, path: Union[str, os.PathLike]) -> None:
         keys: list[str] = []
@@ -181,6 +183,15 @@ def _numerical_failure(model, batch, epoch, step, what) -> FloatingPointError:
 
 
 # -- the loop ---------------------------------------------------------------------------------
+def _scale_free(elbo: ELBO) -> bool:
+    """ELBOs whose estimate is not linear in site scales (the scale would enter a log-mean-exp).
+
+    For these the data plate is left unscaled and the per-batch loss is multiplied
+    by ``num_data / batch`` instead; beta and KL warm-up are refused.
+    """
+    return isinstance(elbo, RenyiELBO)
+
+
 def _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every):
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -250,7 +261,10 @@ def fit(
     clip_norm
         Clip the gradient's global norm to this value.
     seed
-        Seeds torch, Pyro and the batch order: same seed, same numbers.
+        Seeds torch, Pyro and the batch order: the same model (same initial
+        weights) with the same seed gives the same numbers. For the same
+        initial weights too, call ``torch.manual_seed`` before building the
+        model, as ``pvae train`` does.
     device
         ``"cpu"``, ``"cuda"``, ...; default: where the model is.
     validation
@@ -262,8 +276,9 @@ def fit(
         ``adam`` (default), ``adamw`` or ``sgd``.
     checkpoint_dir, checkpoint_every, resume
         Write ``checkpoint_dir/checkpoint.pt`` atomically every
-        ``checkpoint_every`` epochs and at the end; ``resume=True`` continues
-        from it.
+        ``checkpoint_every`` epochs and at the end. ``resume=True`` continues
+        from it if it exists (and starts afresh if none was written yet);
+        without ``resume`` an existing checkpoint is never overwritten.
     progress
         Show a tqdm bar; default: only when stderr is a terminal.
     monitor_size
@@ -286,9 +301,19 @@ def fit(
     loss_elbo = make_elbo(elbo, num_particles)
     if isinstance(loss_elbo, TraceMeanField_ELBO) and not getattr(model, "mean_field", True):
         raise ValueError(
-            f"{type(model).__name__}'s guide is not mean-field (it has normalising flows), so "
-            "TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
+            f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
+            "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
+    if _scale_free(loss_elbo):
+        if kl_warmup:
+            raise ValueError(f"kl_warmup cannot be used with {type(loss_elbo).__name__}: the "
+                             "weight would enter its log-mean-exp; use elbo='trace' for warm-up")
+        if getattr(model, "beta", 1.0) != 1.0:
+            raise ValueError(f"beta != 1 cannot be used with {type(loss_elbo).__name__}: the "
+                             "weight would enter its log-mean-exp; use elbo='trace'")
+    if hasattr(data, "train") and hasattr(data, "test"):
+        raise TypeError("pass one split of a pvae.data.Data, e.g. pvae.fit(model, data.train, "
+                        "validation=data.val)")
     is_dataset = isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.Tensor)
     if is_dataset:
         if len(data) == 0:
@@ -315,9 +340,9 @@ def fit(
                 "or choose another checkpoint_dir"
             )
         record = ckpt.read(ckpt_path)
-        ckpt.restore_weights(model, record, ckpt_path)
         if "training" not in record:
             raise ckpt.CheckpointError(f"{str(ckpt_path)!r} holds no training state to resume")
+        ckpt.restore_weights(model, record, ckpt_path)
 
     # ---- set-up -------------------------------------------------------------------------------
     device = torch.device(device) if device is not None else model.device
@@ -332,8 +357,13 @@ def fit(
         monitor = tuple(t[monitor_idx.to(device)] for t in tensors)
     else:
         monitor = tuple(t.to(device) for t in first)
+    monitor = model.evaluation_batch(monitor)
+    if transform is not None:  # one fixed transformed copy, so epochs are comparable
+        monitor = (transform(monitor[0]),) + monitor[1:]
     if val is not None:
-        val = tuple(t.to(device) for t in val)
+        val = model.evaluation_batch(tuple(t.to(device) for t in val))
+        if transform is not None:
+            val = (transform(val[0]),) + val[1:]
     params = list(model.parameters())
     opt = _make_optimizer(optimizer, params, lr, weight_decay)
     history = History()
@@ -344,12 +374,18 @@ def fit(
         history = History(train_state["history"])
         start_epoch = int(train_state["epoch"])
         torch.set_rng_state(train_state["torch_rng"])
+        if train_state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(train_state["cuda_rng"])
         gen.set_state(train_state["batch_rng"])
         monitor = tuple(t.to(device) for t in train_state["monitor"])
     drop_last = isinstance(loss_elbo, (JitTrace_ELBO, JitTraceMeanField_ELBO)) and num_data > batch_size
-    steps_per_epoch = (num_data // batch_size) if drop_last else math.ceil(num_data / batch_size)
+    if tensors is not None:
+        steps_per_epoch = model.num_steps(tensors, batch_size, drop_last)
+    else:
+        steps_per_epoch = (num_data // batch_size) if drop_last else math.ceil(num_data / batch_size)
     warmup_steps = kl_warmup * steps_per_epoch
     differentiable = hasattr(loss_elbo, "differentiable_loss")
+    scale_free = _scale_free(loss_elbo)
     show = progress if progress is not None else sys.stderr.isatty()
 
     def save_checkpoint(epoch: int) -> None:
@@ -364,65 +400,82 @@ def fit(
             "optimizer": opt.state_dict(),
             "history": list(history),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "batch_rng": gen.get_state(),
             "monitor": tuple(t.cpu() for t in monitor),
         }
         ckpt.atomic_save(rec, ckpt_path)
 
     def batches():
+        """Each step: a list of (minibatch, data-plate size) parts."""
         if tensors is None:
             for item in _dataset_loader(data, batch_size, True, drop_last, gen):
-                yield tuple(t.to(device) for t in _batch_from(item))
+                yield [(tuple(t.to(device) for t in _batch_from(item)), num_data)]
             return
-        perm = torch.randperm(num_data, generator=gen).to(device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
-            yield tuple(t[idx] for t in tensors)
+        yield from model.minibatches(tensors, batch_size, gen, drop_last)
+
+    def step_loss(parts, epoch, i) -> tuple[float, int]:
+        """Loss of one step (per data point), gradients left in the parameters."""
+        opt.zero_grad(set_to_none=True)
+        total, size, loss = 0.0, 0, None
+        for batch, n_part in parts:
+            if transform is not None:
+                batch = (transform(batch[0]),) + batch[1:]
+            if tensors is None:  # streamed data: check each batch as it arrives
+                model.check_data(*batch)
+            b = batch[0].shape[0]
+            size += b
+            # Linear ELBOs: the plate scales the batch to n_part. Scale-free ones: scale after.
+            factor = n_part / b if scale_free else 1.0
+            with model.scaled_to(None if scale_free else n_part):
+                if differentiable:
+                    part = loss_elbo.differentiable_loss(model.model, model.guide, *batch)
+                    loss = part * factor if loss is None else loss + part * factor
+                    continue
+                saved = [p.grad for p in params]
+                for p in params:
+                    p.grad = None
+                value = loss_elbo.loss_and_grads(model.model, model.guide, *batch) * factor
+                if not math.isfinite(value):
+                    raise _numerical_failure(model, batch, epoch, i, f"the loss became {value}")
+                for p, g in zip(params, saved):
+                    if p.grad is not None and factor != 1.0:
+                        p.grad.mul_(factor)
+                    if g is not None:
+                        p.grad = g if p.grad is None else p.grad + g
+                total += value
+        if differentiable:
+            loss = loss / num_data
+            if not torch.isfinite(loss):
+                raise _numerical_failure(model, batch, epoch, i, f"the loss became {loss.item()}")
+            loss.backward()
+            return loss.item(), size
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(num_data)
+        return total / num_data, size
 
     # ---- train ---------------------------------------------------------------------------------
     bar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, disable=not show,
                desc=f"training {type(model).__name__}", unit="epoch")
     step = start_epoch * steps_per_epoch
-    with model.scaled_to(num_data), pyro.validation_enabled(False):
+    with pyro.validation_enabled(False):
         for epoch in bar:
             model.train()
             t0 = time.perf_counter()
             total, seen = 0.0, 0
-            for i, batch in enumerate(batches()):
-                if transform is not None:
-                    batch = (transform(batch[0]),) + batch[1:]
-                if tensors is None:  # streamed data: check each batch as it arrives
-                    model.check_data(*batch)
+            for i, parts in enumerate(batches()):
                 weight = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-                scale = contextlib.nullcontext() if weight == 1.0 else LatentScale(weight)
-                with scale:
-                    if differentiable:
-                        loss = loss_elbo.differentiable_loss(model.model, model.guide, *batch)
-                        loss = loss / num_data
-                        if not torch.isfinite(loss):
-                            raise _numerical_failure(model, batch, epoch, i, "the loss became "
-                                                     f"{loss.item()}")
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        value = loss.item()
-                    else:
-                        opt.zero_grad(set_to_none=True)
-                        value = loss_elbo.loss_and_grads(model.model, model.guide, *batch)
-                        value /= num_data
-                        if not math.isfinite(value):
-                            raise _numerical_failure(model, batch, epoch, i,
-                                                     f"the loss became {value}")
-                        for p in params:
-                            if p.grad is not None:
-                                p.grad.div_(num_data)
+                with contextlib.nullcontext() if weight == 1.0 else LatentScale(weight):
+                    value, size = step_loss(parts, epoch, i)
                 if clip_norm is not None:
                     norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
                     if not torch.isfinite(norm):
-                        raise _numerical_failure(model, batch, epoch, i, "the gradient became "
-                                                 "non-finite")
+                        raise _numerical_failure(model, parts[0][0], epoch, i,
+                                                 "the gradient became non-finite")
                 opt.step()
-                total += value * batch[0].shape[0]
-                seen += batch[0].shape[0]
+                total += value * size
+                seen += size
                 step += 1
             seconds = time.perf_counter() - t0
             row: dict[str, Any] = {"epoch": epoch + 1, "train_elbo": -total / seen}
@@ -430,6 +483,9 @@ def fit(
                 p = evaluate.parts(model, monitor)
                 row["recon"] = p["recon"].mean().item()
                 row["kl"] = p["kl"].mean().item()
+                site_kls = [k for k in p if k.startswith("kl_")]
+                if len(site_kls) > 1:  # per latent site (hierarchical layers, labels)
+                    row.update({k: p[k].mean().item() for k in site_kls})
                 if val is not None:
                     row["val_elbo"] = evaluate.elbo(model, val).mean().item()
             if warmup_steps:

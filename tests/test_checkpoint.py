@@ -72,13 +72,18 @@ def test_truncated_and_missing_files(binary_digits, tmp_path):
     data = (tmp_path / "m.pt").read_bytes()
     for cut in (10, len(data) // 2, len(data) - 30):
         (tmp_path / "cut.pt").write_bytes(data[:cut])
-        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        with pytest.raises(CheckpointError, match="not a readable pvae checkpoint: it is truncated, corrupt"):
             pvae.load(tmp_path / "cut.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="not a readable pvae checkpoint: it is truncated, corrupt"):
         pvae.load(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         pvae.load(tmp_path / "nope.pt")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable pvae checkpoint"):
+        pvae.load(tmp_path / "notes.txt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        pvae.load(tmp_path)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a pvae checkpoint"):
         pvae.load(tmp_path / "other.pt")

@@ -40,6 +40,9 @@ def test_resume_and_refusal_to_overwrite(tmp_path, capsys):
     assert main(["train", "--out", str(out), *QUICK]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
     assert (out / "checkpoint.pt").read_bytes() == before
+    assert main(["train", "--resume", *QUICK]) == 2  # --resume needs the folder
+    assert main(["train", "--resume", "--out", str(tmp_path / "typo"), *QUICK]) == 2
+    assert "does not exist" in capsys.readouterr().err
     # resume with the saved config, asking for more epochs
     assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=5", "--quiet"]) == 0
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 5
@@ -58,6 +61,15 @@ def test_bad_config_is_an_error_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model", ["cvae", "ssvae", "hvae"])
+def test_every_model_type_trains_from_the_command_line(model, tmp_path):
+    out = tmp_path / model
+    extra = ["--set", "data.num_labelled=50", "--set", "train.elbo=enum"] if model == "ssvae" else []
+    assert main(["train", "--out", str(out), "--set", f"model.type={model}", *QUICK, *extra]) == 0
+    kinds = {"cvae": pvae.CVAE, "ssvae": pvae.SemiSupervisedVAE, "hvae": pvae.HierarchicalVAE}
+    assert type(pvae.load(out / "checkpoint.pt")) is kinds[model]
+
+
 def test_module_entry_point(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "pvae", "train", "--out", str(out), *QUICK,
@@ -66,11 +78,15 @@ def test_module_entry_point(tmp_path):
     assert (out / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("config", ["mnist", "fashion_mnist"])
+@pytest.mark.parametrize("config", ["mnist", "fashion_mnist", "mnist_cvae", "mnist_ssvae",
+                                    "mnist_hvae", "mnist_iaf"])
 def test_torchvision_configs_run_on_the_shared_files(tmp_path, shared_data, config):
     out = tmp_path / "run"
     code = main(["train", "--config", f"configs/{config}.yaml", "--out", str(out),
                  "--set", f"data.root={shared_data}", "--set", "data.max_train=512",
                  "--set", "train.epochs=1", "--set", "evaluate.num_samples=2", "--quiet"])
     assert code == 0
-    assert json.loads((out / "metrics.json").read_text())["test"]["num_points"] == 10000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["num_points"] == 10000
+    assert ("accuracy" in metrics["test"]) == (config == "mnist_ssvae")
+    assert (out / "samples.png").exists() and (out / "layer_kl.png").exists() == (config == "mnist_hvae")

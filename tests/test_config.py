@@ -10,7 +10,9 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 
 def test_configs_are_shipped():
-    assert {p.name for p in CONFIGS} >= {"digits.yaml", "mnist.yaml", "fashion_mnist.yaml"}
+    assert {p.name for p in CONFIGS} >= {"digits.yaml", "mnist.yaml", "fashion_mnist.yaml",
+                                         "mnist_cvae.yaml", "mnist_ssvae.yaml", "mnist_hvae.yaml",
+                                         "mnist_iaf.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -40,6 +42,10 @@ def test_defaults_are_the_digits_config():
     ({"data": {"flatten": "yes"}}, r"'data.flatten' must be true or false"),
     ({"data": {"name": "array"}}, r"'data.path' is needed"),
     ({"train": 3}, r"section 'train' must be a mapping"),
+    ({"model": {"likelihood": "gaussian", "likelihood_kwargs": {"sigma": 1}}},
+     r"likelihood 'gaussian' has no option 'sigma'; its options are: scale"),
+    ({"model": {"type": "gan"}}, r"'model.type' must be one of \['vae', 'cvae', 'ssvae', 'hvae'\]"),
+    ({"model": {"guide": "sideways"}}, r"'model.guide' must be one of"),
 ])
 def test_bad_configs(values, message):
     with pytest.raises(ConfigError, match=message):

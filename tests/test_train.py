@@ -167,7 +167,46 @@ def test_bad_data_gets_a_clear_error(data, message):
 
 
 def test_make_elbo_names():
-    assert make_elbo("renyi:0.5").alpha == 0.5
+    assert make_elbo("renyi:0.5", num_particles=2).alpha == 0.5
     e = Trace_ELBO()
     assert make_elbo(e) is e
     assert make_elbo("trace", num_particles=4).vectorize_particles
+
+
+def test_renyi_leaves_the_plate_unscaled_and_scales_the_loss(x):
+    """Renyi's log-mean-exp is not linear in site scales: the loss must be N/B times the
+    unscaled batch loss, not the loss of a plate scaled by N/B."""
+    from pyro.infer import RenyiELBO
+
+    from pvae.train import _scale_free
+
+    vae = small_vae()
+    elbo = RenyiELBO(alpha=0.0, num_particles=20)
+    assert _scale_free(elbo)
+    import pyro
+
+    pyro.set_rng_seed(0)
+    unscaled = elbo.loss(vae.model, vae.guide, x[:40])
+    vae.num_data = 400
+    pyro.set_rng_seed(0)
+    inside = elbo.loss(vae.model, vae.guide, x[:40])
+    vae.num_data = None
+    assert inside != pytest.approx(10 * unscaled, rel=1e-3)  # what scaling the plate would give
+    # fit's first-step loss uses the scale-free form: check through a one-step epoch
+    seen = []
+    real = elbo.loss_and_grads
+
+    def spy(*args, **kwargs):
+        assert vae.num_data is None
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    elbo.loss_and_grads = spy
+    h = pvae.fit(vae, x[:40], elbo=elbo, epochs=1, batch_size=40, lr=1e-12, seed=0)
+    assert h[0]["train_elbo"] == pytest.approx(-seen[0] / 40, rel=1e-6)
+    with pytest.raises(ValueError, match="num_particles >= 2"):
+        make_elbo("renyi:0.5")
+    with pytest.raises(ValueError, match="kl_warmup cannot be used"):
+        pvae.fit(small_vae(), x, elbo="renyi:0.5", num_particles=2, kl_warmup=1)
+    with pytest.raises(ValueError, match="beta != 1"):
+        pvae.fit(small_vae(beta=2.0), x, elbo="renyi:0.5", num_particles=2)

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.nn import PyroModule
+
+Batch = tuple  # of tensors: (x,) or (x, y)
 
 _COUNTER = itertools.count()
 MODEL_CLASSES: dict[str, type["PVAEModel"]] = {}
@@ -38,6 +42,8 @@ class PVAEModel(PyroModule):
     takes_labels: ClassVar[bool] = False
     #: Whether the guide is mean-field (each latent site's q is a plain distribution).
     mean_field: bool = True
+    #: Why not, for the error TraceMeanField_ELBO users get.
+    not_mean_field_reason: str = "it has normalising flows"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -94,10 +100,50 @@ class PVAEModel(PyroModule):
             return p.device
         return torch.device("cpu")
 
+    # -- likelihood head (shared by every model) ------------------------------------------
+    def _setup_likelihood(self, x_dim, likelihood, likelihood_kwargs) -> None:
+        from pvae import likelihoods as lk
+        from pvae.models.vae import as_shape
+
+        self.x_shape = as_shape(x_dim)
+        self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
+
+    def _likelihood_params(self, out):
+        """Decoder output -> likelihood parameters (default decoders output a flat tensor)."""
+        return self.likelihood.unflatten(out) if self._default_decoder else out
+
+    def kl_scale(self):
+        """``poutine.scale(beta)`` for latent sites (a no-op when beta is 1)."""
+        beta = getattr(self, "beta", 1.0)
+        return poutine.scale(scale=beta) if beta != 1.0 else contextlib.nullcontext()
+
     # -- data -------------------------------------------------------------------------
     def check_data(self, *batch: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, support)."""
         raise NotImplementedError
+
+    def evaluation_batch(self, batch: Batch) -> Batch:
+        """The part of a training batch that evaluation (ELBO, log-likelihood) scores."""
+        return batch
+
+    def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
+        """Optimiser steps per epoch over in-memory data ``batch``."""
+        n = batch[0].shape[0]
+        return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
+
+    def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
+                    drop_last: bool) -> Iterator[list[tuple[Batch, int]]]:
+        """One epoch of steps; each step is a list of ``(minibatch, num_data)`` parts.
+
+        The loss of a step is the sum over its parts, each part's data plate
+        sized to ``num_data``. The default: one part per step, a shuffled
+        slice of all the data.
+        """
+        n = batch[0].shape[0]
+        perm = torch.randperm(n, generator=generator).to(batch[0].device)
+        for i in range(self.num_steps(batch, batch_size, drop_last)):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            yield [(tuple(t[idx] for t in batch), n)]
 
     # -- save / load --------------------------------------------------------------------
     def save(self, path: str) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Literal, Optional, Sequence, Union
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel
 from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
@@ -66,7 +65,8 @@ class VAE(PVAEModel):
         Number of latent dimensions.
     hidden_dims
         Hidden layer sizes of the default MLP encoder (the decoder mirrors
-        them), or the channels of the default convolutional networks.
+        them; default ``(400,)``), or the channels of the default
+        convolutional networks (default ``(32, 64)``).
     likelihood
         A name from :func:`pvae.likelihoods.names` or a
         :class:`pvae.likelihoods.Likelihood` instance.
@@ -85,13 +85,16 @@ class VAE(PVAEModel):
         Activation of the default networks.
     likelihood_kwargs
         Options for a likelihood given by name, e.g. ``{"scale": 0.1}``.
+    guide_flows
+        Number of inverse autoregressive flows on q(z | x) (0: the diagonal
+        Gaussian, mean-field). With flows, use ``elbo="trace"``.
     """
 
     def __init__(
         self,
         x_dim: Shape,
         z_dim: int = 20,
-        hidden_dims: Sequence[int] = (400,),
+        hidden_dims: Optional[Sequence[int]] = None,
         likelihood: Union[str, lk.Likelihood] = "bernoulli",
         encoder: Optional[nn.Module] = None,
         decoder: Optional[nn.Module] = None,
@@ -100,6 +103,7 @@ class VAE(PVAEModel):
         arch: Optional[Literal["mlp", "conv"]] = None,
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
+        guide_flows: int = 0,
     ) -> None:
         super().__init__()
         self.x_shape = as_shape(x_dim)
@@ -107,12 +111,14 @@ class VAE(PVAEModel):
             raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta}")
-        hidden_dims = tuple(int(h) for h in hidden_dims)
         self.z_dim = z_dim
         self.beta = float(beta)
         self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
         if arch is None:
             arch = "conv" if len(self.x_shape) == 3 else "mlp"
+        if hidden_dims is None:
+            hidden_dims = (32, 64) if arch == "conv" else (400,)
+        hidden_dims = tuple(int(h) for h in hidden_dims)
         if arch not in ("mlp", "conv"):
             raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
         if arch == "conv" and len(self.x_shape) != 3:
@@ -135,16 +141,21 @@ class VAE(PVAEModel):
             )
         self.encoder = encoder
         self.decoder = decoder
+        self.posterior = GaussianPosterior(z_dim, guide_flows)
         self._remember(
             rebuildable=self._default_encoder and self._default_decoder,
             x_dim=list(self.x_shape), z_dim=z_dim, hidden_dims=list(hidden_dims),
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
-            beta=self.beta, arch=arch, activation=activation,
+            beta=self.beta, arch=arch, activation=activation, guide_flows=guide_flows,
         )
+
+    @property
+    def mean_field(self) -> bool:
+        return self.posterior.mean_field
 
     # -- networks ---------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters ``(z_loc, z_scale)`` of q(z | x)."""
+        """Parameters ``(z_loc, z_scale)`` of q(z | x) (of the base Gaussian, with flows)."""
         if self._default_encoder:
             x = self.likelihood.encoder_input(x)
         return self.encoder(x)
@@ -172,9 +183,6 @@ class VAE(PVAEModel):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     # -- Pyro program -------------------------------------------------------------------
-    def _kl_scale(self):
-        return poutine.scale(scale=self.beta) if self.beta != 1.0 else contextlib.nullcontext()
-
     def _batch(self, x: Optional[torch.Tensor], batch_size: Optional[int]):
         if x is not None:
             return x.shape[0], x.device
@@ -188,7 +196,7 @@ class VAE(PVAEModel):
         likelihood = self.likelihood
         with self.data_plate(n, device):
             loc = torch.zeros(n, self.z_dim, device=device)
-            with self._kl_scale():
+            with self.kl_scale():
                 z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
             out = decoder(z)
             params = likelihood.unflatten(out) if self._default_decoder else out
@@ -201,8 +209,8 @@ class VAE(PVAEModel):
             raise ValueError("the guide needs data: call guide(x)")
         with self.data_plate(x.shape[0], x.device):
             z_loc, z_scale = self.encode(x)
-            with self._kl_scale():
-                return pyro.sample("z", dist.Normal(z_loc, z_scale).to_event(1))
+            with self.kl_scale():
+                return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------
     def check_data(self, x: torch.Tensor, *rest: torch.Tensor) -> None:

@@ -1,0 +1,239 @@
+"""Conditional VAE: the VAE with a condition y at an extra sample site."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import pyro_method
+from torch import nn
+
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.base import PVAEModel
+from pvae.models.vae import Shape, check_x
+from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
+
+
+def check_labels(y: torch.Tensor, num_classes: int, n: int, allow_unlabelled: bool = False) -> None:
+    """Raise ``ValueError`` unless ``y`` holds ``n`` whole labels in ``0..num_classes-1``."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"labels y must be a tensor, got {type(y).__name__}")
+    if y.dim() == 2 and y.shape[1] > 1:
+        raise ValueError(
+            f"labels have shape {tuple(y.shape)}, but the model takes one class label per data "
+            f"point, shape ({n},); for one-hot labels pass y.argmax(-1)"
+        )
+    if y.reshape(-1).shape[0] != n:
+        raise ValueError(f"there are {y.reshape(-1).shape[0]} labels for {n} data points")
+    if y.is_floating_point() and not torch.isfinite(y).all():
+        raise ValueError("labels hold NaN or infinite values")
+    if y.is_floating_point() and (y != y.round()).any():
+        raise ValueError("labels must be whole numbers (class indices)")
+    low = -1 if allow_unlabelled else 0
+    if y.numel() and (y.min() < low or y.max() >= num_classes):
+        what = "-1 (unlabelled) or " if allow_unlabelled else ""
+        found = y.max().item() if y.max() >= num_classes else y.min().item()
+        raise ValueError(
+            f"labels out of range: found {found:g}, but with num_classes={num_classes} labels "
+            f"must be {what}0..{num_classes - 1}; check num_classes or the labels"
+        )
+
+
+class CVAE(PVAEModel):
+    r"""Conditional VAE (Sohn et al. 2015): p(x | y) for a class label or a vector y.
+
+    Generative story, for each data point in ``pyro.plate("data")``::
+
+        y_n                                   # site "y": observed condition
+        z_n ~ Normal(prior_net(y_n))          # site "z"; Normal(0, I) if learned_prior=False
+        x_n ~ likelihood(decoder(z_n, y_n))   # site "x"
+
+    Guide::
+
+        z_n ~ Normal(encoder(x_n, y_n))       # site "z"
+
+    The condition is observed and not modelled: site ``"y"`` carries a uniform
+    prior over labels (a placeholder for vectors) masked out of every log
+    density, so the ELBO bounds log p(x | y), and ``model(y=None)`` draws
+    labels uniformly when generating.
+
+    Parameters
+    ----------
+    x_dim, z_dim, hidden_dims, likelihood, beta, likelihood_kwargs, guide_flows, activation
+        As for :class:`pvae.VAE` (networks are MLPs on flattened x).
+    num_classes
+        Number of class labels (y holds integers ``0..num_classes-1``) ...
+    y_dim
+        ... or the size of a continuous condition vector. Give exactly one.
+    encoder
+        Optional ``nn.Module``: ``encoder(x, y_features) -> (z_loc, z_scale)``,
+        where ``y_features`` is the one-hot label or the condition vector.
+    decoder
+        Optional ``nn.Module``: ``decoder(torch.cat([z, y_features], -1))`` ->
+        the likelihood's parameters.
+    learned_prior
+        Learn p(z | y) with a network (default) or use Normal(0, I).
+    """
+
+    takes_labels = True
+
+    def __init__(
+        self,
+        x_dim: Shape,
+        z_dim: int = 20,
+        num_classes: Optional[int] = None,
+        y_dim: Optional[int] = None,
+        hidden_dims: Sequence[int] = (400,),
+        likelihood: Union[str, lk.Likelihood] = "bernoulli",
+        encoder: Optional[nn.Module] = None,
+        decoder: Optional[nn.Module] = None,
+        beta: float = 1.0,
+        *,
+        learned_prior: bool = True,
+        activation: str = "relu",
+        likelihood_kwargs: Optional[dict] = None,
+        guide_flows: int = 0,
+    ) -> None:
+        super().__init__()
+        if (num_classes is None) == (y_dim is None):
+            raise ValueError("give exactly one of num_classes (class labels) or y_dim "
+                             "(a continuous condition vector)")
+        c_dim = num_classes if num_classes is not None else y_dim
+        if not (isinstance(c_dim, int) and c_dim >= 1):
+            raise ValueError(f"num_classes / y_dim must be a positive int, got {c_dim!r}")
+        if not (isinstance(z_dim, int) and z_dim > 0):
+            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
+        if not beta > 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.z_dim, self.beta = z_dim, float(beta)
+        self.num_classes, self.y_dim, self.c_dim = num_classes, y_dim, c_dim
+        x_numel = math.prod(self.x_shape)
+        self._default_encoder = encoder is None
+        self._default_decoder = decoder is None
+        self.encoder = encoder or MLP(x_numel + c_dim, hidden_dims, 2 * z_dim, activation)
+        self.decoder = decoder or MLP(z_dim + c_dim, hidden_dims[::-1],
+                                      self.likelihood.num_params * x_numel, activation)
+        self.prior_net = (MLP(c_dim, hidden_dims[-1:], 2 * z_dim, activation)
+                          if learned_prior else None)
+        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        self._remember(
+            rebuildable=self._default_encoder and self._default_decoder,
+            x_dim=list(self.x_shape), z_dim=z_dim, num_classes=num_classes, y_dim=y_dim,
+            hidden_dims=list(hidden_dims), likelihood=self.likelihood.name,
+            likelihood_kwargs=self.likelihood.hparams(), beta=self.beta,
+            learned_prior=learned_prior, activation=activation, guide_flows=guide_flows,
+        )
+
+    @property
+    def mean_field(self) -> bool:
+        return self.posterior.mean_field
+
+    # -- pieces -----------------------------------------------------------------------------
+    def features(self, y: torch.Tensor) -> torch.Tensor:
+        """The condition as the networks see it: one-hot labels, or the vector itself."""
+        return one_hot(y, self.num_classes) if self.num_classes else y.float()
+
+    def prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of p(z | y) from condition features ``c``."""
+        if self.prior_net is None:
+            loc = c.new_zeros(*c.shape[:-1], self.z_dim)
+            return loc, torch.ones_like(loc)
+        return split_loc_scale(self.prior_net(c))
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters ``(z_loc, z_scale)`` of q(z | x, y)."""
+        c = self.features(y)
+        if not self._default_encoder:
+            return self.encoder(x, c)
+        x = self.likelihood.encoder_input(x)
+        h = x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
+        return split_loc_scale(self.encoder(cat_broadcast(h, c)))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
+        """p(x | z, y): the distribution, or its mean with ``mean=True``."""
+        params = self._likelihood_params(self.decoder(cat_broadcast(z, self.features(y))))
+        return self.likelihood.mean(params) if mean else self.likelihood(params)
+
+    def _labels(self, y, n: int) -> torch.Tensor:
+        y = torch.as_tensor(y, device=self.device)
+        if self.num_classes:
+            return y.long().expand(n) if y.dim() == 0 else y.long()
+        return y.float().expand(n, -1) if y.dim() == 1 else y.float()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean reconstruction of x given its condition y."""
+        return self.decode(self.encode(x, y)[0], y, mean=True)
+
+    @torch.no_grad()
+    def sample(self, n: int, y, *, mean: bool = True) -> torch.Tensor:
+        """``n`` draws for condition ``y`` (one label / vector, or one per draw)."""
+        y = self._labels(y, n)
+        loc, scale = self.prior(self.features(y))
+        z = loc + scale * torch.randn_like(loc)
+        params = self._likelihood_params(self.decoder(cat_broadcast(z, self.features(y))))
+        return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
+
+    # -- Pyro program ----------------------------------------------------------------------------
+    def _y_prior(self, n: int, device) -> dist.Distribution:
+        if self.num_classes:
+            return dist.Categorical(logits=torch.zeros(n, self.num_classes, device=device))
+        return dist.Normal(torch.zeros(n, self.c_dim, device=device), 1.0).to_event(1)
+
+    @pyro_method
+    def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
+              batch_size: Optional[int] = None):
+        """p(z | y) p(x | z, y); ``x=None`` generates (``y=None``: uniform labels)."""
+        if x is not None:
+            n, device = x.shape[0], x.device
+        elif y is not None:
+            n, device = y.shape[0], y.device
+        else:
+            n, device = (1 if batch_size is None else int(batch_size)), self.device
+        if y is None and not self.num_classes:
+            raise ValueError("a CVAE with a continuous condition needs y")
+        decoder = self.decoder
+        with self.data_plate(n, device):
+            with poutine.mask(mask=False):  # the condition is given, not modelled
+                y = pyro.sample("y", self._y_prior(n, device), obs=y)
+            c = self.features(y)
+            loc, scale = self.prior(c)
+            with self.kl_scale():
+                z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            params = self._likelihood_params(decoder(cat_broadcast(z, c)))
+            return pyro.sample("x", self.likelihood(params), obs=x)
+
+    @pyro_method
+    def guide(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
+              batch_size: Optional[int] = None):
+        """q(z | x, y)."""
+        if x is None or y is None:
+            raise ValueError("the CVAE guide needs data and condition: call guide(x, y)")
+        with self.data_plate(x.shape[0], x.device):
+            z_loc, z_scale = self.encode(x, y)
+            with self.kl_scale():
+                return pyro.sample("z", self.posterior(z_loc, z_scale))
+
+    # -- checks ------------------------------------------------------------------------------------
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+        if y is None or rest:
+            raise ValueError("a CVAE trains on pairs: pass (x, y) with one condition per row")
+        check_x(x, self.x_shape)
+        if self.num_classes:
+            check_labels(y, self.num_classes, x.shape[0])
+        else:
+            if y.dim() != 2 or y.shape != (x.shape[0], self.y_dim):
+                raise ValueError(
+                    f"the condition has shape {tuple(y.shape)}, but the model expects "
+                    f"({x.shape[0]}, {self.y_dim}) (y_dim={self.y_dim})"
+                )
+            if not torch.isfinite(y).all():
+                raise ValueError("the condition y holds NaN or infinite values")
+        self.likelihood.check_support(x)

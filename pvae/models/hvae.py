@@ -1,0 +1,218 @@
+"""Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional, Sequence, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import pyro_method
+from torch import nn
+
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.base import PVAEModel
+from pvae.models.vae import Shape, check_x
+from pvae.nets import MLP, activation as make_activation, split_loc_scale
+
+
+def precision_weighted(loc_a, scale_a, loc_b, scale_b):
+    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19)."""
+    prec_a, prec_b = scale_a.pow(-2), scale_b.pow(-2)
+    var = 1.0 / (prec_a + prec_b)
+    return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
+
+
+class HierarchicalVAE(PVAEModel):
+    r"""VAE with L stochastic layers (Burda et al. 2015; Sønderby et al. 2016).
+
+    Generative story, for each data point in ``pyro.plate("data")``::
+
+        z_L ~ Normal(0, I)                            # site "zL"
+        z_l ~ Normal(top_down_l(z_{l+1}))             # sites "z{L-1}", ..., "z1"
+        x   ~ likelihood(decoder(z_1))                # site "x"
+
+    Guides (``guide=``):
+
+    ``"bottom_up"`` (the default)
+        q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1}) (Burda et al. 2015). Each
+        layer depends on the one below, drawn before it; use ``elbo="trace"``.
+        On binarised MNIST at short budgets it measured better than top-down
+        here (``benchmarks/RESULTS.md``).
+    ``"top_down"`` (Ladder VAE)
+        A deterministic bottom-up pass d_1 = f_1(x), d_l = f_l(d_{l-1}) gives
+        each layer a Gaussian "likelihood" term; then, from the top, q(z_L | x)
+        is that term and q(z_l | z_{l+1}, x) combines it, precision-weighted,
+        with the model's own p(z_l | z_{l+1}): the deterministic paths of
+        model and guide are shared. Sites are drawn in the model's order,
+        so ``TraceMeanField_ELBO`` applies.
+
+    ``evaluate.parts`` and the training history report the KL of each layer
+    (``kl_z1``, ``kl_z2``, ...).
+
+    Parameters
+    ----------
+    z_dims
+        Latent sizes from the bottom layer (z1, next to x) to the top (zL).
+    hidden_dims
+        Hidden sizes of every deterministic network (MLPs on flattened x).
+    Others as for :class:`pvae.VAE`.
+    """
+
+    def __init__(
+        self,
+        x_dim: Shape,
+        z_dims: Sequence[int] = (32, 16),
+        hidden_dims: Sequence[int] = (256,),
+        likelihood: Union[str, lk.Likelihood] = "bernoulli",
+        beta: float = 1.0,
+        *,
+        guide: Literal["top_down", "bottom_up"] = "bottom_up",
+        activation: str = "relu",
+        likelihood_kwargs: Optional[dict] = None,
+        guide_flows: int = 0,
+    ) -> None:
+        super().__init__()
+        z_dims = tuple(int(z) for z in z_dims)
+        if len(z_dims) < 1 or any(z < 1 for z in z_dims):
+            raise ValueError(f"z_dims must be positive ints, bottom layer first; got {z_dims}")
+        if guide not in ("top_down", "bottom_up"):
+            raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
+        if not beta > 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.z_dims, self.guide_type, self.beta = z_dims, guide, float(beta)
+        self.latent_sites = tuple(f"z{i + 1}" for i in range(len(z_dims)))
+        x_numel = math.prod(self.x_shape)
+        L, h = len(z_dims), hidden_dims[-1]
+        self._default_decoder = True
+        self.decoder = MLP(z_dims[0], hidden_dims[::-1], self.likelihood.num_params * x_numel,
+                           activation)
+        # p(z_l | z_{l+1}) for l = 1 .. L-1 (index l-1)
+        self.top_down = nn.ModuleList(
+            MLP(z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation) for i in range(L - 1)
+        )
+        if guide == "top_down":
+            self.up = nn.ModuleList(
+                nn.Sequential(MLP(x_numel if i == 0 else h, hidden_dims, h, activation),
+                              make_activation(activation))
+                for i in range(L)
+            )
+            self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in z_dims)
+        else:
+            self.up = nn.ModuleList(
+                MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation)
+                for i in range(L)
+            )
+        self.posteriors = nn.ModuleList(GaussianPosterior(z, guide_flows) for z in z_dims)
+        self._remember(
+            x_dim=list(self.x_shape), z_dims=list(z_dims), hidden_dims=list(hidden_dims),
+            likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
+            beta=self.beta, guide=guide, activation=activation, guide_flows=guide_flows,
+        )
+
+    @property
+    def mean_field(self) -> bool:
+        return self.guide_type == "top_down" and all(p.mean_field for p in self.posteriors)
+
+    @property
+    def not_mean_field_reason(self) -> str:
+        if self.guide_type == "bottom_up":
+            return "its bottom-up guide draws each layer given the one below"
+        return "it has normalising flows"
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.likelihood.encoder_input(x)
+        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
+
+    def prior(self, layer: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of p(z_layer | z_{layer+1}) (layers counted from 1)."""
+        return split_loc_scale(self.top_down[layer - 1](z_above))
+
+    def decode(self, z1: torch.Tensor, *, mean: bool = False):
+        """p(x | z1): the distribution, or its mean with ``mean=True``."""
+        params = self._likelihood_params(self.decoder(z1))
+        return self.likelihood.mean(params) if mean else self.likelihood(params)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Posterior means of z1 .. zL (top-down: each given the layer above's mean)."""
+        with pyro.poutine.block(), pyro.poutine.trace() as tr:
+            self._guide_body(x, use_mean=True)
+        return [tr.trace.nodes[name]["value"] for name in self.latent_sites]
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)[0], mean=True)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
+        z = torch.randn(n, self.z_dims[-1], device=self.device)
+        for layer in range(len(self.z_dims) - 1, 0, -1):
+            loc, scale = self.prior(layer, z)
+            z = loc + scale * torch.randn_like(loc)
+        px = self.decode(z)
+        return px.mean if mean else px.sample()
+
+    # -- Pyro program ------------------------------------------------------------------------------
+    @pyro_method
+    def model(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
+        """p(zL) p(zL-1 | zL) ... p(z1 | z2) p(x | z1)."""
+        if x is not None:
+            n, device = x.shape[0], x.device
+        else:
+            n, device = (1 if batch_size is None else int(batch_size)), self.device
+        L = len(self.z_dims)
+        decoder = self.decoder
+        plate = self.data_plate(n, device)
+        with plate, self.kl_scale():
+            loc = torch.zeros(n, self.z_dims[-1], device=device)
+            z = pyro.sample(f"z{L}", dist.Normal(loc, 1.0).to_event(1))
+            for layer in range(L - 1, 0, -1):
+                loc, scale = self.prior(layer, z)
+                z = pyro.sample(f"z{layer}", dist.Normal(loc, scale).to_event(1))
+        with plate:
+            return pyro.sample("x", self.likelihood(self._likelihood_params(decoder(z))), obs=x)
+
+    def _guide_body(self, x: torch.Tensor, use_mean: bool = False):
+        L = len(self.z_dims)
+        h = self._flat(x)
+
+        def draw(layer, loc, scale):
+            q = self.posteriors[layer - 1](loc, scale)
+            if use_mean:
+                return pyro.sample(f"z{layer}", dist.Delta(loc).to_event(1))
+            return pyro.sample(f"z{layer}", q)
+
+        if self.guide_type == "bottom_up":
+            for layer in range(1, L + 1):
+                loc, scale = split_loc_scale(self.up[layer - 1](h))
+                h = draw(layer, loc, scale)
+            return
+        evidence = []
+        for layer in range(1, L + 1):
+            h = self.up[layer - 1](h)
+            evidence.append(split_loc_scale(self.up_heads[layer - 1](h)))
+        z = draw(L, *evidence[-1])
+        for layer in range(L - 1, 0, -1):
+            loc, scale = precision_weighted(*evidence[layer - 1], *self.prior(layer, z))
+            z = draw(layer, loc, scale)
+
+    @pyro_method
+    def guide(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
+        """Top-down (Ladder) or bottom-up q(z1, ..., zL | x)."""
+        if x is None:
+            raise ValueError("the guide needs data: call guide(x)")
+        with self.data_plate(x.shape[0], x.device), self.kl_scale():
+            self._guide_body(x)
+
+    def check_data(self, x: torch.Tensor, *rest) -> None:
+        if rest:
+            raise ValueError("HierarchicalVAE takes x alone; labels are for CVAE / "
+                             "SemiSupervisedVAE")
+        check_x(x, self.x_shape)
+        self.likelihood.check_support(x)

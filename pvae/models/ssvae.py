@@ -1,0 +1,238 @@
+"""Semi-supervised VAE (Kingma et al. 2014, model M2): y observed or latent."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional, Sequence, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import pyro_method
+from torch import nn
+
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.base import Batch, PVAEModel
+from pvae.models.cvae import check_labels
+from pvae.models.vae import Shape, check_x
+from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
+
+
+class SemiSupervisedVAE(PVAEModel):
+    r"""Semi-supervised VAE, model M2 of Kingma et al. (2014).
+
+    Generative story, for each data point in ``pyro.plate("data")``::
+
+        y_n ~ Categorical(uniform)               # site "y": observed if labelled, else latent
+        z_n ~ Normal(0, I)                       # site "z"
+        x_n ~ likelihood(decoder(z_n, y_n))      # site "x"
+
+    Guide::
+
+        y_n ~ Categorical(classifier(x_n))       # site "y", only when unlabelled
+        z_n ~ Normal(encoder(x_n, y_n))          # site "z"
+
+    For labelled data the model also scores the classifier on the label,
+    ``aux_weight * log q(y_n | x_n)`` (site ``"y_aux"``, Kingma et al.'s
+    alpha term), so that q(y | x) learns from labels directly. Evaluation
+    skips this auxiliary site.
+
+    In the guide, ``y`` is marked for parallel enumeration: with
+    ``elbo="enum"`` (``TraceEnum_ELBO``) the unlabelled ELBO sums over all
+    classes exactly; with ``trace``/``tracegraph`` it is sampled.
+
+    Training data is ``(x, y)`` with ``y == -1`` for unlabelled points. Each
+    optimiser step takes a batch of unlabelled points (its plate sized to
+    all unlabelled points) and a batch of labelled ones (sized to all
+    labelled points), cycling through the labelled set, which is often small.
+
+    Parameters
+    ----------
+    x_dim, z_dim, hidden_dims, likelihood, beta, likelihood_kwargs, guide_flows, activation
+        As for :class:`pvae.VAE` (networks are MLPs on flattened x).
+    num_classes
+        Number of classes.
+    aux_weight
+        Weight per labelled data point of the classification term. Kingma et
+        al. use alpha = 0.1 N over the labelled mean, i.e. 0.1 N / N_labelled
+        per point (50 for 100 labels in 50,000); Pyro's tutorial uses 46.
+    classifier_hidden_dims
+        Hidden sizes of q(y | x); default ``hidden_dims``.
+    """
+
+    takes_labels = True
+
+    def __init__(
+        self,
+        x_dim: Shape,
+        num_classes: int,
+        z_dim: int = 50,
+        hidden_dims: Sequence[int] = (500,),
+        likelihood: Union[str, lk.Likelihood] = "bernoulli",
+        beta: float = 1.0,
+        *,
+        aux_weight: float = 50.0,
+        classifier_hidden_dims: Optional[Sequence[int]] = None,
+        activation: str = "softplus",
+        likelihood_kwargs: Optional[dict] = None,
+        guide_flows: int = 0,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(num_classes, int) and num_classes >= 2):
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if not (isinstance(z_dim, int) and z_dim > 0):
+            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
+        if not beta > 0 or not aux_weight >= 0:
+            raise ValueError("beta must be positive and aux_weight non-negative")
+        self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+        classifier_hidden_dims = tuple(classifier_hidden_dims or hidden_dims)
+        self.num_classes, self.z_dim = num_classes, z_dim
+        self.beta, self.aux_weight = float(beta), float(aux_weight)
+        x_numel = math.prod(self.x_shape)
+        self._default_decoder = True
+        self.classifier = MLP(x_numel, classifier_hidden_dims, num_classes, activation)
+        self.encoder = MLP(x_numel + num_classes, hidden_dims, 2 * z_dim, activation)
+        self.decoder = MLP(z_dim + num_classes, hidden_dims[::-1],
+                           self.likelihood.num_params * x_numel, activation)
+        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        self._remember(
+            x_dim=list(self.x_shape), num_classes=num_classes, z_dim=z_dim,
+            hidden_dims=list(hidden_dims), likelihood=self.likelihood.name,
+            likelihood_kwargs=self.likelihood.hparams(), beta=self.beta,
+            aux_weight=self.aux_weight, classifier_hidden_dims=list(classifier_hidden_dims),
+            activation=activation, guide_flows=guide_flows,
+        )
+
+    @property
+    def mean_field(self) -> bool:
+        return self.posterior.mean_field
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.likelihood.encoder_input(x)
+        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
+
+    def classifier_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self._flat(x))
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y | x): class probabilities, shape ``(N, num_classes)``."""
+        return torch.softmax(self.classifier_logits(x), -1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters ``(z_loc, z_scale)`` of q(z | x, y)."""
+        return split_loc_scale(self.encoder(cat_broadcast(self._flat(x),
+                                                          one_hot(y, self.num_classes))))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
+        """p(x | z, y): the distribution, or its mean with ``mean=True``."""
+        params = self._likelihood_params(
+            self.decoder(cat_broadcast(z, one_hot(y, self.num_classes))))
+        return self.likelihood.mean(params) if mean else self.likelihood(params)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean reconstruction, with y given or predicted by the classifier."""
+        if y is None:
+            y = self.classify(x).argmax(-1)
+        return self.decode(self.encode(x, y)[0], y, mean=True)
+
+    @torch.no_grad()
+    def sample(self, n: int, y=None, *, mean: bool = True) -> torch.Tensor:
+        """``n`` draws, for label ``y`` (one, or one per draw) or uniformly random labels."""
+        if y is None:
+            y = torch.randint(self.num_classes, (n,), device=self.device)
+        y = torch.as_tensor(y, device=self.device).long()
+        y = y.expand(n) if y.dim() == 0 else y
+        z = torch.randn(y.shape[0], self.z_dim, device=self.device)
+        px = self.decode(z, y)
+        return px.mean if mean else px.sample()
+
+    # -- Pyro program ---------------------------------------------------------------------------
+    @pyro_method
+    def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
+              batch_size: Optional[int] = None):
+        """p(y) p(z) p(x | y, z), plus the classifier term for labelled data."""
+        if x is not None:
+            n, device = x.shape[0], x.device
+        else:
+            n = y.shape[0] if y is not None else (1 if batch_size is None else int(batch_size))
+            device = self.device
+        decoder = self.decoder
+        with self.data_plate(n, device):
+            y_prior = dist.Categorical(logits=torch.zeros(n, self.num_classes, device=device))
+            y_value = pyro.sample("y", y_prior, obs=y)
+            loc = torch.zeros(n, self.z_dim, device=device)
+            with self.kl_scale():
+                z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+            params = self._likelihood_params(
+                decoder(cat_broadcast(z, one_hot(y_value, self.num_classes))))
+            out = pyro.sample("x", self.likelihood(params), obs=x)
+            if y is not None and x is not None and self.aux_weight > 0:
+                with poutine.scale(scale=self.aux_weight):
+                    pyro.sample("y_aux", dist.Categorical(logits=self.classifier_logits(x)),
+                                obs=y, infer={"pvae_auxiliary": True})
+            return out
+
+    @pyro_method
+    def guide(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
+              batch_size: Optional[int] = None):
+        """q(y | x) (unlabelled only, enumerable) and q(z | x, y)."""
+        if x is None:
+            raise ValueError("the guide needs data: call guide(x) or guide(x, y)")
+        with self.data_plate(x.shape[0], x.device):
+            if y is None:
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)),
+                                infer={"enumerate": "parallel"})
+            z_loc, z_scale = self.encode(x, y)
+            with self.kl_scale():
+                return pyro.sample("z", self.posterior(z_loc, z_scale))
+
+    # -- data -------------------------------------------------------------------------------------
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+        if rest:
+            raise ValueError("SemiSupervisedVAE trains on x or on (x, y) with y == -1 unlabelled")
+        check_x(x, self.x_shape)
+        if y is not None:
+            check_labels(y, self.num_classes, x.shape[0], allow_unlabelled=True)
+        self.likelihood.check_support(x)
+
+    def evaluation_batch(self, batch: Batch) -> Batch:
+        return batch[:1]  # score log p(x), the label marginalised
+
+    def _split(self, batch: Batch):
+        x = batch[0]
+        y = batch[1] if len(batch) > 1 else torch.full((x.shape[0],), -1, device=x.device)
+        labelled = y >= 0
+        return (torch.nonzero(~labelled).squeeze(-1), torch.nonzero(labelled).squeeze(-1), y)
+
+    def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
+        unl, lab, _ = self._split(batch)
+        n = len(unl) if len(unl) else len(lab)
+        return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
+
+    def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
+                    drop_last: bool) -> Iterator[list[tuple[Batch, int]]]:
+        unl, lab, y = self._split(batch)
+        x = batch[0]
+        unl = unl[torch.randperm(len(unl), generator=generator).to(x.device)]
+        lab_order = lab[torch.randperm(len(lab), generator=generator).to(x.device)]
+        lab_size = min(batch_size, len(lab))
+        pos = 0
+        for i in range(self.num_steps(batch, batch_size, drop_last)):
+            parts = []
+            if len(unl):
+                idx = unl[i * batch_size : (i + 1) * batch_size]
+                parts.append(((x[idx],), len(unl)))
+            if len(lab):
+                if pos + lab_size > len(lab_order):  # start a new pass over the labels
+                    lab_order = lab[torch.randperm(len(lab), generator=generator).to(x.device)]
+                    pos = 0
+                idx = lab_order[pos : pos + lab_size]
+                pos += lab_size
+                parts.append(((x[idx], y[idx]), len(lab)))
+            yield parts

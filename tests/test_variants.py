@@ -1,0 +1,222 @@
+"""CVAE, semi-supervised VAE, hierarchical VAE and flow guides: sites, training, handlers, checks."""
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+
+import pvae
+
+
+@pytest.fixture
+def xy(binary_digits):
+    return binary_digits.train.x[:500], binary_digits.train.y[:500]
+
+
+def sites(fn, *args):
+    tr = poutine.trace(fn).get_trace(*args)
+    return {n: s for n, s in tr.nodes.items() if s["type"] == "sample" and n != "data"}
+
+
+def cvae(**kw):
+    return pvae.CVAE(64, 3, num_classes=10, hidden_dims=(32,), **kw)
+
+
+def ssvae(**kw):
+    return pvae.SemiSupervisedVAE(64, 10, z_dim=3, hidden_dims=(32,), **kw)
+
+
+def hvae(**kw):
+    return pvae.HierarchicalVAE(64, (6, 3), hidden_dims=(32,), **kw)
+
+
+# ---- each variant trains and improves its ELBO, with Trace_ELBO and (mean-field) TraceMeanField --
+@pytest.mark.parametrize("make,data,elbos", [
+    (cvae, "xy", ["trace", "meanfield"]),
+    (lambda: pvae.CVAE(64, 3, y_dim=8, hidden_dims=(32,), learned_prior=False), "xcond",
+     ["trace", "meanfield"]),
+    (ssvae, "xy_partial", ["enum", "trace", "meanfield"]),
+    (lambda: hvae(guide="top_down"), "x", ["trace", "meanfield"]),
+    (hvae, "x", ["trace"]),
+    (lambda: pvae.VAE(64, 3, hidden_dims=(32,), guide_flows=2), "x", ["trace"]),
+    (lambda: cvae(guide_flows=1), "xy", ["trace"]),
+], ids=["cvae", "cvae-vector", "ssvae", "hvae-topdown", "hvae-bottomup", "vae-iaf", "cvae-iaf"])
+def test_variants_train_and_improve(make, data, elbos, xy):
+    x, y = xy
+    batch = {"x": x, "xy": (x, y), "xcond": (x, x[:, ::8].clone()),
+             "xy_partial": (x, torch.where(torch.arange(500) < 100, y, -1))}[data]
+    for elbo in elbos:
+        torch.manual_seed(0)
+        h = pvae.fit(make(), batch, elbo=elbo, epochs=8, batch_size=100, lr=3e-3, seed=0)
+        assert h[-1]["train_elbo"] > h[0]["train_elbo"] + 3, (elbo, h["train_elbo"])
+
+
+# ---- site names and plain-Pyro use -----------------------------------------------------------------
+def test_cvae_sites_predictive_and_conditional_samples(xy):
+    x, y = xy
+    m = cvae()
+    s = sites(m.model, x[:5], y[:5])
+    assert set(s) == {"y", "z", "x"} and s["y"]["is_observed"] and s["y"]["mask"] is False
+    assert set(sites(m.guide, x[:5], y[:5])) == {"z"}
+    post = Predictive(m.model, guide=m.guide, num_samples=3)(x[:5], y[:5])
+    assert post["z"].shape == (3, 5, 3)
+    prior = Predictive(m.model, num_samples=2, return_sites=["y", "x"])(None, None, batch_size=4)
+    assert prior["y"].shape == (2, 4) and prior["x"].shape == (2, 4, 64)
+    assert m.sample(6, y=3).shape == (6, 64) and m.sample(3, y=torch.tensor([0, 1, 2])).shape == (3, 64)
+    assert m.reconstruct(x[:4], y[:4]).shape == (4, 64)
+
+
+def test_cvae_learned_prior_depends_on_the_label():
+    m = cvae()
+    loc0, _ = m.prior(m.features(torch.tensor([0])))
+    loc1, _ = m.prior(m.features(torch.tensor([1])))
+    assert not torch.allclose(loc0, loc1)
+    flat = cvae(learned_prior=False)
+    assert torch.equal(flat.prior(flat.features(torch.tensor([4])))[0], torch.zeros(1, 3))
+
+
+def test_ssvae_sites_labelled_and_unlabelled(xy):
+    x, y = xy
+    m = ssvae()
+    lab = sites(m.model, x[:5], y[:5])
+    assert set(lab) == {"y", "z", "x", "y_aux"} and lab["y"]["is_observed"]
+    assert lab["y_aux"]["scale"] == 50.0
+    g = pyro.poutine.trace(m.guide).get_trace(x[:5])
+    unl = sites(pyro.poutine.replay(m.model, trace=g), x[:5])
+    assert set(unl) == {"y", "z", "x"} and not unl["y"]["is_observed"]
+    assert g.nodes["y"]["infer"]["enumerate"] == "parallel"
+    p = m.classify(x[:7])
+    assert p.shape == (7, 10) and torch.allclose(p.sum(-1), torch.ones(7))
+    assert m.sample(4, y=2).shape == (4, 64) and m.reconstruct(x[:3]).shape == (3, 64)
+    post = Predictive(m.model, guide=m.guide, num_samples=2)(x[:5])
+    assert post["y"].shape == (2, 5)
+
+
+@pytest.mark.parametrize("labels", ["all", "none", "mixed"])
+def test_ssvae_trains_on_labelled_unlabelled_and_mixed(labels, xy):
+    x, y = xy
+    y = {"all": y, "none": torch.full_like(y, -1), "mixed": torch.where(torch.arange(500) % 5 == 0, y, -1)}[labels]
+    h = pvae.fit(ssvae(), (x, y), elbo="enum", epochs=4, batch_size=100, lr=3e-3, seed=0)
+    assert h[-1]["train_elbo"] > h[0]["train_elbo"]
+    if labels == "none":  # unlabelled: the ELBO runs over all points once per epoch
+        assert len(h) == 4
+
+
+def test_ssvae_batches_pair_labelled_and_unlabelled(xy):
+    x, y = xy
+    y = torch.where(torch.arange(500) < 30, y, -1)
+    m = ssvae()
+    steps = list(m.minibatches((x, y), 100, torch.Generator().manual_seed(0), False))
+    assert len(steps) == m.num_steps((x, y), 100, False) == 5  # 470 unlabelled / 100
+    for parts in steps:
+        (unl, n_unl), (lab, n_lab) = parts
+        assert len(unl) == 1 and n_unl == 470
+        assert len(lab) == 2 and n_lab == 30 and (lab[1] >= 0).all() and len(lab[0]) == 30
+
+
+def test_enumeration_equals_the_label_sum_weighted_by_the_classifier(xy):
+    """Enumerated unlabelled loss == sum_y q(y|x) [labelled loss(x, y) + log q(y|x)]."""
+    x, _ = xy
+    x = x[:6]
+    m = ssvae(aux_weight=0.0)
+    n = 4000  # particles; each labelled loss is an average over z
+    enum = TraceEnum_ELBO(max_plate_nesting=1, num_particles=n, vectorize_particles=True)
+    pyro.set_rng_seed(0)
+    loss_enum = enum.differentiable_loss(m.model, config_enumerate(m.guide), x).item()
+    q = m.classify(x)  # (6, 10)
+    trace = Trace_ELBO(num_particles=n, vectorize_particles=True)
+    expected = 0.0
+    for k in range(10):
+        yk = torch.full((6,), k)
+        # per-point labelled losses, weighted by q(y=k|x); the y site's prior is in both
+        for i in range(6):
+            lk = trace.loss(m.model, m.guide, x[i : i + 1], yk[i : i + 1])
+            expected += q[i, k].item() * (lk + torch.log(q[i, k]).item())
+    assert loss_enum == pytest.approx(expected, rel=2e-3)
+
+
+def test_hvae_sites_order_and_per_layer_kl(xy):
+    x, _ = xy
+    m = hvae(guide="top_down")
+    assert m.latent_sites == ("z1", "z2")
+    g = poutine.trace(m.guide).get_trace(x[:5])
+    mt = sites(poutine.replay(m.model, trace=g), x[:5])
+    assert list(mt) == ["z2", "z1", "x"]
+    assert [n for n in g.nodes if n.startswith("z")] == ["z2", "z1"]  # top-down: model order
+    assert mt["z1"]["value"].shape == (5, 6) and mt["z2"]["value"].shape == (5, 3)
+    bu = hvae()
+    assert bu.guide_type == "bottom_up"  # the default
+    gb = poutine.trace(bu.guide).get_trace(x[:5])
+    assert [n for n in gb.nodes if n.startswith("z")] == ["z1", "z2"]
+    h = pvae.fit(m, x, epochs=2, seed=0)
+    assert {"kl_z1", "kl_z2"} <= set(h[-1])
+    assert h[-1]["kl"] == pytest.approx(h[-1]["kl_z1"] + h[-1]["kl_z2"], rel=1e-4)
+    assert [t.shape for t in m.encode(x[:4])] == [(4, 6), (4, 3)]
+    assert m.sample(3).shape == (3, 64) and m.reconstruct(x[:2]).shape == (2, 64)
+    post = Predictive(m.model, guide=m.guide, num_samples=2)(x[:5])
+    assert post["z1"].shape == (2, 5, 6)
+
+
+@pytest.mark.parametrize("make", [lambda: pvae.VAE(64, 3, guide_flows=2), hvae,
+                                  lambda: cvae(guide_flows=1)])
+def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
+    x, y = xy
+    m = make()
+    data = (x, y) if m.takes_labels else x
+    with pytest.raises(ValueError, match="not mean-field.*use elbo='trace'"):
+        pvae.fit(m, data, elbo="meanfield", epochs=1)
+
+
+def test_flow_guide_is_a_transformed_distribution(xy):
+    x, _ = xy
+    m = pvae.VAE(64, 3, guide_flows=2)
+    g = poutine.trace(m.guide).get_trace(x[:4])
+    assert isinstance(g.nodes["z"]["fn"], pyro.distributions.TransformedDistribution)
+    assert len(g.nodes["z"]["fn"].transforms) == 3  # two IAFs and a permutation between
+    assert any("posterior.flows" in n for n, _ in m.named_parameters())
+    ll = pvae.evaluate.log_likelihood(m, x[:10], num_samples=20)
+    assert ll.shape == (10,) and torch.isfinite(ll).all()
+
+
+def test_every_variant_evaluates_and_round_trips(xy, tmp_path):
+    x, y = xy
+    for m, data in [(cvae(), (x[:20], y[:20])), (ssvae(), (x[:20],)), (hvae(), (x[:20],)),
+                    (pvae.VAE(64, 3, guide_flows=1), (x[:20],))]:
+        ll = pvae.evaluate.log_likelihood(m, data, num_samples=10)
+        elbo = pvae.evaluate.elbo(m, data, num_samples=10)
+        assert ll.shape == elbo.shape == (20,) and torch.isfinite(ll).all()
+        m.save(tmp_path / "m.pt")
+        back = pvae.load(tmp_path / "m.pt")
+        assert type(back) is type(m) and back.hparams == m.hparams
+
+
+@pytest.mark.parametrize("make,data,message", [
+    (cvae, lambda x, y: (x, y + 10), r"labels out of range: found 1\d.*num_classes=10"),
+    (cvae, lambda x, y: (x, -y - 1), r"labels out of range"),
+    (cvae, lambda x, y: (x, torch.nn.functional.one_hot(y, 10)), r"one-hot labels pass y.argmax"),
+    (cvae, lambda x, y: (x, y[:-1]), r"x has 500 rows but a second part has shape \(499,\)"),
+    (cvae, lambda x, y: x, r"trains on pairs"),
+    (lambda: pvae.CVAE(64, 3, y_dim=8), lambda x, y: (x, x[:, :7]), r"condition has shape \(500, 7\).*y_dim=8"),
+    (ssvae, lambda x, y: (x, y + 1), r"-1 \(unlabelled\) or 0..9"),
+    (ssvae, lambda x, y: (x, y - 2), r"labels out of range: found -2"),
+    (lambda: pvae.SemiSupervisedVAE(64, 5), lambda x, y: (x, y), r"found 9.*num_classes=5"),
+    (hvae, lambda x, y: (x, y), r"takes x alone"),
+])
+def test_bad_labels_and_conditions(make, data, message, xy):
+    x, y = xy
+    with pytest.raises(ValueError, match=message):
+        pvae.fit(make(), data(x, y), epochs=1)
+
+
+def test_bad_variant_arguments():
+    with pytest.raises(ValueError, match="exactly one of num_classes"):
+        pvae.CVAE(64, 3)
+    with pytest.raises(ValueError, match="exactly one of num_classes"):
+        pvae.CVAE(64, 3, num_classes=3, y_dim=2)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+        pvae.SemiSupervisedVAE(64, 1)
+    with pytest.raises(ValueError, match="guide must be"):
+        pvae.HierarchicalVAE(64, guide="sideways")
+    with pytest.raises(ValueError, match="guide_flows"):
+        pvae.VAE(64, 2, guide_flows=-1)
