@@ -8,11 +8,12 @@
 
 from pvae import data, evaluate, likelihoods
 from pvae.checkpoint import load
+from pvae.compare import compare
 from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
 from pvae.train import fit
 
 __version__ = "0.1.0"
 __all__ = [
-    "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "fit", "load", "likelihoods",
-    "evaluate", "data",
+    "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "fit", "load", "compare",
+    "likelihoods", "evaluate", "data",
 ]

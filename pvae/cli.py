@@ -1,4 +1,4 @@
-"""Command line: ``pvae train``.
+"""Command line: ``pvae train``, ``pvae evaluate``, ``pvae compare``.
 
 ``pvae train [--config configs/NAME.yaml] [--out runs/NAME] [--set key=value ...] [--resume]``
 trains the configured model and writes a run folder::
@@ -7,7 +7,12 @@ trains the configured model and writes a run folder::
     checkpoint.pt    model, optimiser and RNG state (atomic; --resume continues it)
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
-    curves.png  reconstructions.png  samples.png
+    curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+
+``pvae evaluate --run runs/NAME [--num-samples K]`` writes ``evaluation.json``
+there (ELBO, importance-sampled log-likelihood, rate/distortion, active units);
+``pvae compare --config X --elbos trace,iwae:5 --epochs N --out DIR`` writes a
+table and a figure comparing estimators.
 """
 
 from __future__ import annotations
@@ -165,6 +170,89 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def load_run(run: Path):
+    """The config, model and data of a run folder written by ``pvae train``."""
+    import pvae
+
+    if not (run / "config.yaml").exists() or not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(
+            f"{str(run)!r} is not a run folder (it needs config.yaml and checkpoint.pt, "
+            "as pvae train writes them)"
+        )
+    cfg = load_config(run / "config.yaml")
+    data = load_data(cfg)
+    model = build_model(cfg, data.x_shape, data.num_classes)
+    pvae.load(run / "checkpoint.pt", model=model)
+    return cfg, model, data
+
+
+def _cmd_evaluate(args) -> int:
+    import torch
+
+    from pvae import evaluate
+    from pvae.train import as_batch_tensors
+
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    run = Path(args.run)
+    cfg, model, data = load_run(run)
+    split = getattr(data, args.split)
+    if split is None:
+        raise ValueError(f"the run's data has no {args.split} split")
+    batch = model.evaluation_batch(as_batch_tensors(split, model, f"{args.split} data"))
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    elbo = evaluate.elbo(model, batch, num_samples=10)
+    ll = evaluate.log_likelihood(model, batch, num_samples=args.num_samples)
+    diag = evaluate.diagnostics(model, batch)
+    result = {
+        "split": args.split, "num_points": len(split), "num_samples": args.num_samples,
+        "elbo": elbo.mean().item(), "log_likelihood": ll.mean().item(),
+        "distortion": diag["distortion"], "rate": diag["rate"],
+        **{k: v for k, v in diag.items() if k.startswith("rate_")},
+        "active_units": {k: {"active": v["active"], "dims": v["dims"]}
+                         for k, v in diag["active_units"].items()},
+        "kl_per_dim": {k: (v.tolist() if v is not None else None)
+                       for k, v in diag["kl_per_dim"].items()},
+        "seconds": time.perf_counter() - t0,
+    }
+    if model.likelihood.discrete:
+        result["bits_per_dim"] = evaluate.bits_per_dim(-result["log_likelihood"], data.x_shape)
+    out = run / "evaluation.json"
+    out.write_text(json.dumps(result, indent=2))
+    units = ", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
+    print(f"{args.split}: ELBO {result['elbo']:.2f}, log-likelihood {result['log_likelihood']:.2f} "
+          f"({args.num_samples} importance samples), nats per data point, higher is better")
+    print(f"rate (KL) {result['rate']:.2f}, distortion {result['distortion']:.2f}; "
+          f"active units {units}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from pvae.compare import compare
+
+    cfg = load_config(args.config, args.set)
+    elbos = [e.strip() for e in args.elbos.split(",") if e.strip()]
+    from pvae.train import make_elbo
+
+    for e in elbos:  # every name checked before any training
+        make_elbo(e, args.num_particles or (5 if e.startswith("renyi") else 1))
+    epochs = args.epochs or cfg.train.epochs
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    data = load_data(cfg)
+    rows = compare(
+        lambda: build_model(cfg, data.x_shape, data.num_classes), data.train, elbos,
+        test=data.test, epochs=epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
+        seed=cfg.train.seed, num_particles=args.num_particles,
+        num_samples=cfg.evaluate.num_samples, transform=data.transform, out=out,
+        progress=False if args.quiet else None,
+    )
+    print((out / "comparison.md").read_text())
+    print(f"wrote {out}/comparison.md, comparison.csv, comparison.png ({len(rows)} estimators)")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +264,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run; writes evaluation.json")
+    p.add_argument("--run", required=True, help="run folder written by pvae train")
+    p.add_argument("--num-samples", type=int, default=1000,
+                   help="importance samples for log p(x) (default 1000)")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train one model per ELBO estimator and compare them")
+    p.add_argument("--config", help="YAML config (default: the embedded digits set-up)")
+    p.add_argument("--elbos", default="trace,meanfield,tracegraph,renyi:0.5,iwae:5",
+                   help="comma-separated estimators (default: %(default)s)")
+    p.add_argument("--epochs", type=int, help="epochs per estimator (default: the config's)")
+    p.add_argument("--num-particles", type=int,
+                   help="particles for every estimator (default 1; 5 for renyi; iwae:K sets K)")
+    p.add_argument("--out", help="output folder (default: runs/compare-<time>)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

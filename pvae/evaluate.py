@@ -1,35 +1,33 @@
-"""Evaluation in nats per data point: ELBO, importance-sampled log-likelihood, parts.
+"""Evaluation in nats per data point: ELBO, importance-sampled log-likelihood, diagnostics.
 
-Everything here reads Pyro traces, so it works for any model/guide pair whose
-sample sites lie in ``pyro.plate("data")`` (dim -1): a pvae model, or a pair
-of callables ``(model_fn, guide_fn)``. ``num_samples`` samples of the guide are
-drawn at once (vectorised with an outer plate) and the log densities are taken
-per data point, ignoring any ``poutine.scale`` (beta, plate subsampling): the
-figures are for the model as written, one data point at a time.
+Everything here reads Pyro traces (:mod:`pvae.weights`), so it works for any
+model/guide pair whose sample sites lie in ``pyro.plate("data")``: a pvae model,
+or a pair of callables ``(model_fn, guide_fn)``. Samples of the guide are drawn
+at once (vectorised) and log densities are taken per data point as the model
+is written: ``poutine.scale`` factors (beta, plate subsampling) are not
+applied, so the figures are for the model itself, one data point at a time.
 
 Memory stays bounded: data go in batches of ``batch_size`` and samples in
 chunks so that one chunk's decoder output holds at most ``max_elements``
-numbers; chunks are combined exactly (``logsumexp`` / means).
+numbers; chunks are combined exactly (``logsumexp`` / sums).
+
+Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
+units), :func:`gradient_stats` (variance and SNR of gradient estimators),
+:func:`anomaly_scores` with :func:`calibrate_threshold` and :func:`roc_auc`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Union
+import warnings
+from typing import Optional, Sequence, Union
 
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
+
+from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
+from pvae.weights import callables, check_per_point, log_weights
 
 Batch = tuple
-
-
-def _callables(model) -> tuple[Callable, Callable]:
-    if isinstance(model, (tuple, list)):
-        model_fn, guide_fn = model
-        return model_fn, guide_fn
-    return model.model, model.guide
 
 
 def _as_batch(data, model=None) -> Batch:
@@ -47,103 +45,74 @@ def _as_batch(data, model=None) -> Batch:
     return batch
 
 
-def _data_dim(site) -> int:
-    for frame in site["cond_indep_stack"]:
-        if frame.name == "data":
-            return frame.dim
-    raise ValueError(
-        f"sample site {site['name']!r} is outside pyro.plate('data'); per-data-point "
-        "evaluation needs every sample site inside the data plate"
-    )
-
-
-def _sample_dim(model) -> int:
-    return -(int(getattr(model, "max_plate_nesting", 1)) + 1)
-
-
-def _per_point(lp: torch.Tensor, site, sample_dim: int, num_samples: int, n: int) -> torch.Tensor:
-    """Reduce a site's log density to shape (K, N): sum all but the sample and data dims."""
-    data_dim = _data_dim(site)
-    while lp.dim() < -sample_dim:
-        lp = lp.unsqueeze(0)
-    lp = lp.movedim((sample_dim, data_dim), (0, -1))
-    if lp.dim() > 2:
-        lp = lp.reshape(lp.shape[0], -1, lp.shape[-1]).sum(1)
-    return lp.expand(num_samples, n)
-
-
 def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str, torch.Tensor]]:
     """Per-site log densities, each of shape ``(num_samples, N)``.
 
     Returns ``{"model": {site: log p}, "guide": {site: log q}, "observed": {site: log p}}``
-    for one vectorised draw of ``num_samples`` guide samples per data point.
-    ``model`` is a pvae model or a ``(model_fn, guide_fn)`` pair; the samples
-    plate sits left of the model's ``max_plate_nesting`` (default 1) plates.
+    for one vectorised draw of ``num_samples`` guide samples per data point
+    (discrete guide sites are sampled, not enumerated).
     """
-    model_fn, guide_fn = _callables(model)
-    n = batch[0].shape[0]
-    sdim = _sample_dim(model)
-    with torch.no_grad(), poutine.block(), pyro.plate("_samples", num_samples, dim=sdim):
-        guide_tr = poutine.trace(guide_fn).get_trace(*batch)
-        model_tr = poutine.trace(poutine.replay(model_fn, trace=guide_tr)).get_trace(*batch)
-    out: dict[str, dict[str, torch.Tensor]] = {"model": {}, "guide": {}, "observed": {}}
-    for part, tr in (("model", model_tr), ("guide", guide_tr)):
-        for name, site in tr.nodes.items():
-            if (site["type"] != "sample" or site_is_subsample(site)
-                    or site["infer"].get("pvae_auxiliary")):
-                continue
-            lp = site["fn"].log_prob(site["value"])
-            mask = site["mask"]
-            if isinstance(mask, torch.Tensor):
-                lp = lp.masked_fill(~mask, 0.0)
-            elif mask is False:
-                lp = torch.zeros_like(lp)
-            key = "observed" if (part == "model" and site["is_observed"]) else part
-            out[key][name] = _per_point(lp, site, sdim, num_samples, n)
-    return out
+    model_fn, guide_fn, nesting = callables(model)
+    with torch.no_grad():
+        w = log_weights(model_fn, guide_fn, batch, num_samples, max_plate_nesting=nesting,
+                        enumerate=False, keep_sites=True)
+    check_per_point(w)
+    return w.sites
 
 
 def _log_weights(parts) -> torch.Tensor:
-    """log p(x, z) - log q(z | x), shape (K, N)."""
+    """log p(x, z) - log q(z | x), shape (K, N), from :func:`site_log_probs`."""
     lw = sum(parts["observed"].values()) + sum(parts["model"].values())
     return lw - sum(parts["guide"].values())
 
 
-def _weight_stats(model, data, num_samples: int, batch_size: int, max_elements: int):
-    """Per data point: logsumexp and mean of the log weights over ``num_samples`` samples."""
-    batch = _as_batch(data, model)
-    x = batch[0]
-    likelihood = getattr(model, "likelihood", None)
-    per_sample = math.prod(x.shape[1:]) * max(getattr(likelihood, "num_params", 1), 1)
-    was_training = bool(getattr(model, "training", False))
-    if hasattr(model, "eval"):
-        model.eval()
-    lses, means = [], []
-    try:
-        for start in range(0, x.shape[0], batch_size):
-            sub = tuple(t[start : start + batch_size] for t in batch)
-            b = sub[0].shape[0]
-            chunk = max(1, min(num_samples, max_elements // max(b * per_sample, 1)))
-            lse, total, left = None, 0.0, num_samples
-            while left > 0:
-                size = min(chunk, left)
-                lw = _log_weights(site_log_probs(model, sub, size))
-                part = torch.logsumexp(lw, 0)
-                lse = part if lse is None else torch.logaddexp(lse, part)
-                total = total + lw.sum(0)
-                left -= size
-            lses.append(lse)
-            means.append(total / num_samples)
-    finally:
-        if was_training:
-            model.train()
-    return torch.cat(lses), torch.cat(means)
+class _Evaluation:
+    """Batching, chunking and train/eval mode around a per-chunk computation."""
+
+    def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int):
+        self.model = model
+        self.batch = _as_batch(data, model)
+        self.batch_size, self.num_samples = batch_size, num_samples
+        x = self.batch[0]
+        likelihood = getattr(model, "likelihood", None)
+        per_sample = math.prod(x.shape[1:]) * max(getattr(likelihood, "num_params", 1), 1)
+        self.per_point_chunk = lambda b: max(1, min(num_samples, max_elements // max(b * per_sample, 1)))
+
+    def __iter__(self):
+        was_training = bool(getattr(self.model, "training", False))
+        if hasattr(self.model, "eval"):
+            self.model.eval()
+        try:
+            for start in range(0, self.batch[0].shape[0], self.batch_size):
+                sub = tuple(t[start : start + self.batch_size] for t in self.batch)
+                chunk, left = self.per_point_chunk(sub[0].shape[0]), self.num_samples
+                sizes = []
+                while left > 0:
+                    sizes.append(min(chunk, left))
+                    left -= sizes[-1]
+                yield sub, sizes
+        finally:
+            if was_training:
+                self.model.train()
+
+
+def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
+    model_fn, guide_fn, nesting = callables(model)
+    with torch.no_grad():
+        w = log_weights(model_fn, guide_fn, sub, size, max_plate_nesting=nesting,
+                        enumerate=enumerate)
+    check_per_point(w)
+    return w.local
 
 
 def elbo(model, data, num_samples: int = 1, *, batch_size: int = 1000,
          max_elements: int = 2**25) -> torch.Tensor:
     """ELBO per data point (nats), averaged over ``num_samples`` guide samples."""
-    return _weight_stats(model, data, num_samples, batch_size, max_elements)[1]
+    out = []
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples):
+        total = sum(_weights(model, sub, k, enumerate=False).sum(0) for k in sizes)
+        out.append(total / num_samples)
+    return torch.cat(out)
 
 
 def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 100,
@@ -151,20 +120,26 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     """Importance-sampled log p(x) per data point (nats), with the guide as proposal.
 
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, the logsumexp taken per data
-    point over all ``K = num_samples`` samples (Burda et al. 2015). It is a
-    lower bound in expectation that tightens as K grows.
+    point over all ``K = num_samples`` samples (Burda et al. 2015): a
+    stochastic lower bound that tightens as K grows. Discrete guide sites
+    marked for enumeration (the semi-supervised model's label) are summed
+    out exactly inside each sample.
     """
-    lse, _ = _weight_stats(model, data, num_samples, batch_size, max_elements)
-    return lse - math.log(num_samples)
+    out = []
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples):
+        lse = None
+        for k in sizes:
+            part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
+            lse = part if lse is None else torch.logaddexp(lse, part)
+        out.append(lse - math.log(num_samples))
+    return torch.cat(out)
 
 
 def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[str, torch.Tensor]:
     """Per data point: ``elbo``, ``recon`` (E_q log p(x | z)) and ``kl`` (E_q log q/p),
     plus ``kl_<site>`` for each latent site; Monte Carlo over ``num_samples``."""
-    batch = _as_batch(data, model)
     acc: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, batch[0].shape[0], batch_size):
-        sub = tuple(t[start : start + batch_size] for t in batch)
+    for sub, _ in _Evaluation(model, data, batch_size, 2**62, num_samples):
         p = site_log_probs(model, sub, num_samples)
         recon = sum(p["observed"].values()).mean(0)
         row = {"recon": recon}
@@ -181,6 +156,144 @@ def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[
 
 
 def bits_per_dim(nats: Union[torch.Tensor, float], x_dim: Union[int, Sequence[int]]):
-    """Convert nats per data point to bits per dimension."""
+    """Convert nats per data point to bits per dimension (for discrete data: -log2 p / D)."""
     d = x_dim if isinstance(x_dim, int) else math.prod(x_dim)
     return nats / (d * math.log(2))
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
+    """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
+    model_fn, guide_fn, nesting = callables(model)
+    with torch.no_grad():
+        w = log_weights(model_fn, guide_fn, batch, num_samples, max_plate_nesting=nesting,
+                        enumerate=False)
+    out = {}
+    for name, site in w.guide_trace.nodes.items():
+        if site["type"] != "sample" or name == "data" or site["value"].dim() < 2:
+            continue
+        value = site["value"]
+        if not value.is_floating_point() or value.shape[-2] != batch[0].shape[0]:
+            continue  # discrete labels, or sites without one value per data point
+        try:
+            mean = site["fn"].mean
+            out[name] = mean.reshape(-1, *value.shape[-2:]).mean(0)
+        except NotImplementedError:
+            out[name] = value.reshape(-1, *value.shape[-2:]).mean(0)
+    return out
+
+
+def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100,
+                 batch_size: int = 1000) -> dict[str, dict]:
+    """Active latent dimensions (Burda et al. 2015): Cov_x(E_q[z_d | x]) > ``threshold``.
+
+    Returns, per latent site, ``{"active": count, "dims": D, "variance": tensor(D)}``
+    and warns when a site's posterior has collapsed (no active dimension, or
+    fewer than a tenth of them).
+    """
+    means: dict[str, list[torch.Tensor]] = {}
+    for sub, _ in _Evaluation(model, data, batch_size, 2**62, 1):
+        for name, m in _posterior_means(model, sub, num_samples).items():
+            means.setdefault(name, []).append(m)
+    out = {}
+    for name, chunks in means.items():
+        variance = torch.cat(chunks).var(0)
+        active = int((variance > threshold).sum())
+        out[name] = {"active": active, "dims": variance.numel(), "variance": variance}
+        if active == 0 or active < 0.1 * variance.numel():
+            warnings.warn(
+                f"posterior collapse at site {name!r}: only {active} of {variance.numel()} latent "
+                "dimensions are active (Cov_x E_q[z|x] > {threshold}); try KL warm-up, a smaller "
+                "beta, or a weaker decoder".replace("{threshold}", str(threshold)),
+                stacklevel=2,
+            )
+    return out
+
+
+def _kl_per_dim(model, batch: Batch) -> dict[str, Optional[torch.Tensor]]:
+    """Analytic KL(q || p) per latent dimension for Normal sites (mean over data), else None."""
+    import pyro.distributions as dist
+
+    model_fn, guide_fn, nesting = callables(model)
+    with torch.no_grad():
+        w = log_weights(model_fn, guide_fn, batch, 1, max_plate_nesting=nesting, enumerate=False)
+    out = {}
+    for name, site in w.guide_trace.nodes.items():
+        if site["type"] != "sample" or name not in w.model_trace.nodes or name == "data":
+            continue
+        q, p = site["fn"], w.model_trace.nodes[name]["fn"]
+        while isinstance(q, dist.Independent):
+            q = q.base_dist
+        while isinstance(p, dist.Independent):
+            p = p.base_dist
+        if isinstance(q, dist.Normal) and isinstance(p, dist.Normal):
+            kl = torch.distributions.kl_divergence(q, p)
+            out[name] = kl.reshape(-1, *kl.shape[-2:]).mean(0).mean(0)
+        else:
+            out[name] = None
+    return out
+
+
+def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
+                threshold: float = 0.01) -> dict:
+    """Rate and distortion per latent site, KL per dimension, active units.
+
+    Returns ``{"elbo", "distortion", "rate", "rate_<site>", "kl_per_dim": {site: tensor | None},
+    "active_units": {...}}``, in nats per data point (means over the data).
+    ``distortion`` is -E_q log p(x | z); ``rate`` is E_q[log q(z|x) - log p(z)],
+    the KL, per latent site as ``rate_<site>``.
+    """
+    p = parts(model, data, num_samples, batch_size=batch_size)
+    out: dict = {"elbo": p["elbo"].mean().item(), "distortion": -p["recon"].mean().item(),
+                 "rate": p["kl"].mean().item()}
+    for key, val in p.items():
+        if key.startswith("kl_"):
+            out["rate_" + key[3:]] = val.mean().item()
+    batch = _as_batch(data, model)
+    kl_dims: dict[str, list] = {}
+    for start in range(0, batch[0].shape[0], batch_size):
+        sub = tuple(t[start : start + batch_size] for t in batch)
+        for name, kl in _kl_per_dim(model, sub).items():
+            kl_dims.setdefault(name, []).append((kl, sub[0].shape[0]))
+    out["kl_per_dim"] = {
+        name: None if any(k is None for k, _ in v)
+        else sum(k * n for k, n in v) / sum(n for _, n in v)
+        for name, v in kl_dims.items()
+    }
+    out["active_units"] = active_units(model, data, threshold=threshold, batch_size=batch_size)
+    return out
+
+
+# -- anomaly scores -----------------------------------------------------------------------------
+def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
+                   batch_size: int = 500) -> torch.Tensor:
+    """Per data point: ``-ELBO`` (``score="elbo"``) or ``-log p(x)``
+    (``score="log_likelihood"``); higher means more anomalous."""
+    if score == "elbo":
+        return -elbo(model, data, num_samples, batch_size=batch_size)
+    if score == "log_likelihood":
+        return -log_likelihood(model, data, num_samples, batch_size=batch_size)
+    raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
+
+
+def calibrate_threshold(normal_scores: torch.Tensor, false_positive_rate: float = 0.05) -> float:
+    """The score above which only ``false_positive_rate`` of normal (validation) data lies."""
+    if not 0 < false_positive_rate < 1:
+        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+    return torch.quantile(normal_scores.double(), 1 - false_positive_rate).item()
+
+
+def roc_auc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
+    """Area under the ROC curve: P(score of an anomaly > score of a normal point), ties half."""
+    scores, is_anomaly = scores.double().flatten(), is_anomaly.bool().flatten()
+    if is_anomaly.all() or not is_anomaly.any():
+        raise ValueError("roc_auc needs both anomalies and normal points")
+    ranks = torch.empty_like(scores)
+    order = scores.argsort()
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    # average ranks of ties
+    uniq, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, ranks)
+    ranks = (sums / counts)[inverse]
+    n_pos, n_neg = int(is_anomaly.sum()), int((~is_anomaly).sum())
+    return ((ranks[is_anomaly].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()

@@ -200,3 +200,43 @@ def layer_kl(history: Sequence[dict], path: PathLike, *,
     ax.grid(alpha=0.3)
     ax.legend(title="site")
     return _save(fig, path)
+
+
+def estimator_curves(histories: dict, path: PathLike, *,
+                     title: str = "ELBO estimators compared") -> Path:
+    """Per estimator: its training objective and the (comparable) ELBO per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (name, h) in enumerate(histories.items()):
+        epochs = [r["epoch"] for r in h]
+        axes[0].plot(epochs, [r["train_elbo"] for r in h], label=name, color=f"C{i}")
+        axes[1].plot(epochs, [r["recon"] - r["kl"] for r in h], label=name, color=f"C{i}")
+    axes[0].set_title("training objective (each estimator's own bound)")
+    axes[1].set_title("ELBO on a fixed training subset (comparable)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per data point")
+        ax.grid(alpha=0.3)
+        ax.legend(title="estimator")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def anomaly_histogram(normal: torch.Tensor, anomalous: Optional[torch.Tensor], threshold: float,
+                      path: PathLike, *, title: str = "Anomaly scores",
+                      xlabel: str = "score (-ELBO, nats)") -> Path:
+    """Histograms of normal and anomalous scores with the calibrated threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    data = [torch.as_tensor(normal).cpu().numpy()]
+    if anomalous is not None:
+        data.append(torch.as_tensor(anomalous).cpu().numpy())
+    bins = np.histogram_bin_edges(np.concatenate(data), bins=40)
+    ax.hist(data[0], bins=bins, alpha=0.6, density=True, label="normal")
+    if anomalous is not None:
+        ax.hist(data[1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.1f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from pvae import checkpoint as ckpt
 from pvae import evaluate
+from pvae.iwae import IWAE
 
 #: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
 ELBOS: dict[str, Callable[..., ELBO]] = {
@@ -47,24 +48,35 @@ ELBOS: dict[str, Callable[..., ELBO]] = {
     "jit_trace": JitTrace_ELBO,
     "jit_meanfield": JitTraceMeanField_ELBO,
 }
+#: Every name ``make_elbo`` takes.
+ELBO_NAMES = (*ELBOS, "iwae", "iwae_dreg")
 CHECKPOINT = "checkpoint.pt"
 
 
-def make_elbo(spec: Union[str, ELBO], num_particles: int = 1) -> ELBO:
-    """An ELBO from a name (``trace``, ``meanfield``, ``tracegraph``, ``enum``,
-    ``renyi[:alpha]``, ``jit_trace``, ``jit_meanfield``) or an ``ELBO`` instance."""
+def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> ELBO:
+    """An ELBO from a name or an ``ELBO`` instance (returned as is).
+
+    Names: ``trace``, ``meanfield``, ``tracegraph``, ``enum``, ``renyi[:alpha]``,
+    ``jit_trace``, ``jit_meanfield``, ``iwae[:K]`` and ``iwae_dreg[:K]`` (K
+    particles per data point; default ``num_particles``).
+    """
     if isinstance(spec, ELBO):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"elbo must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
     name, _, arg = spec.partition(":")
+    nesting = int(getattr(model, "max_plate_nesting", 1))
+    if name in ("iwae", "iwae_dreg"):
+        k = int(arg) if arg else num_particles
+        return IWAE(num_particles=k, dreg=name == "iwae_dreg", max_plate_nesting=nesting)
     if name not in ELBOS:
-        raise ValueError(f"unknown elbo {spec!r}; valid names are: {', '.join(ELBOS)} "
-                         "(renyi takes an alpha as renyi:0.5), or pass a pyro.infer.ELBO")
+        raise ValueError(f"unknown elbo {spec!r}; valid names are: {', '.join(ELBO_NAMES)} "
+                         "(renyi:ALPHA, iwae:K), or pass a pyro.infer.ELBO")
     if not (isinstance(num_particles, int) and num_particles >= 1):
         raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
     kwargs: dict[str, Any] = {"num_particles": num_particles,
-                              "vectorize_particles": num_particles > 1}
+                              "vectorize_particles": num_particles > 1,
+                              "max_plate_nesting": nesting}
     if name == "renyi":
         kwargs["alpha"] = float(arg) if arg else 0.0
         if num_particles < 2:
@@ -74,8 +86,6 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1) -> ELBO:
         raise ValueError(f"elbo {name!r} takes no argument, got {spec!r}")
     if name.startswith("jit"):
         kwargs["ignore_jit_warnings"] = True
-    if name == "enum":  # enumerated sites sit left of pvae's one plate ("data")
-        kwargs["max_plate_nesting"] = 1
     return ELBOS[name](**kwargs)
 
 
@@ -298,12 +308,15 @@ def fit(
     """
     # ---- every check before any work -------------------------------------------------
     _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every)
-    loss_elbo = make_elbo(elbo, num_particles)
+    loss_elbo = make_elbo(elbo, num_particles, model=model)
     if isinstance(loss_elbo, TraceMeanField_ELBO) and not getattr(model, "mean_field", True):
         raise ValueError(
             f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
+    if isinstance(loss_elbo, IWAE) and (kl_warmup or getattr(model, "beta", 1.0) != 1.0):
+        raise ValueError("the importance-weighted bound takes the model as written: beta != 1 "
+                         "and kl_warmup cannot be used with it; use elbo='trace'")
     if _scale_free(loss_elbo):
         if kl_warmup:
             raise ValueError(f"kl_warmup cannot be used with {type(loss_elbo).__name__}: the "

@@ -1,0 +1,165 @@
+"""Issue-3 figures on binarised MNIST: the variants against the plain VAE.
+
+    python benchmarks/variants.py [--epochs N] [--only cvae,hvae,iaf,ssvae] [--seeds 0,1,2]
+
+Measures, each with the same budget and written to benchmarks/variants.json
+(and summarised in RESULTS.md by hand with the command):
+
+- cvae:  samples generated for each label, classified by an independent
+         classifier (logistic regression on the MNIST training images, test
+         accuracy printed): the agreement rate (target >= 0.90).
+- hvae:  importance-sampled test log-likelihood of HierarchicalVAE (32, 16)
+         against the one-layer VAE at the same epochs (target: hvae better).
+- iaf:   the same VAE with 2 inverse autoregressive flows on q(z|x): the gain.
+- ssvae: test accuracy of q(y|x) with 100 and 3000 labels (mean over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import pvae
+from common import ROOT, machine, mnist, write_json
+
+OUT = Path(__file__).with_name("variants.json")
+
+
+def fit_timed(model, data, **kw):
+    t = time.perf_counter()
+    history = pvae.fit(model, data, **kw)
+    return history, time.perf_counter() - t
+
+
+def test_ll(model, x, k):
+    torch.manual_seed(0)
+    return pvae.evaluate.log_likelihood(model, x, num_samples=k, batch_size=100).mean().item()
+
+
+class Classifier:
+    """An independent digit classifier: a 784-256-10 MLP trained on the MNIST training images."""
+
+    def __init__(self, d, epochs: int = 5):
+        torch.manual_seed(123)
+        self.net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                       torch.nn.Linear(256, 10))
+        opt = torch.optim.Adam(self.net.parameters(), 1e-3)
+        x, y = d.train.x, d.train.y
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(128):
+                loss = torch.nn.functional.cross_entropy(self.net(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.test_accuracy = float((self.predict(d.test.x) == d.test.y).float().mean())
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.net(x).argmax(-1)
+
+
+def classifier(d):
+    clf = Classifier(d)
+    return clf, clf.test_accuracy
+
+
+def bench_cvae(args, res):
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    torch.manual_seed(0)
+    m = pvae.CVAE(784, 16, num_classes=10, hidden_dims=(400,))
+    h, secs = fit_timed(m, (d.train.x, d.train.y), epochs=args.epochs, transform=d.transform,
+                        seed=0)
+    clf, clf_acc = classifier(mnist(flatten=True, val_fraction=0.0))
+    print("classifier test accuracy", clf_acc, flush=True)
+    labels = torch.arange(10).repeat_interleave(100)
+    torch.manual_seed(0)
+    samples = m.sample(len(labels), y=labels)
+    agree = float((clf.predict(samples) == labels).float().mean())
+    res["cvae"] = {"epochs": args.epochs, "train_seconds": secs, "classifier_test_accuracy": clf_acc,
+                   "agreement": agree, "samples_per_label": 100,
+                   "test_ll": test_ll(m, (d.test.x, d.test.y), args.k)}
+
+
+def bench_hvae_iaf(args, res, which):
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    xt = d.test.x[: args.test_points]
+    out = {}
+    makers = {
+        "vae": lambda: pvae.VAE(784, 50, hidden_dims=(200, 200), activation="tanh"),
+        "hvae": lambda: pvae.HierarchicalVAE(784, (50, 25), hidden_dims=(200, 200),
+                                             activation="tanh"),
+        "iaf": lambda: pvae.VAE(784, 50, hidden_dims=(200, 200), activation="tanh",
+                                guide_flows=2),
+    }
+    for name in ["vae"] + which:
+        torch.manual_seed(0)
+        m = makers[name]()
+        h, secs = fit_timed(m, d.train.x, epochs=args.epochs, transform=d.transform, seed=0)
+        out[name] = {"epochs": args.epochs, "train_seconds": secs,
+                     "final_train_elbo": h[-1]["train_elbo"], "test_ll": test_ll(m, xt, args.k),
+                     "kl": {k: v for k, v in h[-1].items() if k.startswith("kl")}}
+        print(name, out[name], flush=True)
+    out["test_points"], out["num_samples"] = len(xt), args.k
+    res["hvae_iaf"] = out
+
+
+def bench_ssvae(args, res):
+    out = {}
+    for labels in (100, 3000):
+        accs, secs_all = [], []
+        for seed in args.seeds:
+            d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
+                      seed=seed)
+            torch.manual_seed(seed)
+            m = pvae.SemiSupervisedVAE(784, 10, z_dim=50, hidden_dims=(500,))
+            h, secs = fit_timed(m, (d.train.x, d.train.y), elbo="enum", epochs=args.ss_epochs,
+                                batch_size=200, lr=3e-4, transform=d.transform, seed=seed)
+            acc = (m.classify(d.test.x).argmax(-1) == d.test.y).float().mean().item()
+            accs.append(acc)
+            secs_all.append(secs)
+            print("ssvae", labels, seed, acc, secs, flush=True)
+        out[str(labels)] = {"accuracy_mean": float(np.mean(accs)), "accuracies": accs,
+                            "seeds": args.seeds, "epochs": args.ss_epochs,
+                            "train_seconds": secs_all}
+    res["ssvae"] = out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--ss-epochs", type=int, default=10)
+    p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--k", type=int, default=1000, help="importance samples for test LL")
+    p.add_argument("--test-points", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    only = args.only.split(",")
+    res = json.loads(OUT.read_text()) if OUT.exists() else {}
+    res["machine"] = machine()
+    res.setdefault("commands", []).append("python benchmarks/variants.py " + " ".join(
+        f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ','.join(map(str, v))}"
+        for k, v in vars(args).items() if v is not None))
+    if "cvae" in only:
+        bench_cvae(args, res)
+        write_json(OUT, res)
+    which = [w for w in ("hvae", "iaf") if w in only]
+    if which:
+        bench_hvae_iaf(args, res, which)
+        write_json(OUT, res)
+    if "ssvae" in only:
+        bench_ssvae(args, res)
+        write_json(OUT, res)
+    print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
