@@ -61,6 +61,56 @@ class Data:
     transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = field(default=None, repr=False)
 
 
+class ArrayDataset(torch.utils.data.Dataset):
+    """Rows of a ``.npy`` file (memory-mapped: nothing is loaded up front) or an array.
+
+    Batches are read with one fancy index per batch (``__getitems__``), not a
+    Python call per row, so ``pvae.fit`` streams large files at close to
+    in-memory speed while memory stays flat as the file grows. Optional
+    labels come from a second file or array of the same length.
+    """
+
+    def __init__(self, x, y=None, *, dtype=np.float32) -> None:
+        if isinstance(x, (str, os.PathLike)):
+            path = Path(x)
+            if not path.exists():
+                raise FileNotFoundError(f"data file {str(path)!r} does not exist; check the path")
+            if path.suffix.lower() != ".npy":
+                raise ValueError(f"ArrayDataset streams .npy files, got {path.suffix!r}; convert "
+                                 "it with numpy.save, or load it with pvae.data.load_array")
+            try:
+                x = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"cannot read data file {str(path)!r}: {e}") from None
+        if isinstance(y, (str, os.PathLike)):
+            y = np.load(y, mmap_mode="r", allow_pickle=False)
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"expected an array of shape (N, features...) with N >= 1, got "
+                             f"{x.shape}")
+        if y is not None and len(y) != len(x):
+            raise ValueError(f"y has {len(y)} rows but x has {len(x)}")
+        self.x, self.y, self.dtype = x, y, dtype
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def _rows(self, idx):
+        x = torch.from_numpy(np.asarray(self.x[idx], dtype=self.dtype))
+        if self.y is None:
+            return x
+        return x, torch.from_numpy(np.asarray(self.y[idx])).long()
+
+    def __getitem__(self, i):
+        return self._rows(i)
+
+    def __getitems__(self, indices):
+        order = np.argsort(indices)  # sorted reads are sequential on a memory map
+        idx = np.asarray(indices)[order]
+        batch = self._rows(idx)
+        back = torch.from_numpy(np.argsort(order))
+        return [tuple(t[back] for t in batch) if isinstance(batch, tuple) else batch[back]]
+
+
 def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Sample binary values with P(1) = x, for intensities ``x`` in [0, 1]."""
     return torch.bernoulli(x, generator=generator)

@@ -27,8 +27,8 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import (
-    ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, Trace_ELBO,
-    TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO,
+    ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO,
+    TraceMeanField_ELBO,
 )
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -36,12 +36,13 @@ from tqdm.auto import tqdm
 
 from pvae import checkpoint as ckpt
 from pvae import evaluate
+from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
 
 #: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
 ELBOS: dict[str, Callable[..., ELBO]] = {
-    "trace": Trace_ELBO,
-    "meanfield": TraceMeanField_ELBO,
+    "trace": FastTrace_ELBO,  # Trace_ELBO with a lean path (pvae.fast_elbo)
+    "meanfield": FastTraceMeanField_ELBO,
     "tracegraph": TraceGraph_ELBO,
     "enum": TraceEnum_ELBO,
     "renyi": RenyiELBO,
@@ -155,6 +156,13 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
 
 
 def _dataset_loader(dataset, batch_size, shuffle, drop_last, generator):
+    if hasattr(dataset, "__getitems__"):  # reads a whole batch at once (pvae.data.ArrayDataset)
+        sampler = torch.utils.data.BatchSampler(
+            torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
+            else torch.utils.data.SequentialSampler(dataset), batch_size, drop_last)
+        return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
+                                           collate_fn=lambda items: items[0]
+                                           if isinstance(items, list) else items)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
         generator=generator,
@@ -221,7 +229,12 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float):
     options = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     if name not in options:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(options)}")
-    return options[name](params, lr=lr, weight_decay=weight_decay)
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if name != "sgd":
+        # One fused kernel for all parameters instead of a Python loop over them (the same
+        # Adam update; about 0.9 ms a step less for a 784-400-20 VAE on 2 CPU cores).
+        kwargs["fused"] = True
+    return options[name](params, **kwargs)
 
 
 def fit(
@@ -459,10 +472,11 @@ def fit(
                 total += value
         if differentiable:
             loss = loss / num_data
-            if not torch.isfinite(loss):
-                raise _numerical_failure(model, batch, epoch, i, f"the loss became {loss.item()}")
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _numerical_failure(model, batch, epoch, i, f"the loss became {value}")
             loss.backward()
-            return loss.item(), size
+            return value, size
         for p in params:
             if p.grad is not None:
                 p.grad.div_(num_data)
@@ -472,7 +486,9 @@ def fit(
     bar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, disable=not show,
                desc=f"training {type(model).__name__}", unit="epoch")
     step = start_epoch * steps_per_epoch
-    with pyro.validation_enabled(False):
+    # Pyro's own ELBOs find trainable parameters through param sites; pvae's lean ones need none.
+    lean = isinstance(loss_elbo, (FastTrace_ELBO, FastTraceMeanField_ELBO))
+    with pyro.validation_enabled(False), model.unregistered() if lean else contextlib.nullcontext():
         for epoch in bar:
             model.train()
             t0 = time.perf_counter()

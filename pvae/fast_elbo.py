@@ -1,0 +1,112 @@
+"""Lean versions of ``Trace_ELBO`` and ``TraceMeanField_ELBO`` for the training loop.
+
+For the common case, one particle and every guide site reparameterised, the
+ELBO is just ``sum scale * log p(x, z) - sum scale * log q(z | x)`` (with the
+KL taken analytically for the mean-field variant). Pyro's implementations
+build full :class:`~pyro.poutine.Trace` objects, copy every message, check
+shapes and prepare score-function terms on every step: about 1 ms per step on
+2 CPU cores, a sixth of a small VAE's step. These subclasses record the
+sample messages with one light handler, replay the guide's values into the
+model, and compute the same loss; anything else (several particles,
+non-reparameterised or enumerated sites, JIT) goes to Pyro's own code.
+``tests/test_fast_elbo.py`` checks that values and gradients equal Pyro's.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+
+class _Record(Messenger):
+    """Record sample messages; optionally replay values from a recorded guide."""
+
+    def __init__(self, replay: dict | None = None) -> None:
+        super().__init__()
+        self.replay = replay
+        self.sites: dict = {}
+
+    def _process_message(self, msg) -> None:
+        if self.replay is not None and msg["type"] == "sample" and not msg["is_observed"]:
+            guide_msg = self.replay.get(msg["name"])
+            if guide_msg is not None:
+                msg["value"] = guide_msg["value"]
+                msg["infer"] = guide_msg["infer"]
+                msg["done"] = True
+
+    def _postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and not site_is_subsample(msg):
+            if msg["name"] in self.sites:
+                raise RuntimeError(f"Multiple sample sites named {msg['name']!r}")
+            self.sites[msg["name"]] = msg
+
+
+def _log_prob_sum(msg) -> torch.Tensor:
+    lp = msg["fn"].log_prob(msg["value"])
+    return scale_and_mask(lp, msg["scale"], msg["mask"]).sum()
+
+
+def _record(model, guide, args, kwargs):
+    """Run guide then model (guide values replayed); None if the lean path does not apply."""
+    with _Record() as g:
+        guide(*args, **kwargs)
+    for msg in g.sites.values():
+        if not msg["fn"].has_rsample or msg["infer"].get("enumerate"):
+            return None
+    with _Record(replay=g.sites) as m:
+        model(*args, **kwargs)
+    return m.sites, g.sites
+
+
+class _Lean:
+    """Mixin: the lean path when it applies, Pyro's otherwise."""
+
+    def _lean_ok(self) -> bool:
+        return self.num_particles == 1 and not torch._C._get_tracing_state()
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        if self._lean_ok():
+            rng = torch.get_rng_state()
+            recorded = _record(model, guide, args, kwargs)
+            if recorded is not None:
+                return -self._lean_elbo(*recorded)
+            torch.set_rng_state(rng)  # Pyro's path then draws exactly what it would have
+        return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()
+
+
+class FastTrace_ELBO(_Lean, Trace_ELBO):
+    """``Trace_ELBO`` with a lean path for one particle and reparameterised guides."""
+
+    def _lean_elbo(self, model_sites, guide_sites):
+        elbo = sum(_log_prob_sum(m) for m in model_sites.values())
+        return elbo - sum(_log_prob_sum(g) for g in guide_sites.values())
+
+
+class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` (analytic KL where known) with the same lean path."""
+
+    def _lean_elbo(self, model_sites, guide_sites):
+        elbo = 0.0
+        for name, m in model_sites.items():
+            if m["is_observed"] or name not in guide_sites:
+                elbo = elbo + _log_prob_sum(m)
+                continue
+            g = guide_sites[name]
+            try:
+                kl = torch.distributions.kl_divergence(g["fn"], m["fn"])
+            except NotImplementedError:
+                kl = g["fn"].log_prob(g["value"]) - m["fn"].log_prob(m["value"])
+            elbo = elbo - scale_and_mask(kl, g["scale"], g["mask"]).sum()
+        return elbo
