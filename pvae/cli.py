@@ -65,9 +65,12 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     """Train as ``cfg`` says and write the run folder ``out``; returns metrics.json's content."""
     import torch
 
-    from pvae import evaluate
+    from pvae import distributed, evaluate
+    from pvae.checkpoint import atomic_write_text
     from pvae.train import CHECKPOINT, as_batch_tensors, fit
 
+    distributed.init_from_env(cfg.train.device)
+    rank, world = distributed.context()
     if (out / CHECKPOINT).exists() and not resume:
         raise FileExistsError(
             f"{str(out)!r} already holds a run; pass --resume to continue it, "
@@ -80,17 +83,23 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     # Check the data against the model before anything is written.
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg.to_yaml())
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    device = t.device
+    if world > 1 and str(device).startswith("cuda"):
+        device = f"cuda:{torch.cuda.current_device()}"
     t0 = time.perf_counter()
     history = fit(
         model, data.train, elbo=t.elbo, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
         num_particles=t.num_particles, kl_warmup=t.kl_warmup, clip_norm=t.clip_norm,
-        seed=t.seed, device=t.device, validation=data.val, transform=data.transform,
+        seed=t.seed, device=device, validation=data.val, transform=data.transform,
         optimizer=t.optimizer, checkpoint_dir=out, checkpoint_every=t.checkpoint_every,
         resume=resume, progress=progress,
     )
     train_seconds = time.perf_counter() - t0
+    if rank != 0:  # rank 0 evaluates and writes the run folder
+        return {}
     test = tuple(v.to(model.device) for v in (data.test.x, data.test.y) if v is not None)
     test = model.evaluation_batch(test if model.takes_labels else test[:1])
     torch.manual_seed(t.seed)
@@ -112,7 +121,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     if hasattr(model, "classify") and data.test.y is not None:
         predicted = model.classify(data.test.x.to(model.device)).argmax(-1).cpu()
         metrics["test"]["accuracy"] = (predicted == data.test.y).float().mean().item()
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["processes"] = world
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     history.to_csv(out / "metrics.csv")
     model.cpu()
     write_figures(model, data, history, out)
@@ -140,7 +150,24 @@ def write_figures(model, data, history, out: Path) -> list[Path]:
     return written
 
 
+def _launch(nproc: int, argv: Sequence[str]) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes on this machine."""
+    import subprocess
+
+    if nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {nproc}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "pvae", *argv]
+    return subprocess.run(cmd).returncode
+
+
 def _cmd_train(args) -> int:
+    if args.nproc and args.nproc > 1:
+        if args.out is None:
+            raise ValueError("--nproc needs --out, so that every process writes to the same run")
+        argv = [a for a in sys.argv[1:]] if args.argv is None else list(args.argv)
+        i = argv.index("--nproc")
+        return _launch(args.nproc, argv[:i] + argv[i + 2:])
     out = Path(args.out) if args.out else None
     if args.resume and (out is None or not out.is_dir()):
         raise FileNotFoundError(
@@ -155,6 +182,8 @@ def _cmd_train(args) -> int:
         stem = Path(config_path).stem if config_path else "digits"
         out = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train_run(cfg, out, resume=args.resume, progress=False if args.quiet else None)
+    if not metrics:  # not rank 0 of a distributed run
+        return 0
     test = metrics["test"]
     last = metrics["history"][-1]
     print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
@@ -263,6 +292,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="train with N processes (DistributedDataParallel via torchrun); "
+                        "train.batch_size is then per process")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run; writes evaluation.json")
@@ -284,6 +316,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
     try:
         return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:

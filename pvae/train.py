@@ -35,9 +35,10 @@ from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from pvae import checkpoint as ckpt
-from pvae import evaluate
+from pvae import distributed, evaluate
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
+from pvae.models.base import PVAEModel
 
 #: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
 ELBOS: dict[str, Callable[..., ELBO]] = {
@@ -111,13 +112,17 @@ class History(list):
         return super().__getitem__(key)
 
     def to_csv(self, path: Union[str, os.PathLike]) -> None:
+        """Write the history as a table (atomically)."""
+        import io
+
         keys: list[str] = []
         for row in self:
             keys += [k for k in row if k not in keys]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self)
+        ckpt.atomic_write_text(path, buf.getvalue())
 
 
 _REAL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
@@ -337,6 +342,15 @@ def fit(
         if getattr(model, "beta", 1.0) != 1.0:
             raise ValueError(f"beta != 1 cannot be used with {type(loss_elbo).__name__}: the "
                              "weight would enter its log-mean-exp; use elbo='trace'")
+    rank, world = distributed.context()
+    if world > 1:
+        if not hasattr(loss_elbo, "differentiable_loss"):
+            raise ValueError(f"distributed training needs an ELBO with differentiable_loss; "
+                             f"{type(loss_elbo).__name__} has none (use trace, meanfield, enum "
+                             "or iwae)")
+        if type(model).minibatches is not PVAEModel.minibatches:
+            raise ValueError(f"{type(model).__name__} batches its data its own way, which "
+                             "distributed training does not shard yet; train it in one process")
     if hasattr(data, "train") and hasattr(data, "test"):
         raise TypeError("pass one split of a pvae.data.Data, e.g. pvae.fit(model, data.train, "
                         "validation=data.val)")
@@ -374,9 +388,10 @@ def fit(
     device = torch.device(device) if device is not None else model.device
     model.to(device)
     if seed is not None:
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(seed + rank)  # ranks draw different z; batches come from the sampler
     gen = torch.Generator()
     gen.manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ())))
+    shard_seed = int(seed) if seed is not None else 0
     if tensors is not None:
         tensors = tuple(t.to(device) for t in tensors)
         monitor_idx = torch.randperm(num_data, generator=gen)[:monitor_size]
@@ -399,16 +414,20 @@ def fit(
         opt.load_state_dict(train_state["optimizer"])
         history = History(train_state["history"])
         start_epoch = int(train_state["epoch"])
-        torch.set_rng_state(train_state["torch_rng"])
+        per_rank = train_state.get("torch_rng_per_rank") or []
+        torch.set_rng_state(per_rank[rank] if len(per_rank) == world else train_state["torch_rng"])
         if train_state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(train_state["cuda_rng"])
         gen.set_state(train_state["batch_rng"])
         monitor = tuple(t.to(device) for t in train_state["monitor"])
     drop_last = isinstance(loss_elbo, (JitTrace_ELBO, JitTraceMeanField_ELBO)) and num_data > batch_size
-    if tensors is not None:
+    if world > 1:
+        steps_per_epoch = distributed.num_steps(num_data, batch_size, drop_last)
+    elif tensors is not None:
         steps_per_epoch = model.num_steps(tensors, batch_size, drop_last)
     else:
         steps_per_epoch = (num_data // batch_size) if drop_last else math.ceil(num_data / batch_size)
+    ddp = distributed.wrap(model, loss_elbo, device) if world > 1 else None
     warmup_steps = kl_warmup * steps_per_epoch
     differentiable = hasattr(loss_elbo, "differentiable_loss")
     scale_free = _scale_free(loss_elbo)
@@ -420,23 +439,34 @@ def fit(
         if not all(torch.isfinite(p).all() for p in params):
             raise _numerical_failure(model, monitor, epoch - 1, steps_per_epoch - 1,
                                      "a parameter became non-finite")
+        rng_per_rank = distributed.gather_rng()
+        if rank != 0:  # rank 0 writes; the others wait until the file is complete
+            distributed.barrier()
+            return
         rec = ckpt.model_record(model)
         rec["training"] = {
             "epoch": epoch,
             "optimizer": opt.state_dict(),
             "history": list(history),
             "torch_rng": torch.get_rng_state(),
+            "torch_rng_per_rank": rng_per_rank if world > 1 else [],
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "batch_rng": gen.get_state(),
             "monitor": tuple(t.cpu() for t in monitor),
         }
         ckpt.atomic_save(rec, ckpt_path)
+        distributed.barrier()
 
-    def batches():
+    def batches(epoch: int):
         """Each step: a list of (minibatch, data-plate size) parts."""
         if tensors is None:
-            for item in _dataset_loader(data, batch_size, True, drop_last, gen):
+            loader = (distributed.dataset_loader(data, batch_size, epoch, shard_seed, drop_last)
+                      if world > 1 else _dataset_loader(data, batch_size, True, drop_last, gen))
+            for item in loader:
                 yield [(tuple(t.to(device) for t in _batch_from(item)), num_data)]
+            return
+        if world > 1:
+            yield from distributed.shard_batches(tensors, batch_size, epoch, shard_seed, drop_last)
             return
         yield from model.minibatches(tensors, batch_size, gen, drop_last)
 
@@ -455,7 +485,8 @@ def fit(
             factor = n_part / b if scale_free else 1.0
             with model.scaled_to(None if scale_free else n_part):
                 if differentiable:
-                    part = loss_elbo.differentiable_loss(model.model, model.guide, *batch)
+                    part = (ddp(*batch) if ddp is not None
+                            else loss_elbo.differentiable_loss(model.model, model.guide, *batch))
                     loss = part * factor if loss is None else loss + part * factor
                     continue
                 saved = [p.grad for p in params]
@@ -493,7 +524,7 @@ def fit(
             model.train()
             t0 = time.perf_counter()
             total, seen = 0.0, 0
-            for i, parts in enumerate(batches()):
+            for i, parts in enumerate(batches(epoch)):
                 weight = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
                 with contextlib.nullcontext() if weight == 1.0 else LatentScale(weight):
                     value, size = step_loss(parts, epoch, i)
@@ -507,6 +538,7 @@ def fit(
                 seen += size
                 step += 1
             seconds = time.perf_counter() - t0
+            total, seen = distributed.all_sum(total, seen)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_elbo": -total / seen}
             with model.scaled_to(None):
                 p = evaluate.parts(model, monitor)
