@@ -1,4 +1,4 @@
-"""Command line: ``pvae train``, ``pvae evaluate``, ``pvae compare``.
+"""Command line: ``pvae train``, ``evaluate``, ``compare``, ``plot``, ``sample``.
 
 ``pvae train [--config configs/NAME.yaml] [--out runs/NAME] [--set key=value ...] [--resume]``
 trains the configured model and writes a run folder::
@@ -12,7 +12,9 @@ trains the configured model and writes a run folder::
 ``pvae evaluate --run runs/NAME [--num-samples K]`` writes ``evaluation.json``
 there (ELBO, importance-sampled log-likelihood, rate/distortion, active units);
 ``pvae compare --config X --elbos trace,iwae:5 --epochs N --out DIR`` writes a
-table and a figure comparing estimators.
+table and a figure comparing estimators; ``pvae plot --run runs/NAME [--kind K]``
+writes any figure for a trained run; ``pvae sample --run runs/NAME -n 64 [--y LABEL]``
+writes samples as a PNG grid and a ``.npy`` array.
 """
 
 from __future__ import annotations
@@ -282,6 +284,143 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+PLOT_KINDS = ("curves", "reconstructions", "samples", "conditional", "latent", "interpolation",
+              "traversal", "manifold", "layer_kl")
+
+
+def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto",
+             points: int = 2000) -> list[Path]:
+    """Write the figures ``kinds`` (or every one that applies, for ``all``) of a run."""
+    import torch
+
+    from pvae import latent, plots
+    from pvae.train import History
+
+    unknown = [k for k in kinds if k not in PLOT_KINDS + ("all",)]
+    if unknown:
+        raise ValueError(f"unknown plot kind {unknown[0]!r}; valid: all, {', '.join(PLOT_KINDS)}")
+    cfg, model, data = load_run(run)
+    image = data.image_shape
+    labels_known = data.test.y is not None
+    z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
+    applies = {
+        "curves": (run / "metrics.json").exists(),
+        "reconstructions": True,
+        "samples": True,
+        "conditional": model.conditional and image is not None,
+        "latent": True,
+        "interpolation": True,
+        "traversal": True,
+        "manifold": z_dim == 2,
+        "layer_kl": len(getattr(model, "latent_sites", ())) > 1,
+    }
+    wanted = [k for k in PLOT_KINDS if applies[k]] if "all" in kinds else list(kinds)
+    for k in wanted:
+        if not applies[k]:
+            raise ValueError(f"plot kind {k!r} does not apply to this run "
+                             f"({type(model).__name__}, z_dim={z_dim})")
+    x, y = data.test.x[:points], (data.test.y[:points] if labels_known else None)
+    cond = y if model.takes_labels else None
+    first_label = int(y[0]) if (model.conditional and y is not None) else None
+    torch.manual_seed(0)
+    out: list[Path] = []
+    history = History(json.loads((run / "metrics.json").read_text())["history"]) \
+        if applies["curves"] else None
+    for kind in wanted:
+        if kind == "curves":
+            out.append(plots.training_curves(history, run / "curves.png",
+                                             title=f"{data.name}: {type(model).__name__} training"))
+        elif kind == "reconstructions":
+            out.append(plots.reconstructions(model, x, run / "reconstructions.png",
+                                             image_shape=image, y=cond))
+        elif kind == "samples":
+            if model.conditional and image is not None:
+                out.append(plots.conditional_samples(model, run / "samples.png", image_shape=image,
+                                                     num_classes=model.num_classes or 10))
+            else:
+                out.append(plots.prior_samples(model, run / "samples.png", image_shape=image,
+                                               data=x))
+        elif kind == "conditional":
+            out.append(plots.conditional_samples(model, run / "conditional.png",
+                                                 image_shape=image,
+                                                 num_classes=model.num_classes or 10))
+        elif kind == "latent":
+            z = latent.encode(model, x, cond)
+            coords, used = latent.embed_2d(z, method)
+            out.append(plots.latent_scatter(coords, run / "latent.png", labels=y, method=used,
+                                            title=f"{data.name}: test set in latent space"))
+        elif kind == "interpolation":
+            ya, yb = (cond[0], cond[1]) if cond is not None else (None, None)
+            rows = []
+            for how in ("linear", "slerp"):
+                _, dec = latent.interpolate(model, x[0], x[1], steps=10, method=how,
+                                            y_a=ya, y_b=yb, y=first_label if ya is None else ya)
+                rows.append(dec)
+            grid = torch.cat(rows)
+            if image is None:
+                out.append(plots.feature_heatmap(grid, run / "interpolation.png",
+                                                 title="Interpolation: linear (top), slerp"))
+            else:
+                out.append(plots.image_grid(grid, image, run / "interpolation.png", ncol=10,
+                                            row_labels=["linear", "slerp"],
+                                            title="Interpolation between two test inputs"))
+        elif kind == "traversal":
+            dims = list(range(min(z_dim, 10)))
+            _, dec = latent.traverse(model, x[0], dims=dims, steps=9,
+                                     y=cond[0] if cond is not None else first_label)
+            out.append(plots.traversal_grid(dec, run / "traversal.png", dims=dims,
+                                            image_shape=image))
+        elif kind == "manifold":
+            n = 15
+            _, dec = latent.manifold(model, n=n, y=first_label)
+            if image is None:
+                out.append(plots.feature_heatmap(dec, run / "manifold.png",
+                                                 title="Decoded 2-D latent grid", ylabel="grid point"))
+            else:
+                out.append(plots.manifold_grid(dec, n, run / "manifold.png", image_shape=image))
+        elif kind == "layer_kl":
+            out.append(plots.layer_kl(history, run / "layer_kl.png"))
+    return out
+
+
+def _cmd_plot(args) -> int:
+    paths = plot_run(Path(args.run), args.kind or ["all"], method=args.method)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from pvae import plots
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    run = Path(args.run)
+    cfg, model, data = load_run(run)
+    if model.conditional and args.y is None and not hasattr(model, "classify"):
+        raise ValueError(f"{type(model).__name__} generates for a condition: pass --y LABEL")
+    if args.y is not None:
+        if not model.conditional:
+            raise ValueError(f"{type(model).__name__} is not conditional: drop --y")
+        if not 0 <= args.y < (model.num_classes or 0):
+            raise ValueError(f"--y must be a label in 0..{(model.num_classes or 1) - 1}")
+    torch.manual_seed(args.seed)
+    samples = model.sample(args.n, y=args.y) if model.conditional else model.sample(args.n)
+    stem = f"sample-n{args.n}" + (f"-y{args.y}" if args.y is not None else "")
+    np.save(run / f"{stem}.npy", samples.cpu().numpy())
+    if data.image_shape is not None:
+        plots.image_grid(samples, data.image_shape, run / f"{stem}.png",
+                         title=f"{args.n} samples" + (f" for y={args.y}" if args.y is not None
+                                                      else " from the prior"))
+    else:
+        plots.feature_histograms(data.test.x, samples, run / f"{stem}.png")
+    print(f"wrote {run / (stem + '.png')} and {run / (stem + '.npy')}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,6 +454,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("plot", help="write figures for a trained run")
+    p.add_argument("--run", required=True, help="run folder written by pvae train")
+    p.add_argument("--kind", action="append", choices=("all",) + PLOT_KINDS,
+                   help="a figure to write (repeatable; default: all that apply)")
+    p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto",
+                   help="2-D embedding for the latent scatter (default: as is for 2-D, else PCA)")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy)")
+    p.add_argument("--run", required=True, help="run folder written by pvae train")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--y", type=int, help="the label to generate (conditional models)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else None
     try:

@@ -240,3 +240,69 @@ def anomaly_histogram(normal: torch.Tensor, anomalous: Optional[torch.Tensor], t
     ax.set_title(title)
     ax.legend()
     return _save(fig, path)
+
+
+def latent_scatter(coords: torch.Tensor, path: PathLike, *, labels: Optional[torch.Tensor] = None,
+                   method: str = "latent", title: str = "Latent space") -> Path:
+    """Latent means in 2-D, coloured by label (a categorical colour map) where given."""
+    c = torch.as_tensor(coords).cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    if labels is not None:
+        lab = torch.as_tensor(labels).cpu().numpy()
+        classes = np.unique(lab)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, k in enumerate(classes):
+            sel = lab == k
+            ax.scatter(c[sel, 0], c[sel, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=str(k))
+        ax.legend(title="label", markerscale=3, fontsize=8, loc="best", ncol=2)
+    else:
+        ax.scatter(c[:, 0], c[:, 1], s=6, alpha=0.6)
+    names = {"latent": ("z1", "z2"), "PCA": ("PC 1", "PC 2"), "t-SNE": ("t-SNE 1", "t-SNE 2"),
+             "1-D": ("z1", "")}
+    xl, yl = names.get(method, ("dim 1", "dim 2"))
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+    ax.set_title(f"{title} ({method})")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def feature_heatmap(values: torch.Tensor, path: PathLike, *, title: str,
+                    ylabel: str = "step") -> Path:
+    """Non-image data: rows of decoded feature vectors as a heat map."""
+    v = torch.as_tensor(values).detach().cpu().reshape(len(values), -1).numpy()
+    fig, ax = plt.subplots(figsize=(min(12, 1 + 0.35 * v.shape[1]), 0.4 * len(v) + 1.5))
+    im = ax.imshow(v, aspect="auto", cmap="viridis")
+    fig.colorbar(im, ax=ax, label="decoded mean")
+    ax.set_xlabel("feature")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def interpolation_strip(decoded: torch.Tensor, path: PathLike, *,
+                        image_shape: Optional[Sequence[int]] = None,
+                        title: str = "Interpolation in latent space") -> Path:
+    """Decoded points between two inputs, left to right (tables: a heat map)."""
+    if image_shape is None:
+        return feature_heatmap(decoded, path, title=title)
+    return image_grid(decoded, image_shape, path, ncol=len(decoded), title=title)
+
+
+def traversal_grid(decoded: torch.Tensor, path: PathLike, *, dims: Sequence[int],
+                   image_shape: Optional[Sequence[int]] = None,
+                   title: str = "Latent traversals (one dimension per row, -2.5 to +2.5 sd)") -> Path:
+    """One row per latent dimension, its value varying along the row."""
+    rows, steps = decoded.shape[:2]
+    if image_shape is None:
+        return feature_heatmap(decoded.reshape(rows * steps, -1), path, title=title,
+                               ylabel="dimension x step")
+    return image_grid(decoded.reshape(rows * steps, -1), image_shape, path, ncol=steps,
+                      row_labels=[f"z{d + 1}" for d in dims], title=title)
+
+
+def manifold_grid(decoded: torch.Tensor, n: int, path: PathLike, *,
+                  image_shape: Sequence[int], title: str = "2-D latent manifold "
+                  "(prior quantiles 0.05-0.95; z1 to the right, z2 up)") -> Path:
+    """The decoded n x n grid of :func:`pvae.latent.manifold`."""
+    return image_grid(decoded, image_shape, path, ncol=n, title=title)

@@ -144,6 +144,17 @@ class PVAEModel(PyroModule):
         """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, support)."""
         raise NotImplementedError
 
+    #: Whether the model's generation takes a condition (a label or vector) too.
+    conditional: ClassVar[bool] = False
+
+    def embed(self, *batch: torch.Tensor) -> torch.Tensor:
+        """Posterior mean of the main latent (``"z"``; ``"z1"`` for hierarchies), shape (N, D)."""
+        raise NotImplementedError
+
+    def decode_mean(self, z: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
+        """E[x | z] (and the condition, for conditional models)."""
+        raise NotImplementedError
+
     def evaluation_batch(self, batch: Batch) -> Batch:
         """The part of a training batch that evaluation (ELBO, log-likelihood) scores."""
         return batch

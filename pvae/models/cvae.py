@@ -81,6 +81,7 @@ class CVAE(PVAEModel):
     """
 
     takes_labels = True
+    conditional = True
 
     def __init__(
         self,
@@ -166,6 +167,15 @@ class CVAE(PVAEModel):
         if self.num_classes:
             return y.long().expand(n) if y.dim() == 0 else y.long()
         return y.float().expand(n, -1) if y.dim() == 1 else y.float()
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.encode(x, y)[0]
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor, y) -> torch.Tensor:
+        y = self._labels(y, z.shape[0])
+        return self.decode(z, y, mean=True)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -146,6 +146,15 @@ class HierarchicalVAE(PVAEModel):
         return [tr.trace.nodes[name]["value"] for name in self.latent_sites]
 
     @torch.no_grad()
+    def embed(self, x: torch.Tensor, *rest) -> torch.Tensor:
+        """Means of the bottom layer z1 (the one the decoder reads)."""
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def decode_mean(self, z1: torch.Tensor) -> torch.Tensor:
+        return self.decode(z1, mean=True)
+
+    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0], mean=True)
 

@@ -63,6 +63,7 @@ class SemiSupervisedVAE(PVAEModel):
     """
 
     takes_labels = True
+    conditional = True
 
     def __init__(
         self,
@@ -133,6 +134,18 @@ class SemiSupervisedVAE(PVAEModel):
         params = self._likelihood_params(
             self.decoder(cat_broadcast(z, one_hot(y, self.num_classes))))
         return self.likelihood.mean(params) if mean else self.likelihood(params)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """q(z | x, y) means, with y given or (where -1 or absent) predicted."""
+        guess = self.classify(x).argmax(-1)
+        y = guess if y is None else torch.where(y >= 0, y, guess)
+        return self.encode(x, y)[0]
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor, y) -> torch.Tensor:
+        y = torch.as_tensor(y, device=z.device).long()
+        return self.decode(z, y.expand(z.shape[0]) if y.dim() == 0 else y, mean=True)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -171,6 +171,14 @@ class VAE(PVAEModel):
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
     @torch.no_grad()
+    def embed(self, x: torch.Tensor, *rest) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode(z, mean=True)
+
+    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """E[x | z = E_q[z | x]]: the mean reconstruction of each input."""
         return self.decode(self.encode(x)[0], mean=True)

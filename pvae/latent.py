@@ -1,0 +1,143 @@
+"""Latent-space tools for every pvae model and any data set.
+
+- :func:`encode` a data set to posterior means;
+- :func:`interpolate` between two inputs, linearly or spherically (slerp), decoded;
+- :func:`traverse` one latent dimension at a time;
+- :func:`manifold` decodes a grid over the prior's quantiles (z_dim = 2);
+- :func:`embed_2d` takes latent means to 2-D: as they are, by PCA, or by t-SNE.
+
+Conditional models (CVAE, SemiSupervisedVAE) take the condition ``y``: the
+label of the inputs for encoding, and the label to decode with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+
+
+def _batch(model, x, y):
+    if getattr(model, "conditional", False):
+        if y is None and not hasattr(model, "classify"):
+            raise ValueError(f"{type(model).__name__} needs the condition y of the inputs")
+        return (x,) if y is None else (x, y)
+    return (x,)
+
+
+def _cond(model, y, n):
+    if not getattr(model, "conditional", False):
+        return ()
+    if y is None:
+        raise ValueError(f"{type(model).__name__} decodes with a condition: pass y")
+    y = torch.as_tensor(y)
+    return (y.expand(n) if y.dim() == 0 else y,)
+
+
+@torch.no_grad()
+def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
+           batch_size: int = 1000) -> torch.Tensor:
+    """Posterior means of the main latent for every row of ``x``, shape (N, D)."""
+    was = model.training
+    model.eval()
+    try:
+        out = [model.embed(*_batch(model, x[i : i + batch_size],
+                                   None if y is None else y[i : i + batch_size]))
+               for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    an, bn = a / a.norm(), b / b.norm()
+    omega = torch.arccos((an * bn).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if so.abs() < 1e-6:  # (anti)parallel: fall back to a straight line
+        return (1 - t)[:, None] * a + t[:, None] * b
+    return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b
+
+
+@torch.no_grad()
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
+                method: Literal["linear", "slerp"] = "linear", y=None,
+                y_a=None, y_b=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``steps`` points between the latent means of two inputs.
+
+    ``x_a``, ``x_b``: single data points (shape ``x_shape``). Returns
+    ``(z, decoded)`` of shapes (steps, D) and (steps, *x_shape). The ends decode
+    to the inputs' mean reconstructions. ``y_a``/``y_b``: their conditions (for
+    encoding with conditional models); ``y``: the condition to decode with.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    if method not in ("linear", "slerp"):
+        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
+    za = encode(model, x_a[None], None if y_a is None else torch.as_tensor(y_a).reshape(1))[0]
+    zb = encode(model, x_b[None], None if y_b is None else torch.as_tensor(y_b).reshape(1))[0]
+    t = torch.linspace(0, 1, steps)
+    z = (1 - t)[:, None] * za + t[:, None] * zb if method == "linear" else _slerp(za, zb, t)
+    cond = y if y is not None else y_a
+    return z, model.decode_mean(z, *_cond(model, cond, steps))
+
+
+@torch.no_grad()
+def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps: int = 8,
+             span: float = 2.5, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vary one latent dimension at a time around ``x``'s posterior mean.
+
+    For each of ``dims`` (default: all), dimension d runs over ``steps`` values
+    from -span to +span (prior standard deviations) while the others keep
+    their values. Returns ``(z, decoded)``: shapes (len(dims), steps, D) and
+    (len(dims), steps, *x_shape).
+    """
+    z0 = encode(model, x[None], None if y is None else torch.as_tensor(y).reshape(1))[0]
+    dims = list(range(z0.shape[0])) if dims is None else list(dims)
+    values = torch.linspace(-span, span, steps)
+    z = z0.repeat(len(dims), steps, 1)
+    for i, d in enumerate(dims):
+        z[i, :, d] = values
+    flat = z.reshape(-1, z0.shape[0])
+    decoded = model.decode_mean(flat, *_cond(model, y, flat.shape[0]))
+    return z, decoded.reshape(len(dims), steps, *decoded.shape[1:])
+
+
+@torch.no_grad()
+def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode an n x n grid over the prior's quantiles 0.05 .. 0.95 (models with z_dim 2).
+
+    Returns ``(z, decoded)`` of shapes (n*n, 2) and (n*n, *x_shape); row-major,
+    with z_2 decreasing down the rows and z_1 increasing along them.
+    """
+    z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
+    if z_dim != 2:
+        raise ValueError(f"a manifold grid needs a 2-D latent space; this model has z_dim={z_dim}")
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+    z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], -1)
+    return z, model.decode_mean(z, *_cond(model, y, z.shape[0]))
+
+
+def embed_2d(z: torch.Tensor, method: Literal["auto", "pca", "tsne"] = "auto",
+             seed: int = 0) -> tuple[torch.Tensor, str]:
+    """2-D coordinates of latent means: as they are (D = 2), PCA, or t-SNE (scikit-learn).
+
+    ``auto``: as they are for D <= 2, else PCA. Returns ``(coords, method_used)``.
+    """
+    z = torch.as_tensor(z).float()
+    if method not in ("auto", "pca", "tsne"):
+        raise ValueError(f"method must be 'auto', 'pca' or 'tsne', got {method!r}")
+    if z.shape[1] == 1:
+        return torch.cat([z, torch.zeros_like(z)], 1), "1-D"
+    if z.shape[1] == 2 and method == "auto":
+        return z, "latent"
+    if method in ("auto", "pca"):
+        zc = z - z.mean(0)
+        _, _, v = torch.linalg.svd(zc, full_matrices=False)
+        return zc @ v[:2].T, "PCA"
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))
+    coords = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                  random_state=seed).fit_transform(z.numpy())
+    return torch.as_tensor(coords).float(), "t-SNE"
