@@ -90,11 +90,11 @@ def bench_hvae_iaf(args, res, which):
     xt = d.test.x[: args.test_points]
     out = {}
     makers = {
-        "vae": lambda: pvae.VAE(784, 50, hidden_dims=(200, 200), activation="tanh"),
-        "hvae": lambda: pvae.HierarchicalVAE(784, (50, 25), hidden_dims=(200, 200),
-                                             activation="tanh"),
-        "iaf": lambda: pvae.VAE(784, 50, hidden_dims=(200, 200), activation="tanh",
-                                guide_flows=2),
+        # ReLU throughout: at these budgets tanh learned far slower here (HVAE -177 vs
+        # -139 nats on 10k images x 8 epochs), which hid the hierarchy's effect.
+        "vae": lambda: pvae.VAE(784, 64, hidden_dims=(256, 256)),
+        "hvae": lambda: pvae.HierarchicalVAE(784, (64, 32), hidden_dims=(256, 256)),
+        "iaf": lambda: pvae.VAE(784, 64, hidden_dims=(256, 256), guide_flows=2),
     }
     for name in ["vae"] + which:
         torch.manual_seed(0)

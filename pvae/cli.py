@@ -79,6 +79,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
             "or --out for a new folder"
         )
     t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
     data = load_data(cfg)
     torch.manual_seed(t.seed)  # the same initial weights for the same seed
     model = build_model(cfg, data.x_shape, data.num_classes)

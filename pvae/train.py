@@ -32,7 +32,7 @@ from pyro.infer import (
 )
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from pvae import checkpoint as ckpt
 from pvae import distributed, evaluate

@@ -11,7 +11,9 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The tests' networks are tiny: one intra-op thread is as fast, and immune to the 10x
+# slow-down that two threads showed here when another process held a core.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
