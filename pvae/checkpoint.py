@@ -17,7 +17,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -29,15 +29,23 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (missing, corrupt, unsafe, mismatched)."""
 
 
-def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save(obj, path)`` via a temporary file and an atomic rename."""
+def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    The rename is atomic, so readers see the old file or the new one, never a part.
+    Temporary files a killed writer left behind are removed first (a run has one writer).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -50,30 +58,14 @@ def atomic_save(obj: Any, path: PathLike) -> None:
         raise
 
 
-def _remove_stale(path: Path) -> None:
-    """Temporary files a killed writer left next to ``path`` (a run has one writer)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write a text file via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a text file, atomically."""
+    _atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def model_record(model) -> dict:

@@ -92,19 +92,27 @@ def training_curves(history: Sequence[dict], path: PathLike, *, title: str = "Tr
     return _save(fig, path)
 
 
+def _rows(t: torch.Tensor) -> np.ndarray:
+    return torch.as_tensor(t).detach().cpu().reshape(len(t), -1).numpy()
+
+
+def _feature_axes(num_features: int, max_features: int, height: float):
+    """A grid of one axis per feature (up to ``max_features``); unused axes hidden."""
+    d = min(num_features, max_features)
+    ncol = min(d, 4)
+    nrow = math.ceil(d / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, height * nrow), squeeze=False)
+    for ax in axes.flat[d:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:d])
+
+
 def feature_comparison(x: torch.Tensor, xhat: torch.Tensor, path: PathLike, *,
                        title: str = "Reconstructions", max_features: int = 12) -> Path:
     """Non-image data: each feature's value against its reconstruction."""
-    x = torch.as_tensor(x).detach().cpu().reshape(len(x), -1).numpy()
-    xhat = torch.as_tensor(xhat).detach().cpu().reshape(len(xhat), -1).numpy()
-    d = min(x.shape[1], max_features)
-    ncol = min(d, 4)
-    nrow = math.ceil(d / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.8 * nrow), squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= d:
-            ax.axis("off")
-            continue
+    x, xhat = _rows(x), _rows(xhat)
+    fig, axes = _feature_axes(x.shape[1], max_features, 2.8)
+    for j, ax in enumerate(axes):
         ax.scatter(x[:, j], xhat[:, j], s=6, alpha=0.5)
         lo, hi = float(min(x[:, j].min(), xhat[:, j].min())), float(max(x[:, j].max(),
                                                                           xhat[:, j].max()))
@@ -121,16 +129,9 @@ def feature_histograms(x: torch.Tensor, samples: torch.Tensor, path: PathLike, *
                        title: str = "Data vs samples from the model",
                        max_features: int = 12) -> Path:
     """Non-image data: per-feature histograms of data and of model samples."""
-    x = torch.as_tensor(x).detach().cpu().reshape(len(x), -1).numpy()
-    s = torch.as_tensor(samples).detach().cpu().reshape(len(samples), -1).numpy()
-    d = min(x.shape[1], max_features)
-    ncol = min(d, 4)
-    nrow = math.ceil(d / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.6 * nrow), squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= d:
-            ax.axis("off")
-            continue
+    x, s = _rows(x), _rows(samples)
+    fig, axes = _feature_axes(x.shape[1], max_features, 2.6)
+    for j, ax in enumerate(axes):
         bins = np.histogram_bin_edges(np.concatenate([x[:, j], s[:, j]]), bins=20)
         ax.hist(x[:, j], bins=bins, alpha=0.6, density=True, label="data")
         ax.hist(s[:, j], bins=bins, alpha=0.6, density=True, label="model")

@@ -106,14 +106,13 @@ class VAE(PVAEModel):
         guide_flows: int = 0,
     ) -> None:
         super().__init__()
-        self.x_shape = as_shape(x_dim)
         if not (isinstance(z_dim, int) and z_dim > 0):
             raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta}")
         self.z_dim = z_dim
         self.beta = float(beta)
-        self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
+        self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         if arch is None:
             arch = "conv" if len(self.x_shape) == 3 else "mlp"
         if hidden_dims is None:
@@ -162,8 +161,7 @@ class VAE(PVAEModel):
 
     def decoder_params(self, z: torch.Tensor):
         """The likelihood's parameters for latent codes ``z``."""
-        out = self.decoder(z)
-        return self.likelihood.unflatten(out) if self._default_decoder else out
+        return self._likelihood_params(self.decoder(z))
 
     def decode(self, z: torch.Tensor, *, mean: bool = False):
         """p(x | z): the distribution, or its mean with ``mean=True``."""
@@ -206,9 +204,7 @@ class VAE(PVAEModel):
             loc = torch.zeros(n, self.z_dim, device=device)
             with self.kl_scale():
                 z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
-            out = decoder(z)
-            params = likelihood.unflatten(out) if self._default_decoder else out
-            return pyro.sample("x", likelihood(params), obs=x)
+            return pyro.sample("x", likelihood(self._likelihood_params(decoder(z))), obs=x)
 
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
