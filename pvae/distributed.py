@@ -109,14 +109,33 @@ def all_sum(*values: float) -> list[float]:
     return t.tolist()
 
 
+def broadcast(obj):
+    """Rank 0's value of ``obj`` on every rank (``obj`` itself in a single process)."""
+    if context()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_ok(ok: bool) -> bool:
+    """True only if ``ok`` holds on every rank, so all ranks stop together on a failure."""
+    if context()[1] == 1:
+        return ok
+    t = torch.tensor([1.0 if ok else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def barrier() -> None:
     if context()[1] > 1:
         dist.barrier()
 
 
 def gather_rng() -> list:
-    """Every rank's torch RNG state, in rank order (just this one in a single process)."""
-    state = torch.get_rng_state()
+    """Every rank's (CPU, current CUDA device) RNG states, in rank order."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None
+    state = (torch.get_rng_state(), cuda)
     if context()[1] == 1:
         return [state]
     out: list = [None] * context()[1]

@@ -7,9 +7,11 @@ at once (vectorised) and log densities are taken per data point as the model
 is written: ``poutine.scale`` factors (beta, plate subsampling) are not
 applied, so the figures are for the model itself, one data point at a time.
 
-Memory stays bounded: data go in batches of ``batch_size`` and samples in
-chunks so that one chunk's decoder output holds at most ``max_elements``
-numbers; chunks are combined exactly (``logsumexp`` / sums).
+Memory stays bounded in :func:`elbo` and :func:`log_likelihood`: data go in
+batches of ``batch_size`` and samples in chunks so that one chunk's decoder
+output holds at most ``max_elements`` numbers; chunks are combined exactly
+(``logsumexp`` / sums). The diagnostics take all ``num_samples`` of a batch at
+once: keep ``num_samples * batch_size`` moderate there.
 
 Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
 units), :func:`gradient_stats` (variance and SNR of gradient estimators),
@@ -32,8 +34,10 @@ Batch = tuple
 
 def _as_batch(data, model=None) -> Batch:
     """A tuple of tensors, checked against the model when it can check data."""
-    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
+    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split: score what fit scores
         data = (data.x, data.y) if getattr(model, "takes_labels", False) else (data.x,)
+        if hasattr(model, "evaluation_batch"):
+            data = model.evaluation_batch(data)
     if isinstance(data, torch.Tensor):
         batch = (data,)
     elif isinstance(data, (tuple, list)):

@@ -27,21 +27,28 @@ class _Record(Messenger):
     def __init__(self, replay: dict | None = None) -> None:
         super().__init__()
         self.replay = replay
-        self.sites: dict = {}
+        self.sites: dict = {}  # sample sites, subsample sites included (they are replayed too)
 
     def _process_message(self, msg) -> None:
         if self.replay is not None and msg["type"] == "sample" and not msg["is_observed"]:
             guide_msg = self.replay.get(msg["name"])
             if guide_msg is not None:
+                if guide_msg["is_observed"]:
+                    raise RuntimeError(f"site {msg['name']!r} is observed in the guide but "
+                                       "latent in the model")
                 msg["value"] = guide_msg["value"]
                 msg["infer"] = guide_msg["infer"]
                 msg["done"] = True
 
     def _postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and not site_is_subsample(msg):
+        if msg["type"] == "sample":
             if msg["name"] in self.sites:
                 raise RuntimeError(f"Multiple sample sites named {msg['name']!r}")
             self.sites[msg["name"]] = msg
+
+
+def _latent(sites: dict):
+    return [m for m in sites.values() if not site_is_subsample(m)]
 
 
 def _log_prob_sum(msg) -> torch.Tensor:
@@ -53,12 +60,13 @@ def _record(model, guide, args, kwargs):
     """Run guide then model (guide values replayed); None if the lean path does not apply."""
     with _Record() as g:
         guide(*args, **kwargs)
-    for msg in g.sites.values():
+    for msg in _latent(g.sites):
         if not msg["fn"].has_rsample or msg["infer"].get("enumerate"):
             return None
     with _Record(replay=g.sites) as m:
         model(*args, **kwargs)
-    return m.sites, g.sites
+    return ({k: v for k, v in m.sites.items() if not site_is_subsample(v)},
+            {k: v for k, v in g.sites.items() if not site_is_subsample(v)})
 
 
 class _Lean:
@@ -70,10 +78,14 @@ class _Lean:
     def differentiable_loss(self, model, guide, *args, **kwargs):
         if self._lean_ok():
             rng = torch.get_rng_state()
+            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
             recorded = _record(model, guide, args, kwargs)
             if recorded is not None:
                 return -self._lean_elbo(*recorded)
-            torch.set_rng_state(rng)  # Pyro's path then draws exactly what it would have
+            # Pyro's path then draws exactly what it would have (the guide runs again)
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
         return super().differentiable_loss(model, guide, *args, **kwargs)
 
     def loss(self, model, guide, *args, **kwargs):
@@ -106,7 +118,11 @@ class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
             g = guide_sites[name]
             try:
                 kl = torch.distributions.kl_divergence(g["fn"], m["fn"])
-            except NotImplementedError:
-                kl = g["fn"].log_prob(g["value"]) - m["fn"].log_prob(m["value"])
+            except NotImplementedError:  # Monte Carlo, each side with its own scale and mask
+                elbo = elbo + _log_prob_sum(m) - _log_prob_sum(g)
+                continue
             elbo = elbo - scale_and_mask(kl, g["scale"], g["mask"]).sum()
+        for name, g in guide_sites.items():  # auxiliary guide sites: their entropy term
+            if name not in model_sites:
+                elbo = elbo - _log_prob_sum(g)
         return elbo

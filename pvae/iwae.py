@@ -11,13 +11,18 @@ site lies in the data plate; with a global site it combines particles across
 the whole batch. Global sites here get one draw shared by all particles and
 data points (an ordinary ELBO term), so the objective stays a lower bound on
 log p(x). Discrete guide sites marked for parallel enumeration are summed out
-exactly in each particle; other sites must be reparameterised.
+exactly in each particle; other sites must be reparameterised. Auxiliary sites
+(``infer={"pvae_auxiliary": True}``, the semi-supervised model's classifier
+term) are added outside the bound, as in the ELBO; note that with the label
+enumerated, the unlabelled bound does not involve q(y | x), so the classifier
+then learns from the labelled term alone.
 
 ``dreg=True`` uses the doubly reparameterised gradient of Tucker et al. (2018)
 for the guide's parameters: sum_k w~_k^2 d log w_k / dz_k dz_k / dphi, with
 log q taken at detached guide parameters, which removes the high-variance
 score-function term (see pyro-ppl/pyro issue 3104). Model parameters get the
-ordinary IWAE gradient sum_k w~_k d log w_k / dtheta.
+ordinary IWAE gradient sum_k w~_k d log w_k / dtheta. DReG is refused for models
+with global or enumerated sites, for which these weights would be biased.
 """
 
 from __future__ import annotations
@@ -77,9 +82,15 @@ class IWAE(ELBO):
         if kwargs:
             raise ValueError("IWAE passes positional data only to model and guide")
         w = self._weights(model, guide, args, detach=self.dreg)
-        loss = -(w.scale * iwae_bound(w.local).sum() + w.global_)
+        loss = -(w.scale * iwae_bound(w.local).sum() + w.global_ + w.auxiliary)
         if not self.dreg or not torch.is_grad_enabled():
             return loss
+        if w.num_global_sites or w.num_enumerated_sites:
+            raise ValueError(
+                "dreg=True is derived for local, non-enumerated latent sites: with global "
+                "sites or enumerated labels its squared weights bias the guide's gradient; "
+                "use dreg=False (elbo='iwae:K')"
+            )
         # DReG: different weights on the paths into guide and model parameters.
         guide_params = _params(w.guide_trace)
         guide_ids = {id(p) for p in guide_params}
@@ -89,8 +100,8 @@ class IWAE(ELBO):
             raise ValueError("dreg=True needs separate model and guide parameters; this pair "
                              "shares some (e.g. a top-down Ladder guide): use dreg=False")
         wt = torch.softmax(w.local, 0).detach()
-        theta_obj = -(w.scale * (wt * w.local).sum() + w.global_)
-        phi_obj = -(w.scale * (wt.pow(2) * w.local).sum() + w.global_)
+        theta_obj = -(w.scale * (wt * w.local).sum() + w.auxiliary)
+        phi_obj = -(w.scale * (wt.pow(2) * w.local).sum() + w.auxiliary)
         g_theta = torch.autograd.grad(theta_obj, model_params, retain_graph=True,
                                       allow_unused=True) if model_params else ()
         g_phi = torch.autograd.grad(phi_obj, guide_params, allow_unused=True) if guide_params else ()
@@ -107,7 +118,7 @@ class IWAE(ELBO):
     def loss(self, model, guide, *args, **kwargs) -> float:
         with torch.no_grad():
             w = self._weights(model, guide, args, detach=False)
-            return -(w.scale * iwae_bound(w.local).sum() + w.global_).item()
+            return -(w.scale * iwae_bound(w.local).sum() + w.global_ + w.auxiliary).item()
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         loss = self.differentiable_loss(model, guide, *args, **kwargs)

@@ -86,9 +86,10 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
              span: float = 2.5, y=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Vary one latent dimension at a time around ``x``'s posterior mean.
 
-    For each of ``dims`` (default: all), dimension d runs over ``steps`` values
-    from -span to +span (prior standard deviations) while the others keep
-    their values. Returns ``(z, decoded)``: shapes (len(dims), steps, D) and
+    For each of ``dims`` (default: all), dimension d takes ``steps`` absolute
+    values from -span to +span (standard deviations of a standard normal
+    prior; for learned or hierarchical priors, just latent units) while the
+    others keep their posterior-mean values. Returns ``(z, decoded)``: shapes (len(dims), steps, D) and
     (len(dims), steps, *x_shape).
     """
     z0 = encode(model, x[None], None if y is None else torch.as_tensor(y).reshape(1))[0]

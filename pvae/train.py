@@ -277,8 +277,10 @@ def fit(
         labels, a :class:`pvae.data.Split`, or a ``torch.utils.data.Dataset``.
         In-memory data are batched by indexing whole tensors.
     elbo
-        A name from :data:`ELBOS` (``renyi:0.5`` sets alpha) or any
-        ``pyro.infer.ELBO`` instance.
+        A name from :data:`ELBO_NAMES` (``renyi:0.5`` sets alpha, ``iwae:5`` K) or
+        any ``pyro.infer.ELBO`` instance. Note that Pyro's ``RenyiELBO`` combines
+        the particles of a whole minibatch (its weights multiply over the batch), so
+        its bound loosens as the batch grows; ``iwae`` is per data point.
     epochs, batch_size, lr
         Passes over the data, minibatch size, learning rate.
     num_particles
@@ -371,9 +373,11 @@ def fit(
     if validation is not None:
         val = as_batch_tensors(validation, model, "validation data")
         model.check_data(*((transform(val[0]),) + val[1:] if transform else val))
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    # Rank 0 decides where checkpoints go and whether one exists; every rank follows it.
+    ckpt_path = distributed.broadcast(
+        Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None)
     record = None
-    if ckpt_path is not None and ckpt_path.exists():
+    if ckpt_path is not None and distributed.broadcast(ckpt_path.exists()):
         if not resume:
             raise FileExistsError(
                 f"{str(ckpt_path)!r} already exists; pass resume=True to continue that run, "
@@ -415,9 +419,17 @@ def fit(
         history = History(train_state["history"])
         start_epoch = int(train_state["epoch"])
         per_rank = train_state.get("torch_rng_per_rank") or []
-        torch.set_rng_state(per_rank[rank] if len(per_rank) == world else train_state["torch_rng"])
-        if train_state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(train_state["cuda_rng"])
+        if world == 1:
+            torch.set_rng_state(train_state["torch_rng"])
+            if train_state.get("cuda_rng") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(train_state["cuda_rng"])
+        elif len(per_rank) == world:
+            cpu_state, cuda_state = per_rank[rank]
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(cuda_state)
+        else:  # a different number of processes: fresh, distinct streams per rank
+            pyro.set_rng_seed((seed or 0) + 1000 * int(train_state["epoch"]) + rank)
         gen.set_state(train_state["batch_rng"])
         monitor = tuple(t.to(device) for t in train_state["monitor"])
     drop_last = isinstance(loss_elbo, (JitTrace_ELBO, JitTraceMeanField_ELBO)) and num_data > batch_size
@@ -449,7 +461,7 @@ def fit(
             "optimizer": opt.state_dict(),
             "history": list(history),
             "torch_rng": torch.get_rng_state(),
-            "torch_rng_per_rank": rng_per_rank if world > 1 else [],
+            "torch_rng_per_rank": [list(r) for r in rng_per_rank] if world > 1 else [],
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "batch_rng": gen.get_state(),
             "monitor": tuple(t.cpu() for t in monitor),
@@ -478,7 +490,13 @@ def fit(
             if transform is not None:
                 batch = (transform(batch[0]),) + batch[1:]
             if tensors is None:  # streamed data: check each batch as it arrives
-                model.check_data(*batch)
+                problem = None
+                try:
+                    model.check_data(*batch)
+                except (ValueError, TypeError) as e:
+                    problem = e
+                if not distributed.all_ok(problem is None):
+                    raise problem or ValueError("a batch on another process failed its data check")
             b = batch[0].shape[0]
             size += b
             # Linear ELBOs: the plate scales the batch to n_part. Scale-free ones: scale after.
@@ -504,8 +522,10 @@ def fit(
         if differentiable:
             loss = loss / num_data
             value = loss.item()
-            if not math.isfinite(value):
-                raise _numerical_failure(model, batch, epoch, i, f"the loss became {value}")
+            if not distributed.all_ok(math.isfinite(value)):  # all ranks stop together
+                raise _numerical_failure(model, batch, epoch, i,
+                                         f"the loss became {value}" if not math.isfinite(value)
+                                         else "the loss became non-finite on another process")
             loss.backward()
             return value, size
         for p in params:
@@ -552,9 +572,12 @@ def fit(
             if warmup_steps:
                 row["kl_weight"] = weight
             row["seconds"] = seconds
-            for key in ("train_elbo", "recon", "kl", "val_elbo"):
-                if key in row and not math.isfinite(row[key]):
-                    raise _numerical_failure(model, monitor, epoch, i, f"{key} became {row[key]}")
+            bad = [k for k in ("train_elbo", "recon", "kl", "val_elbo")
+                   if k in row and not math.isfinite(row[k])]
+            if not distributed.all_ok(not bad):
+                raise _numerical_failure(model, monitor, epoch, i,
+                                         f"{bad[0]} became {row[bad[0]]}" if bad
+                                         else "a monitored value became non-finite elsewhere")
             history.append(row)
             bar.set_postfix(elbo=f"{row['train_elbo']:.2f}")
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:

@@ -87,6 +87,10 @@ class Weights:
     global_: torch.Tensor
     scale: float = 1.0
     num_global_sites: int = 0
+    #: Scaled log q of auxiliary sites (``infer={"pvae_auxiliary": True}``, e.g. the
+    #: semi-supervised classifier term): no part of log p(x), but of the training loss.
+    auxiliary: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    num_enumerated_sites: int = 0
     sites: dict = field(default_factory=dict)
     guide_trace: Optional[object] = None
     model_trace: Optional[object] = None
@@ -134,15 +138,27 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
     local = torch.zeros(())
     global_ = torch.zeros(())
     scale = None
-    num_global = 0
+    num_global = num_enumerated = 0
+    auxiliary = torch.zeros(())
     sites: dict = {"model": {}, "guide": {}, "observed": {}}
+    for name, site in model_tr.nodes.items():
+        if (site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+                and name not in guide_tr.nodes):
+            raise ValueError(
+                f"model site {name!r} is latent but the guide has no site of that name; "
+                "importance weights need the guide to propose every latent site"
+            )
     for part, tr in (("model", model_tr), ("guide", guide_tr)):
         for name, site in tr.nodes.items():
-            if (site["type"] != "sample" or site_is_subsample(site)
-                    or site["infer"].get("pvae_auxiliary")):
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["infer"].get("pvae_auxiliary"):
+                lp = site["fn"].log_prob(site["value"])
+                auxiliary = auxiliary + (lp * site["scale"]).sum()
                 continue
             enumerated = site["infer"].get("_enumerate_dim") is not None
             if part == "guide" and enumerated:
+                num_enumerated += 1
                 continue  # summed out exactly: no 1/q(y) factor
             fn = site["fn"]
             if part == "guide" and detach_guide_params:
@@ -177,8 +193,9 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
     local = local.expand(*local.shape[:-2], num_particles, n)
     if local.dim() > 2:  # enumeration dims: sum the weights exactly
         local = torch.logsumexp(local.reshape(-1, num_particles, n), 0)
-    return Weights(local, global_, scale or 1.0, num_global, sites if keep_sites else {},
-                   guide_tr, model_tr)
+    return Weights(local=local, global_=global_, scale=scale or 1.0, num_global_sites=num_global,
+                   auxiliary=auxiliary, num_enumerated_sites=num_enumerated,
+                   sites=sites if keep_sites else {}, guide_trace=guide_tr, model_trace=model_tr)
 
 
 def _detached(fn):

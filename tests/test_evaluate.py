@@ -148,3 +148,17 @@ def test_user_model_guide_pair_and_sites_outside_the_plate():
 
     with pytest.raises(ValueError, match="outside pyro.plate"):
         pvae.evaluate.elbo((global_model, global_guide), x)
+
+
+def test_a_split_is_scored_as_fit_scores_it(binary_digits):
+    """For the semi-supervised model, a Split is scored on x alone: log p(x), y marginalised."""
+    import pyro
+
+    d = binary_digits
+    m = pvae.SemiSupervisedVAE(64, 10, z_dim=3, hidden_dims=(16,))
+    test = pvae.data.Split(d.test.x[:20], d.test.y[:20])
+    pyro.set_rng_seed(0)
+    a = pvae.evaluate.log_likelihood(m, test, num_samples=5)
+    pyro.set_rng_seed(0)
+    b = pvae.evaluate.log_likelihood(m, d.test.x[:20], num_samples=5)
+    torch.testing.assert_close(a, b)

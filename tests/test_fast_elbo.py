@@ -77,3 +77,28 @@ def test_fit_skips_registration_only_for_the_lean_elbos(binary_digits):
     assert vae.__dict__.get("_register_params", True)  # restored after fit
     pvae.fit(vae, x, epochs=1, elbo="tracegraph")
     assert len(pyro.get_param_store()) > 0  # Pyro's ELBOs see the parameters
+
+
+def test_random_subsampling_and_auxiliary_guide_sites_match_pyro():
+    import pyro.distributions as dist
+
+    data = torch.randn(10)
+    loc = torch.nn.Parameter(torch.zeros(10))
+
+    def model(x):
+        with pyro.plate("data", 10, subsample_size=3) as idx:
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x[idx])
+
+    def guide(x):
+        pyro.sample("aux", dist.Normal(0.0, 2.0), infer={"is_auxiliary": True})  # guide-only
+        with pyro.plate("data", 10, subsample_size=3) as idx:
+            pyro.sample("z", dist.Normal(loc[idx], 1.0))
+
+    for fast_cls, pyro_cls in ((FastTrace_ELBO, Trace_ELBO),
+                               (FastTraceMeanField_ELBO, TraceMeanField_ELBO)):
+        pyro.set_rng_seed(3)
+        a = fast_cls().differentiable_loss(model, guide, data).item()
+        pyro.set_rng_seed(3)
+        b = pyro_cls().differentiable_loss(model, guide, data).item()
+        assert a == pytest.approx(b, rel=1e-5), fast_cls.__name__

@@ -161,3 +161,50 @@ def test_dreg_is_unbiased_and_raises_the_encoder_snr(trained):
     with pytest.raises(ValueError, match="separate model and guide parameters"):
         lvae = pvae.HierarchicalVAE(64, (4, 2), guide="top_down")
         IWAE(3, dreg=True).differentiable_loss(lvae.model, lvae.guide, x)
+
+
+def test_semi_supervised_classifier_learns_under_iwae(binary_digits):
+    x, y = binary_digits.train.x[:30], binary_digits.train.y[:30]
+    m = pvae.SemiSupervisedVAE(64, 10, z_dim=3, hidden_dims=(16,))
+    m.zero_grad()
+    IWAE(3).differentiable_loss(m.model, m.guide, x, y).backward()
+    grads = [p.grad for p in m.classifier.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)  # the auxiliary term
+
+
+def test_dreg_refused_where_its_weights_would_be_biased(binary_digits, trained):
+    x = binary_digits.train.x[:20]
+    ss = pvae.SemiSupervisedVAE(64, 10, z_dim=3, hidden_dims=(16,))
+    with pytest.raises(ValueError, match="global sites or enumerated labels"):
+        IWAE(3, dreg=True).differentiable_loss(ss.model, ss.guide, x)
+    vae, _ = trained
+    _, model, guide = _global_pair(vae)
+    with pytest.raises(ValueError, match="global sites or enumerated labels"):
+        IWAE(3, dreg=True).differentiable_loss(model, guide, x)
+
+
+def test_dreg_with_a_learned_likelihood_scale(binary_digits):
+    """The likelihood's parameters belong to the model, not the guide."""
+    vae = pvae.VAE(64, 3, hidden_dims=(16,), likelihood="gaussian")
+    x = binary_digits.train.x[:20]
+    loss = IWAE(4, dreg=True).differentiable_loss(vae.model, vae.guide, x)
+    loss.backward()
+    assert vae.likelihood.raw_scale.grad is not None
+    stats = pvae.evaluate.gradient_stats(vae, x, ["trace"], num_estimates=3)["trace"]
+    n_enc = sum(p.numel() for p in vae.encoder.parameters())
+    assert stats["encoder"]["num_params"] == n_enc
+
+
+def test_model_latents_the_guide_does_not_propose_are_refused(binary_digits):
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("a", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x[:, 0])
+
+    def guide(x):
+        pass
+
+    with pytest.raises(ValueError, match="guide has no site of that name"):
+        pvae.evaluate.elbo((model, guide), binary_digits.train.x[:5])

@@ -130,6 +130,11 @@ class PVAEModel(PyroModule):
         self.x_shape = as_shape(x_dim)
         self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
 
+    def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """How default encoders see x. Reads the likelihood without PyroModule's
+        registration, so its parameters belong to the model, not the guide."""
+        return self._modules["likelihood"].encoder_input(x)
+
     def _likelihood_params(self, out):
         """Decoder output -> likelihood parameters (default decoders output a flat tensor)."""
         return self.likelihood.unflatten(out) if self._default_decoder else out
@@ -148,7 +153,10 @@ class PVAEModel(PyroModule):
     conditional: ClassVar[bool] = False
 
     def embed(self, *batch: torch.Tensor) -> torch.Tensor:
-        """Posterior mean of the main latent (``"z"``; ``"z1"`` for hierarchies), shape (N, D)."""
+        """Posterior mean of the main latent (``"z"``; ``"z1"`` for hierarchies), shape (N, D).
+
+        With ``guide_flows`` it is the mean of the base Gaussian, before the flows.
+        """
         raise NotImplementedError
 
     def decode_mean(self, z: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:

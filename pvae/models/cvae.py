@@ -153,7 +153,7 @@ class CVAE(PVAEModel):
         c = self.features(y)
         if not self._default_encoder:
             return self.encoder(x, c)
-        x = self.likelihood.encoder_input(x)
+        x = self._encoder_input(x)
         h = x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
         return split_loc_scale(self.encoder(cat_broadcast(h, c)))
 

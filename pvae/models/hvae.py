@@ -126,7 +126,7 @@ class HierarchicalVAE(PVAEModel):
 
     # -- pieces -----------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.likelihood.encoder_input(x)
+        x = self._encoder_input(x)
         return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
 
     def prior(self, layer: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -113,7 +113,7 @@ class SemiSupervisedVAE(PVAEModel):
 
     # -- pieces --------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.likelihood.encoder_input(x)
+        x = self._encoder_input(x)
         return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
 
     def classifier_logits(self, x: torch.Tensor) -> torch.Tensor:

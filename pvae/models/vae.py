@@ -156,7 +156,7 @@ class VAE(PVAEModel):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters ``(z_loc, z_scale)`` of q(z | x) (of the base Gaussian, with flows)."""
         if self._default_encoder:
-            x = self.likelihood.encoder_input(x)
+            x = self._encoder_input(x)
         return self.encoder(x)
 
     def decoder_params(self, z: torch.Tensor):
