@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -129,13 +128,14 @@ def eval_time(d, fraction_points, k=5000):
             "ratio_to_floor": secs / floor, "mean_ll": ll.mean().item()}
 
 
-def scaling(d, quick):
+def scaling(xb, quick):
+    """``xb``: binarised training images."""
     out = {"data_size": [], "num_particles": [], "z_dim": []}
     sizes = (10000, 30000, 60000)
     for n in sizes:
-        out["data_size"].append({"n": n, "seconds_per_epoch": pvae_epoch(d.train.x[:n], 128,
+        out["data_size"].append({"n": n, "seconds_per_epoch": pvae_epoch(xb[:n], 128,
                                                                         "meanfield")})
-    x10 = d.train.x[:5000 if quick else 10000]
+    x10 = xb[:5000 if quick else 10000]
     for k in (1, 4, 16):
         out["num_particles"].append({"num_particles": k, "n": len(x10),
                                      "seconds_per_epoch": pvae_epoch(x10, 128, "trace",
@@ -148,16 +148,25 @@ def scaling(d, quick):
 
 
 _CHILD = r"""
-import resource, sys, time, numpy as np, torch, pvae
+import os, sys, threading, time, numpy as np, torch, pvae
 mode, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(1)
-if mode == "stream":
-    data = pvae.data.ArrayDataset(path)
-else:
-    data = torch.from_numpy(np.load(path)[:n])
+def rss():  # anonymous resident memory, MB: memory-mapped file pages are the OS's to drop
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
 vae = pvae.VAE(784, 20, hidden_dims=(400,))
+pvae.fit(vae, torch.zeros(256, 784), epochs=1, elbo="meanfield", monitor_size=1)  # warm-up
+base, peak, done = rss(), [0.0], []
+def sample():
+    while not done:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.005)
+t = threading.Thread(target=sample); t.start()
+data = pvae.data.ArrayDataset(path) if mode == "stream" else torch.from_numpy(np.load(path)[:n])
 h = pvae.fit(vae, data, epochs=1, batch_size=128, elbo="meanfield", monitor_size=1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, h[0]["seconds"])
+done.append(1); t.join()
+print(peak[0] - base, h[0]["seconds"])
 """
 
 
@@ -196,6 +205,9 @@ def data_share(d):
             "share": handling / h[0]["seconds"]}
 
 
+SECTIONS = ("throughput", "quality", "eval", "scaling", "memory", "data_share")
+
+
 def markdown(res, command) -> str:
     m = res["machine"]
     lines = [
@@ -205,7 +217,10 @@ def markdown(res, command) -> str:
         f"{m['torch_threads']}), Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}, "
         f"numpy {m['numpy']}, commit {m['commit']}. GPU: {m['cuda'] or 'none'}.",
         "",
-        f"Command: `{command}`",
+        "Commands, per section (sections can be re-measured alone with --only):",
+        "",
+        *[f"- {name}: `{info['command']}` ({info['machine']['date']}, commit "
+          f"{info['machine']['commit']})" for name, info in res.get("sections", {}).items()],
         "",
         "Wall-clock times on a shared machine: read the ratios, which are measured within "
         "this run with the runs alternated.",
@@ -262,7 +277,10 @@ def markdown(res, command) -> str:
     lines += ["", "| z_dim | seconds/epoch |", "| --- | --- |"]
     for r in res["scaling"]["z_dim"]:
         lines.append(f"| {r['z_dim']} | {r['seconds_per_epoch']:.2f} |")
-    lines += ["", "## Peak memory (max RSS of a fresh process, one epoch)", "",
+    lines += ["", "## Peak memory of one epoch (growth of anonymous resident memory, sampled every "
+              "5 ms, over a fresh process after imports and a warm-up; file-backed pages of a "
+              "memory map are not counted, the OS reclaims them; the data is 3.1 MB per "
+              "1,000 images)", "",
               "| training images | in memory (MB) | streamed from .npy memory map (MB) | "
               "in-memory s | streamed s |", "| --- | --- | --- | --- | --- |"]
     for r in res["memory"]:
@@ -270,7 +288,7 @@ def markdown(res, command) -> str:
                      f"{r['memory_seconds']:.2f} | {r['stream_seconds']:.2f} |")
     s = res["data_share"]
     lines += ["", "## Data handling", "",
-              f"Indexing and binarising all {s['n']} batches of an epoch: "
+              f"Indexing and binarising the batches of an epoch over {s['n']} images: "
               f"{s['data_seconds']:.2f} s of a {s['epoch_seconds']:.2f} s epoch "
               f"({100 * s['share']:.1f}%).", ""]
     return "\n".join(lines)
@@ -281,23 +299,41 @@ def main():
     p.add_argument("--quick", action="store_true", help="smaller data and fractions (~3 min)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help="sections to (re)measure; the others are kept from results.json")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (
         f" --threads {args.threads}" if args.threads else "")
+    only = args.only.split(",")
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
     xb = pvae.data.binarize(d.train.x, torch.Generator().manual_seed(0))
-    res = {"machine": machine(), "command": command}
-    res["throughput"] = throughput(xb[:10000 if args.quick else 30000], 3 if args.quick else 5)
-    res["quality"] = quality(d, 1 if args.quick else 5)
-    print("quality", res["quality"], flush=True)
-    res["eval"] = eval_time(d, 200 if args.quick else 10000)
-    print("eval", res["eval"], flush=True)
-    res["scaling"] = scaling(d, args.quick)
-    res["memory"] = memory(d)
-    res["data_share"] = data_share(d)
-    (HERE / "results.json").write_text(json.dumps(res, indent=2))
+    store = HERE / "results.json"
+    res = json.loads(store.read_text()) if store.exists() else {}
+    res.setdefault("sections", {})
+    measure = {
+        "throughput": lambda: throughput(xb[:10000 if args.quick else 30000],
+                                         3 if args.quick else 5),
+        "quality": lambda: quality(d, 1 if args.quick else 5),
+        "eval": lambda: eval_time(d, 200 if args.quick else 10000),
+        "scaling": lambda: scaling(xb, args.quick),
+        "memory": lambda: memory(d),
+        "data_share": lambda: data_share(d),
+    }
+    for name in SECTIONS:
+        if name in only:
+            res[name] = measure[name]()
+            res["sections"][name] = {"machine": machine(), "command": command}
+            print(name, res[name], flush=True)
+            store.write_text(json.dumps(res, indent=2))  # each section kept as it completes
+    res["machine"] = machine()
+    missing = [n for n in SECTIONS if n not in res]
+    if missing:
+        raise SystemExit(f"results.json lacks {missing}; run with --only {','.join(missing)}")
     Path(args.out).write_text(markdown(res, command))
     print(Path(args.out).read_text())
 

@@ -25,9 +25,57 @@ import numpy as np
 import torch
 
 import pvae
-from common import ROOT, machine, mnist, write_json
+from common import machine, mnist, write_json
 
 OUT = Path(__file__).with_name("variants.json")
+MD = Path(__file__).with_name("VARIANTS.md")
+
+
+def markdown(res) -> str:
+    m = res["machine"]
+    lines = ["# pvae variants on binarised MNIST", "",
+             f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, torch threads "
+             f"{m['torch_threads']}), torch {m['torch']}, pyro {m['pyro']}, commit {m['commit']}.",
+             "", "Commands (each run adds its sections to variants.json):", ""]
+    lines += [f"- `{c}`" for c in res.get("commands", [])]
+    if "cvae" in res:
+        c = res["cvae"]
+        lines += ["", "## Conditional VAE: are generated digits the asked-for digit?", "",
+                  f"CVAE (z 16, hidden 400, learned prior), {c['epochs']} epochs "
+                  f"({c['train_seconds'] / 60:.1f} min). An independent classifier (784-256-10 "
+                  f"MLP on the MNIST training images, test accuracy "
+                  f"{c['classifier_test_accuracy']:.4f}) labels {c['samples_per_label']} "
+                  f"decoder-mean samples per digit: **agreement {c['agreement']:.3f}** "
+                  f"(target >= 0.90). Test log-likelihood log p(x | y): {c['test_ll']:.2f}."]
+    if "hvae_iaf" in res:
+        h = res["hvae_iaf"]
+        lines += ["", "## Hierarchical VAE and flow posterior against the one-layer VAE", "",
+                  f"Same budget ({h['vae']['epochs']} epochs, batch 128, Adam 1e-3, dynamic "
+                  f"binarisation, seed 0); importance-sampled test log-likelihood on the first "
+                  f"{h['test_points']} test images with K = {h['num_samples']}.", "",
+                  "| model | test log p(x) | gain over VAE | final train ELBO | KL (nats) | "
+                  "train minutes |", "| --- | --- | --- | --- | --- | --- |"]
+        base = h["vae"]["test_ll"]
+        names = {"vae": "VAE 784-256-256-64", "hvae": "HierarchicalVAE z (64, 32), bottom-up",
+                 "iaf": "VAE + 2 IAF flows"}
+        for k in ("vae", "hvae", "iaf"):
+            if k in h:
+                r = h[k]
+                kl = ", ".join(f"{n}: {v:.1f}" for n, v in r["kl"].items())
+                lines.append(f"| {names[k]} | {r['test_ll']:.2f} | {r['test_ll'] - base:+.2f} | "
+                             f"{r['final_train_elbo']:.2f} | {kl} | {r['train_seconds'] / 60:.1f} |")
+    if "ssvae" in res:
+        lines += ["", "## Semi-supervised VAE (M2, enumerated labels, auxiliary classifier)", "",
+                  "| labels | test accuracy of q(y|x), mean | per seed | epochs | minutes per run |",
+                  "| --- | --- | --- | --- | --- |"]
+        for labels, r in res["ssvae"].items():
+            per = ", ".join(f"{a:.4f}" for a in r["accuracies"])
+            mins = sum(r["train_seconds"]) / len(r["train_seconds"]) / 60
+            lines.append(f"| {labels} | {r['accuracy_mean']:.4f} | {per} | {r['epochs']} | "
+                         f"{mins:.1f} |")
+        lines += ["", "Pyro's tutorial reports 0.932 (100 labels) and 0.958 (3000 labels); "
+                  "Kingma et al. report 0.88 for M2 alone with 100 labels."]
+    return "\n".join(lines) + "\n"
 
 
 def fit_timed(model, data, **kw):
@@ -158,7 +206,8 @@ def main():
     if "ssvae" in only:
         bench_ssvae(args, res)
         write_json(OUT, res)
-    print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=2))
+    MD.write_text(markdown(res))
+    print(MD.read_text())
 
 
 if __name__ == "__main__":

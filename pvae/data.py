@@ -24,7 +24,6 @@ validation and test splits are binarised once so evaluation is repeatable.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

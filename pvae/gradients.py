@@ -21,10 +21,9 @@ from pvae.weights import callables
 
 def _groups(model, batch) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
     """Parameters the guide uses ("encoder") and those only the model uses ("decoder")."""
-    model_fn, guide_fn, _ = callables(model)
+    _, guide_fn, _ = callables(model)
     with poutine.block(), torch.no_grad():
         g = poutine.trace(guide_fn).get_trace(*batch)
-        m = poutine.trace(poutine.replay(model_fn, trace=g)).get_trace(*batch)
     guide_ids = {id(s["value"]) for s in g.nodes.values() if s["type"] == "param"}
     named = dict(model.named_parameters())
     groups: dict[str, list] = {"encoder": [], "decoder": []}

@@ -15,7 +15,6 @@ and reports nats per data point.
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import sys
@@ -23,162 +22,24 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import numpy as np
 import pyro
 import torch
-from pyro.infer import (
-    ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO,
-    TraceMeanField_ELBO,
-)
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
+from pyro.infer import ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, TraceMeanField_ELBO
 from tqdm import tqdm
 
 from pvae import checkpoint as ckpt
 from pvae import distributed, evaluate
+from pvae.batching import (  # noqa: F401  (re-exported: pvae.train.History etc.)
+    History, _batch_from, _dataset_loader, as_batch_tensors,
+)
+from pvae.elbos import (  # noqa: F401  (re-exported)
+    ELBO_NAMES, ELBOS, LatentScale, _scale_free, make_elbo,
+)
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
 from pvae.models.base import PVAEModel
 
-#: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
-ELBOS: dict[str, Callable[..., ELBO]] = {
-    "trace": FastTrace_ELBO,  # Trace_ELBO with a lean path (pvae.fast_elbo)
-    "meanfield": FastTraceMeanField_ELBO,
-    "tracegraph": TraceGraph_ELBO,
-    "enum": TraceEnum_ELBO,
-    "renyi": RenyiELBO,
-    "jit_trace": JitTrace_ELBO,
-    "jit_meanfield": JitTraceMeanField_ELBO,
-}
-#: Every name ``make_elbo`` takes.
-ELBO_NAMES = (*ELBOS, "iwae", "iwae_dreg")
 CHECKPOINT = "checkpoint.pt"
-
-
-def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> ELBO:
-    """An ELBO from a name or an ``ELBO`` instance (returned as is).
-
-    Names: ``trace``, ``meanfield``, ``tracegraph``, ``enum``, ``renyi[:alpha]``,
-    ``jit_trace``, ``jit_meanfield``, ``iwae[:K]`` and ``iwae_dreg[:K]`` (K
-    particles per data point; default ``num_particles``).
-    """
-    if isinstance(spec, ELBO):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"elbo must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
-    name, _, arg = spec.partition(":")
-    nesting = int(getattr(model, "max_plate_nesting", 1))
-    if name in ("iwae", "iwae_dreg"):
-        k = int(arg) if arg else num_particles
-        return IWAE(num_particles=k, dreg=name == "iwae_dreg", max_plate_nesting=nesting)
-    if name not in ELBOS:
-        raise ValueError(f"unknown elbo {spec!r}; valid names are: {', '.join(ELBO_NAMES)} "
-                         "(renyi:ALPHA, iwae:K), or pass a pyro.infer.ELBO")
-    if not (isinstance(num_particles, int) and num_particles >= 1):
-        raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
-    kwargs: dict[str, Any] = {"num_particles": num_particles,
-                              "vectorize_particles": num_particles > 1,
-                              "max_plate_nesting": nesting}
-    if name == "renyi":
-        kwargs["alpha"] = float(arg) if arg else 0.0
-        if num_particles < 2:
-            raise ValueError("renyi needs num_particles >= 2 (with one particle it is the "
-                             "plain ELBO); e.g. num_particles=5")
-    elif arg:
-        raise ValueError(f"elbo {name!r} takes no argument, got {spec!r}")
-    if name.startswith("jit"):
-        kwargs["ignore_jit_warnings"] = True
-    return ELBOS[name](**kwargs)
-
-
-class LatentScale(Messenger):
-    """Multiply the scale of every latent (unobserved) sample site: KL warm-up."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def _process_message(self, msg) -> None:
-        if msg["type"] == "sample" and not msg["is_observed"] and not site_is_subsample(msg):
-            msg["scale"] = msg["scale"] * self.factor
-
-
-class History(list):
-    """One dict per epoch; ``history["train_elbo"]`` gives a column."""
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return [row.get(key) for row in self]
-        return super().__getitem__(key)
-
-    def to_csv(self, path: Union[str, os.PathLike]) -> None:
-        """Write the history as a table (atomically)."""
-        import io
-
-        keys: list[str] = []
-        for row in self:
-            keys += [k for k in row if k not in keys]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(self)
-        ckpt.atomic_write_text(path, buf.getvalue())
-
-
-_REAL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
-                torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
-
-
-# -- data --------------------------------------------------------------------------------
-def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...]:
-    """Tensors (x,) or (x, y) from a tensor, array, tuple, or pvae.data split."""
-    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
-        data = (data.x, data.y) if model.takes_labels else data.x
-    parts = data if isinstance(data, (tuple, list)) else (data,)
-    out = []
-    for p in parts:
-        if isinstance(p, np.ndarray):
-            p = torch.from_numpy(p)
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(
-                f"{what} must be a tensor, a numpy array, a tuple of them or a torch Dataset, "
-                f"got {type(p).__name__}"
-            )
-        out.append(p)
-    x = out[0]
-    if x.is_complex() or x.dtype not in _REAL_DTYPES:
-        raise TypeError(f"{what} has dtype {x.dtype}; pvae needs real numbers "
-                        "(float32, or integers/booleans, which are converted)")
-    if x.dtype != torch.float32:
-        x = x.float()
-    out[0] = x
-    n = x.shape[0] if x.dim() else 0
-    for p in out[1:]:
-        if p.shape[:1] != (n,):
-            raise ValueError(f"{what}: x has {n} rows but a second part has shape "
-                             f"{tuple(p.shape)}; every part needs one row per data point")
-    return tuple(out)
-
-
-def _dataset_loader(dataset, batch_size, shuffle, drop_last, generator):
-    if hasattr(dataset, "__getitems__"):  # reads a whole batch at once (pvae.data.ArrayDataset)
-        sampler = torch.utils.data.BatchSampler(
-            torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
-            else torch.utils.data.SequentialSampler(dataset), batch_size, drop_last)
-        return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
-                                           collate_fn=lambda items: items[0]
-                                           if isinstance(items, list) else items)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-        generator=generator,
-    )
-
-
-def _batch_from(item) -> tuple[torch.Tensor, ...]:
-    parts = item if isinstance(item, (tuple, list)) else (item,)
-    x = parts[0]
-    return (x.float() if not x.is_floating_point() or x.dtype == torch.float64 else x,
-            *parts[1:])
 
 
 # -- numerical failure ---------------------------------------------------------------------
@@ -206,15 +67,6 @@ def _numerical_failure(model, batch, epoch, step, what) -> FloatingPointError:
 
 
 # -- the loop ---------------------------------------------------------------------------------
-def _scale_free(elbo: ELBO) -> bool:
-    """ELBOs whose estimate is not linear in site scales (the scale would enter a log-mean-exp).
-
-    For these the data plate is left unscaled and the per-batch loss is multiplied
-    by ``num_data / batch`` instead; beta and KL warm-up are refused.
-    """
-    return isinstance(elbo, RenyiELBO)
-
-
 def _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every):
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")

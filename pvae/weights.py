@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger

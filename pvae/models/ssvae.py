@@ -10,7 +10,6 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import pyro_method
-from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
