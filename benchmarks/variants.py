@@ -157,8 +157,8 @@ def bench_hvae_iaf(args, res, which):
 
 
 def bench_ssvae(args, res):
-    out = {}
-    for labels in (100, 3000):
+    out = res.setdefault("ssvae", {})
+    for labels in args.labels:
         accs, secs_all = [], []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
@@ -166,15 +166,18 @@ def bench_ssvae(args, res):
             torch.manual_seed(seed)
             m = pvae.SemiSupervisedVAE(784, 10, z_dim=50, hidden_dims=(500,))
             h, secs = fit_timed(m, (d.train.x, d.train.y), elbo="enum", epochs=args.ss_epochs,
-                                batch_size=200, lr=3e-4, transform=d.transform, seed=seed)
+                                batch_size=200, lr=3e-4, transform=d.transform, seed=seed,
+                                callback=lambda row: print("  epoch", row["epoch"],
+                                                           round(row["seconds"], 1), flush=True))
             acc = (m.classify(d.test.x).argmax(-1) == d.test.y).float().mean().item()
             accs.append(acc)
             secs_all.append(secs)
             print("ssvae", labels, seed, acc, secs, flush=True)
-        out[str(labels)] = {"accuracy_mean": float(np.mean(accs)), "accuracies": accs,
-                            "seeds": args.seeds, "epochs": args.ss_epochs,
-                            "train_seconds": secs_all}
-    res["ssvae"] = out
+            out[str(labels)] = {"accuracy_mean": float(np.mean(accs)), "accuracies": accs,
+                                "seeds": args.seeds[: len(accs)], "epochs": args.ss_epochs,
+                                "train_seconds": secs_all}
+            write_json(OUT, res)  # each run kept as it completes
+            MD.write_text(markdown(res))
 
 
 def main():
@@ -183,11 +186,13 @@ def main():
     p.add_argument("--ss-epochs", type=int, default=10)
     p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--labels", default="100,3000", help="ssvae: numbers of labels")
     p.add_argument("--k", type=int, default=1000, help="importance samples for test LL")
     p.add_argument("--test-points", type=int, default=2000)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.labels = [int(n) for n in args.labels.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
     only = args.only.split(",")
