@@ -107,6 +107,13 @@ class PVAEModel(PyroModule):
             "data", size=n, subsample=torch.arange(batch_size, device=device), dim=-1
         )
 
+    def _batch(self, *data: Optional[torch.Tensor], batch_size: Optional[int] = None):
+        """``(n, device)`` of a model call: from the first tensor given, else ``batch_size``."""
+        for t in data:
+            if t is not None:
+                return t.shape[0], t.device
+        return (1 if batch_size is None else int(batch_size)), self.device
+
     @contextlib.contextmanager
     def scaled_to(self, num_data: Optional[int]) -> Iterator[None]:
         """Temporarily set :attr:`num_data` (the data plate's full size)."""

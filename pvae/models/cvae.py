@@ -201,12 +201,7 @@ class CVAE(PVAEModel):
     def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None):
         """p(z | y) p(x | z, y); ``x=None`` generates (``y=None``: uniform labels)."""
-        if x is not None:
-            n, device = x.shape[0], x.device
-        elif y is not None:
-            n, device = y.shape[0], y.device
-        else:
-            n, device = (1 if batch_size is None else int(batch_size)), self.device
+        n, device = self._batch(x, y, batch_size=batch_size)
         if y is None and not self.num_classes:
             raise ValueError("a CVAE with a continuous condition needs y")
         decoder = self.decoder

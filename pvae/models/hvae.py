@@ -171,10 +171,7 @@ class HierarchicalVAE(PVAEModel):
     @pyro_method
     def model(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
         """p(zL) p(zL-1 | zL) ... p(z1 | z2) p(x | z1)."""
-        if x is not None:
-            n, device = x.shape[0], x.device
-        else:
-            n, device = (1 if batch_size is None else int(batch_size)), self.device
+        n, device = self._batch(x, batch_size=batch_size)
         L = len(self.z_dims)
         decoder = self.decoder
         plate = self.data_plate(n, device)

@@ -169,11 +169,7 @@ class SemiSupervisedVAE(PVAEModel):
     def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None):
         """p(y) p(z) p(x | y, z), plus the classifier term for labelled data."""
-        if x is not None:
-            n, device = x.shape[0], x.device
-        else:
-            n = y.shape[0] if y is not None else (1 if batch_size is None else int(batch_size))
-            device = self.device
+        n, device = self._batch(x, y, batch_size=batch_size)
         decoder = self.decoder
         with self.data_plate(n, device):
             y_prior = dist.Categorical(logits=torch.zeros(n, self.num_classes, device=device))

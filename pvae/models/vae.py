@@ -189,15 +189,10 @@ class VAE(PVAEModel):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     # -- Pyro program -------------------------------------------------------------------
-    def _batch(self, x: Optional[torch.Tensor], batch_size: Optional[int]):
-        if x is not None:
-            return x.shape[0], x.device
-        return (1 if batch_size is None else int(batch_size)), self.device
-
     @pyro_method
     def model(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):
         """p(z) p(x | z). With ``x=None`` it generates ``batch_size`` data points."""
-        n, device = self._batch(x, batch_size)
+        n, device = self._batch(x, batch_size=batch_size)
         decoder = self.decoder  # registers the decoder with Pyro (pyro.module)
         likelihood = self.likelihood
         with self.data_plate(n, device):
