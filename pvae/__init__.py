@@ -6,7 +6,7 @@
 >>> history = pvae.fit(vae, data.train, epochs=5)      # doctest: +SKIP
 """
 
-from pvae import data, evaluate, likelihoods
+from pvae import data, evaluate, latent, likelihoods, plots
 from pvae.checkpoint import load
 from pvae.compare import compare
 from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
