@@ -15,5 +15,5 @@ from pvae.train import fit
 __version__ = "0.1.0"
 __all__ = [
     "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "fit", "load", "compare",
-    "likelihoods", "evaluate", "data",
+    "likelihoods", "evaluate", "data", "latent", "plots",
 ]

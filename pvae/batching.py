@@ -19,7 +19,7 @@ _REAL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, tor
 def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...]:
     """Tensors (x,) or (x, y) from a tensor, array, tuple, or pvae.data split."""
     if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
-        data = (data.x, data.y) if model.takes_labels else data.x
+        data = (data.x, data.y) if getattr(model, "takes_labels", False) else data.x
     parts = data if isinstance(data, (tuple, list)) else (data,)
     out = []
     for p in parts:

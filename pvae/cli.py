@@ -69,7 +69,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
 
     from pvae import distributed, evaluate
     from pvae.checkpoint import atomic_write_text
-    from pvae.train import CHECKPOINT, as_batch_tensors, fit
+    from pvae.batching import as_batch_tensors
+    from pvae.train import CHECKPOINT, fit
 
     distributed.init_from_env(cfg.train.device)
     rank, world = distributed.context()
@@ -169,7 +170,7 @@ def _cmd_train(args) -> int:
     if args.nproc and args.nproc > 1:
         if args.out is None:
             raise ValueError("--nproc needs --out, so that every process writes to the same run")
-        argv = [a for a in sys.argv[1:]] if args.argv is None else list(args.argv)
+        argv = sys.argv[1:] if args.argv is None else list(args.argv)
         i = argv.index("--nproc")
         return _launch(args.nproc, argv[:i] + argv[i + 2:])
     out = Path(args.out) if args.out else None
@@ -223,7 +224,7 @@ def _cmd_evaluate(args) -> int:
     import torch
 
     from pvae import evaluate
-    from pvae.train import as_batch_tensors
+    from pvae.batching import as_batch_tensors
 
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
@@ -267,7 +268,7 @@ def _cmd_compare(args) -> int:
 
     cfg = load_config(args.config, args.set)
     elbos = [e.strip() for e in args.elbos.split(",") if e.strip()]
-    from pvae.train import make_elbo
+    from pvae.elbos import make_elbo
 
     for e in elbos:  # every name checked before any training
         make_elbo(e, args.num_particles or (5 if e.startswith("renyi") else 1))
@@ -296,7 +297,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     import torch
 
     from pvae import latent, plots
-    from pvae.train import History
+    from pvae.batching import History
 
     unknown = [k for k in kinds if k not in PLOT_KINDS + ("all",)]
     if unknown:

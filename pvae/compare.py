@@ -73,7 +73,7 @@ def compare(
     out
         Folder for ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
     """
-    from pvae.train import as_batch_tensors
+    from pvae.batching import as_batch_tensors
 
     if not elbos:
         raise ValueError("pass at least one estimator in elbos")

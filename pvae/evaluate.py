@@ -26,6 +26,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from pvae.batching import as_batch_tensors
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.weights import callables, check_per_point, log_weights
 
@@ -34,16 +35,9 @@ Batch = tuple
 
 def _as_batch(data, model=None) -> Batch:
     """A tuple of tensors, checked against the model when it can check data."""
-    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split: score what fit scores
-        data = (data.x, data.y) if getattr(model, "takes_labels", False) else (data.x,)
-        if hasattr(model, "evaluation_batch"):
-            data = model.evaluation_batch(data)
-    if isinstance(data, torch.Tensor):
-        batch = (data,)
-    elif isinstance(data, (tuple, list)):
-        batch = tuple(data)
-    else:
-        raise TypeError(f"expected a tensor or a tuple of tensors, got {type(data).__name__}")
+    batch = as_batch_tensors(data, model)
+    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
+        batch = model.evaluation_batch(batch)  # a pvae.data.Split: score what fit scores
     if hasattr(model, "check_data"):
         model.check_data(*batch)
     return batch

@@ -39,7 +39,7 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
     Returns ``{elbo_name: {"encoder": {"variance", "snr", "num_params"}, "decoder": {...}}}``;
     ``variance`` and ``snr`` are means over the group's coordinates.
     """
-    from pvae.train import make_elbo
+    from pvae.elbos import make_elbo
     from pvae.evaluate import _as_batch
 
     batch = _as_batch(data, model)
