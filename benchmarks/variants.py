@@ -66,16 +66,29 @@ def markdown(res) -> str:
                              f"{r['final_train_elbo']:.2f} | {kl} | {r['train_seconds'] / 60:.1f} |")
     if "ssvae" in res:
         lines += ["", "## Semi-supervised VAE (M2, enumerated labels, auxiliary classifier)", "",
-                  "784-500-50, batch 200, Adam 3e-4, aux_weight 50, dynamic binarisation.", "",
-                  "| run | test accuracy of q(y|x), mean | per seed | epochs | minutes per run |",
-                  "| --- | --- | --- | --- | --- |"]
-        for labels, r in res["ssvae"].items():
+                  "784-500-50 softplus MLPs, batch 200, Adam, dynamic binarisation; test "
+                  "accuracy of q(y|x) on the 10,000 test images after the last epoch. "
+                  "Both batchings estimate the same objective, Kingma et al.'s sum over labelled "
+                  "and unlabelled points, and differ in how steps are formed: `separate` (the "
+                  "default, as Pyro's tutorial) takes labelled-only and unlabelled-only steps, "
+                  "the labelled ones spread through the epoch; `paired` gives every step an "
+                  "unlabelled batch and a labelled batch, each scaled to its set's size. The "
+                  "best-epoch column is the highest test accuracy seen at any epoch end: an "
+                  "optimistic figure, for the curve's shape only.", "",
+                  "| labels | batching | aux_weight | lr | epochs | test accuracy, mean | per seed "
+                  "| best epoch (optimistic) | minutes per run |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in res["ssvae"].values():
             per = ", ".join(f"{a:.4f}" for a in r["accuracies"])
             mins = sum(r["train_seconds"]) / len(r["train_seconds"]) / 60
-            lines.append(f"| {labels} | {r['accuracy_mean']:.4f} | {per} | {r['epochs']} | "
-                         f"{mins:.1f} |")
-        lines += ["", "Pyro's tutorial reports 0.932 (100 labels) and 0.958 (3000 labels); "
-                  "Kingma et al. report 0.88 for M2 alone with 100 labels."]
+            best = (", ".join(f"{max(c):.4f} (epoch {c.index(max(c)) + 1})" for c in r["curves"])
+                    if r.get("curves") else "")
+            lines.append(f"| {r['labels']} | {r.get('batching', 'paired')} | "
+                         f"{r.get('aux_weight', 50.0):g} | {r.get('lr', 3e-4):g} | {r['epochs']} | "
+                         f"{r['accuracy_mean']:.4f} | {per} | {best} | {mins:.1f} |")
+        lines += ["", "Pyro's tutorial reports 0.932 (100 labels) and 0.958 (3000 labels), the "
+                  "test accuracy at the epoch of best accuracy on 10,000 labelled validation "
+                  "images; Kingma et al. report 0.88 for M2 alone with 100 labels."]
     return "\n".join(lines) + "\n"
 
 
@@ -160,23 +173,33 @@ def bench_hvae_iaf(args, res, which):
 def bench_ssvae(args, res):
     out = res.setdefault("ssvae", {})
     for labels in args.labels:
-        accs, secs_all = [], []
+        accs, secs_all, curves = [], [], []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
                       seed=seed)
             torch.manual_seed(seed)
-            m = pvae.SemiSupervisedVAE(784, 10, z_dim=50, hidden_dims=(500,))
+            m = pvae.SemiSupervisedVAE(784, 10, z_dim=50, hidden_dims=(500,),
+                                       aux_weight=args.ss_aux, batching=args.ss_batching)
+            curve = []
+
+            def test_accuracy(row, m=m, d=d, curve=curve):
+                curve.append((m.classify(d.test.x).argmax(-1) == d.test.y).float().mean().item())
+                print("  epoch", row["epoch"], round(row["seconds"], 1), "test accuracy",
+                      round(curve[-1], 4), flush=True)
+
             h, secs = fit_timed(m, (d.train.x, d.train.y), elbo="enum", epochs=args.ss_epochs,
-                                batch_size=200, lr=3e-4, transform=d.transform, seed=seed,
-                                callback=lambda row: print("  epoch", row["epoch"],
-                                                           round(row["seconds"], 1), flush=True))
-            acc = (m.classify(d.test.x).argmax(-1) == d.test.y).float().mean().item()
-            accs.append(acc)
+                                batch_size=200, lr=args.ss_lr, transform=d.transform, seed=seed,
+                                callback=test_accuracy)
+            accs.append(curve[-1])
             secs_all.append(secs)
-            print("ssvae", labels, seed, acc, secs, flush=True)
-            out[f"{labels} labels, {args.ss_epochs} epochs"] = {"labels": labels, "accuracy_mean": float(np.mean(accs)), "accuracies": accs,
-                                "seeds": args.seeds[: len(accs)], "epochs": args.ss_epochs,
-                                "train_seconds": secs_all}
+            curves.append(curve)
+            print("ssvae", labels, seed, curve[-1], secs, flush=True)
+            key = (f"{labels} labels, {args.ss_batching}, aux {args.ss_aux:g}, lr {args.ss_lr:g}, "
+                   f"{args.ss_epochs} epochs")
+            out[key] = {"labels": labels, "batching": args.ss_batching, "aux_weight": args.ss_aux,
+                        "lr": args.ss_lr, "accuracy_mean": float(np.mean(accs)),
+                        "accuracies": accs, "curves": curves, "seeds": args.seeds[: len(accs)],
+                        "epochs": args.ss_epochs, "train_seconds": secs_all}
             write_json(OUT, res)  # each run kept as it completes
             MD.write_text(markdown(res))
 
@@ -184,7 +207,10 @@ def bench_ssvae(args, res):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--ss-epochs", type=int, default=10)
+    p.add_argument("--ss-epochs", type=int, default=50)
+    p.add_argument("--ss-batching", default="separate", choices=["separate", "paired"])
+    p.add_argument("--ss-aux", type=float, default=46.0, help="ssvae: aux_weight")
+    p.add_argument("--ss-lr", type=float, default=4.2e-4)
     p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--labels", default="100,3000", help="ssvae: numbers of labels")

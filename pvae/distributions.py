@@ -1,4 +1,4 @@
-"""Count distributions in the mean/dispersion parameterisation.
+"""Count distributions in the mean/dispersion parameterisation, and a lean Bernoulli.
 
 ``NegativeBinomial(mu, theta)`` and ``ZeroInflatedNegativeBinomial(mu, theta,
 zi_logits)`` follow the parameterisation common for count data (mean ``mu``,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import pyro.distributions as dist
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
@@ -130,3 +131,25 @@ class ZeroInflatedNegativeBinomial(TorchDistribution):
             counts = NegativeBinomial(self.mu, self.theta).sample(sample_shape)
             gate = torch.bernoulli(torch.sigmoid(self.zi_logits).expand(counts.shape))
             return torch.where(gate > 0, torch.zeros_like(counts), counts)
+
+
+class BernoulliLogits(dist.Bernoulli):
+    """``Bernoulli(logits=...)`` whose ``log_prob`` is ``x * logits - softplus(logits)``.
+
+    The same values as torch's ``Bernoulli.log_prob`` (``tests/test_distributions.py``)
+    in fewer elementwise passes, and without expanding ``x`` to the logits' shape:
+    with K importance samples per image the logits are K times larger than the data.
+    """
+
+    def __init__(self, logits: torch.Tensor, validate_args=None) -> None:
+        super().__init__(logits=logits, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(BernoulliLogits, _instance)
+        return super().expand(batch_shape, _instance=new)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        logits = self.logits
+        return value * logits - F.softplus(logits)

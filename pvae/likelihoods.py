@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pvae.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from pvae.distributions import BernoulliLogits, NegativeBinomial, ZeroInflatedNegativeBinomial
 
 Params = Union[torch.Tensor, tuple]
 
@@ -189,7 +189,7 @@ class Bernoulli(Likelihood):
     discrete = True
 
     def distribution(self, logits):
-        return dist.Bernoulli(logits=logits)
+        return BernoulliLogits(logits)
 
     def mean(self, params):
         return torch.sigmoid(params)

@@ -5,7 +5,10 @@ import pytest
 import torch
 from scipy import stats
 
-from pvae.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+import pyro
+import pyro.distributions as dist
+
+from pvae.distributions import BernoulliLogits, NegativeBinomial, ZeroInflatedNegativeBinomial
 
 
 @pytest.mark.parametrize("mu,theta", [(0.5, 0.3), (3.0, 2.0), (40.0, 10.0)])
@@ -51,3 +54,22 @@ def test_support_and_constraints_are_declared():
         NegativeBinomial(torch.tensor([-1.0]), torch.tensor([1.0]), validate_args=True)
     e = d.expand((4,))
     assert e.batch_shape == (4,) and e.log_prob(torch.zeros(4)).shape == (4,)
+
+
+def test_bernoulli_logits_equals_torch_bernoulli_with_broadcasting_and_grads():
+    torch.manual_seed(0)
+    logits = (torch.randn(7, 5, 30) * 12).requires_grad_()  # large |logits| too
+    x = torch.bernoulli(torch.full((5, 30), 0.3))  # broadcast over 7 samples
+    ours = BernoulliLogits(logits).log_prob(x)
+    ref = dist.Bernoulli(logits=logits).log_prob(x)
+    assert ours.shape == ref.shape == (7, 5, 30)
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-6)
+    g_ours, = torch.autograd.grad(ours.sum(), logits)
+    g_ref, = torch.autograd.grad(ref.sum(), logits)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+    # Pyro machinery: expand, to_event, enumeration of the support, validation
+    d = BernoulliLogits(logits[0, 0]).expand((4, 30)).to_event(1)
+    assert isinstance(d.base_dist, BernoulliLogits) and d.batch_shape == (4,)
+    assert BernoulliLogits(torch.zeros(2)).enumerate_support().shape == (2, 2)
+    with pyro.validation_enabled(True), pytest.raises(ValueError):
+        BernoulliLogits(torch.zeros(3), validate_args=True).log_prob(torch.tensor([0.0, 2.0, 1.0]))

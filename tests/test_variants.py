@@ -103,16 +103,48 @@ def test_ssvae_trains_on_labelled_unlabelled_and_mixed(labels, xy):
         assert len(h) == 4
 
 
-def test_ssvae_batches_pair_labelled_and_unlabelled(xy):
+def test_ssvae_paired_batches_weight_each_set_by_its_size(xy):
     x, y = xy
     y = torch.where(torch.arange(500) < 30, y, -1)
-    m = ssvae()
+    m = ssvae(batching="paired")
     steps = list(m.minibatches((x, y), 100, torch.Generator().manual_seed(0), False))
     assert len(steps) == m.num_steps((x, y), 100, False) == 5  # 470 unlabelled / 100
     for parts in steps:
         (unl, n_unl), (lab, n_lab) = parts
         assert len(unl) == 1 and n_unl == 470
         assert len(lab) == 2 and n_lab == 30 and (lab[1] >= 0).all() and len(lab[0]) == 30
+
+
+@pytest.mark.parametrize("n_lab", [30, 250, 0, 500])
+def test_ssvae_separate_batches_cover_every_point_once_with_equal_weight(n_lab, xy):
+    x, y = xy
+    y = torch.where(torch.arange(500) < n_lab, y, -1)
+    m = ssvae()  # batching="separate", the default
+    steps = list(m.minibatches((x, y), 100, torch.Generator().manual_seed(0), False))
+    assert len(steps) == m.num_steps((x, y), 100, False)
+    seen, kinds = [], []
+    for parts in steps:
+        assert len(parts) == 1  # each step is all labelled or all unlabelled
+        (batch, n_part), = parts
+        labelled = len(batch) == 2
+        assert not labelled or (batch[1] >= 0).all()
+        kinds.append(labelled)
+        # every point weighs N / batch_size, whatever its step (to rounding)
+        assert n_part / len(batch[0]) == pytest.approx(500 / 100, rel=0.02)
+        seen.append(batch[0])
+    assert sum(kinds) == -(-n_lab // 100)
+    assert torch.cat(seen).shape[0] == 500  # each point once per epoch
+    assert sorted(map(tuple, torch.cat(seen).tolist())) == sorted(map(tuple, x.tolist()))
+    if 0 < n_lab < 500:  # the labelled steps are spread out evenly, not bunched together
+        where = [i for i, k in enumerate(kinds) if k]
+        spacing = len(kinds) / len(where)
+        assert 0 < where[0] <= spacing
+        assert all(abs(b - a - spacing) <= 1 for a, b in zip(where, where[1:]))
+
+
+def test_ssvae_rejects_an_unknown_batching():
+    with pytest.raises(ValueError, match="batching must be 'separate' or 'paired'"):
+        ssvae(batching="mixed")
 
 
 def test_enumeration_equals_the_label_sum_weighted_by_the_classifier(xy):
