@@ -68,11 +68,11 @@ def markdown(res) -> str:
         lines += ["", "## Semi-supervised VAE (M2, enumerated labels, auxiliary classifier)", "",
                   "784-500-50 softplus MLPs, batch 200, Adam, dynamic binarisation; test "
                   "accuracy of q(y|x) on the 10,000 test images after the last epoch. "
-                  "Both batchings estimate the same objective, Kingma et al.'s sum over labelled "
-                  "and unlabelled points, and differ in how steps are formed: `separate` (the "
-                  "default, as Pyro's tutorial) takes labelled-only and unlabelled-only steps, "
-                  "the labelled ones spread through the epoch; `paired` gives every step an "
-                  "unlabelled batch and a labelled batch, each scaled to its set's size. The "
+                  "Batchings (see `pvae.SemiSupervisedVAE`): `balanced` (the default) pairs an "
+                  "unlabelled and a labelled batch in every step with equal total weight; "
+                  "`paired` scales each batch to its own set's size (Kingma et al.'s objective "
+                  "as written); `separate` takes labelled-only and unlabelled-only steps, every "
+                  "point weighted alike, as Pyro's tutorial (the same objective as `paired`). The "
                   "best-epoch column is the highest test accuracy seen at any epoch end: an "
                   "optimistic figure, for the curve's shape only.", "",
                   "| labels | batching | aux_weight | lr | epochs | test accuracy, mean | per seed "
@@ -208,9 +208,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--ss-epochs", type=int, default=50)
-    p.add_argument("--ss-batching", default="separate", choices=["separate", "paired"])
-    p.add_argument("--ss-aux", type=float, default=46.0, help="ssvae: aux_weight")
-    p.add_argument("--ss-lr", type=float, default=4.2e-4)
+    p.add_argument("--ss-batching", default="balanced", choices=["balanced", "separate", "paired"])
+    p.add_argument("--ss-aux", type=float, default=50.0, help="ssvae: aux_weight")
+    p.add_argument("--ss-lr", type=float, default=3e-4)
     p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--labels", default="100,3000", help="ssvae: numbers of labels")

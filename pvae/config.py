@@ -64,7 +64,7 @@ class ModelConfig:
     num_classes: Optional[int] = None  # cvae/ssvae: default from the data's labels
     learned_prior: bool = True  # cvae: p(z|y) by a network, else Normal(0, I)
     aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
-    batching: Literal["separate", "paired"] = "separate"  # ssvae: labelled steps apart or paired
+    batching: Literal["balanced", "separate", "paired"] = "balanced"  # ssvae: see SemiSupervisedVAE
     guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (measured better here)
 
     def validate(self) -> None:

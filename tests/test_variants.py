@@ -103,23 +103,27 @@ def test_ssvae_trains_on_labelled_unlabelled_and_mixed(labels, xy):
         assert len(h) == 4
 
 
-def test_ssvae_paired_batches_weight_each_set_by_its_size(xy):
+@pytest.mark.parametrize("batching,labelled_size", [("paired", 30), ("balanced", 141)])
+def test_ssvae_paired_and_balanced_batches(batching, labelled_size, xy):
     x, y = xy
     y = torch.where(torch.arange(500) < 30, y, -1)
-    m = ssvae(batching="paired")
+    m = ssvae(batching=batching)
     steps = list(m.minibatches((x, y), 100, torch.Generator().manual_seed(0), False))
     assert len(steps) == m.num_steps((x, y), 100, False) == 5  # 470 unlabelled / 100
     for parts in steps:
         (unl, n_unl), (lab, n_lab) = parts
         assert len(unl) == 1 and n_unl == 470
-        assert len(lab) == 2 and n_lab == 30 and (lab[1] >= 0).all() and len(lab[0]) == 30
+        assert len(lab) == 2 and (lab[1] >= 0).all() and len(lab[0]) == 30
+        # paired: each set scaled to its size; balanced: the 30 labelled points weigh as
+        # much as the 100 unlabelled ones (470 / 100 per point)
+        assert n_lab == labelled_size
 
 
 @pytest.mark.parametrize("n_lab", [30, 250, 0, 500])
 def test_ssvae_separate_batches_cover_every_point_once_with_equal_weight(n_lab, xy):
     x, y = xy
     y = torch.where(torch.arange(500) < n_lab, y, -1)
-    m = ssvae()  # batching="separate", the default
+    m = ssvae(batching="separate")
     steps = list(m.minibatches((x, y), 100, torch.Generator().manual_seed(0), False))
     assert len(steps) == m.num_steps((x, y), 100, False)
     seen, kinds = [], []
@@ -143,7 +147,7 @@ def test_ssvae_separate_batches_cover_every_point_once_with_equal_weight(n_lab, 
 
 
 def test_ssvae_rejects_an_unknown_batching():
-    with pytest.raises(ValueError, match="batching must be 'separate' or 'paired'"):
+    with pytest.raises(ValueError, match="batching must be 'separate', 'paired' or 'balanced'"):
         ssvae(batching="mixed")
 
 
@@ -166,6 +170,35 @@ def test_enumeration_equals_the_label_sum_weighted_by_the_classifier(xy):
             lk = trace.loss(m.model, m.guide, x[i : i + 1], yk[i : i + 1])
             expected += q[i, k].item() * (lk + torch.log(q[i, k]).item())
     assert loss_enum == pytest.approx(expected, rel=2e-3)
+
+
+def test_enumeration_gives_the_classifier_the_exact_gradient(xy):
+    """d/d(classifier) of the enumerated loss == that of -sum_y q(y|x) [ELBO(x, y)] - H(q).
+
+    ELBO(x, y) does not depend on the classifier, so its gradient comes only through the
+    q(y|x) weights and the entropy: what drives q(y|x) towards p(y|x) on unlabelled data.
+    """
+    x, _ = xy
+    x = x[:5]
+    m = ssvae(aux_weight=0.0)
+    n = 4000
+    enum = TraceEnum_ELBO(max_plate_nesting=1, num_particles=n, vectorize_particles=True)
+    params = list(m.classifier.parameters())
+    pyro.set_rng_seed(0)
+    grads = torch.autograd.grad(enum.differentiable_loss(m.model, m.guide, x), params)
+    trace = Trace_ELBO(num_particles=n, vectorize_particles=True)
+    with torch.no_grad():  # ELBO(x, y) per point and label, without the classifier
+        elbos = torch.tensor([[-trace.loss(m.model, m.guide, x[i : i + 1], torch.tensor([k]))
+                               for k in range(10)] for i in range(5)])
+    logq = torch.log_softmax(m.classifier_logits(x), -1)
+    q = logq.exp()
+    expected = torch.autograd.grad(-((q * elbos).sum() - (q * logq).sum()), params,
+                                   retain_graph=True)
+    entropy_only = torch.autograd.grad((q * logq).sum(), params)  # what a detached q would give
+    flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])  # noqa: E731
+    g, e, wrong = flat(grads), flat(expected), flat(entropy_only)
+    assert (g - e).norm() < 0.1 * e.norm()  # Monte Carlo error in the ELBO(x, y) differences
+    assert (wrong - e).norm() > 0.5 * e.norm()  # the check can tell a wrong gradient
 
 
 def test_hvae_sites_order_and_per_layer_kl(xy):
