@@ -327,6 +327,8 @@ def main():
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (
         f" --threads {args.threads}" if args.threads else "")
     only = args.only.split(",")
+    if set(only) != set(SECTIONS):
+        command += f" --only {args.only}"
     unknown = set(only) - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
