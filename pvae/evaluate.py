@@ -14,8 +14,9 @@ output holds at most ``max_elements`` numbers; chunks are combined exactly
 float32) keeps each chunk's elementwise work in cache: on a 2-core machine it
 evaluates twice as fast as chunks of 128 MB (``benchmarks/RESULTS.md``). pvae
 models check their data once up front, so distribution argument validation is
-switched off inside the loops, where it would re-check every sample. The diagnostics take all ``num_samples`` of a batch at
-once: keep ``num_samples * batch_size`` moderate there.
+switched off inside the loops, where it would re-check every sample. The
+diagnostics take all ``num_samples`` of a batch at once: keep
+``num_samples * batch_size`` moderate there.
 
 Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
 units), :func:`gradient_stats` (variance and SNR of gradient estimators),

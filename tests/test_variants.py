@@ -114,8 +114,8 @@ def test_ssvae_paired_and_balanced_batches(batching, labelled_size, xy):
         (unl, n_unl), (lab, n_lab) = parts
         assert len(unl) == 1 and n_unl == 470
         assert len(lab) == 2 and (lab[1] >= 0).all() and len(lab[0]) == 30
-        # paired: each set scaled to its size; balanced: the 30 labelled points weigh as
-        # much as the 100 unlabelled ones (470 / 100 per point)
+        # paired: each set scaled to its size; balanced: a labelled point weighs as much
+        # as an unlabelled one (470 / 100 each)
         assert n_lab == labelled_size
 
 
