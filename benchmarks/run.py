@@ -290,7 +290,10 @@ def markdown(res, command) -> str:
         "floor of 7.98 minutes at those chunks with torch's Bernoulli term (ratio 1.32). "
         "After: 8 MB chunks (`pvae.evaluate.CHUNK_ELEMENTS`), which keep the elementwise "
         "work in cache; validation off inside the loop (pvae models check data once); "
-        "`x * logits - softplus(logits)` for the Bernoulli term.",
+        "`x * logits - softplus(logits)` for the Bernoulli term. An earlier run of the same "
+        "code (commit f3f3265) timed pvae and the floor one after the other instead of "
+        "alternating them: 4.30 minutes, ratio 1.35. This shared machine's speed drifts by "
+        "10-30% within minutes.",
         "",
         "## How cost grows (seconds per epoch, batch 128)",
         "",
