@@ -64,7 +64,13 @@ class SemiSupervisedVAE(PVAEModel):
         Labelled-only and unlabelled-only steps, the labelled ones spread
         evenly through the epoch, every point weighted alike and seen once
         per epoch, as in Pyro's tutorial. The same objective as
-        ``"paired"``, with a rare, large labelled step.
+        ``"paired"``, with a rare, large labelled step: 0.51 with 100 labels
+        after 10 epochs.
+
+    For comparison, the classifier network trained on the labelled images
+    alone for as many steps reaches 0.76 (100 labels) and 0.90 (3000): in
+    these 10-epoch budgets the unlabelled data do not yet improve q(y | x),
+    short of Kingma et al.'s 0.88 and Pyro's tutorial's 0.93 with 100 labels.
 
     Parameters
     ----------
