@@ -1,17 +1,20 @@
 """Issue-3 figures on binarised MNIST: the variants against the plain VAE.
 
-    python benchmarks/variants.py [--epochs N] [--only cvae,hvae,iaf,ssvae] [--seeds 0,1,2]
+    python benchmarks/variants.py [--epochs N] [--only cvae,hvae,iaf,ssvae,ssvae_baseline]
+        [--seeds 0,1,2] [--labels 100,3000] [--ss-epochs N] [--ss-batching balanced]
 
-Measures, each with the same budget and written to benchmarks/variants.json
-(and summarised in RESULTS.md by hand with the command):
+Measures, each with the same budget; every run adds its sections to
+benchmarks/variants.json and rewrites benchmarks/VARIANTS.md with the commands:
 
 - cvae:  samples generated for each label, classified by an independent
-         classifier (logistic regression on the MNIST training images, test
-         accuracy printed): the agreement rate (target >= 0.90).
-- hvae:  importance-sampled test log-likelihood of HierarchicalVAE (32, 16)
-         against the one-layer VAE at the same epochs (target: hvae better).
+         classifier (an MLP on the MNIST training images, test accuracy
+         printed): the agreement rate (target >= 0.90).
+- hvae:  importance-sampled test log-likelihood of HierarchicalVAE against the
+         one-layer VAE at the same epochs (target: hvae better).
 - iaf:   the same VAE with 2 inverse autoregressive flows on q(z|x): the gain.
-- ssvae: test accuracy of q(y|x) with 100 and 3000 labels (mean over seeds).
+- ssvae: test accuracy of q(y|x) after each epoch, with 100 and 3000 labels
+         (mean over seeds), for a chosen batching, aux_weight and lr.
+- ssvae_baseline: q(y|x)'s network trained on the labelled images alone.
 """
 
 from __future__ import annotations
@@ -242,7 +245,6 @@ def bench_ssvae(args, res):
             accs.append(curve[-1])
             secs_all.append(secs)
             curves.append(curve)
-
             print("ssvae", labels, seed, curve[-1], secs, flush=True)
             key = (f"{labels} labels, {args.ss_batching}, aux {args.ss_aux:g}, lr {args.ss_lr:g}, "
                    f"{args.ss_epochs} epochs")
