@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from typing import Union
 
@@ -16,6 +17,13 @@ _REAL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, tor
 
 
 # -- data --------------------------------------------------------------------------------
+def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    """Minibatches in ``n`` points: none in none, and at least one when there are any."""
+    if n == 0:
+        return 0
+    return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
+
+
 def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...]:
     """Tensors (x,) or (x, y) from a tensor, array, tuple, or pvae.data split."""
     if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pvae.batching import num_batches
+
 
 def context() -> tuple[int, int]:
     """``(rank, world_size)``; ``(0, 1)`` without an initialised process group."""
@@ -87,8 +89,7 @@ def shard_batches(batch: tuple, batch_size: int, epoch: int, seed: int,
 
 def num_steps(n: int, batch_size: int, drop_last: bool) -> int:
     _, world = context()
-    shard = math.ceil(n / world)
-    return max(shard // batch_size, 1) if drop_last else math.ceil(shard / batch_size)
+    return num_batches(math.ceil(n / world), batch_size, drop_last)
 
 
 def dataset_loader(dataset, batch_size: int, epoch: int, seed: int, drop_last: bool):

@@ -31,7 +31,6 @@ ELBOS: dict[str, Callable[..., ELBO]] = {
     "jit_meanfield": JitTraceMeanField_ELBO,
 }
 #: Every name ``make_elbo`` takes.
-#: Every name ``make_elbo`` takes.
 ELBO_NAMES = (*ELBOS, "iwae", "iwae_dreg")
 
 

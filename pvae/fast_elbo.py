@@ -47,8 +47,8 @@ class _Record(Messenger):
             self.sites[msg["name"]] = msg
 
 
-def _latent(sites: dict):
-    return [m for m in sites.values() if not site_is_subsample(m)]
+def _without_subsample(sites: dict) -> dict:
+    return {name: msg for name, msg in sites.items() if not site_is_subsample(msg)}
 
 
 def _log_prob_sum(msg) -> torch.Tensor:
@@ -60,13 +60,13 @@ def _record(model, guide, args, kwargs):
     """Run guide then model (guide values replayed); None if the lean path does not apply."""
     with _Record() as g:
         guide(*args, **kwargs)
-    for msg in _latent(g.sites):
+    guide_sites = _without_subsample(g.sites)
+    for msg in guide_sites.values():
         if not msg["fn"].has_rsample or msg["infer"].get("enumerate"):
             return None
     with _Record(replay=g.sites) as m:
         model(*args, **kwargs)
-    return ({k: v for k, v in m.sites.items() if not site_is_subsample(v)},
-            {k: v for k, v in g.sites.items() if not site_is_subsample(v)})
+    return _without_subsample(m.sites), guide_sites
 
 
 class _Lean:

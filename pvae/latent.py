@@ -89,8 +89,8 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
     For each of ``dims`` (default: all), dimension d takes ``steps`` absolute
     values from -span to +span (standard deviations of a standard normal
     prior; for learned or hierarchical priors, just latent units) while the
-    others keep their posterior-mean values. Returns ``(z, decoded)``: shapes (len(dims), steps, D) and
-    (len(dims), steps, *x_shape).
+    others keep their posterior-mean values. Returns ``(z, decoded)``: shapes
+    (len(dims), steps, D) and (len(dims), steps, *x_shape).
     """
     z0 = encode(model, x[None], None if y is None else torch.as_tensor(y).reshape(1))[0]
     dims = list(range(z0.shape[0])) if dims is None else list(dims)

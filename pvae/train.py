@@ -30,7 +30,7 @@ from tqdm import tqdm
 from pvae import checkpoint as ckpt
 from pvae import distributed, evaluate
 from pvae.batching import (  # noqa: F401  (re-exported: pvae.train.History etc.)
-    History, _batch_from, _dataset_loader, as_batch_tensors,
+    History, _batch_from, _dataset_loader, as_batch_tensors, num_batches,
 )
 from pvae.elbos import (  # noqa: F401  (re-exported)
     ELBO_NAMES, ELBOS, LatentScale, _scale_free, make_elbo,
@@ -290,7 +290,7 @@ def fit(
     elif tensors is not None:
         steps_per_epoch = model.num_steps(tensors, batch_size, drop_last)
     else:
-        steps_per_epoch = (num_data // batch_size) if drop_last else math.ceil(num_data / batch_size)
+        steps_per_epoch = num_batches(num_data, batch_size, drop_last)
     ddp = distributed.wrap(model, loss_elbo, device) if world > 1 else None
     warmup_steps = kl_warmup * steps_per_epoch
     differentiable = hasattr(loss_elbo, "differentiable_loss")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
+
+from pvae.batching import num_batches
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -176,8 +177,7 @@ class PVAEModel(PyroModule):
 
     def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
         """Optimiser steps per epoch over in-memory data ``batch``."""
-        n = batch[0].shape[0]
-        return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
+        return num_batches(batch[0].shape[0], batch_size, drop_last)
 
     def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
                     drop_last: bool) -> Iterator[list[tuple[Batch, int]]]:

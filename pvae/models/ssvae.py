@@ -12,6 +12,7 @@ from pyro import poutine
 from pyro.nn import pyro_method
 
 from pvae import likelihoods as lk
+from pvae.batching import num_batches
 from pvae.flows import GaussianPosterior
 from pvae.models.base import Batch, PVAEModel
 from pvae.models.cvae import check_labels
@@ -253,8 +254,8 @@ class SemiSupervisedVAE(PVAEModel):
     def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
         unl, lab, _ = self._split(batch)
         if self.batching == "separate":
-            return sum(_count(len(part), batch_size, drop_last) for part in (unl, lab))
-        return _count(len(unl) if len(unl) else len(lab), batch_size, drop_last)
+            return sum(num_batches(len(part), batch_size, drop_last) for part in (unl, lab))
+        return num_batches(len(unl) if len(unl) else len(lab), batch_size, drop_last)
 
     def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
                     drop_last: bool) -> Iterator[list[tuple[Batch, int]]]:
@@ -278,10 +279,10 @@ class SemiSupervisedVAE(PVAEModel):
                     pos = 0
                 idx = lab_order[pos : pos + lab_size]
                 pos += lab_size
-                n_lab = len(lab)
+                plate_size = len(lab)
                 if self.batching == "balanced" and len(unl):  # per point, weighed as unlabelled
-                    n_lab = max(len(unl) * len(idx) // min(batch_size, len(unl)), len(idx))
-                parts.append(((x[idx], y[idx]), n_lab))
+                    plate_size = max(len(unl) * len(idx) // min(batch_size, len(unl)), len(idx))
+                parts.append(((x[idx], y[idx]), plate_size))
             yield parts
 
     @staticmethod
@@ -293,7 +294,8 @@ class SemiSupervisedVAE(PVAEModel):
         """
         n_total = len(unl) + len(lab)
         per_step = min(batch_size, n_total)  # data points a full step stands for: n_total / per_step
-        n_unl, n_lab = _count(len(unl), batch_size, drop_last), _count(len(lab), batch_size, drop_last)
+        n_unl = num_batches(len(unl), batch_size, drop_last)
+        n_lab = num_batches(len(lab), batch_size, drop_last)
         steps = n_unl + n_lab
         # labelled step j goes at position floor((j + 1/2) * steps / n_lab)
         lab_at = {int((j + 0.5) * steps / n_lab) for j in range(n_lab)}
@@ -307,9 +309,3 @@ class SemiSupervisedVAE(PVAEModel):
                 batch = (x[idx],)
             yield [(batch, max(round(n_total * len(idx) / per_step), len(idx)))]
 
-
-def _count(n: int, batch_size: int, drop_last: bool) -> int:
-    """Batches in ``n`` points (none in none; at least one when there are any)."""
-    if n == 0:
-        return 0
-    return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
