@@ -1,6 +1,8 @@
 """Latent-space tools for every pvae model and any data set.
 
 - :func:`encode` a data set to posterior means;
+- :class:`Features` turns inputs into a trained model's latent codes, as a data
+  transform for training another model on them (stacked models, M1+M2);
 - :func:`interpolate` between two inputs, linearly or spherically (slerp), decoded;
 - :func:`traverse` one latent dimension at a time;
 - :func:`manifold` decodes a grid over the prior's quantiles (z_dim = 2);
@@ -47,6 +49,65 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
     finally:
         model.train(was)
     return torch.cat(out)
+
+
+class Features:
+    """A data transform: inputs to a trained model's latent codes, for stacking models.
+
+    ``pvae.fit(m2, (x, y), transform=Features(m1))`` trains ``m2`` on the
+    latent codes ``z ~ q(z | x)`` of a trained model ``m1``, drawn afresh each
+    step (Kingma et al. 2014's M1+M2: a semi-supervised M2 on the codes of a
+    VAE M1). ``m1`` stays fixed: it is put in eval mode and draws are made
+    without gradients. ``sample=False`` gives the posterior means instead (use
+    them to classify: ``m2.classify(Features(m1, sample=False)(x_test))``).
+    ``transform`` is applied to the inputs first (dynamic binarisation, say).
+    ``site`` names the latent site to take; default the model's first latent
+    site (``"z"``, or ``"z1"`` for :class:`pvae.HierarchicalVAE`).
+    """
+
+    def __init__(self, model, *, sample: bool = True, transform=None,
+                 site: Optional[str] = None, batch_size: int = 10000) -> None:
+        if not hasattr(model, "guide") or not hasattr(model, "embed"):
+            raise TypeError(f"Features needs a trained pvae model, got {type(model).__name__}")
+        if getattr(model, "conditional", False):
+            raise ValueError(f"Features takes an unconditional model (q(z | x)); "
+                             f"{type(model).__name__} encodes with a condition y")
+        self.model, self.sample, self.transform = model, sample, transform
+        self.batch_size = batch_size
+        model.eval()
+        # the guide's latent sites, found once on a dummy input (a bad name fails here, not
+        # at the first training step)
+        names = list(self._trace(torch.zeros(1, *model.x_shape, device=model.device)))
+        if site is not None and site not in names:
+            raise ValueError(f"{type(model).__name__} has no latent site {site!r}; "
+                             f"its latent sites are {names}")
+        self.site = site or names[0]
+
+    @torch.no_grad()
+    def _trace(self, x: torch.Tensor) -> dict:
+        from pyro import poutine
+        from pyro.poutine.util import site_is_subsample
+
+        tr = poutine.trace(self.model.guide).get_trace(x)
+        return {n: s for n, s in tr.nodes.items() if s["type"] == "sample"
+                and not s["is_observed"] and not site_is_subsample(s)}
+
+    def _draw(self, x: torch.Tensor) -> torch.Tensor:
+        site = self._trace(x)[self.site]
+        if self.sample:
+            return site["value"]
+        try:
+            return site["fn"].mean
+        except NotImplementedError:
+            raise ValueError("this guide's posterior has no closed-form mean (a flow guide): "
+                             "use Features(model, sample=True)") from None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transform is not None:
+            x = self.transform(x)
+        x = x.to(self.model.device)
+        return torch.cat([self._draw(x[i : i + self.batch_size])
+                          for i in range(0, len(x), self.batch_size)])
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,19 @@ def test_bernoulli_logits_equals_torch_bernoulli_with_broadcasting_and_grads():
     g_ours, = torch.autograd.grad(ours.sum(), logits)
     g_ref, = torch.autograd.grad(ref.sum(), logits)
     assert torch.allclose(g_ours, g_ref, atol=1e-6)
+    # equal shapes with gradients take the fused kernel; without, the three-pass one:
+    # both equal torch's values (and gradients), also for x in [0, 1]
+    for xs in (x.expand(7, 5, 30), torch.rand(7, 5, 30)):
+        ref = dist.Bernoulli(logits=logits, validate_args=False).log_prob(xs)
+        fused = BernoulliLogits(logits, validate_args=False).log_prob(xs)
+        with torch.no_grad():
+            plain = BernoulliLogits(logits, validate_args=False).log_prob(xs)
+        assert fused.grad_fn is not None and plain.grad_fn is None
+        assert torch.allclose(fused, ref, atol=1e-5, rtol=1e-6)
+        assert torch.allclose(plain, ref, atol=1e-5, rtol=1e-6)
+        g_fused, = torch.autograd.grad(fused.sum(), logits)
+        g_ref, = torch.autograd.grad(ref.sum(), logits)
+        assert torch.allclose(g_fused, g_ref, atol=1e-6)
     # Pyro machinery: expand, to_event, enumeration of the support, validation
     d = BernoulliLogits(logits[0, 0]).expand((4, 30)).to_event(1)
     assert isinstance(d.base_dist, BernoulliLogits) and d.batch_shape == (4,)

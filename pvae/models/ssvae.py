@@ -70,8 +70,25 @@ class SemiSupervisedVAE(PVAEModel):
 
     For comparison, the classifier network trained on the labelled images
     alone for as many steps reaches 0.76 (100 labels) and 0.90 (3000): in
-    these 10-epoch budgets the unlabelled data do not yet improve q(y | x),
-    short of Kingma et al.'s 0.88 and Pyro's tutorial's 0.93 with 100 labels.
+    these 10-epoch budgets the unlabelled images do not yet improve q(y | x)
+    when the M2 models the pixels directly.
+
+    Stacked on a VAE's latent codes (Kingma et al.'s M1+M2), they do. Train a
+    :class:`pvae.VAE` (M1) on all the images, then this model on its codes,
+    drawn afresh each step by :class:`pvae.latent.Features`::
+
+        m1 = pvae.VAE(784, 50, hidden_dims=(500, 500), activation="softplus")
+        pvae.fit(m1, x, elbo="meanfield", transform=binarize)
+        m2 = pvae.SemiSupervisedVAE(50, 10, z_dim=10, likelihood="gaussian",
+                                    likelihood_kwargs={"scale": "predicted"})
+        pvae.fit(m2, (x, y), elbo="enum", lr=1e-3,
+                 transform=pvae.latent.Features(m1, transform=binarize))
+        probs = m2.classify(pvae.latent.Features(m1, sample=False)(x_test))
+
+    Measured on MNIST (``benchmarks/VARIANTS.md``; M1 30 epochs, then the M2 with
+    ``z_dim=10`` for 50 epochs at lr 1e-3 and 20 at 2e-4): 0.917 test accuracy
+    with 100 labels (seeds 0, 1, 2: 0.924, 0.902, 0.924) and 0.952 with 3000,
+    against 0.72 and 0.90 on pixels; Pyro's tutorial reports 0.932 and 0.958.
 
     Parameters
     ----------
