@@ -29,9 +29,11 @@ def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                 cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        if changed:  # measured on a working tree that differs from the commit
+        changed = subprocess.run(  # the code only: result files change as a run writes them
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "pvae",
+             "benchmarks/*.py", "pyproject.toml"],
+            cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        if changed:  # measured on code that differs from the commit
             commit += " + uncommitted changes"
     except OSError:
         commit = "unknown"
