@@ -265,8 +265,9 @@ def markdown(res, command) -> str:
         "pvae trains with `fit` defaults: the lean ELBO path (`pvae.fast_elbo`), fused Adam, "
         "no Pyro parameter registration in the loop. The reference is a hand-written "
         "PyTorch VAE (`benchmarks/reference.py`) with `torch.optim.Adam` as one would write it; "
-        "the fused column gives it the same fused Adam. The last column is pvae with Pyro's "
-        "own `Trace_ELBO`/`TraceMeanField_ELBO` instances (the path before the lean ELBO). "
+        "the fused column gives it the same fused Adam. The \"via Pyro's ELBO classes\" column "
+        "is pvae with Pyro's own `Trace_ELBO`/`TraceMeanField_ELBO` instances (the path "
+        "before the lean ELBO). "
         "The noise column times the reference a second time in the same alternation: how far "
         "apart two identical programs land in this run.",
         "",
