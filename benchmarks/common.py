@@ -30,7 +30,7 @@ def machine() -> dict:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip()
         changed = subprocess.run(  # the code only: result files change as a run writes them
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "pvae",
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", "pvae",
              "benchmarks/*.py", "pyproject.toml"],
             cwd=ROOT, capture_output=True, text=True).stdout.strip()
         if changed:  # measured on code that differs from the commit

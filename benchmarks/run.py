@@ -271,11 +271,12 @@ def markdown(res, command) -> str:
         "The noise column times the reference a second time in the same alternation: how far "
         "apart two identical programs land in this run.",
         "",
-        "Before (2026-11-21 06:17, commit 906fca3): pvae / reference 0.96, 0.93, 1.03, 0.89 "
-        "and pvae / ref. fused 0.74, 0.78, 0.90, 0.79 (rows in the order above). Since then "
-        "the Bernoulli term takes torch's fused `binary_cross_entropy_with_logits` when "
-        "gradients are needed (about 3% of a training step's forward and backward, measured "
-        "alone): a change within the noise column. What remains is running the Pyro program "
+        "History: at commit 906fca3 (2026-11-21 06:17) pvae / reference was 0.96, 0.93, "
+        "1.03, 0.89 and pvae / ref. fused 0.74, 0.78, 0.90, 0.79 (rows in the order above). "
+        "Commit 2706c9d made the Bernoulli term take torch's fused "
+        "`binary_cross_entropy_with_logits` when gradients are needed (about 3% of a training "
+        "step's forward and backward, measured alone): a change within the noise column. "
+        "What remained then was running the Pyro program "
         "each step: about 0.8 ms of forward time for this VAE at batch 128 against the same "
         "arithmetic written directly (2.6 against 1.8 ms on one thread), spread over some "
         "thousand Python calls (sample-site messengers, distribution objects, the subsampled "

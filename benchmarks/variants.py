@@ -46,8 +46,10 @@ def per_seed(r) -> tuple[str, str]:
 def markdown(res) -> str:
     m = res["machine"]
     lines = ["# pvae variants on binarised MNIST", "",
-             f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, torch threads "
-             f"{m['torch_threads']}), torch {m['torch']}, pyro {m['pyro']}, commit {m['commit']}.",
+             f"Runs accumulate here from the commands below, made at different times and "
+             f"commits. The last run: {m['date']} on {m['cpu']} ({m['cores']} cores, torch "
+             f"threads {m['torch_threads']}), torch {m['torch']}, pyro {m['pyro']}, commit "
+             f"{m['commit']}.",
              "", "Commands (each run adds its sections to variants.json):", ""]
     lines += [f"- `{c}`" for c in res.get("commands", [])]
     if "cvae" in res:
@@ -162,7 +164,8 @@ def merge_seeds(old, new):
             runs[seed] = {k: entry[k][i] for k in PER_SEED if k in entry}
     out = dict(new, seeds=sorted(runs))
     for k in PER_SEED:
-        if k in new:
+        out.pop(k, None)
+        if all(k in run for run in runs.values()):  # a figure only some runs recorded is dropped
             out[k] = [runs[seed][k] for seed in out["seeds"]]
     out["accuracy_mean"] = float(np.mean(out["accuracies"]))
     return out

@@ -140,7 +140,7 @@ class BernoulliLogits(dist.Bernoulli):
     by the kernel that is fastest for the call: without gradients (evaluation),
     three elementwise passes that need not expand ``x`` to the logits' shape (with K
     importance samples per image the logits are K times larger than the data);
-    with gradients (training) and equal shapes, torch's fused
+    with gradients (training), equal shapes and dtypes, torch's fused
     ``binary_cross_entropy_with_logits``, whose backward is one pass too.
     """
 
@@ -155,6 +155,7 @@ class BernoulliLogits(dist.Bernoulli):
         if self._validate_args:
             self._validate_sample(value)
         logits = self.logits
-        if logits.requires_grad and torch.is_grad_enabled() and value.shape == logits.shape:
+        if (logits.requires_grad and torch.is_grad_enabled() and value.shape == logits.shape
+                and value.dtype == logits.dtype):
             return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
         return value * logits - F.softplus(logits)

@@ -14,6 +14,7 @@ label of the inputs for encoding, and the label to decode with.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, Optional
 
 import torch
@@ -58,11 +59,12 @@ class Features:
     latent codes ``z ~ q(z | x)`` of a trained model ``m1``, drawn afresh each
     step (Kingma et al. 2014's M1+M2: a semi-supervised M2 on the codes of a
     VAE M1). ``m1`` stays fixed: it is put in eval mode and draws are made
-    without gradients. ``sample=False`` gives the posterior means instead (use
-    them to classify: ``m2.classify(Features(m1, sample=False)(x_test))``).
-    ``transform`` is applied to the inputs first (dynamic binarisation, say).
-    ``site`` names the latent site to take; default the model's first latent
-    site (``"z"``, or ``"z1"`` for :class:`pvae.HierarchicalVAE`).
+    without gradients. ``sample=False`` gives the posterior means of the main
+    latent (``m1.embed``) instead, for classifying: ``m2.classify(Features(m1,
+    sample=False)(x_test))``. ``transform`` is applied to the inputs first
+    (binarisation, say). ``site`` names the latent site to draw; default the
+    main one (``"z"``, or ``"z1"``, the layer the decoder reads, for
+    :class:`pvae.HierarchicalVAE`).
     """
 
     def __init__(self, model, *, sample: bool = True, transform=None,
@@ -75,37 +77,47 @@ class Features:
         self.model, self.sample, self.transform = model, sample, transform
         self.batch_size = batch_size
         model.eval()
-        # the guide's latent sites, found once on a dummy input (a bad name fails here, not
-        # at the first training step)
-        names = list(self._trace(torch.zeros(1, *model.x_shape, device=model.device)))
+        # the guide's latent sites, found once on a dummy input: bad arguments fail here,
+        # not at the first training step
+        sites = self._trace(torch.zeros(1, *model.x_shape, device=model.device))
+        names = list(sites)
         if site is not None and site not in names:
             raise ValueError(f"{type(model).__name__} has no latent site {site!r}; "
                              f"its latent sites are {names}")
-        self.site = site or names[0]
+        main = next((n for n in ("z", "z1") if n in names), names[0])
+        self.site = site or main
+        if not sample:
+            if self.site != main:
+                raise ValueError(f"sample=False gives the means of the main latent site "
+                                 f"{main!r}; for {self.site!r} use sample=True")
+            if any(getattr(m, "num_flows", 0) for m in model.modules()):
+                raise ValueError("this guide has flows, so q(z | x) has no closed-form mean: "
+                                 "use Features(model, sample=True)")
+        self.dim = sites[self.site]["value"].shape[-1]
 
     @torch.no_grad()
     def _trace(self, x: torch.Tensor) -> dict:
         from pyro import poutine
         from pyro.poutine.util import site_is_subsample
 
-        tr = poutine.trace(self.model.guide).get_trace(x)
+        quiet = getattr(self.model, "unregistered", contextlib.nullcontext)
+        with quiet():  # no Pyro parameter registration for a fixed model
+            tr = poutine.trace(self.model.guide).get_trace(x)
         return {n: s for n, s in tr.nodes.items() if s["type"] == "sample"
                 and not s["is_observed"] and not site_is_subsample(s)}
 
+    @torch.no_grad()
     def _draw(self, x: torch.Tensor) -> torch.Tensor:
-        site = self._trace(x)[self.site]
-        if self.sample:
-            return site["value"]
-        try:
-            return site["fn"].mean
-        except NotImplementedError:
-            raise ValueError("this guide's posterior has no closed-form mean (a flow guide): "
-                             "use Features(model, sample=True)") from None
+        if not self.sample:
+            return self.model.embed(x)
+        return self._trace(x)[self.site]["value"]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform is not None:
             x = self.transform(x)
         x = x.to(self.model.device)
+        if len(x) == 0:
+            return x.new_zeros(0, self.dim)
         return torch.cat([self._draw(x[i : i + self.batch_size])
                           for i in range(0, len(x), self.batch_size)])
 
