@@ -14,7 +14,6 @@ label of the inputs for encoding, and the label to decode with.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Literal, Optional
 
 import torch
@@ -69,7 +68,9 @@ class Features:
 
     def __init__(self, model, *, sample: bool = True, transform=None,
                  site: Optional[str] = None, batch_size: int = 10000) -> None:
-        if not hasattr(model, "guide") or not hasattr(model, "embed"):
+        from pvae.models.base import PVAEModel
+
+        if not isinstance(model, PVAEModel):
             raise TypeError(f"Features needs a trained pvae model, got {type(model).__name__}")
         if getattr(model, "conditional", False):
             raise ValueError(f"Features takes an unconditional model (q(z | x)); "
@@ -77,49 +78,35 @@ class Features:
         self.model, self.sample, self.transform = model, sample, transform
         self.batch_size = batch_size
         model.eval()
-        # the guide's latent sites, found once on a dummy input: bad arguments fail here,
-        # not at the first training step
-        sites = self._trace(torch.zeros(1, *model.x_shape, device=model.device))
-        names = list(sites)
+        names = list(model.latent_sites)  # the main latent first (z1, which the decoder reads)
         if site is not None and site not in names:
             raise ValueError(f"{type(model).__name__} has no latent site {site!r}; "
                              f"its latent sites are {names}")
-        main = next((n for n in ("z", "z1") if n in names), names[0])
-        self.site = site or main
+        self.site = site or names[0]
         if not sample:
-            if self.site != main:
+            if self.site != names[0]:
                 raise ValueError(f"sample=False gives the means of the main latent site "
-                                 f"{main!r}; for {self.site!r} use sample=True")
+                                 f"{names[0]!r}; for {self.site!r} use sample=True")
             if any(getattr(m, "num_flows", 0) for m in model.modules()):
                 raise ValueError("this guide has flows, so q(z | x) has no closed-form mean: "
                                  "use Features(model, sample=True)")
-        self.dim = sites[self.site]["value"].shape[-1]
-
-    @torch.no_grad()
-    def _trace(self, x: torch.Tensor) -> dict:
-        from pyro import poutine
-        from pyro.poutine.util import site_is_subsample
-
-        quiet = getattr(self.model, "unregistered", contextlib.nullcontext)
-        with quiet():  # no Pyro parameter registration for a fixed model
-            tr = poutine.trace(self.model.guide).get_trace(x)
-        return {n: s for n, s in tr.nodes.items() if s["type"] == "sample"
-                and not s["is_observed"] and not site_is_subsample(s)}
 
     @torch.no_grad()
     def _draw(self, x: torch.Tensor) -> torch.Tensor:
         if not self.sample:
             return self.model.embed(x)
-        return self._trace(x)[self.site]["value"]
+        from pyro import poutine
+
+        with self.model.unregistered():  # no Pyro parameter registration for a fixed model
+            return poutine.trace(self.model.guide).get_trace(x).nodes[self.site]["value"]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform is not None:
             x = self.transform(x)
         x = x.to(self.model.device)
-        if len(x) == 0:
-            return x.new_zeros(0, self.dim)
-        return torch.cat([self._draw(x[i : i + self.batch_size])
-                          for i in range(0, len(x), self.batch_size)])
+        if len(x) == 0:  # a plate cannot be empty: draw for one dummy row, keep none
+            return self._draw(x.new_zeros(1, *x.shape[1:]))[:0]
+        return torch.cat([self._draw(chunk) for chunk in x.split(self.batch_size)])
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
