@@ -93,7 +93,7 @@ class SemiSupervisedVAE(PVAEModel):
     Pyro's tutorial reports 0.932 and 0.958. The smaller ``aux_weight`` (10) and
     higher rate get there in 50 M2 epochs; the default ``aux_weight`` 50 at lr 1e-3
     (50 epochs, then 20 at 2e-4) gave 0.917 and 0.952, the same within the
-    spread over label draws.
+    spread over seeds.
 
     Parameters
     ----------
