@@ -28,6 +28,8 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.optim import Adam
 from torch import nn
 
+from pvae.nets import cat_broadcast  # a tensor helper; the model and schedule are Pyro's
+
 from common import SHARED, machine
 
 
@@ -37,11 +39,6 @@ def mlp(n_in: int, n_out: int, tiny: bool) -> nn.Module:
         nn.init.normal_(hidden.weight, 0.0, 0.001)
         nn.init.normal_(hidden.bias, 0.0, 0.001)
     return nn.Sequential(hidden, nn.Softplus(), out)
-
-
-def broadcast_cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    return torch.cat([a.expand(shape + a.shape[-1:]), b.expand(shape + b.shape[-1:])], -1)
 
 
 class M2(nn.Module):
@@ -59,14 +56,14 @@ class M2(nn.Module):
         with pyro.plate("data"):
             z = pyro.sample("z", dist.Normal(x.new_zeros(n, 50), 1.0).to_event(1))
             y = pyro.sample("y", dist.OneHotCategorical(x.new_full((n, 10), 0.1)), obs=y)
-            p = torch.sigmoid(self.decoder(broadcast_cat(z, y))).clamp(1e-7, 1 - 1e-7)
+            p = torch.sigmoid(self.decoder(cat_broadcast(z, y))).clamp(1e-7, 1 - 1e-7)
             pyro.sample("x", dist.Bernoulli(p, validate_args=False).to_event(1), obs=x)
 
     def guide(self, x, y=None):
         with pyro.plate("data"):
             if y is None:
                 y = pyro.sample("y", dist.OneHotCategorical(self.q_y(x)))
-            h = self.encoder(broadcast_cat(x, y))
+            h = self.encoder(cat_broadcast(x, y))
             pyro.sample("z", dist.Normal(h[..., :50], h[..., 50:].exp()).to_event(1))
 
     def model_aux(self, x, y=None):

@@ -344,7 +344,14 @@ def bench_ssvae_m1m2(args, res):
     """Kingma et al.'s M1+M2 from pvae pieces: a VAE (M1) on all training images, then the
     semi-supervised M2 on its latent codes, drawn afresh each step (pvae.latent.Features)."""
     out = res.setdefault("ssvae_m1m2", {})
+    plan = [(args.ss_epochs, args.ss_lr)]  # M2 stages: (epochs, lr), each with a fresh Adam
+    if args.ss_final_epochs:  # a second stage at a lower learning rate
+        plan.append((args.ss_final_epochs, args.ss_final_lr))
+    stages = f"{plan[0][0]} epochs at lr {plan[0][1]:g}" + "".join(
+        f" + {e} at {lr:g}" for e, lr in plan[1:])
     for labels in args.labels:
+        key = (f"{labels} labels, M1 {args.m1_epochs} epochs, M2 z {args.m2_z}, "
+               f"{args.ss_batching}, aux {args.ss_aux:g}, {stages}")
         accs, curves, secs1, secs2 = [], [], [], []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
@@ -366,24 +373,17 @@ def bench_ssvae_m1m2(args, res):
                       round(curve[-1], 4), flush=True)
 
             codes = pvae.latent.Features(m1, transform=d.transform)
-            _, s2 = fit_timed(m2, (d.train.x, d.train.y), elbo="enum", epochs=args.ss_epochs,
-                              batch_size=200, lr=args.ss_lr, seed=seed, callback=test_accuracy,
-                              transform=codes)
-            if args.ss_final_epochs:  # a second stage at a lower learning rate (fresh Adam)
-                _, s3 = fit_timed(m2, (d.train.x, d.train.y), elbo="enum",
-                                  epochs=args.ss_final_epochs, batch_size=200,
-                                  lr=args.ss_final_lr, seed=seed + 1000, callback=test_accuracy,
-                                  transform=codes)
-                s2 += s3
+            s2 = 0.0
+            for stage, (epochs, lr) in enumerate(plan):
+                _, s = fit_timed(m2, (d.train.x, d.train.y), elbo="enum", epochs=epochs,
+                                 batch_size=200, lr=lr, seed=seed + 1000 * stage,
+                                 callback=test_accuracy, transform=codes)
+                s2 += s
             accs.append(curve[-1])
             curves.append(curve)
             secs1.append(s1)
             secs2.append(s2)
             print("ssvae M1+M2", labels, seed, curve[-1], s1, s2, flush=True)
-            stages = f"{args.ss_epochs} epochs at lr {args.ss_lr:g}" + (
-                f" + {args.ss_final_epochs} at {args.ss_final_lr:g}" if args.ss_final_epochs else "")
-            key = (f"{labels} labels, M1 {args.m1_epochs} epochs, M2 z {args.m2_z}, "
-                   f"{args.ss_batching}, aux {args.ss_aux:g}, {stages}")
             out[key] = {"labels": labels, "m1_epochs": args.m1_epochs, "m2_z": args.m2_z,
                         "batching": args.ss_batching, "aux_weight": args.ss_aux, "lr": args.ss_lr,
                         "epochs": args.ss_epochs, "stages": stages,
@@ -438,7 +438,7 @@ def main():
     if "ssvae_m1m2" in only:
         bench_ssvae_m1m2(args, res)
         save(res)
-    print(save(res))
+    print(MD.read_text())
 
 
 if __name__ == "__main__":

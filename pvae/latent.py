@@ -18,6 +18,8 @@ from typing import Literal, Optional
 
 import torch
 
+from pvae.flows import GaussianPosterior
+
 
 def _batch(model, x, y):
     if getattr(model, "conditional", False):
@@ -87,7 +89,7 @@ class Features:
             if self.site != names[0]:
                 raise ValueError(f"sample=False gives the means of the main latent site "
                                  f"{names[0]!r}; for {self.site!r} use sample=True")
-            if any(getattr(m, "num_flows", 0) for m in model.modules()):
+            if any(not p.mean_field for p in model.modules() if isinstance(p, GaussianPosterior)):
                 raise ValueError("this guide has flows, so q(z | x) has no closed-form mean: "
                                  "use Features(model, sample=True)")
 
