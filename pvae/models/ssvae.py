@@ -92,11 +92,10 @@ class SemiSupervisedVAE(PVAEModel):
     0.936, 0.917, 0.923, 0.936, 0.917), where the M2 on pixels reached 0.90 and
     0.72 after 10 epochs; Pyro's tutorial reports 0.958 and 0.932. About 25
     minutes per run at one thread. Training the M1 longer helped: after 30
-    M1 epochs the same M2 gave 0.954 and 0.919 (seeds 0 to 2; 0.926 on those
-    seeds after 100). The smaller
-    ``aux_weight`` (10) and higher rate get there in 50 M2 epochs; the default
-    ``aux_weight`` 50 at lr 1e-3 (50 epochs, then 20 at 2e-4, 30-epoch M1) gave
-    0.952 and 0.917.
+    M1 epochs the same M2 gave 0.954 and 0.919 (seeds 0 to 2; 0.925 on those
+    seeds after 100). The smaller ``aux_weight`` (10) and higher rate get
+    there in 50 M2 epochs; the default ``aux_weight`` 50 at lr 1e-3 (50
+    epochs, then 20 at 2e-4, 30-epoch M1) gave 0.952 and 0.917.
 
     Parameters
     ----------
