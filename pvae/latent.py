@@ -19,6 +19,7 @@ from typing import Literal, Optional
 import torch
 
 from pvae.flows import GaussianPosterior
+from pvae.models.base import PVAEModel
 
 
 def _batch(model, x, y):
@@ -70,8 +71,6 @@ class Features:
 
     def __init__(self, model, *, sample: bool = True, transform=None,
                  site: Optional[str] = None, batch_size: int = 10000) -> None:
-        from pvae.models.base import PVAEModel
-
         if not isinstance(model, PVAEModel):
             raise TypeError(f"Features needs a trained pvae model, got {type(model).__name__}")
         if getattr(model, "conditional", False):
