@@ -119,7 +119,10 @@ def code_data(data, model, *, batch_size: int = 10000):
     validation and test inputs become their posterior means (repeatable
     evaluation). The result keeps the labels, holds ``model`` as ``encoder``
     and ``data`` as ``source``, and its ``decode`` maps codes back to
-    ``data``'s space, for figures. ``pvae train`` uses it for ``data.features``.
+    ``data``'s space, for figures. ``pvae train`` uses it for ``data.features``;
+    there the per-epoch ``val_elbo`` is on validation codes drawn once from
+    q(z | x), like the training objective, while ``pvae evaluate`` scores the
+    means, which have a higher density.
     """
     from pvae.data import Data, Split
 
