@@ -417,6 +417,10 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     only = args.only.split(",")
+    sections = ("cvae", "hvae", "iaf", "ssvae", "ssvae_baseline", "ssvae_m1m2")
+    unknown = [name for name in only if name not in sections]
+    if unknown:
+        p.error(f"--only: unknown section {unknown[0]!r}; valid: {', '.join(sections)}")
     res = json.loads(OUT.read_text()) if OUT.exists() else {}
     res["machine"] = machine()
     res.setdefault("commands", []).append("python benchmarks/variants.py " + " ".join(

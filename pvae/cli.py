@@ -5,6 +5,7 @@ trains the configured model and writes a run folder::
 
     config.yaml      the resolved configuration
     checkpoint.pt    model, optimiser and RNG state (atomic; --resume continues it)
+    features.pt      with data.features: the run's copy of the model whose codes it learns
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
@@ -51,15 +52,39 @@ def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int
     return pvae.HierarchicalVAE(z_dims=m.z_dims, guide=m.guide, **common)
 
 
-def load_data(cfg: Config):
-    from pvae import data
+FEATURES = "features.pt"  # a stacked run's copy of the model whose codes it was trained on
+
+
+def load_data(cfg: Config, run: Optional[Path] = None):
+    """The config's data set; with ``data.features``, as that trained model's latent codes
+    (from the run folder's own copy, ``features.pt``, once ``run`` has one)."""
+    from pvae import data, latent
 
     d = cfg.data
-    return data.load(
+    encoder = None
+    if d.features:
+        copy = run / FEATURES if run is not None else None
+        encoder = load_features(str(copy) if copy is not None and copy.exists() else d.features)
+    loaded = data.load(
         d.name, root=d.root, path=d.path, download=d.download, binarize=d.binarize,
         flatten=d.flatten, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
         max_train=d.max_train, num_labelled=d.num_labelled, seed=d.seed,
     )
+    return latent.code_data(loaded, encoder) if encoder is not None else loaded
+
+
+def load_features(path: str):
+    """The trained model of ``data.features``: a run folder of ``pvae train`` or a checkpoint."""
+    import pvae
+
+    p = Path(path)
+    file = p / "checkpoint.pt" if p.is_dir() else p
+    if not file.exists():
+        raise ConfigError(
+            f"config key 'data.features': {path!r} is neither a run folder with checkpoint.pt "
+            "nor a checkpoint file; train that model first (e.g. pvae train --config "
+            "configs/mnist_m1.yaml --out runs/mnist_m1) and give its folder")
+    return pvae.load(file)
 
 
 def train_run(cfg: Config, out: Path, *, resume: bool = False,
@@ -82,7 +107,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    data = load_data(cfg)
+    data = load_data(cfg, out if resume else None)  # a resumed run keeps its codes
     torch.manual_seed(t.seed)  # the same initial weights for the same seed
     model = build_model(cfg, data.x_shape, data.num_classes)
     # Check the data against the model before anything is written.
@@ -91,14 +116,22 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        if data.encoder is not None:
+            # The run keeps its own copy: retraining that model later cannot change these codes.
+            data.encoder.save(out / FEATURES)
     device = t.device
     if world > 1 and str(device).startswith("cuda"):
         device = f"cuda:{torch.cuda.current_device()}"
+    if data.encoder is not None:  # codes are drawn where the model trains
+        data.encoder.to(device)
     t0 = time.perf_counter()
     history = fit(
         model, data.train, elbo=t.elbo, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+        lr_steps=t.lr_steps, lr_factor=t.lr_factor,
         num_particles=t.num_particles, kl_warmup=t.kl_warmup, clip_norm=t.clip_norm,
-        seed=t.seed, device=device, validation=data.val, transform=data.transform,
+        seed=t.seed, device=device, transform=data.transform,
+        # codes of a stacked run: fit draws them for the raw inputs, as for training
+        validation=data.source.val if data.source is not None else data.val,
         optimizer=t.optimizer, checkpoint_dir=out, checkpoint_every=t.checkpoint_every,
         resume=resume, progress=progress,
     )
@@ -141,15 +174,21 @@ def write_figures(model, data, history, out: Path) -> list[Path]:
     written = [plots.training_curves(history, out / "curves.png",
                                      title=f"{data.name}: {type(model).__name__} training")]
     labels = data.test.y if model.takes_labels else None
+    # A stacked run's figures are in its source's space: codes decoded by the encoder.
+    src = data.source or data
+    decode = data.decode if data.source is not None else None
     written.append(plots.reconstructions(model, data.test.x, out / "reconstructions.png",
-                                         image_shape=data.image_shape, y=labels))
-    if model.takes_labels and data.image_shape is not None:
+                                         image_shape=src.image_shape, y=labels, decode=decode,
+                                         originals=src.test.x))
+    if model.takes_labels and src.image_shape is not None:
         written.append(plots.conditional_samples(model, out / "samples.png",
-                                                 image_shape=data.image_shape,
-                                                 num_classes=model.num_classes or 10))
+                                                 image_shape=src.image_shape,
+                                                 num_classes=model.num_classes or 10,
+                                                 decode=decode))
     else:
         written.append(plots.prior_samples(model, out / "samples.png",
-                                           image_shape=data.image_shape, data=data.test.x))
+                                           image_shape=src.image_shape, data=src.test.x,
+                                           decode=decode))
     if len(getattr(model, "latent_sites", ())) > 1:
         written.append(plots.layer_kl(history, out / "layer_kl.png"))
     return written
@@ -214,7 +253,7 @@ def load_run(run: Path):
             "as pvae train writes them)"
         )
     cfg = load_config(run / "config.yaml")
-    data = load_data(cfg)
+    data = load_data(cfg, run)
     model = build_model(cfg, data.x_shape, data.num_classes)
     pvae.load(run / "checkpoint.pt", model=model)
     return cfg, model, data
@@ -303,7 +342,12 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     if unknown:
         raise ValueError(f"unknown plot kind {unknown[0]!r}; valid: all, {', '.join(PLOT_KINDS)}")
     cfg, model, data = load_run(run)
-    image = data.image_shape
+    # A stacked run (data.features) draws in its source's space: codes decoded by the encoder.
+    src = data.source or data
+    image = src.image_shape
+    stacked = data.source is not None
+    decode = data.decode if stacked else None
+    to_source = data.decode  # the identity for a run on the data itself
     labels_known = data.test.y is not None
     z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
     applies = {
@@ -335,18 +379,21 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
                                              title=f"{data.name}: {type(model).__name__} training"))
         elif kind == "reconstructions":
             out.append(plots.reconstructions(model, x, run / "reconstructions.png",
-                                             image_shape=image, y=cond))
+                                             image_shape=image, y=cond, decode=decode,
+                                             originals=src.test.x[:points]))
         elif kind == "samples":
             if model.conditional and image is not None:
                 out.append(plots.conditional_samples(model, run / "samples.png", image_shape=image,
-                                                     num_classes=model.num_classes or 10))
+                                                     num_classes=model.num_classes or 10,
+                                                     decode=decode))
             else:
                 out.append(plots.prior_samples(model, run / "samples.png", image_shape=image,
-                                               data=x))
+                                               data=src.test.x[:points], decode=decode))
         elif kind == "conditional":
             out.append(plots.conditional_samples(model, run / "conditional.png",
                                                  image_shape=image,
-                                                 num_classes=model.num_classes or 10))
+                                                 num_classes=model.num_classes or 10,
+                                                 decode=decode))
         elif kind == "latent":
             z = latent.encode(model, x, cond)
             coords, used = latent.embed_2d(z, method)
@@ -358,7 +405,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
             for how in ("linear", "slerp"):
                 _, dec = latent.interpolate(model, x[0], x[1], steps=10, method=how,
                                             y_a=ya, y_b=yb, y=first_label if ya is None else ya)
-                rows.append(dec)
+                rows.append(to_source(dec))
             grid = torch.cat(rows)
             if image is None:
                 out.append(plots.feature_heatmap(grid, run / "interpolation.png",
@@ -371,11 +418,13 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
             dims = list(range(min(z_dim, 10)))
             _, dec = latent.traverse(model, x[0], dims=dims, steps=9,
                                      y=cond[0] if cond is not None else first_label)
+            dec = to_source(dec.flatten(0, 1)).unflatten(0, dec.shape[:2])
             out.append(plots.traversal_grid(dec, run / "traversal.png", dims=dims,
                                             image_shape=image))
         elif kind == "manifold":
             n = 15
             _, dec = latent.manifold(model, n=n, y=first_label)
+            dec = to_source(dec)
             if image is None:
                 out.append(plots.feature_heatmap(dec, run / "manifold.png",
                                                  title="Decoded 2-D latent grid", ylabel="grid point"))
@@ -412,14 +461,16 @@ def _cmd_sample(args) -> int:
             raise ValueError(f"--y must be a label in 0..{(model.num_classes or 1) - 1}")
     torch.manual_seed(args.seed)
     samples = model.sample(args.n, y=args.y) if model.conditional else model.sample(args.n)
+    samples = data.decode(samples.cpu())  # a stacked run: codes to its source's space
+    src = data.source or data
     stem = f"sample-n{args.n}" + (f"-y{args.y}" if args.y is not None else "")
-    np.save(run / f"{stem}.npy", samples.cpu().numpy())
-    if data.image_shape is not None:
-        plots.image_grid(samples, data.image_shape, run / f"{stem}.png",
+    np.save(run / f"{stem}.npy", samples.numpy())
+    if src.image_shape is not None:
+        plots.image_grid(samples, src.image_shape, run / f"{stem}.png",
                          title=f"{args.n} samples" + (f" for y={args.y}" if args.y is not None
                                                       else " from the prior"))
     else:
-        plots.feature_histograms(data.test.x, samples, run / f"{stem}.png")
+        plots.feature_histograms(src.test.x, samples, run / f"{stem}.png")
     print(f"wrote {run / (stem + '.png')} and {run / (stem + '.npy')}")
     return 0
 

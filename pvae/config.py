@@ -37,6 +37,7 @@ class DataConfig:
     max_train: Optional[int] = None  # cap the training set for quick runs
     num_labelled: Optional[int] = None  # ssvae: keep this many labels (class-balanced), hide the rest
     seed: int = 0  # fixes the split, static binarisation and which labels are kept
+    features: Optional[str] = None  # a trained run folder or checkpoint: train on its codes (M1+M2)
 
     def validate(self) -> None:
         _require(0 <= self.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
@@ -94,6 +95,8 @@ class TrainConfig:
     epochs: int = 100  # about 8 s of training on 2 CPU cores for digits (measured)
     batch_size: int = 128
     lr: float = 1e-3
+    lr_steps: tuple[int, ...] = ()  # epochs after which the learning rate is multiplied by
+    lr_factor: float = 0.1  # lr_factor (a step schedule; none by default)
     num_particles: int = 1
     kl_warmup: float = 0.0  # epochs of linear KL warm-up
     clip_norm: Optional[float] = None
@@ -110,6 +113,10 @@ class TrainConfig:
         _require(self.epochs >= 1, "train.epochs", "must be a positive int")
         _require(self.batch_size >= 1, "train.batch_size", "must be a positive int")
         _require(self.lr > 0, "train.lr", "must be positive")
+        _require(all(1 <= e < self.epochs for e in self.lr_steps)
+                 and list(self.lr_steps) == sorted(set(self.lr_steps)), "train.lr_steps",
+                 f"must be increasing epochs in 1..{self.epochs - 1} (train.epochs - 1)")
+        _require(self.lr_factor > 0, "train.lr_factor", "must be positive")
         _require(self.num_particles >= 1, "train.num_particles", "must be a positive int")
         _require(self.kl_warmup >= 0, "train.kl_warmup", "must be >= 0")
         _require(self.clip_norm is None or self.clip_norm > 0, "train.clip_norm",

@@ -58,6 +58,17 @@ class Data:
     image_shape: Optional[tuple[int, int, int]] = None
     num_classes: Optional[int] = None
     transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = field(default=None, repr=False)
+    # A data set of latent codes (pvae.latent.code_data): the model that encodes them and
+    # the data set they came from, whose space decode() maps codes back to.
+    encoder: Optional[torch.nn.Module] = field(default=None, repr=False)
+    source: Optional["Data"] = field(default=None, repr=False)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes to the source data's space (the encoder's decoder means); else as they are."""
+        if self.encoder is None:
+            return codes
+        with torch.no_grad():
+            return self.encoder.decode_mean(codes.to(self.encoder.device)).cpu()
 
 
 class ArrayDataset(torch.utils.data.Dataset):

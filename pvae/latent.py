@@ -3,6 +3,7 @@
 - :func:`encode` a data set to posterior means;
 - :class:`Features` turns inputs into a trained model's latent codes, as a data
   transform for training another model on them (stacked models, M1+M2);
+  :func:`code_data` does it for a whole data set (``pvae train``'s ``data.features``);
 - :func:`interpolate` between two inputs, linearly or spherically (slerp), decoded;
 - :func:`traverse` one latent dimension at a time;
 - :func:`manifold` decodes a grid over the prior's quantiles (z_dim = 2);
@@ -108,6 +109,42 @@ class Features:
         if len(x) == 0:  # a plate cannot be empty: draw for one dummy row, keep none
             return self._draw(x.new_zeros(1, *x.shape[1:]))[:0]
         return torch.cat([self._draw(chunk) for chunk in x.split(self.batch_size)])
+
+
+def code_data(data, model, *, batch_size: int = 10000):
+    """``data`` (a :class:`pvae.data.Data`) as a trained model's latent codes, for stacking.
+
+    Training inputs stay as they are, with a transform (:class:`Features`) that
+    draws codes z ~ q(z | x) afresh each step after the data's own transform;
+    validation and test inputs become their posterior means (repeatable
+    evaluation). The result keeps the labels, holds ``model`` as ``encoder``
+    and ``data`` as ``source``, and its ``decode`` maps codes back to
+    ``data``'s space, for figures. ``pvae train`` uses it for ``data.features``;
+    there the per-epoch ``val_elbo`` is on validation codes drawn once from
+    q(z | x), like the training objective, while ``pvae evaluate`` scores the
+    means, which have a higher density.
+    """
+    from pvae.data import Data, Split
+
+    if any(not p.mean_field for p in model.modules() if isinstance(p, GaussianPosterior)):
+        raise ValueError(f"the {type(model).__name__} has guide flows, so its codes have no "
+                         "closed-form mean to evaluate on; stack on a model trained without "
+                         "guide_flows")
+    features = Features(model, transform=data.transform, batch_size=batch_size)
+    expected = tuple(getattr(model, "x_shape", ()))
+    if expected and tuple(data.x_shape) != expected:
+        raise ValueError(f"the {type(model).__name__} encodes data of shape {expected}, but "
+                         f"{data.name} has shape {tuple(data.x_shape)}; load the data as it "
+                         "was trained on (data.flatten, data.name)")
+    means = Features(model, sample=False, batch_size=batch_size)
+
+    def coded(split):
+        return None if split is None else Split(means(split.x).cpu(), split.y)
+
+    test = coded(data.test)
+    return Data(name=data.name, train=data.train, val=coded(data.val), test=test,
+                x_shape=tuple(test.x.shape[1:]), image_shape=None,
+                num_classes=data.num_classes, transform=features, encoder=model, source=data)
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

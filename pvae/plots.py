@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import matplotlib
 
@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
+Decode = Callable[[torch.Tensor], torch.Tensor]  # codes to the source data's space
 
 
 def _save(fig, path: PathLike) -> Path:
@@ -146,15 +147,21 @@ def feature_histograms(x: torch.Tensor, samples: torch.Tensor, path: PathLike, *
 
 def reconstructions(model, x: torch.Tensor, path: PathLike, *,
                     image_shape: Optional[Sequence[int]] = None, n: int = 8,
-                    y: Optional[torch.Tensor] = None) -> Path:
+                    y: Optional[torch.Tensor] = None, decode: Optional[Decode] = None,
+                    originals: Optional[torch.Tensor] = None) -> Path:
     """Originals (odd rows) above their mean reconstructions (even rows); tables: scatter.
 
     ``y``: the labels/conditions, for models that reconstruct given them (CVAE).
+    ``decode``, ``originals``: for a model of another model's codes ``x``, maps
+    its reconstructions to the space of ``originals``, the inputs those codes
+    came from (:func:`pvae.latent.code_data`).
     """
     keep = n * n // 2 if image_shape else 500
     x = x[:keep]
     args = (x.to(model.device),) + ((y[:keep].to(model.device),) if y is not None else ())
     xhat = model.reconstruct(*args).cpu()
+    if decode is not None:
+        xhat, x = decode(xhat), originals[:keep]
     if image_shape is None:
         return feature_comparison(x, xhat, path, title="Data vs mean reconstruction")
     x = x[: (len(x) // n) * n] if len(x) >= n else x
@@ -168,20 +175,28 @@ def reconstructions(model, x: torch.Tensor, path: PathLike, *,
 
 
 def prior_samples(model, path: PathLike, *, image_shape: Optional[Sequence[int]] = None,
-                  n: int = 64, data: Optional[torch.Tensor] = None) -> Path:
-    """Decoder means for z drawn from the prior; tables: histograms against ``data``."""
+                  n: int = 64, data: Optional[torch.Tensor] = None,
+                  decode: Optional[Decode] = None) -> Path:
+    """Decoder means for z drawn from the prior; tables: histograms against ``data``.
+
+    ``decode``: maps samples of a model of codes to its source's space."""
+    decode = decode or (lambda t: t)
     if image_shape is None:
-        samples = model.sample(max(n, 500), mean=False).cpu()
+        samples = decode(model.sample(max(n, 500), mean=False).cpu())
         ref = data if data is not None else samples
         return feature_histograms(ref, samples, path)
-    return image_grid(model.sample(n).cpu(), image_shape, path,
+    return image_grid(decode(model.sample(n).cpu()), image_shape, path,
                       title="Samples from the prior (decoder means)")
 
 
 def conditional_samples(model, path: PathLike, *, image_shape: Sequence[int], num_classes: int,
-                        per_class: int = 10) -> Path:
-    """One row per label: decoder means of samples generated for that label."""
+                        per_class: int = 10, decode: Optional[Decode] = None) -> Path:
+    """One row per label: decoder means of samples generated for that label.
+
+    ``decode``: maps samples of a model of codes to its source's space."""
     rows = [model.sample(per_class, y=k).cpu() for k in range(num_classes)]
+    if decode is not None:
+        rows = [decode(r) for r in rows]
     return image_grid(torch.cat(rows), image_shape, path, ncol=per_class,
                       row_labels=[f"y={k}" for k in range(num_classes)],
                       title="Samples for each label (decoder means)")

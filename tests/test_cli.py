@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 import pvae
@@ -78,7 +79,7 @@ def test_module_entry_point(tmp_path):
 
 
 @pytest.mark.parametrize("config", ["mnist", "fashion_mnist", "mnist_cvae", "mnist_ssvae",
-                                    "mnist_hvae", "mnist_iaf"])
+                                    "mnist_hvae", "mnist_iaf", "mnist_m1"])
 def test_torchvision_configs_run_on_the_shared_files(tmp_path, shared_data, config):
     out = tmp_path / "run"
     code = main(["train", "--config", f"configs/{config}.yaml", "--out", str(out),
@@ -89,3 +90,58 @@ def test_torchvision_configs_run_on_the_shared_files(tmp_path, shared_data, conf
     assert metrics["test"]["num_points"] == 10000
     assert ("accuracy" in metrics["test"]) == (config == "mnist_ssvae")
     assert (out / "samples.png").exists() and (out / "layer_kl.png").exists() == (config == "mnist_hvae")
+
+
+def test_a_stacked_run_learns_a_trained_models_codes_and_draws_in_its_space(tmp_path, capsys):
+    """data.features: M1+M2 from the command line (a semi-supervised model on a VAE's codes)."""
+    import shutil
+
+    import numpy as np
+
+    m1, m2 = tmp_path / "m1", tmp_path / "m2"
+    assert main(["train", "--out", str(m1), *QUICK]) == 0  # a VAE with z_dim 8 on the digits
+    stacked = ["--set", f"data.features={m1}", "--set", "model.type=ssvae",
+               "--set", "data.num_labelled=50", "--set", "train.elbo=enum",
+               "--set", "model.likelihood=gaussian", "--set", "model.z_dim=2",
+               "--set", "train.lr_steps=[2]"]
+    # a missing M1 is refused before anything is written
+    bad = tmp_path / "bad"
+    assert main(["train", "--out", str(bad), *QUICK, *stacked,
+                 "--set", f"data.features={tmp_path / 'nope'}"]) == 2
+    assert "neither a run folder with checkpoint.pt nor a checkpoint file" in capsys.readouterr().err
+    assert not bad.exists()
+    assert main(["train", "--out", str(m2), *QUICK, *stacked]) == 0
+    assert "test accuracy of q(y|x)" in capsys.readouterr().out
+    metrics = json.loads((m2 / "metrics.json").read_text())
+    assert [r["lr"] for r in metrics["history"]] == pytest.approx([1e-3, 1e-3, 1e-4])
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+    assert pvae.load(m2 / "checkpoint.pt").x_shape == (8,)  # M2 models the 8-dimensional codes
+    copy, original = pvae.load(m2 / "features.pt"), pvae.load(m1 / "checkpoint.pt")
+    for v, w in zip(copy.state_dict().values(), original.state_dict().values()):
+        assert torch.equal(v, w)
+    shutil.rmtree(m1)  # the run keeps its own copy of the M1
+    assert main(["sample", "--run", str(m2), "-n", "5", "--y", "3"]) == 0
+    drawn = np.load(m2 / "sample-n5-y3.npy")
+    assert drawn.shape == (5, 64) and drawn.min() >= 0 and drawn.max() <= 1  # digit pixels
+    assert main(["plot", "--run", str(m2)]) == 0
+    for name in ("reconstructions", "samples", "conditional", "latent", "interpolation",
+                 "traversal"):
+        assert (m2 / f"{name}.png").exists(), name
+    assert main(["evaluate", "--run", str(m2), "--num-samples", "5"]) == 0
+    assert json.loads((m2 / "evaluation.json").read_text())["num_points"] == 270
+
+
+def test_the_m1m2_config_runs_on_the_m1_configs_run(tmp_path, shared_data):
+    quick = ["--set", f"data.root={shared_data}", "--set", "data.max_train=512",
+             "--set", "evaluate.num_samples=2", "--quiet"]
+    m1 = tmp_path / "mnist_m1"
+    assert main(["train", "--config", "configs/mnist_m1.yaml", "--out", str(m1), *quick,
+                 "--set", "train.epochs=1"]) == 0
+    m2 = tmp_path / "mnist_m1m2"
+    assert main(["train", "--config", "configs/mnist_m1m2.yaml", "--out", str(m2), *quick,
+                 "--set", f"data.features={m1}", "--set", "train.epochs=2",
+                 "--set", "train.lr_steps=[1]"]) == 0
+    metrics = json.loads((m2 / "metrics.json").read_text())
+    assert metrics["test"]["num_points"] == 10000 and "accuracy" in metrics["test"]
+    assert [r["lr"] for r in metrics["history"]] == pytest.approx([2e-3, 2e-4])
+    assert Image.open(m2 / "samples.png").size[1] > 500  # ten rows of 28x28 digits

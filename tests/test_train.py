@@ -66,6 +66,17 @@ def test_resume_continues_to_the_same_numbers(x, tmp_path):
         assert torch.equal(v, w), k
 
 
+def test_lr_steps_drop_the_rate_after_those_epochs_and_a_resumed_run_follows_them(x, tmp_path):
+    h = pvae.fit(small_vae(), x, epochs=4, lr=1e-2, lr_steps=(1, 3), lr_factor=0.5)
+    assert h["lr"] == [1e-2, 5e-3, 5e-3, 2.5e-3]
+    assert "lr" not in pvae.fit(small_vae(), x, epochs=1)[-1]  # no schedule, no column
+    m = small_vae()
+    pvae.fit(m, x, epochs=2, lr=1e-2, checkpoint_dir=tmp_path)
+    resumed = pvae.fit(m, x, epochs=4, lr=1e-2, lr_steps=(3,), checkpoint_dir=tmp_path,
+                       resume=True)
+    assert resumed["lr"][2:] == pytest.approx([1e-2, 1e-3])  # the optimiser's saved rate is overridden
+
+
 def test_existing_checkpoint_is_not_overwritten_without_resume(x, tmp_path):
     pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path)
     before = (tmp_path / CHECKPOINT).read_bytes()
@@ -146,6 +157,9 @@ def test_numerical_failure_names_the_site_and_keeps_the_checkpoint(x, tmp_path):
     (dict(num_particles=0), "num_particles must be a positive int"),
     (dict(clip_norm=0), "clip_norm must be positive"),
     (dict(optimizer="lbfgs"), "unknown optimizer"),
+    (dict(epochs=3, lr_steps=(3,)), r"lr_steps must be increasing epochs in 1..2"),
+    (dict(epochs=5, lr_steps=(2, 2)), "lr_steps must be increasing"),
+    (dict(lr_steps=(1,), lr_factor=0), "lr_factor must be a positive number"),
 ])
 def test_bad_options(kwargs, message, x):
     with pytest.raises(ValueError, match=message):

@@ -353,3 +353,33 @@ def test_stacked_m1_m2_trains_on_codes_and_classifies(digits):
              seed=0)
     supervised = (alone.classify(codes).argmax(-1) == d.test.y).float().mean()
     assert stacked > supervised + 0.03, (stacked, supervised)
+
+
+def test_code_data_holds_a_models_codes_and_decodes_them_to_the_source(digits):
+    torch.manual_seed(0)
+    m1 = pvae.VAE(64, 6, hidden_dims=(32,))
+    coded = pvae.latent.code_data(digits, m1)
+    assert coded.x_shape == (6,) and coded.image_shape is None
+    assert coded.encoder is m1 and coded.source is digits and coded.num_classes == 10
+    # evaluation splits: the posterior means, labels kept; training inputs stay raw
+    torch.testing.assert_close(coded.test.x, m1.embed(digits.test.x))
+    torch.testing.assert_close(coded.val.x, m1.embed(digits.val.x))
+    assert torch.equal(coded.test.y, digits.test.y) and coded.train is digits.train
+    a, b = coded.transform(digits.train.x[:5]), coded.transform(digits.train.x[:5])
+    assert a.shape == (5, 6) and not torch.allclose(a, b)  # fresh codes each step
+    back = coded.decode(coded.test.x[:3])
+    assert back.shape == (3, 64)
+    torch.testing.assert_close(back, m1.decode_mean(coded.test.x[:3]))
+    assert digits.decode(digits.test.x[:2]) is not None  # plain data: decode is the identity
+    torch.testing.assert_close(digits.decode(digits.test.x[:2]), digits.test.x[:2])
+
+
+def test_code_data_errors(digits):
+    images = pvae.data.load("digits", flatten=False)
+    with pytest.raises(ValueError, match=r"encodes data of shape \(64,\), but digits has shape "
+                                         r"\(1, 8, 8\)"):
+        pvae.latent.code_data(images, pvae.VAE(64, 2))
+    with pytest.raises(ValueError, match="guide flows.*without guide_flows"):
+        pvae.latent.code_data(digits, pvae.VAE(64, 2, guide_flows=1))
+    with pytest.raises(ValueError, match="unconditional"):
+        pvae.latent.code_data(digits, pvae.CVAE(64, 2, num_classes=10))
