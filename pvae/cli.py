@@ -174,9 +174,9 @@ def write_figures(model, data, history, out: Path) -> list[Path]:
     written = [plots.training_curves(history, out / "curves.png",
                                      title=f"{data.name}: {type(model).__name__} training")]
     labels = data.test.y if model.takes_labels else None
-    # A stacked run's figures are in its source's space: codes decoded by the encoder.
-    src = data.source or data
-    decode = data.decode if data.source is not None else None
+    # A stacked run's figures are in its source's space: codes decoded by the encoder
+    # (data.decode is the identity for a run on the data itself).
+    src, decode = data.source or data, data.decode
     written.append(plots.reconstructions(model, data.test.x, out / "reconstructions.png",
                                          image_shape=src.image_shape, y=labels, decode=decode,
                                          originals=src.test.x))
@@ -342,12 +342,10 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     if unknown:
         raise ValueError(f"unknown plot kind {unknown[0]!r}; valid: all, {', '.join(PLOT_KINDS)}")
     cfg, model, data = load_run(run)
-    # A stacked run (data.features) draws in its source's space: codes decoded by the encoder.
-    src = data.source or data
+    # A stacked run (data.features) draws in its source's space: codes decoded by the encoder
+    # (data.decode is the identity for a run on the data itself).
+    src, decode = data.source or data, data.decode
     image = src.image_shape
-    stacked = data.source is not None
-    decode = data.decode if stacked else None
-    to_source = data.decode  # the identity for a run on the data itself
     labels_known = data.test.y is not None
     z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
     applies = {
@@ -405,7 +403,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
             for how in ("linear", "slerp"):
                 _, dec = latent.interpolate(model, x[0], x[1], steps=10, method=how,
                                             y_a=ya, y_b=yb, y=first_label if ya is None else ya)
-                rows.append(to_source(dec))
+                rows.append(decode(dec))
             grid = torch.cat(rows)
             if image is None:
                 out.append(plots.feature_heatmap(grid, run / "interpolation.png",
@@ -418,13 +416,13 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
             dims = list(range(min(z_dim, 10)))
             _, dec = latent.traverse(model, x[0], dims=dims, steps=9,
                                      y=cond[0] if cond is not None else first_label)
-            dec = to_source(dec.flatten(0, 1)).unflatten(0, dec.shape[:2])
+            dec = decode(dec.flatten(0, 1)).unflatten(0, dec.shape[:2])
             out.append(plots.traversal_grid(dec, run / "traversal.png", dims=dims,
                                             image_shape=image))
         elif kind == "manifold":
             n = 15
             _, dec = latent.manifold(model, n=n, y=first_label)
-            dec = to_source(dec)
+            dec = decode(dec)
             if image is None:
                 out.append(plots.feature_heatmap(dec, run / "manifold.png",
                                                  title="Decoded 2-D latent grid", ylabel="grid point"))
