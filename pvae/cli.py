@@ -116,8 +116,9 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
-        if data.encoder is not None:
-            # The run keeps its own copy: retraining that model later cannot change these codes.
+        if data.encoder is not None and not (resume and (out / FEATURES).exists()):
+            # The run keeps its own copy: retraining that model later cannot change these codes
+            # (a resumed run read its codes' model from that copy).
             data.encoder.save(out / FEATURES)
     device = t.device
     if world > 1 and str(device).startswith("cuda"):

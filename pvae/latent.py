@@ -55,6 +55,11 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
     return torch.cat(out)
 
 
+def _has_flows(model) -> bool:
+    """Whether any of the model's posteriors has flows (then q(z | x) has no closed-form mean)."""
+    return any(not p.mean_field for p in model.modules() if isinstance(p, GaussianPosterior))
+
+
 class Features:
     """A data transform: inputs to a trained model's latent codes, for stacking models.
 
@@ -89,7 +94,7 @@ class Features:
             if self.site != names[0]:
                 raise ValueError(f"sample=False gives the means of the main latent site "
                                  f"{names[0]!r}; for {self.site!r} use sample=True")
-            if any(not p.mean_field for p in model.modules() if isinstance(p, GaussianPosterior)):
+            if _has_flows(model):
                 raise ValueError("this guide has flows, so q(z | x) has no closed-form mean: "
                                  "use Features(model, sample=True)")
 
@@ -126,7 +131,7 @@ def code_data(data, model, *, batch_size: int = 10000):
     """
     from pvae.data import Data, Split
 
-    if any(not p.mean_field for p in model.modules() if isinstance(p, GaussianPosterior)):
+    if _has_flows(model):
         raise ValueError(f"the {type(model).__name__} has guide flows, so its codes have no "
                          "closed-form mean to evaluate on; stack on a model trained without "
                          "guide_flows")
