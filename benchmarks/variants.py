@@ -112,7 +112,9 @@ def markdown(res) -> str:
         lines += ["", "## Semi-supervised M1+M2 (Kingma et al. 2014), from pvae pieces", "",
                   "M1: `pvae.VAE(784, 50, hidden_dims=(500, 500), activation='softplus')`, "
                   "analytic KL, batch 100, Adam 1e-3, dynamic binarisation, on all 60,000 "
-                  "training images (labels unused). M2: `pvae.SemiSupervisedVAE(50, 10, z_dim, "
+                  "training images (labels unused), with a linear KL warm-up over the first "
+                  "epochs where the table says; active units: code dimensions whose posterior "
+                  "mean has variance > 0.01 over the test images (Burda et al. 2016). M2: `pvae.SemiSupervisedVAE(50, 10, z_dim, "
                   "hidden_dims=(500,), likelihood='gaussian', scale 'predicted')` trained with "
                   "`elbo='enum'` and batch 200 on codes z1 ~ q(z1|x) drawn afresh each step "
                   "(`transform=pvae.latent.Features(m1, transform=d.transform)`); test accuracy "
@@ -124,7 +126,12 @@ def markdown(res) -> str:
         for r in res["ssvae_m1m2"].values():
             per, best = per_seed(r)
             mins = (sum(r["m1_seconds"]) + sum(r["m2_seconds"])) / len(r["m1_seconds"]) / 60
-            lines.append(f"| {r['labels']} | {r['m1_epochs']} | {r['m2_z']} | {r['batching']} | "
+            m1 = str(r["m1_epochs"])
+            if r.get("m1_warmup"):
+                m1 += f" (KL warm-up {r['m1_warmup']:g})"
+            if r.get("m1_active_units"):
+                m1 += f"; active units {', '.join(map(str, r['m1_active_units']))}"
+            lines.append(f"| {r['labels']} | {m1} | {r['m2_z']} | {r['batching']} | "
                          f"{r['aux_weight']:g} | "
                          f"{r.get('stages', str(r['epochs']) + ' epochs at lr ' + format(r['lr'], 'g'))} | "
                          f"{r['accuracy_mean']:.4f} | {per} | {best} | {mins:.1f} |")
@@ -150,7 +157,7 @@ def markdown(res) -> str:
     return "\n".join(lines) + "\n"
 
 
-PER_SEED = ("accuracies", "curves", "train_seconds", "m1_seconds", "m2_seconds")
+PER_SEED = ("accuracies", "curves", "train_seconds", "m1_seconds", "m2_seconds", "m1_active_units")
 
 
 def merge_seeds(old, new):
@@ -350,21 +357,25 @@ def bench_ssvae_m1m2(args, res):
     stages = f"{plan[0][0]} epochs at lr {plan[0][1]:g}" + "".join(
         f" + {e} at {lr:g}" for e, lr in plan[1:])
     for labels in args.labels:
-        key = (f"{labels} labels, M1 {args.m1_epochs} epochs, M2 z {args.m2_z}, "
+        warm = f" (KL warm-up {args.m1_warmup:g})" if args.m1_warmup else ""
+        key = (f"{labels} labels, M1 {args.m1_epochs} epochs{warm}, M2 z {args.m2_z}, "
                f"{args.ss_batching}, aux {args.ss_aux:g}, {stages}")
-        accs, curves, secs1, secs2 = [], [], [], []
+        accs, curves, secs1, secs2, active = [], [], [], [], []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
                       seed=seed)
             torch.manual_seed(seed)
             m1 = pvae.VAE(784, 50, hidden_dims=(500, 500), activation="softplus")
             _, s1 = fit_timed(m1, d.train.x, elbo="meanfield", epochs=args.m1_epochs,
-                              batch_size=100, lr=1e-3, transform=d.transform, seed=seed)
+                              batch_size=100, lr=1e-3, transform=d.transform, seed=seed,
+                              kl_warmup=args.m1_warmup)
             m2 = pvae.SemiSupervisedVAE(50, 10, z_dim=args.m2_z, hidden_dims=(500,),
                                         likelihood="gaussian",
                                         likelihood_kwargs={"scale": "predicted"},
                                         aux_weight=args.ss_aux, batching=args.ss_batching)
             test_codes = pvae.latent.Features(m1, sample=False)(d.test.x)
+            # active units (Burda et al. 2016): code dimensions whose posterior mean varies
+            active.append(int((test_codes.var(0) > 0.01).sum()))
             curve = []
 
             def test_accuracy(row, m2=m2, d=d, curve=curve, test_codes=test_codes):
@@ -383,13 +394,15 @@ def bench_ssvae_m1m2(args, res):
             curves.append(curve)
             secs1.append(s1)
             secs2.append(s2)
-            print("ssvae M1+M2", labels, seed, curve[-1], s1, s2, flush=True)
+            print("ssvae M1+M2", labels, seed, curve[-1], s1, s2, "M1 active units", active[-1],
+                  flush=True)
             out[key] = {"labels": labels, "m1_epochs": args.m1_epochs, "m2_z": args.m2_z,
+                        "m1_warmup": args.m1_warmup,
                         "batching": args.ss_batching, "aux_weight": args.ss_aux, "lr": args.ss_lr,
                         "epochs": args.ss_epochs, "stages": stages,
                         "accuracy_mean": float(np.mean(accs)),
                         "accuracies": accs, "curves": curves, "seeds": args.seeds[: len(accs)],
-                        "m1_seconds": secs1, "m2_seconds": secs2}
+                        "m1_seconds": secs1, "m2_seconds": secs2, "m1_active_units": active}
             save(res)
 
 
@@ -401,6 +414,8 @@ def main():
     p.add_argument("--ss-aux", type=float, default=50.0, help="ssvae: aux_weight")
     p.add_argument("--ss-lr", type=float, default=3e-4)
     p.add_argument("--m1-epochs", type=int, default=30, help="ssvae_m1m2: epochs of the VAE M1")
+    p.add_argument("--m1-warmup", type=float, default=0.0,
+                   help="ssvae_m1m2: epochs of linear KL warm-up of the M1 (fit's kl_warmup)")
     p.add_argument("--m2-z", type=int, default=10, help="ssvae_m1m2: z_dim of the M2")
     p.add_argument("--ss-final-epochs", type=int, default=0,
                    help="ssvae_m1m2: epochs of a second stage at --ss-final-lr")
