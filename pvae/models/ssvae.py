@@ -95,9 +95,9 @@ class SemiSupervisedVAE(PVAEModel):
     0.920), about 40 minutes per run at one thread; Pyro's tutorial reports
     0.932. Half the M2 epochs (40, then 10) gave 0.926 on those seeds, and 0.960
     with 3000 labels (seed 0; the tutorial: 0.958); the full schedule gave 0.965
-    with 3000 labels (seed 1). The M2 on pixels reached
-    0.72 and 0.90 after 10 epochs. Training the M1 longer helped: after 30 M1
-    epochs the short schedule gave 0.919 (seeds 0 to 2) and 0.954. A 10-epoch KL
+    with 3000 labels (seed 1). The M2 on pixels reached 0.72 and 0.90 after 10
+    epochs. Training the M1 longer helped: after 30 M1 epochs the short schedule
+    gave 0.919 (seeds 0 to 2) and 0.954. A 10-epoch KL
     warm-up of the M1 left the mean as it was (0.9297: three seeds at 0.94, two
     at 0.91); single seeds depend on the M1 as much as on the labels. The recipe
     passes ``aux_weight=10`` and a higher rate because the default
