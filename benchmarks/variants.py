@@ -121,10 +121,10 @@ def markdown(res) -> str:
                   "(`transform=pvae.latent.Features(m1, transform=d.transform)`); test accuracy "
                   "of q(y|z1) at the posterior means of the 10,000 binarised test images after "
                   "the last epoch. Best epoch: optimistic, for the curve's shape only. Where "
-                  "the labels column says so, 10,000 training images (drawn by the seed) were held out "
-                  "with their labels (50,000 left for M1 and M2) and the validation-selected "
-                  "column gives the test accuracy at the first epoch of best validation "
-                  "accuracy: Pyro's tutorial's protocol.", "",
+                  "the labels column says so, 10,000 training images (drawn by the seed) were "
+                  "held out with their labels (50,000 left for M1 and M2) and the "
+                  "validation-selected column gives the test accuracy at the first epoch of "
+                  "best validation accuracy: Pyro's tutorial's protocol.", "",
                   "| labels | M1 epochs | M2 z_dim | batching | aux_weight | M2 training | "
                   "test accuracy, mean | per seed | best epoch (optimistic) | "
                   "validation-selected: mean (per seed) | M1 + M2 minutes |",
