@@ -424,6 +424,12 @@ def bench_ssvae_m1m2(args, res):
             secs2.append(s2)
             print("ssvae M1+M2", labels, seed, curve[-1], s1, s2, "M1 active units", active[-1],
                   flush=True)
+            if args.save_models:  # for later diagnosis: M2 restarts on a fixed M1, confusions
+                folder = Path(args.save_models)
+                folder.mkdir(parents=True, exist_ok=True)
+                tag = f"{labels}labels_val{args.val}_seed{seed}"
+                m1.save(str(folder / f"m1_{tag}.pt"))
+                m2.save(str(folder / f"m2_{tag}.pt"))
             out[key] = {"labels": labels, "m1_epochs": args.m1_epochs, "m2_z": args.m2_z,
                         "m1_warmup": args.m1_warmup,
                         "batching": args.ss_batching, "aux_weight": args.ss_aux, "lr": args.ss_lr,
@@ -455,6 +461,8 @@ def main():
                    help="ssvae_m1m2: hold out this many labelled training images (Pyro's "
                         "tutorial: 10000) and also report the test accuracy at the epoch of "
                         "best validation accuracy")
+    p.add_argument("--save-models", default=None,
+                   help="ssvae_m1m2: a folder to save each seed's trained M1 and M2 in")
     p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--labels", default="100,3000", help="ssvae: numbers of labels")
