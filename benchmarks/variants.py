@@ -288,6 +288,11 @@ def bench_hvae_iaf(args, res, which):
     res["hvae_iaf"] = out
 
 
+def accuracy(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of rows whose most probable class is the label."""
+    return (probs.argmax(-1) == y).float().mean().item()
+
+
 def supervised_baseline(d, seed: int, steps: int) -> float:
     """Test accuracy of q(y|x)'s network (784-500-10 softplus) trained on the labelled
     images alone: cross-entropy, Adam 3e-4, batches of up to 200 labelled images,
@@ -309,7 +314,7 @@ def supervised_baseline(d, seed: int, steps: int) -> float:
             if done == steps:
                 break
     with torch.no_grad():
-        return (net(d.test.x).argmax(-1) == d.test.y).float().mean().item()
+        return accuracy(net(d.test.x), d.test.y)
 
 
 def bench_ssvae_baseline(args, res):
@@ -339,7 +344,7 @@ def bench_ssvae(args, res):
             curve = []
 
             def test_accuracy(row, m=m, d=d, curve=curve):
-                curve.append((m.classify(d.test.x).argmax(-1) == d.test.y).float().mean().item())
+                curve.append(accuracy(m.classify(d.test.x), d.test.y))
                 print("  epoch", row["epoch"], round(row["seconds"], 1), "test accuracy",
                       round(curve[-1], 4), flush=True)
 
@@ -395,24 +400,22 @@ def bench_ssvae_m1m2(args, res):
             val_codes = pvae.latent.Features(m1, sample=False)(d.val.x) if args.val else None
             curve, val_curve, elbo_curve = [], [], []
 
-            def test_accuracy(row, m2=m2, d=d, curve=curve, test_codes=test_codes,
-                              val_codes=val_codes, val_curve=val_curve, elbo_curve=elbo_curve):
-                curve.append((m2.classify(test_codes).argmax(-1) == d.test.y).float().mean().item())
+            def record(row, m2=m2, d=d, curve=curve, test_codes=test_codes,
+                       val_codes=val_codes, val_curve=val_curve, elbo_curve=elbo_curve):
+                curve.append(accuracy(m2.classify(test_codes), d.test.y))
                 elbo_curve.append(row["train_elbo"])
-                msg = ""
+                line = f"  epoch {row['epoch']} {row['seconds']:.1f} test accuracy {curve[-1]:.4f}"
                 if val_codes is not None:
-                    val_curve.append((m2.classify(val_codes).argmax(-1) == d.val.y)
-                                     .float().mean().item())
-                    msg = f" validation accuracy {val_curve[-1]:.4f}"
-                print("  epoch", row["epoch"], round(row["seconds"], 1), "test accuracy",
-                      round(curve[-1], 4), msg, flush=True)
+                    val_curve.append(accuracy(m2.classify(val_codes), d.val.y))
+                    line += f" validation accuracy {val_curve[-1]:.4f}"
+                print(line, flush=True)
 
             codes = pvae.latent.Features(m1, transform=d.transform)
             s2 = 0.0
             for stage, (epochs, lr) in enumerate(plan):
                 _, s = fit_timed(m2, (d.train.x, d.train.y), elbo="enum", epochs=epochs,
                                  batch_size=200, lr=lr, seed=seed + 1000 * stage,
-                                 callback=test_accuracy, transform=codes)
+                                 callback=record, transform=codes)
                 s2 += s
             accs.append(curve[-1])
             curves.append(curve)
