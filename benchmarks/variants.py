@@ -142,8 +142,11 @@ def markdown(res) -> str:
             if r.get("val_selected"):
                 sel = (f"{np.mean(r['val_selected']):.4f} ("
                        + ", ".join(f"{a:.4f}" for a in r["val_selected"]) + ")")
+            aux = f"{r['aux_weight']:g}"
+            if r.get("balance_weight"):
+                aux += f"; balance_weight {r['balance_weight']:g}"
             lines.append(f"| {labels} | {m1} | {r['m2_z']} | {r['batching']} | "
-                         f"{r['aux_weight']:g} | "
+                         f"{aux} | "
                          f"{r.get('stages', str(r['epochs']) + ' epochs at lr ' + format(r['lr'], 'g'))} | "
                          f"{r['accuracy_mean']:.4f} | {per} | {best} | {sel} | {mins:.1f} |")
     if "ssvae_replica" in res:
@@ -376,8 +379,9 @@ def bench_ssvae_m1m2(args, res):
     for labels in args.labels:
         warm = f" (KL warm-up {args.m1_warmup:g})" if args.m1_warmup else ""
         val = f", {args.val} labelled validation images" if args.val else ""
+        bal = f", balance {args.ss_balance:g}" if args.ss_balance else ""
         key = (f"{labels} labels, M1 {args.m1_epochs} epochs{warm}, M2 z {args.m2_z}, "
-               f"{args.ss_batching}, aux {args.ss_aux:g}, {stages}{val}")
+               f"{args.ss_batching}, aux {args.ss_aux:g}{bal}, {stages}{val}")
         accs, curves, secs1, secs2, active = [], [], [], [], []
         val_curves, elbo_curves, selected = [], [], []
         for seed in args.seeds:
@@ -393,7 +397,8 @@ def bench_ssvae_m1m2(args, res):
             m2 = pvae.SemiSupervisedVAE(50, 10, z_dim=args.m2_z, hidden_dims=(500,),
                                         likelihood="gaussian",
                                         likelihood_kwargs={"scale": "predicted"},
-                                        aux_weight=args.ss_aux, batching=args.ss_batching)
+                                        aux_weight=args.ss_aux, batching=args.ss_batching,
+                                        balance_weight=args.ss_balance)
             test_codes = pvae.latent.Features(m1, sample=False)(d.test.x)
             # active units (Burda et al. 2016): code dimensions whose posterior mean varies
             active.append(int((test_codes.var(0) > 0.01).sum()))
@@ -436,6 +441,7 @@ def bench_ssvae_m1m2(args, res):
             out[key] = {"labels": labels, "m1_epochs": args.m1_epochs, "m2_z": args.m2_z,
                         "m1_warmup": args.m1_warmup,
                         "batching": args.ss_batching, "aux_weight": args.ss_aux, "lr": args.ss_lr,
+                        "balance_weight": args.ss_balance,
                         "epochs": args.ss_epochs, "stages": stages,
                         "accuracy_mean": float(np.mean(accs)),
                         "accuracies": accs, "curves": curves, "seeds": args.seeds[: len(accs)],
@@ -453,6 +459,8 @@ def main():
     p.add_argument("--ss-batching", default="balanced", choices=["balanced", "separate", "paired"])
     p.add_argument("--ss-aux", type=float, default=50.0, help="ssvae: aux_weight")
     p.add_argument("--ss-lr", type=float, default=3e-4)
+    p.add_argument("--ss-balance", type=float, default=0.0,
+                   help="ssvae_m1m2: the M2's balance_weight (class-balance term, 0 = off)")
     p.add_argument("--m1-epochs", type=int, default=30, help="ssvae_m1m2: epochs of the VAE M1")
     p.add_argument("--m1-warmup", type=float, default=0.0,
                    help="ssvae_m1m2: epochs of linear KL warm-up of the M1 (fit's kl_warmup)")

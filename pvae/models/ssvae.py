@@ -140,6 +140,7 @@ class SemiSupervisedVAE(PVAEModel):
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
         batching: str = "balanced",
+        balance_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not (isinstance(num_classes, int) and num_classes >= 2):
@@ -148,11 +149,15 @@ class SemiSupervisedVAE(PVAEModel):
             raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
         if not beta > 0 or not aux_weight >= 0:
             raise ValueError("beta must be positive and aux_weight non-negative")
+        if not balance_weight >= 0:
+            raise ValueError(f"balance_weight must be non-negative (0 turns the class-balance "
+                             f"term off), got {balance_weight!r}")
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         classifier_hidden_dims = tuple(classifier_hidden_dims or hidden_dims)
         self.num_classes, self.z_dim = num_classes, z_dim
         self.beta, self.aux_weight = float(beta), float(aux_weight)
+        self.balance_weight = float(balance_weight)
         if batching not in ("separate", "paired", "balanced"):
             raise ValueError(
                 f"batching must be 'separate', 'paired' or 'balanced', got {batching!r}")
@@ -170,6 +175,7 @@ class SemiSupervisedVAE(PVAEModel):
             likelihood_kwargs=self.likelihood.hparams(), beta=self.beta,
             aux_weight=self.aux_weight, classifier_hidden_dims=list(classifier_hidden_dims),
             activation=activation, guide_flows=guide_flows, batching=batching,
+            balance_weight=self.balance_weight,
         )
 
     @property
@@ -250,6 +256,14 @@ class SemiSupervisedVAE(PVAEModel):
                 with poutine.scale(scale=self.aux_weight):
                     pyro.sample("y_aux", dist.Categorical(logits=self.classifier_logits(x)),
                                 obs=y, infer={"pvae_auxiliary": True})
+            if y is None and x is not None and self.balance_weight > 0:
+                # the batch's mean of q(y | x) against the uniform p(y): KL(q_mean || p)
+                q_mean = torch.softmax(self.classifier_logits(x), -1).mean(0)
+                kl = torch.xlogy(q_mean, q_mean * self.num_classes).sum()
+                balance = dist.Unit(-kl.expand(n))  # a factor per point: -n KL in all
+                with poutine.scale(scale=self.balance_weight):
+                    pyro.sample("y_balance", balance, obs=balance.sample(),
+                                infer={"pvae_auxiliary": True, "is_auxiliary": True})
             return out
 
     @pyro_method
