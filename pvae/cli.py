@@ -48,7 +48,8 @@ def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int
                          **common)
     if m.type == "ssvae":
         return pvae.SemiSupervisedVAE(num_classes=classes, z_dim=m.z_dim,
-                                      aux_weight=m.aux_weight, batching=m.batching, **common)
+                                      aux_weight=m.aux_weight, batching=m.batching,
+                                      balance_weight=m.balance_weight, **common)
     return pvae.HierarchicalVAE(z_dims=m.z_dims, guide=m.guide, **common)
 
 

@@ -66,6 +66,7 @@ class ModelConfig:
     learned_prior: bool = True  # cvae: p(z|y) by a network, else Normal(0, I)
     aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
     batching: Literal["balanced", "separate", "paired"] = "balanced"  # ssvae: see SemiSupervisedVAE
+    balance_weight: float = 0.0  # ssvae: class-balance term per unlabelled point; 0 is off
     guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (measured better here)
 
     def validate(self) -> None:
@@ -78,6 +79,7 @@ class ModelConfig:
         _require(self.num_classes is None or self.num_classes >= 2, "model.num_classes",
                  "must be >= 2 or null")
         _require(self.aux_weight >= 0, "model.aux_weight", "must be >= 0")
+        _require(self.balance_weight >= 0, "model.balance_weight", "must be >= 0 (0 is off)")
         _require(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims",
                  "must be positive ints")
         _require(self.beta > 0, "model.beta", "must be positive")

@@ -64,10 +64,14 @@ def test_bad_config_is_an_error_before_any_work(tmp_path, capsys):
 @pytest.mark.parametrize("model", ["cvae", "ssvae", "hvae"])
 def test_every_model_type_trains_from_the_command_line(model, tmp_path):
     out = tmp_path / model
-    extra = ["--set", "data.num_labelled=50", "--set", "train.elbo=enum"] if model == "ssvae" else []
+    extra = ["--set", "data.num_labelled=50", "--set", "train.elbo=enum",
+             "--set", "model.balance_weight=5"] if model == "ssvae" else []
     assert main(["train", "--out", str(out), "--set", f"model.type={model}", *QUICK, *extra]) == 0
     kinds = {"cvae": pvae.CVAE, "ssvae": pvae.SemiSupervisedVAE, "hvae": pvae.HierarchicalVAE}
-    assert type(pvae.load(out / "checkpoint.pt")) is kinds[model]
+    trained = pvae.load(out / "checkpoint.pt")
+    assert type(trained) is kinds[model]
+    if model == "ssvae":  # the config's class-balance weight reaches the model
+        assert trained.balance_weight == 5.0 and trained.hparams["balance_weight"] == 5.0
 
 
 def test_module_entry_point(tmp_path):

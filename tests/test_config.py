@@ -46,6 +46,7 @@ def test_defaults_are_the_digits_config():
      r"likelihood 'gaussian' has no option 'sigma'; its options are: scale"),
     ({"model": {"type": "gan"}}, r"'model.type' must be one of \['vae', 'cvae', 'ssvae', 'hvae'\]"),
     ({"model": {"guide": "sideways"}}, r"'model.guide' must be one of"),
+    ({"model": {"balance_weight": -1}}, r"'model.balance_weight' must be >= 0 \(0 is off\)"),
     ({"train": {"epochs": 10, "lr_steps": [10]}}, r"'train.lr_steps' must be increasing "
      r"epochs in 1..9"),
     ({"train": {"lr_steps": [50, 20]}}, r"'train.lr_steps' must be increasing"),

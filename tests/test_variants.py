@@ -37,11 +37,12 @@ def hvae(**kw):
     (lambda: pvae.CVAE(64, 3, y_dim=8, hidden_dims=(32,), learned_prior=False), "xcond",
      ["trace", "meanfield"]),
     (ssvae, "xy_partial", ["enum", "trace", "meanfield"]),
+    (lambda: ssvae(balance_weight=20.0), "xy_partial", ["enum", "trace"]),
     (lambda: hvae(guide="top_down"), "x", ["trace", "meanfield"]),
     (hvae, "x", ["trace"]),
     (lambda: pvae.VAE(64, 3, hidden_dims=(32,), guide_flows=2), "x", ["trace"]),
     (lambda: cvae(guide_flows=1), "xy", ["trace"]),
-], ids=["cvae", "cvae-vector", "ssvae", "hvae-topdown", "hvae-bottomup", "vae-iaf", "cvae-iaf"])
+], ids=["cvae", "cvae-vector", "ssvae", "ssvae-balance", "hvae-topdown", "hvae-bottomup", "vae-iaf", "cvae-iaf"])
 def test_variants_train_and_improve(make, data, elbos, xy):
     x, y = xy
     batch = {"x": x, "xy": (x, y), "xcond": (x, x[:, ::8].clone()),
@@ -201,6 +202,46 @@ def test_enumeration_gives_the_classifier_the_exact_gradient(xy):
     assert (wrong - e).norm() > 0.5 * e.norm()  # the check can tell a wrong gradient
 
 
+@pytest.mark.filterwarnings("ignore:TraceEnum_ELBO found no sample sites")  # the labelled case
+def test_balance_term_is_the_kl_of_the_mean_classifier_from_the_prior(xy):
+    """balance_weight w adds w * N * KL(mean_n q(y|x_n) || uniform) to the loss of an
+    unlabelled batch, value and gradient, and nothing to a labelled one or to log p(x)."""
+    x, y = xy
+    x, y = x[:40], y[:40]
+    torch.manual_seed(0)
+    m = ssvae(balance_weight=5.0)
+    with torch.no_grad():
+        m.classifier[-1].bias[0] += 2.0  # q(y|x) leans to class 0: a KL well away from 0
+    off = ssvae()
+    off.load_state_dict(m.state_dict())
+    assert "y_balance" in sites(m.model, x) and "y_balance" not in sites(m.model, x, y)
+    assert "y_balance" not in sites(off.model, x)
+
+    def kl_of_mean(model):
+        q = torch.softmax(model.classifier_logits(x), -1).mean(0)
+        return torch.distributions.kl_divergence(torch.distributions.Categorical(probs=q),
+                                                 torch.distributions.Categorical(logits=torch.zeros(10)))
+
+    def loss_and_grads(model, *data):
+        pyro.set_rng_seed(0)  # the same z draws for both models
+        loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model.model, model.guide, *data)
+        return loss, torch.autograd.grad(loss, list(model.classifier.parameters()))
+
+    kl = kl_of_mean(m)
+    assert kl.item() > 0.1
+    (l_on, g_on), (l_off, g_off) = loss_and_grads(m, x), loss_and_grads(off, x)
+    assert (l_on - l_off).item() == pytest.approx(5.0 * 40 * kl.item(), rel=1e-4)
+    g_kl = torch.autograd.grad(5.0 * 40 * kl, list(m.classifier.parameters()))
+    for a, b, c in zip(g_on, g_off, g_kl):
+        torch.testing.assert_close(a - b, c, rtol=1e-3, atol=1e-3)
+    assert loss_and_grads(m, x, y)[0].item() == pytest.approx(loss_and_grads(off, x, y)[0].item())
+    pyro.set_rng_seed(0)
+    e_on = pvae.evaluate.elbo(m, (x,), num_samples=5)
+    pyro.set_rng_seed(0)
+    e_off = pvae.evaluate.elbo(off, (x,), num_samples=5)
+    torch.testing.assert_close(e_on, e_off)
+
+
 def test_hvae_sites_order_and_per_layer_kl(xy):
     x, _ = xy
     m = hvae(guide="top_down")
@@ -281,6 +322,8 @@ def test_bad_variant_arguments():
         pvae.CVAE(64, 3, num_classes=3, y_dim=2)
     with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
         pvae.SemiSupervisedVAE(64, 1)
+    with pytest.raises(ValueError, match=r"balance_weight must be non-negative \(0 turns"):
+        pvae.SemiSupervisedVAE(64, 10, balance_weight=-1.0)
     with pytest.raises(ValueError, match="guide must be"):
         pvae.HierarchicalVAE(64, guide="sideways")
     with pytest.raises(ValueError, match="guide_flows"):

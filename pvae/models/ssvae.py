@@ -37,7 +37,8 @@ class SemiSupervisedVAE(PVAEModel):
     For labelled data the model also scores the classifier on the label,
     ``aux_weight * log q(y_n | x_n)`` (site ``"y_aux"``, Kingma et al.'s
     alpha term), so that q(y | x) learns from labels directly. Evaluation
-    skips this auxiliary site.
+    skips this auxiliary site, and the optional class-balance site
+    ``"y_balance"`` on unlabelled batches (``balance_weight``, below).
 
     In the guide, ``y`` is marked for parallel enumeration: with
     ``elbo="enum"`` (``TraceEnum_ELBO``) the unlabelled ELBO sums over all
@@ -120,6 +121,15 @@ class SemiSupervisedVAE(PVAEModel):
         Hidden sizes of q(y | x); default ``hidden_dims``.
     batching
         ``"balanced"``, ``"paired"`` or ``"separate"`` steps, as above.
+    balance_weight
+        Weight per unlabelled data point of a class-balance term (default 0:
+        off, Kingma et al.'s M2 as written). For an unlabelled batch the model
+        adds ``-balance_weight * KL(q_mean || p(y))`` per point (site
+        ``"y_balance"``), where ``q_mean`` is the batch's mean of q(y | x) and
+        p(y) the uniform prior: it penalises a classifier that puts more of
+        the unlabelled data in some classes than the prior does. Training
+        only, like the classifier term; ``log p(x)`` does not include it.
+        Suits data whose classes are about equally frequent.
     """
 
     takes_labels = True
