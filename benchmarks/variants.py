@@ -124,7 +124,9 @@ def markdown(res) -> str:
                   "the labels column says so, 10,000 training images (drawn by the seed) were "
                   "held out with their labels (50,000 left for M1 and M2) and the "
                   "validation-selected column gives the test accuracy at the first epoch of "
-                  "best validation accuracy: Pyro's tutorial's protocol.", "",
+                  "best validation accuracy: Pyro's tutorial's protocol. Where the "
+                  "aux_weight column adds a balance_weight, the M2 had the class-balance "
+                  "term on unlabelled batches (`SemiSupervisedVAE(balance_weight=...)`).", "",
                   "| labels | M1 epochs | M2 z_dim | batching | aux_weight | M2 training | "
                   "test accuracy, mean | per seed | best epoch (optimistic) | "
                   "validation-selected: mean (per seed) | M1 + M2 minutes |",

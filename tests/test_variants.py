@@ -42,7 +42,8 @@ def hvae(**kw):
     (hvae, "x", ["trace"]),
     (lambda: pvae.VAE(64, 3, hidden_dims=(32,), guide_flows=2), "x", ["trace"]),
     (lambda: cvae(guide_flows=1), "xy", ["trace"]),
-], ids=["cvae", "cvae-vector", "ssvae", "ssvae-balance", "hvae-topdown", "hvae-bottomup", "vae-iaf", "cvae-iaf"])
+], ids=["cvae", "cvae-vector", "ssvae", "ssvae-balance", "hvae-topdown", "hvae-bottomup",
+        "vae-iaf", "cvae-iaf"])
 def test_variants_train_and_improve(make, data, elbos, xy):
     x, y = xy
     batch = {"x": x, "xy": (x, y), "xcond": (x, x[:, ::8].clone()),
