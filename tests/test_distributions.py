@@ -87,3 +87,28 @@ def test_bernoulli_logits_equals_torch_bernoulli_with_broadcasting_and_grads():
     assert BernoulliLogits(torch.zeros(2)).enumerate_support().shape == (2, 2)
     with pyro.validation_enabled(True), pytest.raises(ValueError):
         BernoulliLogits(torch.zeros(3), validate_args=True).log_prob(torch.tensor([0.0, 2.0, 1.0]))
+
+
+def test_continuous_bernoulli_logits_agrees_with_torch_inside_its_clamp_and_samples_right():
+    from pvae.distributions import ContinuousBernoulliLogits
+
+    t = torch.tensor([-12.0, -3.0, -0.5, 0.2, 4.0, 12.0], dtype=torch.float64)
+    x = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64).reshape(-1, 1)
+    ours = ContinuousBernoulliLogits(t)
+    ref = torch.distributions.ContinuousBernoulli(logits=t)
+    assert torch.allclose(ours.log_prob(x), ref.log_prob(x), atol=1e-6)
+    assert torch.allclose(ours.mean, ref.mean, atol=1e-6)
+    assert torch.allclose(ours.variance, ref.variance, atol=1e-6)
+    # reparameterised samples in [0, 1] with the right moments, also far past the old clamp
+    torch.manual_seed(0)
+    far = torch.tensor([-100.0, -40.0, -1e-5, 0.0, 3.0, 40.0, 100.0], requires_grad=True)
+    d = ContinuousBernoulliLogits(far)
+    s = d.rsample((100_000,))
+    assert s.grad_fn is not None and ((s >= 0) & (s <= 1)).all()
+    assert torch.allclose(s.mean(0), d.mean, atol=3 * d.variance.sqrt().max().item() / 300)
+    assert torch.allclose(s.var(0), d.variance, rtol=0.03, atol=1e-6)
+    assert d.mean[0].item() == pytest.approx(0.01, abs=1e-6)  # 1 / (1 - e^100) + 1/100
+    e = ContinuousBernoulliLogits(torch.zeros(3)).expand((2, 3))
+    assert e.batch_shape == (2, 3) and e.log_prob(torch.full((2, 3), 0.5)).shape == (2, 3)
+    with pytest.raises(ValueError):
+        ContinuousBernoulliLogits(torch.zeros(2), validate_args=True).log_prob(torch.tensor([0.5, 1.5]))
