@@ -226,6 +226,12 @@ class ContinuousBernoulli(Likelihood):
     Computed by :class:`pvae.distributions.ContinuousBernoulliLogits`, exact for
     any logit (torch's ``ContinuousBernoulli`` clamps its probabilities and so
     freezes its normaliser beyond logits of about +-15.9).
+
+    At x exactly 0 (or 1) the density grows without bound as the logit goes to
+    -inf (+inf), like ``log|t|``: on data with many exact 0s and 1s (the 8x8
+    digits) log p(x | z) keeps rising slowly with training, and comparisons of
+    nats with a discrete likelihood's are meaningless (a density is not a
+    probability).
     """
 
     name = "continuous_bernoulli"

@@ -108,6 +108,9 @@ def test_continuous_bernoulli_logits_agrees_with_torch_inside_its_clamp_and_samp
     assert torch.allclose(s.mean(0), d.mean, atol=3 * d.variance.sqrt().max().item() / 300)
     assert torch.allclose(s.var(0), d.variance, rtol=0.03, atol=1e-6)
     assert d.mean[0].item() == pytest.approx(0.01, abs=1e-6)  # 1 / (1 - e^100) + 1/100
+    # the mean's gradient stays finite and right far out (1/t^2 - e^t / expm1(t)^2 -> 1e-4)
+    g, = torch.autograd.grad(d.mean.sum(), far)
+    assert torch.isfinite(g).all() and g[0].item() == pytest.approx(1e-4, rel=1e-3)
     e = ContinuousBernoulliLogits(torch.zeros(3)).expand((2, 3))
     assert e.batch_shape == (2, 3) and e.log_prob(torch.full((2, 3), 0.5)).shape == (2, 3)
     with pytest.raises(ValueError):
