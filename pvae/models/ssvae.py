@@ -40,9 +40,13 @@ class SemiSupervisedVAE(PVAEModel):
     skips this auxiliary site, and the optional class-balance site
     ``"y_balance"`` on unlabelled batches (``balance_weight``, below).
 
-    In the guide, ``y`` is marked for parallel enumeration: with
-    ``elbo="enum"`` (``TraceEnum_ELBO``) the unlabelled ELBO sums over all
-    classes exactly; with ``trace``/``tracegraph`` it is sampled.
+    The guide samples ``y`` as written, so every Pyro ELBO runs it without
+    warnings; enumeration is asked for where it is wanted: with
+    ``elbo="enum"`` (:class:`pvae.elbos.ParallelEnum_ELBO`, a ``TraceEnum_ELBO``
+    that applies ``config_enumerate`` to the guide) the unlabelled ELBO sums
+    over all classes exactly, as does :func:`pvae.evaluate.log_likelihood`;
+    with ``trace``/``tracegraph`` it is sampled. In your own SVI loop:
+    ``SVI(m.model, config_enumerate(m.guide), optim, TraceEnum_ELBO())``.
 
     Training data is ``(x, y)`` with ``y == -1`` for unlabelled points. Three
     ways to form the optimiser steps (``batching``), measured on MNIST with
@@ -285,13 +289,18 @@ class SemiSupervisedVAE(PVAEModel):
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None):
-        """q(y | x) (unlabelled only, enumerable) and q(z | x, y)."""
+        """q(y | x) (unlabelled only) and q(z | x, y).
+
+        Site ``"y"`` carries no enumeration mark, so every ELBO samples it as
+        written; to sum it out exactly, enumerate it where you ask for it:
+        ``elbo="enum"`` in :func:`pvae.fit`, or
+        ``SVI(m.model, pyro.infer.config_enumerate(m.guide), optim, TraceEnum_ELBO())``.
+        """
         if x is None:
             raise ValueError("the guide needs data: call guide(x) or guide(x, y)")
-        with self.data_plate(x.shape[0], x.device):
+        with self.data_plate(*self._batch(x)):
             if y is None:
-                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)),
-                                infer={"enumerate": "parallel"})
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)))
             z_loc, z_scale = self.encode(x, y)
             with self.kl_scale():
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
