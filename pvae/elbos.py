@@ -58,7 +58,9 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
 
     Names: ``trace``, ``meanfield``, ``tracegraph``, ``enum``, ``renyi[:alpha]``,
     ``jit_trace``, ``jit_meanfield``, ``iwae[:K]`` and ``iwae_dreg[:K]`` (K
-    particles per data point; default ``num_particles``).
+    particles per data point; default ``num_particles``). ``enum`` enumerates
+    every discrete guide site (:class:`ParallelEnum_ELBO`); a ``TraceEnum_ELBO``
+    instance of your own enumerates only the sites its guide marks.
     """
     if isinstance(spec, ELBO):
         return spec
