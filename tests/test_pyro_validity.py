@@ -144,6 +144,35 @@ def test_every_model_with_every_elbo(model_name, elbo_name):
         assert_refused(model, elbo_name, args, expected[1], expected[2])
 
 
+def _data_for(likelihood) -> torch.Tensor:
+    """The first of a few small data sets that lies in the likelihood's support."""
+    g = torch.Generator().manual_seed(0)
+    candidates = ((torch.rand(N, D, generator=g) > 0.5).float(),          # binary
+                  torch.rand(N, D, generator=g) * 0.8 + 0.1,              # in (0, 1)
+                  torch.randint(0, 5, (N, D), generator=g).float(),       # counts
+                  torch.randn(N, D, generator=g))                         # real
+    for x in candidates:
+        try:
+            likelihood.check_support(x)
+            return x
+        except ValueError:
+            continue
+    raise AssertionError(f"no test data in the support of {likelihood.name}")
+
+
+LIKELIHOOD_CASES = [(name, e) for name in pvae.likelihoods.names()
+                    for e in ("Trace_ELBO", "TraceMeanField_ELBO", "TraceGraph_ELBO",
+                              "pvae_trace", "pvae_meanfield")]
+
+
+@pytest.mark.parametrize("likelihood,elbo_name", LIKELIHOOD_CASES,
+                         ids=[f"{lik}-{e}" for lik, e in LIKELIHOOD_CASES])
+def test_every_likelihood_with_the_elbos_of_a_vae(likelihood, elbo_name):
+    torch.manual_seed(0)
+    vae = pvae.VAE(D, 2, likelihood=likelihood, **small)
+    assert_ok(vae, elbo_name, (_data_for(vae.likelihood),))
+
+
 # -- conditioning a site equals passing it as an argument ---------------------------------------
 def _scores(model, args, conditioned: dict, cond_args, **kwargs):
     """log p of the model's trace, given as arguments and conditioned, the same guide draws."""
