@@ -4,9 +4,8 @@
 ``"meanfield"`` its ``TraceMeanField_ELBO``; ``"enum"`` is
 :class:`ParallelEnum_ELBO` (Pyro's ``TraceEnum_ELBO`` with the guide's discrete
 sites enumerated); ``"tracegraph"``, ``"renyi:ALPHA"`` and the JIT variants are
-Pyro's own; ``"iwae:K"`` and
-``"iwae_dreg:K"`` are :class:`pvae.iwae.IWAE`. Any ``pyro.infer.ELBO``
-instance passes through unchanged.
+Pyro's own; ``"iwae:K"`` and ``"iwae_dreg:K"`` are :class:`pvae.iwae.IWAE`. Any
+``pyro.infer.ELBO`` instance passes through unchanged.
 """
 
 from __future__ import annotations
@@ -15,13 +14,14 @@ from typing import Any, Callable, Union
 
 from pyro.infer import (
     ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO,
+    config_enumerate,
 )
-from pyro.infer import config_enumerate
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
+
 
 class ParallelEnum_ELBO(TraceEnum_ELBO):
     """``TraceEnum_ELBO`` that sums out every discrete latent guide site exactly.

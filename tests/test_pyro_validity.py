@@ -294,8 +294,9 @@ def test_pvae_enum_equals_pyro_traceenum_on_the_enumerated_guide():
 
 
 def test_log_likelihood_sums_the_label_out_exactly():
-    """log p^(x) with one z per label == logsumexp_y [log p(y) p(z_y) p(x | z_y, y) - log q(z_y | x, y)],
-    the z_y read from the evaluation's own guide trace: y enumerated, not sampled."""
+    """log p^(x) with one z per label equals
+    logsumexp_y [log p(y) p(z_y) p(x | z_y, y) - log q(z_y | x, y)], the z_y read from the
+    evaluation's own guide trace: y enumerated, not sampled."""
     torch.manual_seed(0)
     m = pvae.SemiSupervisedVAE(D, C, z_dim=2, **small)
     x = _data()[0]
