@@ -1,10 +1,11 @@
 """ELBOs by name: the registry ``pvae.fit`` and the command line use.
 
 ``make_elbo("trace")`` gives pvae's lean ``Trace_ELBO`` (:mod:`pvae.fast_elbo`),
-``"meanfield"`` its ``TraceMeanField_ELBO``; ``"tracegraph"``, ``"enum"``,
-``"renyi:ALPHA"`` and the JIT variants are Pyro's own; ``"iwae:K"`` and
-``"iwae_dreg:K"`` are :class:`pvae.iwae.IWAE`. Any ``pyro.infer.ELBO``
-instance passes through unchanged.
+``"meanfield"`` its ``TraceMeanField_ELBO``; ``"enum"`` is
+:class:`ParallelEnum_ELBO` (Pyro's ``TraceEnum_ELBO`` with the guide's discrete
+sites enumerated); ``"tracegraph"``, ``"renyi:ALPHA"`` and the JIT variants are
+Pyro's own; ``"iwae:K"`` and ``"iwae_dreg:K"`` are :class:`pvae.iwae.IWAE`. Any
+``pyro.infer.ELBO`` instance passes through unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable, Union
 
 from pyro.infer import (
     ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO,
+    config_enumerate,
 )
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -20,12 +22,29 @@ from pyro.poutine.util import site_is_subsample
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
 
+
+class ParallelEnum_ELBO(TraceEnum_ELBO):
+    """``TraceEnum_ELBO`` that sums out every discrete latent guide site exactly.
+
+    pvae's guides carry no enumeration marks, so that every other ELBO samples
+    their discrete sites (the semi-supervised model's ``"y"``) without Pyro's
+    warnings; this class applies ``pyro.infer.config_enumerate(guide, "parallel")``
+    itself, which is where enumeration is asked for. Sites already marked keep
+    their marks. In your own SVI loop the same is
+    ``SVI(model, config_enumerate(guide), optim, TraceEnum_ELBO())``.
+    """
+
+    def _get_traces(self, model, guide, args, kwargs):
+        # the mark goes inside Pyro's enumeration handler, which wraps the guide here
+        return super()._get_traces(model, config_enumerate(guide, "parallel"), args, kwargs)
+
+
 #: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
 ELBOS: dict[str, Callable[..., ELBO]] = {
     "trace": FastTrace_ELBO,  # Trace_ELBO with a lean path (pvae.fast_elbo)
     "meanfield": FastTraceMeanField_ELBO,
     "tracegraph": TraceGraph_ELBO,
-    "enum": TraceEnum_ELBO,
+    "enum": ParallelEnum_ELBO,  # TraceEnum_ELBO, the guide's discrete sites enumerated
     "renyi": RenyiELBO,
     "jit_trace": JitTrace_ELBO,
     "jit_meanfield": JitTraceMeanField_ELBO,
@@ -39,7 +58,9 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
 
     Names: ``trace``, ``meanfield``, ``tracegraph``, ``enum``, ``renyi[:alpha]``,
     ``jit_trace``, ``jit_meanfield``, ``iwae[:K]`` and ``iwae_dreg[:K]`` (K
-    particles per data point; default ``num_particles``).
+    particles per data point; default ``num_particles``). ``enum`` enumerates
+    every discrete guide site (:class:`ParallelEnum_ELBO`); a ``TraceEnum_ELBO``
+    instance of your own enumerates only the sites its guide marks.
     """
     if isinstance(spec, ELBO):
         return spec

@@ -135,8 +135,8 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, the logsumexp taken per data
     point over all ``K = num_samples`` samples (Burda et al. 2015): a
     stochastic lower bound that tightens as K grows. Discrete guide sites
-    marked for enumeration (the semi-supervised model's label) are summed
-    out exactly inside each sample.
+    (the semi-supervised model's label) are enumerated here
+    (``config_enumerate``) and summed out exactly inside each sample.
     """
     out = []
     for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples):

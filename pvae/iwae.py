@@ -10,7 +10,7 @@ Pyro's ``RenyiELBO(alpha=0)`` computes the same bound only while every sample
 site lies in the data plate; with a global site it combines particles across
 the whole batch. Global sites here get one draw shared by all particles and
 data points (an ordinary ELBO term), so the objective stays a lower bound on
-log p(x). Discrete guide sites marked for parallel enumeration are summed out
+log p(x). Discrete guide sites (with enumerable support) are summed out
 exactly in each particle; other sites must be reparameterised. Auxiliary sites
 (``infer={"pvae_auxiliary": True}``, the semi-supervised model's classifier
 term) are added outside the bound, as in the ELBO; note that with the label
@@ -62,7 +62,8 @@ class IWAE(ELBO):
     max_plate_nesting
         Plates nested in the model (1 for pvae's models: just "data").
     enumerate
-        Sum out guide sites marked ``infer={"enumerate": "parallel"}`` exactly.
+        Sum out discrete guide sites exactly (``config_enumerate``; sites marked
+        ``infer={"enumerate": None}`` are sampled).
     """
 
     def __init__(self, num_particles: int = 5, dreg: bool = False, max_plate_nesting: int = 1,

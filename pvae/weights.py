@@ -9,8 +9,9 @@ in ``pyro.plate("data")``:
   *global* sites (outside it) keep a single draw shared by all particles and
   data points. The bound stays per data point whatever else the model holds:
   unlike ``RenyiELBO``, particles of different data points are never mixed.
-- Guide sites marked ``infer={"enumerate": "parallel"}`` (discrete labels) are
-  summed out exactly inside each particle when ``enumerate=True``: the weight
+- Discrete guide sites (labels; any site whose distribution has enumerable
+  support, via ``pyro.infer.config_enumerate``) are summed out exactly inside
+  each particle when ``enumerate=True``: the weight
   of particle k is ``sum_y p(x, y, z_ky) / q(z_ky | x, y)``, an unbiased
   estimate of p(x) with no variance from y.
 - Log densities are taken as written (``poutine.scale`` factors, from beta,
@@ -27,6 +28,7 @@ from typing import Callable, Optional
 
 import torch
 from pyro import poutine
+from pyro.infer import config_enumerate
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
@@ -129,7 +131,7 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
     n = batch[0].shape[0]
     guide = guide_fn
     if enumerate:
-        guide = poutine.enum(guide, first_available_dim=sdim - 1)
+        guide = poutine.enum(config_enumerate(guide, "parallel"), first_available_dim=sdim - 1)
     with poutine.block() if block else contextlib.nullcontext(), \
             LocalParticles(num_particles, sdim):
         guide_tr = poutine.trace(guide).get_trace(*batch)

@@ -87,7 +87,7 @@ def test_ssvae_sites_labelled_and_unlabelled(xy):
     g = pyro.poutine.trace(m.guide).get_trace(x[:5])
     unl = sites(pyro.poutine.replay(m.model, trace=g), x[:5])
     assert set(unl) == {"y", "z", "x"} and not unl["y"]["is_observed"]
-    assert g.nodes["y"]["infer"]["enumerate"] == "parallel"
+    assert "enumerate" not in g.nodes["y"]["infer"]  # enumerated where asked for (elbo="enum")
     p = m.classify(x[:7])
     assert p.shape == (7, 10) and torch.allclose(p.sum(-1), torch.ones(7))
     assert m.sample(4, y=2).shape == (4, 64) and m.reconstruct(x[:3]).shape == (3, 64)
@@ -187,7 +187,8 @@ def test_enumeration_gives_the_classifier_the_exact_gradient(xy):
     enum = TraceEnum_ELBO(max_plate_nesting=1, num_particles=n, vectorize_particles=True)
     params = list(m.classifier.parameters())
     pyro.set_rng_seed(0)
-    grads = torch.autograd.grad(enum.differentiable_loss(m.model, m.guide, x), params)
+    grads = torch.autograd.grad(enum.differentiable_loss(m.model, config_enumerate(m.guide), x),
+                                params)
     trace = Trace_ELBO(num_particles=n, vectorize_particles=True)
     with torch.no_grad():  # ELBO(x, y) per point and label, without the classifier
         elbos = torch.tensor([[-trace.loss(m.model, m.guide, x[i : i + 1], torch.tensor([k]))
@@ -225,7 +226,8 @@ def test_balance_term_is_the_kl_of_the_mean_classifier_from_the_prior(xy):
 
     def loss_and_grads(model, *data):
         pyro.set_rng_seed(0)  # the same z draws for both models
-        loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model.model, model.guide, *data)
+        loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(
+            model.model, config_enumerate(model.guide), *data)
         return loss, torch.autograd.grad(loss, list(model.classifier.parameters()))
 
     kl = kl_of_mean(m)

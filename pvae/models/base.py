@@ -18,6 +18,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
+from pyro.poutine.messenger import Messenger
 
 from pvae.batching import num_batches
 
@@ -33,6 +34,14 @@ class PVAEModel(PyroModule):
     Subclasses define ``model`` and ``guide``, call :meth:`_remember` with the
     constructor arguments needed to rebuild them (for :func:`pvae.load`), and
     list their latent sites in :attr:`latent_sites`.
+
+    The plate name ``"data"`` and its dim (-1, the rightmost batch dim) are
+    reserved: ``model`` and ``guide`` take ``x`` of shape ``(N, *x_shape)``
+    (one data set) and open ``pyro.plate("data", dim=-1)`` over its N points.
+    Inside a plate of your own, give yours another name and a dim left of -1
+    (``dim=-2``); data with an extra leading axis, such as ``(S, N, *x_shape)``
+    for S data sets, is refused with a ``ValueError`` at the call (flatten the
+    data sets into one batch, or call the model once per data set).
     """
 
     #: Sample sites that are latent in the guide (for diagnostics).
@@ -109,7 +118,21 @@ class PVAEModel(PyroModule):
         )
 
     def _batch(self, *data: Optional[torch.Tensor], batch_size: Optional[int] = None):
-        """``(n, device)`` of a model call: from the first tensor given, else ``batch_size``."""
+        """``(n, device)`` of a model or guide call: from the first tensor given, else
+        ``batch_size``. Raises ``ValueError`` if x (``data[0]``) has a leading axis
+        beyond ``(N, *x_shape)``, e.g. from an enclosing plate over data sets."""
+        x = data[0] if data else None
+        x_shape = getattr(self, "x_shape", None)
+        if isinstance(x, torch.Tensor) and x_shape is not None and x.dim() > 1 + len(x_shape):
+            shape = ", ".join(map(str, x_shape))
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}, but {type(self).__name__}.model and .guide take "
+                f"x of shape (N, {shape}): one data set of N points. Outer batch dimensions "
+                "(e.g. S data sets inside your own pyro.plate) are not supported: the plate "
+                "name 'data' and its dim -1 are reserved for the model's plate over the N "
+                f"points. Flatten the data sets into one batch (x.reshape(-1, {shape})) or "
+                "call the model once per data set."
+            )
         for t in data:
             if t is not None:
                 return t.shape[0], t.device
@@ -199,3 +222,21 @@ class PVAEModel(PyroModule):
         from pvae.checkpoint import save_model
 
         save_model(self, path)
+
+
+class ObservedSites(Messenger):
+    """Record, for each sample site inside it, whether the site was observed.
+
+    Used inside a model to tell whether a site's value is data, however it
+    arrived: as the ``obs=`` argument or from a handler outside the model
+    (``poutine.condition``); ``poutine.uncondition`` makes it latent.
+    ``observed[name]`` is read after the site.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observed: dict[str, bool] = {}
+
+    def _postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample":
+            self.observed[msg["name"]] = bool(msg["is_observed"])

@@ -14,7 +14,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import ObservedSites, PVAEModel
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
 
@@ -202,12 +202,13 @@ class CVAE(PVAEModel):
               batch_size: Optional[int] = None):
         """p(z | y) p(x | z, y); ``x=None`` generates (``y=None``: uniform labels)."""
         n, device = self._batch(x, y, batch_size=batch_size)
-        if y is None and not self.num_classes:
-            raise ValueError("a CVAE with a continuous condition needs y")
         decoder = self.decoder
         with self.data_plate(n, device):
-            with poutine.mask(mask=False):  # the condition is given, not modelled
+            with poutine.mask(mask=False), ObservedSites() as sites:  # given, not modelled
                 y = pyro.sample("y", self._y_prior(n, device), obs=y)
+            if not self.num_classes and not sites.observed["y"]:
+                raise ValueError("a CVAE with a continuous condition needs y: pass it, or "
+                                 "condition site 'y' on it")
             c = self.features(y)
             loc, scale = self.prior(c)
             with self.kl_scale():
@@ -221,7 +222,7 @@ class CVAE(PVAEModel):
         """q(z | x, y)."""
         if x is None or y is None:
             raise ValueError("the CVAE guide needs data and condition: call guide(x, y)")
-        with self.data_plate(x.shape[0], x.device):
+        with self.data_plate(*self._batch(x)):
             z_loc, z_scale = self.encode(x, y)
             with self.kl_scale():
                 return pyro.sample("z", self.posterior(z_loc, z_scale))

@@ -213,7 +213,7 @@ class HierarchicalVAE(PVAEModel):
         """Top-down (Ladder) or bottom-up q(z1, ..., zL | x)."""
         if x is None:
             raise ValueError("the guide needs data: call guide(x)")
-        with self.data_plate(x.shape[0], x.device), self.kl_scale():
+        with self.data_plate(*self._batch(x)), self.kl_scale():
             self._guide_body(x)
 
     def check_data(self, x: torch.Tensor, *rest) -> None:

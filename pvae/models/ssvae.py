@@ -14,7 +14,7 @@ from pyro.nn import pyro_method
 from pvae import likelihoods as lk
 from pvae.batching import num_batches
 from pvae.flows import GaussianPosterior
-from pvae.models.base import Batch, PVAEModel
+from pvae.models.base import Batch, ObservedSites, PVAEModel
 from pvae.models.cvae import check_labels
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
@@ -40,9 +40,13 @@ class SemiSupervisedVAE(PVAEModel):
     skips this auxiliary site, and the optional class-balance site
     ``"y_balance"`` on unlabelled batches (``balance_weight``, below).
 
-    In the guide, ``y`` is marked for parallel enumeration: with
-    ``elbo="enum"`` (``TraceEnum_ELBO``) the unlabelled ELBO sums over all
-    classes exactly; with ``trace``/``tracegraph`` it is sampled.
+    The guide samples ``y`` as written, so every Pyro ELBO runs it without
+    warnings; enumeration is asked for where it is wanted: with
+    ``elbo="enum"`` (:class:`pvae.elbos.ParallelEnum_ELBO`, a ``TraceEnum_ELBO``
+    that applies ``config_enumerate`` to the guide) the unlabelled ELBO sums
+    over all classes exactly, as does :func:`pvae.evaluate.log_likelihood`;
+    with ``trace``/``tracegraph`` it is sampled. In your own SVI loop:
+    ``SVI(m.model, config_enumerate(m.guide), optim, TraceEnum_ELBO())``.
 
     Training data is ``(x, y)`` with ``y == -1`` for unlabelled points. Three
     ways to form the optimiser steps (``batching``), measured on MNIST with
@@ -256,10 +260,17 @@ class SemiSupervisedVAE(PVAEModel):
     @pyro_method
     def model(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None):
-        """p(y) p(z) p(x | y, z), plus the classifier term for labelled data."""
+        """p(y) p(z) p(x | y, z), plus the classifier term for labelled data.
+
+        Labelled or not is read from the sites themselves: the auxiliary terms
+        use the values of sites ``"x"`` and ``"y"`` when they are observed,
+        whether passed as arguments or conditioned from outside
+        (``poutine.condition(model, data={"x": x})(None, y)`` scores the same as
+        ``model(x, y)``; pass ``batch_size=N`` when neither argument is given).
+        """
         n, device = self._batch(x, y, batch_size=batch_size)
         decoder = self.decoder
-        with self.data_plate(n, device):
+        with self.data_plate(n, device), ObservedSites() as sites:
             y_prior = dist.Categorical(logits=torch.zeros(n, self.num_classes, device=device))
             y_value = pyro.sample("y", y_prior, obs=y)
             loc = torch.zeros(n, self.z_dim, device=device)
@@ -268,13 +279,16 @@ class SemiSupervisedVAE(PVAEModel):
             params = self._likelihood_params(
                 decoder(cat_broadcast(z, one_hot(y_value, self.num_classes))))
             out = pyro.sample("x", self.likelihood(params), obs=x)
-            if y is not None and x is not None and self.aux_weight > 0:
+            if not sites.observed["x"]:  # x generated, not data: no classifier terms
+                return out
+            labelled = sites.observed["y"]
+            if labelled and self.aux_weight > 0:
                 with poutine.scale(scale=self.aux_weight):
-                    pyro.sample("y_aux", dist.Categorical(logits=self.classifier_logits(x)),
-                                obs=y, infer={"pvae_auxiliary": True})
-            if y is None and x is not None and self.balance_weight > 0:
+                    pyro.sample("y_aux", dist.Categorical(logits=self.classifier_logits(out)),
+                                obs=y_value, infer={"pvae_auxiliary": True})
+            if not labelled and self.balance_weight > 0:
                 # the batch's mean of q(y | x) against the uniform p(y): KL(q_mean || p)
-                q_mean = torch.softmax(self.classifier_logits(x), -1).mean(0)
+                q_mean = torch.softmax(self.classifier_logits(out), -1).mean(0)
                 kl = torch.xlogy(q_mean, q_mean * self.num_classes).sum()
                 balance = dist.Unit(-kl.expand(n))  # a factor per point: -n KL in all
                 with poutine.scale(scale=self.balance_weight):
@@ -285,13 +299,18 @@ class SemiSupervisedVAE(PVAEModel):
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None):
-        """q(y | x) (unlabelled only, enumerable) and q(z | x, y)."""
+        """q(y | x) (unlabelled only) and q(z | x, y).
+
+        Site ``"y"`` carries no enumeration mark, so every ELBO samples it as
+        written; to sum it out exactly, enumerate it where you ask for it:
+        ``elbo="enum"`` in :func:`pvae.fit`, or
+        ``SVI(m.model, pyro.infer.config_enumerate(m.guide), optim, TraceEnum_ELBO())``.
+        """
         if x is None:
             raise ValueError("the guide needs data: call guide(x) or guide(x, y)")
-        with self.data_plate(x.shape[0], x.device):
+        with self.data_plate(*self._batch(x)):
             if y is None:
-                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)),
-                                infer={"enumerate": "parallel"})
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)))
             z_loc, z_scale = self.encode(x, y)
             with self.kl_scale():
                 return pyro.sample("z", self.posterior(z_loc, z_scale))

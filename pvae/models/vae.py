@@ -206,7 +206,7 @@ class VAE(PVAEModel):
         """q(z | x) = Normal(encoder(x))."""
         if x is None:
             raise ValueError("the guide needs data: call guide(x)")
-        with self.data_plate(x.shape[0], x.device):
+        with self.data_plate(*self._batch(x)):
             z_loc, z_scale = self.encode(x)
             with self.kl_scale():
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
