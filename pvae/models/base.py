@@ -124,6 +124,14 @@ class PVAEModel(PyroModule):
         finally:
             self.num_data = old
 
+    def program_constants(self) -> tuple:
+        """The Python settings ``model``/``guide`` read when they run: ``num_data``,
+        train/eval mode and every plain number, flag or string attribute (``beta``,
+        ``aux_weight``, ...). A JIT-compiled loss bakes them in as constants, so pvae's
+        JIT ELBOs compile one graph per distinct value of this tuple."""
+        return tuple((k, v) for k, v in vars(self).items()
+                     if isinstance(v, (bool, int, float, str, type(None))) and k != "_register_params")
+
     @property
     def device(self) -> torch.device:
         for p in self.parameters():
