@@ -129,8 +129,9 @@ class PVAEModel(PyroModule):
         train/eval mode and every plain number, flag or string attribute (``beta``,
         ``aux_weight``, ...). A JIT-compiled loss bakes them in as constants, so pvae's
         JIT ELBOs compile one graph per distinct value of this tuple."""
+        plain = (bool, int, float, str, type(None))
         return tuple((k, v) for k, v in vars(self).items()
-                     if isinstance(v, (bool, int, float, str, type(None))) and k != "_register_params")
+                     if isinstance(v, plain) and k != "_register_params")
 
     @property
     def device(self) -> torch.device:
