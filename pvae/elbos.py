@@ -43,6 +43,19 @@ def _signature(args: tuple) -> tuple:
                  for a in args)
 
 
+def _keywords(kwargs: dict) -> tuple:
+    """Keyword arguments as a key (each becomes a constant of the traced graph)."""
+    out = []
+    for name, value in sorted(kwargs.items()):
+        (value,) = _signature((value,))
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        out.append((name, value))
+    return tuple(out)
+
+
 def _program_constants(fn: Callable) -> Any:
     """The Python settings a model's program reads when it runs (``num_data``, ``beta``...),
     declared by the object a bound method belongs to; ``None`` for plain functions."""
@@ -102,7 +115,7 @@ class _StableJit:
 
     def _call(self, method: str, model, guide, args, kwargs):
         weight = _latent_weight()
-        key = (model, guide, _signature(args), _program_constants(model),
+        key = (model, guide, _signature(args), _keywords(kwargs), _program_constants(model),
                _program_constants(guide), weight == 0.0)
         entry = self._compiled.get(key)
         if entry is None:
@@ -164,6 +177,12 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     Names: ``trace``, ``meanfield``, ``tracegraph``, ``enum``, ``renyi[:alpha]``,
     ``jit_trace``, ``jit_meanfield``, ``iwae[:K]`` and ``iwae_dreg[:K]`` (K
     particles per data point; default ``num_particles``).
+
+    Raises ``ValueError`` for an unknown name or a bad argument, and for an instance
+    of Pyro's own JIT ELBOs (``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``,
+    ``JitTraceGraph_ELBO``, ``JitTraceEnum_ELBO``), whose compiled loss keeps the
+    ``num_data``, ``beta`` and warm-up weight it was compiled with; ``TypeError``
+    for anything else that is not an ``ELBO``.
     """
     if isinstance(spec, PYRO_JIT_ELBOS) and not isinstance(spec, _StableJit):
         raise ValueError(
