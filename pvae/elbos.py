@@ -24,6 +24,7 @@ from pyro.poutine.util import site_is_subsample
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
 
+
 # -- JIT-compiled ELBOs ------------------------------------------------------------------------
 class FixedJitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
     """Pyro's ``JitTraceMeanField_ELBO`` with its cache working.
@@ -94,7 +95,8 @@ class _StableJit:
     nearly every step; Pyro also bakes into the graph every Python number the program
     reads (the data plate's size ``num_data``, ``beta``, the KL warm-up weight), and
     reuses the first model's graph for any later model. Here each distinct
-    ``(model, guide, argument shapes, the model's declared program constants)`` gets
+    ``(model, guide, argument shapes, keyword arguments, the model's declared program
+    constants)`` (:meth:`pvae.models.base.PVAEModel.program_constants`) gets
     its own Pyro ELBO of the same options, compiled once; a change of ``num_data`` or
     ``beta`` compiles a new graph, and the warm-up weight (the :class:`LatentScale`
     handlers around the call) enters the graph as a tensor input, so it may change
@@ -103,9 +105,9 @@ class _StableJit:
 
     _inner_class: type
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._options = dict(kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._options = (args, dict(kwargs))  # each signature's Pyro ELBO gets the same
         self._compiled: dict = {}
 
     @property
@@ -119,7 +121,8 @@ class _StableJit:
                _program_constants(guide), weight == 0.0)
         entry = self._compiled.get(key)
         if entry is None:
-            entry = (self._inner_class(**self._options), _weighted(model, weight),
+            entry = (self._inner_class(*self._options[0], **self._options[1]),
+                     _weighted(model, weight),
                      _weighted(guide, weight))
             self._compiled[key] = entry
         inner, wmodel, wguide = entry

@@ -133,6 +133,17 @@ def test_num_data_scales_the_jit_loss(name):
     assert _same_seed(jit, vae, x) == pytest.approx(4 * unscaled, rel=1e-5)
 
 
+@pytest.mark.parametrize("name", JIT_NAMES)
+def test_vectorised_particles_equal_eager(name):
+    vae = pvae.VAE(20, 3, hidden_dims=(16,))
+    x = _binary(8)
+    cls = {"jit_trace": JitTrace_ELBO, "jit_meanfield": JitTraceMeanField_ELBO}[name]
+    jit = cls(3, vectorize_particles=True, max_plate_nesting=1, ignore_jit_warnings=True)
+    eager = EAGER[name](3, vectorize_particles=True, max_plate_nesting=1)
+    jit.loss(vae.model, vae.guide, x)
+    assert _same_seed(jit, vae, x) == pytest.approx(_same_seed(eager, vae, x), rel=1e-5)
+
+
 class _Spy:
     """Wraps a pvae JIT ELBO: at each already-compiled call, the eager loss of the same
     draw (same RNG state, same handlers around it) and the warm-up weight."""
