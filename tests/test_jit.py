@@ -42,9 +42,9 @@ def _binary(n=200, d=20, seed=0):
     return (torch.rand(n, d, generator=g) < 0.3).float()
 
 
-def _same_seed(elbo, vae, x, seed=1):
+def _same_seed(elbo, vae, *batch, seed=1):
     pyro.set_rng_seed(seed)
-    return elbo.loss(vae.model, vae.guide, x)
+    return elbo.loss(vae.model, vae.guide, *batch)
 
 
 # -- 1. compiled once ---------------------------------------------------------------------------
@@ -131,6 +131,27 @@ def test_num_data_scales_the_jit_loss(name):
     vae.num_data = 20
     jit.loss(vae.model, vae.guide, x)
     assert _same_seed(jit, vae, x) == pytest.approx(4 * unscaled, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", JIT_NAMES)
+def test_semisupervised_weights_stay_right(name):
+    """Every setting the program reads counts, not only num_data and beta."""
+    model = pvae.SemiSupervisedVAE(20, 3, z_dim=3, hidden_dims=(16,))
+    x = _binary(6)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    jit, eager = make_elbo(name), EAGER[name]()
+    seen = []
+    with pyro.validation_enabled(False):  # the guide marks y for enumeration
+        for aux, balance in [(50.0, 0.0), (5.0, 0.0), (5.0, 20.0)]:
+            model.aux_weight, model.balance_weight = aux, balance
+            for batch in ((x, y), (x,)):
+                jit.loss(model.model, model.guide, *batch)
+                got = _same_seed(jit, model, *batch)
+                assert got == pytest.approx(_same_seed(eager, model, *batch), rel=1e-5)
+                seen.append(got)
+    assert seen[0] != seen[2]  # labelled: aux_weight
+    assert seen[3] != seen[5]  # unlabelled: balance_weight
+    assert jit.num_compiled == 6
 
 
 @pytest.mark.parametrize("name", JIT_NAMES)
