@@ -3,20 +3,24 @@
 ``make_elbo("trace")`` gives pvae's lean ``Trace_ELBO`` (:mod:`pvae.fast_elbo`),
 ``"meanfield"`` its ``TraceMeanField_ELBO``; ``"enum"`` is
 :class:`ParallelEnum_ELBO` (Pyro's ``TraceEnum_ELBO`` with the guide's discrete
-sites enumerated); ``"tracegraph"``, ``"renyi:ALPHA"`` and the JIT variants are
-Pyro's own; ``"iwae:K"`` and ``"iwae_dreg:K"`` are :class:`pvae.iwae.IWAE`. Any
-``pyro.infer.ELBO`` instance passes through unchanged.
+sites enumerated); ``"tracegraph"`` and ``"renyi:ALPHA"`` are Pyro's own;
+``"jit_trace"`` and ``"jit_meanfield"`` are :class:`JitTrace_ELBO` and
+:class:`JitTraceMeanField_ELBO` below (Pyro's, compiled once per signature and
+with the KL warm-up weight as an input); ``"iwae:K"`` and ``"iwae_dreg:K"`` are
+:class:`pvae.iwae.IWAE`. Any other ``pyro.infer.ELBO`` instance passes through
+unchanged; Pyro's own JIT ELBOs are refused (they bake the data plate's size,
+beta and the warm-up weight into their compiled loss).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Union
 
-from pyro.infer import (
-    ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO,
-    config_enumerate,
-)
+import pyro.infer
+import torch
+from pyro.infer import ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
@@ -37,6 +41,141 @@ class ParallelEnum_ELBO(TraceEnum_ELBO):
     def _get_traces(self, model, guide, args, kwargs):
         # the mark goes inside Pyro's enumeration handler, which wraps the guide here
         return super()._get_traces(model, config_enumerate(guide, "parallel"), args, kwargs)
+
+
+# -- JIT-compiled ELBOs ------------------------------------------------------------------------
+class FixedJitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
+    """Pyro's ``JitTraceMeanField_ELBO`` with its cache working.
+
+    Pyro's class looks for its compiled loss under one attribute name and stores it
+    under another, so it compiles afresh on every call; here the lookup finds it.
+    """
+
+    @property
+    def _loss_and_surrogate_loss(self):
+        return self.__dict__.get("_differentiable_loss")
+
+
+def _signature(args: tuple) -> tuple:
+    """What a traced graph depends on in its positional arguments."""
+    return tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, torch.Tensor) else a
+                 for a in args)
+
+
+def _keywords(kwargs: dict) -> tuple:
+    """Keyword arguments as a key (each becomes a constant of the traced graph)."""
+    out = []
+    for name, value in sorted(kwargs.items()):
+        (value,) = _signature((value,))
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _program_constants(fn: Callable) -> Any:
+    """The Python settings a model's program reads when it runs (``num_data``, ``beta``...),
+    declared by the object a bound method belongs to; ``None`` for plain functions."""
+    declare = getattr(getattr(fn, "__self__", None), "program_constants", None)
+    return declare() if callable(declare) else None
+
+
+def _latent_weight() -> float:
+    """The product of the active :class:`LatentScale` factors (KL warm-up), 1 for none."""
+    weight = 1.0
+    for handler in _PYRO_STACK:
+        if isinstance(handler, LatentScale):
+            weight = weight * float(handler.factor)
+    return weight
+
+
+def _weighted(fn: Callable, weight0: float) -> Callable:
+    """``fn`` taking the warm-up weight as a tensor first argument: compiled while the
+    weight was ``weight0`` (which the handlers around it applied as a constant), it
+    rescales every latent site by ``weight / weight0`` so the graph follows the input."""
+
+    def run(weight, *args, **kwargs):
+        if weight0 == 0.0:
+            return fn(*args, **kwargs)
+        with LatentScale(weight / weight0):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+class _StableJit:
+    """Mixin over Pyro's JIT ELBOs: one compiled loss per distinct signature.
+
+    Pyro keys its compiled loss on ``id(model)``, and ``vae.model`` is a new bound
+    method object at every access, so a loop that passes ``vae.model`` recompiles
+    nearly every step; Pyro also bakes into the graph every Python number the program
+    reads (the data plate's size ``num_data``, ``beta``, the KL warm-up weight), and
+    reuses the first model's graph for any later model. Here each distinct
+    ``(model, guide, argument shapes, keyword arguments, the model's declared program
+    constants)`` (:meth:`pvae.models.base.PVAEModel.program_constants`) gets
+    its own Pyro ELBO of the same options, compiled once; a change of ``num_data`` or
+    ``beta`` compiles a new graph, and the warm-up weight (the :class:`LatentScale`
+    handlers around the call) enters the graph as a tensor input, so it may change
+    every step without a recompile.
+    """
+
+    _inner_class: type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._options = (args, dict(kwargs))  # each signature's Pyro ELBO gets the same
+        self._compiled: dict = {}
+
+    @property
+    def num_compiled(self) -> int:
+        """Distinct compiled losses so far (one per signature)."""
+        return len(self._compiled)
+
+    def _call(self, method: str, model, guide, args, kwargs):
+        weight = _latent_weight()
+        key = (model, guide, _signature(args), _keywords(kwargs), _program_constants(model),
+               _program_constants(guide), weight == 0.0)
+        entry = self._compiled.get(key)
+        if entry is None:
+            entry = (self._inner_class(*self._options[0], **self._options[1]),
+                     _weighted(model, weight),
+                     _weighted(guide, weight))
+            self._compiled[key] = entry
+        inner, wmodel, wguide = entry
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+        w = torch.tensor(weight, device=device)
+        return getattr(inner, method)(wmodel, wguide, w, *args, **kwargs)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        return self._call("differentiable_loss", model, guide, args, kwargs)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        return self._call("loss_and_grads", model, guide, args, kwargs)
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+
+class JitTrace_ELBO(_StableJit, pyro.infer.JitTrace_ELBO):
+    """Pyro's ``JitTrace_ELBO`` compiled once per signature, with the warm-up weight as
+    an input (see :class:`_StableJit`). Losses are negative ELBOs in nats (scalars)."""
+
+    _inner_class = pyro.infer.JitTrace_ELBO
+
+
+class JitTraceMeanField_ELBO(_StableJit, pyro.infer.JitTraceMeanField_ELBO):
+    """Pyro's ``JitTraceMeanField_ELBO`` (analytic KL) compiled once per signature,
+    with the warm-up weight as an input (see :class:`_StableJit`)."""
+
+    _inner_class = FixedJitTraceMeanField_ELBO
+
+
+#: Pyro's own JIT ELBOs, whose compiled losses go stale when num_data, beta or the
+#: warm-up weight change; pvae refuses them unless they are the classes above.
+PYRO_JIT_ELBOS = tuple(getattr(pyro.infer, n) for n in dir(pyro.infer) if n.startswith("Jit"))
 
 
 #: ELBO names accepted by ``fit(elbo=...)``; ``renyi:ALPHA`` sets Renyi's alpha.
@@ -61,7 +200,21 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     particles per data point; default ``num_particles``). ``enum`` enumerates
     every discrete guide site (:class:`ParallelEnum_ELBO`); a ``TraceEnum_ELBO``
     instance of your own enumerates only the sites its guide marks.
+
+    Raises ``ValueError`` for an unknown name or a bad argument, and for an instance
+    of Pyro's own JIT ELBOs (``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``,
+    ``JitTraceGraph_ELBO``, ``JitTraceEnum_ELBO``), whose compiled loss keeps the
+    ``num_data``, ``beta`` and warm-up weight it was compiled with; ``TypeError``
+    for anything else that is not an ``ELBO``.
     """
+    if isinstance(spec, PYRO_JIT_ELBOS) and not isinstance(spec, _StableJit):
+        raise ValueError(
+            f"Pyro's {type(spec).__name__} bakes the data plate's size (num_data), beta and "
+            "the KL warm-up weight into its compiled loss, which then goes stale (and it "
+            "recompiles for every new model callable); pass elbo='jit_trace' or "
+            "'jit_meanfield' (pvae.elbos.JitTrace_ELBO / JitTraceMeanField_ELBO), which "
+            "keep them right, or an uncompiled ELBO"
+        )
     if isinstance(spec, ELBO):
         return spec
     if not isinstance(spec, str):

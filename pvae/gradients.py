@@ -46,7 +46,7 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
     groups = _groups(model, batch)
     results = {}
     for spec in elbos:
-        elbo = make_elbo(spec, num_particles, model=model) if isinstance(spec, str) else spec
+        elbo = make_elbo(spec, num_particles, model=model)  # instances pass through, checked
         name = spec if isinstance(spec, str) else type(spec).__name__
         draws = {g: [] for g in groups}
         for _ in range(num_estimates):

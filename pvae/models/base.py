@@ -147,6 +147,15 @@ class PVAEModel(PyroModule):
         finally:
             self.num_data = old
 
+    def program_constants(self) -> tuple:
+        """The Python settings ``model``/``guide`` read when they run: ``num_data``,
+        train/eval mode and every public plain number, flag or string attribute
+        (``beta``, ``aux_weight``, ...). A JIT-compiled loss bakes them in as constants,
+        so pvae's JIT ELBOs compile one graph per distinct value of this tuple."""
+        plain = (bool, int, float, str, type(None))
+        return tuple((k, v) for k, v in vars(self).items()
+                     if isinstance(v, plain) and not k.startswith("_"))
+
     @property
     def device(self) -> torch.device:
         for p in self.parameters():
