@@ -13,7 +13,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import PVAEModel, takes_data
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, activation as make_activation, split_loc_scale
 
@@ -138,6 +138,7 @@ class HierarchicalVAE(PVAEModel):
         params = self._likelihood_params(self.decoder(z1))
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
+    @takes_data
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Posterior means of z1 .. zL (top-down: each given the layer above's mean)."""
@@ -145,6 +146,7 @@ class HierarchicalVAE(PVAEModel):
             self._guide_body(x, use_mean=True)
         return [tr.trace.nodes[name]["value"] for name in self.latent_sites]
 
+    @takes_data
     @torch.no_grad()
     def embed(self, x: torch.Tensor, *rest) -> torch.Tensor:
         """Means of the bottom layer z1 (the one the decoder reads)."""
@@ -154,6 +156,7 @@ class HierarchicalVAE(PVAEModel):
     def decode_mean(self, z1: torch.Tensor) -> torch.Tensor:
         return self.decode(z1, mean=True)
 
+    @takes_data
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0], mean=True)
