@@ -54,9 +54,10 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
     """Posterior means of the main latent for every row of ``x``, shape (N, D).
 
     ``x`` (and ``y``) are checked and cast as ``pvae.fit`` checks them
-    (``ValueError`` / ``TypeError`` naming the problem), before any work.
+    (``ValueError`` / ``TypeError`` naming the problem), before any work;
+    values outside the likelihood's support are encoded as they are.
     """
-    batch = model.checked_batch(*_batch(model, x, y))
+    batch = model.checked_batch(*_batch(model, x, y), support=False)
     x, y = batch[0], (batch[1] if len(batch) > 1 else None)
     was = model.training
     model.eval()
@@ -126,7 +127,7 @@ class Features:
         if self.transform is not None:
             x = self.transform(x)
         if len(x):
-            x = self.model.checked_batch(x)[0]
+            x = self.model.checked_batch(x, support=False)[0]
         x = x.to(self.model.device)
         if len(x) == 0:  # a plate cannot be empty: draw for one dummy row, keep none
             return self._draw(x.new_zeros(1, *x.shape[1:]))[:0]

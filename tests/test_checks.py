@@ -223,15 +223,20 @@ def test_data_of_the_wrong_shape_gets_fits_error(x, name):
         VAE_CALLS[name](vae, x[:, :60])
 
 
-@pytest.mark.parametrize("name", ["encode", "reconstruct", "latent.encode", "evaluate.elbo"])
-def test_data_outside_the_support_or_nan_is_refused_as_by_fit(x, name):
+@pytest.mark.parametrize("name", ["encode", "reconstruct", "latent.encode", "evaluate.elbo",
+                                  "evaluate.parts"])
+def test_nan_and_non_tensors_are_refused_and_support_where_data_are_scored(x, name):
     vae = pvae.VAE(64, 3, hidden_dims=(16,))
+    grey = x.clone()
+    grey[0, 0] = 0.5
+    if name.startswith("evaluate"):  # scored: outside the Bernoulli support, as in fit
+        with pytest.raises(ValueError, match="likelihood 'bernoulli'"):
+            VAE_CALLS[name](vae, grey)
+    else:  # only encoded: grey levels are fine
+        assert torch.isfinite(torch.as_tensor(VAE_CALLS[name](vae, grey)[0])).all()
     bad = x.clone()
-    bad[0, 0] = 0.5
-    with pytest.raises(ValueError, match="likelihood 'bernoulli'"):
-        VAE_CALLS[name](vae, bad)
     bad[0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="1 NaN or infinite value"):
         VAE_CALLS[name](vae, bad)
     with pytest.raises(TypeError, match="must be a tensor"):
         VAE_CALLS[name](vae, x.tolist())

@@ -10,8 +10,9 @@ loaded model each get a fresh name, so each trains on its own.
 
 Every public method that takes data checks it with :meth:`PVAEModel.checked_batch`,
 the check ``pvae.fit`` uses: floats and integers are cast to float32, and a wrong
-shape, NaN, values outside the likelihood's support or bad labels raise one
-``ValueError`` naming the problem and the fix. Custom networks' outputs are
+shape, NaN or bad labels raise one ``ValueError`` naming the problem and the
+fix (values outside the likelihood's support too, where data are scored:
+``fit`` and :mod:`pvae.evaluate`). Custom networks' outputs are
 checked against what the likelihood needs at their first call.
 """
 
@@ -50,7 +51,8 @@ def takes_data(method):
 
     The data arguments (``x``, then ``y`` where the method has it) go through
     :meth:`PVAEModel.checked_batch`: cast to float32 or refused with a clear
-    error before any work. Calls from inside the model's own Pyro program (the
+    error before any work (shape, NaN, labels; not the likelihood's support,
+    since these methods encode data without scoring it). Calls from inside the model's own Pyro program (the
     guide calling ``encode``) and nested calls skip the check: their data were
     checked already.
     """
@@ -63,7 +65,7 @@ def takes_data(method):
             return method(self, *args, **kwargs)
         bound = sig.bind(self, *args, **kwargs)
         given = [bound.arguments[n] for n in names if bound.arguments.get(n) is not None]
-        batch = self.checked_batch(*given)
+        batch = self.checked_batch(*given, support=False)
         for n, value in zip(names, batch):
             bound.arguments[n] = value
         self.__dict__["_checking_inputs"] = True
@@ -271,11 +273,23 @@ class PVAEModel(PyroModule):
         return poutine.scale(scale=beta) if beta != 1.0 else contextlib.nullcontext()
 
     # -- data -------------------------------------------------------------------------
-    def check_data(self, *batch: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, support)."""
+    def check_data(self, *batch: torch.Tensor, support: bool = True) -> None:
+        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, labels, NaN, support).
+
+        ``support=False`` skips the likelihood's support check (for methods
+        that only encode data and never score it).
+        """
         raise NotImplementedError
 
-    def checked_batch(self, *batch, what: str = "data") -> Batch:
+    def _check_values(self, x: torch.Tensor, support: bool = True) -> None:
+        """NaN or infinite values always; the likelihood's support where x will be scored."""
+        if support:
+            self._modules["likelihood"].check_support(x)
+        elif x.is_floating_point() and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"data holds {bad} NaN or infinite value(s); remove or impute them")
+
+    def checked_batch(self, *batch, what: str = "data", support: bool = True) -> Batch:
         """``batch`` as ``pvae.fit`` takes it: tensors, x cast to float32, then checked.
 
         The one input check of every public method that takes data (``fit``,
@@ -283,10 +297,12 @@ class PVAEModel(PyroModule):
         arrays become tensors, x is cast to float32, labels of shape ``(N, 1)``
         become ``(N,)``, and :meth:`check_data` raises ``ValueError`` (or
         ``TypeError`` for what is not a tensor or array) naming the problem and
-        the fix.
+        the fix. Methods that only encode pass ``support=False``: they take
+        values outside the likelihood's support (grey levels for a Bernoulli
+        model, say), which only scoring refuses.
         """
         batch = as_batch_tensors(tuple(batch), self, what)
-        self.check_data(*batch)
+        self.check_data(*batch, support=support)
         return batch
 
     #: Whether the model's generation takes a condition (a label or vector) too.

@@ -285,7 +285,8 @@ class CVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
+                   support: bool = True) -> None:
         if y is None or rest:
             raise ValueError("a CVAE trains on pairs: pass (x, y) with one condition per row")
         check_x(x, self.x_shape)
@@ -299,4 +300,4 @@ class CVAE(PVAEModel):
                 )
             if not torch.isfinite(y).all():
                 raise ValueError("the condition y holds NaN or infinite values")
-        self.likelihood.check_support(x)
+        self._check_values(x, support)

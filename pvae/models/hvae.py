@@ -219,9 +219,9 @@ class HierarchicalVAE(PVAEModel):
         with self.data_plate(x.shape[0], x.device), self.kl_scale():
             self._guide_body(x)
 
-    def check_data(self, x: torch.Tensor, *rest) -> None:
+    def check_data(self, x: torch.Tensor, *rest, support: bool = True) -> None:
         if rest:
             raise ValueError("HierarchicalVAE takes x alone; labels are for CVAE / "
                              "SemiSupervisedVAE")
         check_x(x, self.x_shape)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)

@@ -301,13 +301,14 @@ class SemiSupervisedVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- data -------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
+                   support: bool = True) -> None:
         if rest:
             raise ValueError("SemiSupervisedVAE trains on x or on (x, y) with y == -1 unlabelled")
         check_x(x, self.x_shape)
         if y is not None:
             check_labels(y, self.num_classes, x.shape[0], allow_unlabelled=True)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)
 
     def evaluation_batch(self, batch: Batch) -> Batch:
         return batch[:1]  # score log p(x), the label marginalised

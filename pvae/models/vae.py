@@ -224,11 +224,11 @@ class VAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, *rest: torch.Tensor) -> None:
+    def check_data(self, x: torch.Tensor, *rest: torch.Tensor, support: bool = True) -> None:
         if rest:
             raise ValueError(
                 f"{type(self).__name__} takes x alone, but the data has {1 + len(rest)} parts; "
                 "pass only x (labels are for CVAE / SemiSupervisedVAE)"
             )
         check_x(x, self.x_shape)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)
