@@ -15,6 +15,11 @@ array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``)
                ``.csv`` (numbers; a header row is skipped); values kept as they are
 ============== =====================================================================
 
+Labels ``y`` in a user's file must be whole class ids ``0..K-1`` (``-1``:
+unlabelled), shape ``(N,)`` or ``(N, 1)``; fractions, NaN, text and sparse ids
+(fewer than half of ``0..max`` used) are refused with the fix
+(:func:`check_labels_array`), never truncated.
+
 Images are scaled to [0, 1]. ``binarize="static"`` samples binary images once
 (with ``seed``); ``binarize="dynamic"`` keeps the grey levels in the training
 split and sets :attr:`Data.transform` to :func:`binarize`, which ``pvae.fit``

@@ -5,8 +5,11 @@ A pvae model is a :class:`pyro.nn.PyroModule` with ``model(*batch)`` and
 module (the training loop optimises ``module.parameters()`` directly); the
 module also has a unique Pyro name, so that several models in one process
 never share entries in Pyro's global parameter store when used with
-``pyro.infer.SVI`` and ``pyro.optim``. A deep copy, an unpickled copy and a
-loaded model each get a fresh name, so each trains on its own.
+``pyro.infer.SVI`` and ``pyro.optim``. A deep copy (``copy.deepcopy``), an
+unpickled copy and a loaded model each get a fresh name, so each trains on its
+own. ``copy.copy`` is a shallow copy: by Python's definition it shares the
+networks and their parameters with the original, so training either trains
+both.
 
 Every public method that takes data checks it with :meth:`PVAEModel.checked_batch`,
 the check ``pvae.fit`` uses: floats and integers are cast to float32, and a wrong
@@ -79,6 +82,12 @@ def takes_data(method):
 
 class PVAEModel(PyroModule):
     """Base class of pvae models (not used directly).
+
+    Copies: ``copy.deepcopy(model)``, a pickle round trip and ``pvae.load``
+    give an independent model with its own Pyro name, which Pyro's ``SVI``
+    trains without touching the original. ``copy.copy(model)`` is shallow: it
+    shares the networks and parameters with the original (Python's
+    definition), so training one trains the other.
 
     Subclasses define ``model`` and ``guide``, call :meth:`_remember` with the
     constructor arguments needed to rebuild them (for :func:`pvae.load`), and
