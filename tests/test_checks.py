@@ -407,3 +407,18 @@ def test_sample_with_a_condition_vector():
     z, dec = L.interpolate(cvae, x[0], x[1], steps=3, y_a=torch.ones(3), y_b=torch.zeros(3))
     assert dec.shape == (3, 5)
     assert L.traverse(cvae, x[0], steps=2, y=torch.ones(3))[1].shape == (2, 2, 5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pvae.VAE(5, 2, hidden_dims=(8,), likelihood="gaussian"),
+    lambda: pvae.HierarchicalVAE(5, z_dims=(2, 2), hidden_dims=(8,), likelihood="gaussian"),
+    lambda: pvae.CVAE(5, 2, num_classes=3, hidden_dims=(8,), likelihood="gaussian"),
+    lambda: pvae.SemiSupervisedVAE(5, 3, z_dim=2, hidden_dims=(8,), likelihood="gaussian"),
+])
+def test_the_number_of_draws_is_checked(make):
+    model = make()
+    kwargs = {"y": 1} if model.conditional else {}
+    assert model.sample(np.int64(3), **kwargs).shape == (3, 5)
+    for n in (0, -2, 2.5):
+        with pytest.raises(ValueError, match=rf"n must be a positive int .*got {n}"):
+            model.sample(n, **kwargs)

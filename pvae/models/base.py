@@ -26,6 +26,7 @@ import functools
 import inspect
 import itertools
 import math
+import operator
 from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
@@ -47,6 +48,17 @@ def _fresh_name(model: "PVAEModel") -> str:
 
 def _shape(t) -> str:
     return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def num_draws(n) -> int:
+    """``n`` as a number of draws: a positive whole number, else ``ValueError``."""
+    try:
+        k = operator.index(n)
+    except TypeError:
+        k = None
+    if k is None or k < 1:
+        raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
+    return k
 
 
 def takes_data(method):

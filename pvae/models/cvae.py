@@ -14,7 +14,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel, takes_data
+from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
 
@@ -54,8 +54,7 @@ def draw_labels(y, n: int, num_classes: int, device=None) -> torch.Tensor:
     numbers in ``0..num_classes-1``. Returns a long tensor of shape ``(n,)``; raises
     ``ValueError`` for another number of labels, fractions, NaN or labels out of range.
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
+    n = num_draws(n)
     try:
         y = torch.as_tensor(y, device=device)
     except (TypeError, ValueError, RuntimeError):
@@ -203,8 +202,7 @@ class CVAE(PVAEModel):
                                 f"y_dim={self.y_dim})"))
         if self.num_classes:
             return draw_labels(y, n, self.num_classes, self.device)
-        if not (isinstance(n, int) and n >= 1):
-            raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
+        n = num_draws(n)
         y = torch.as_tensor(y, device=self.device).float()
         if y.dim() == 1 and y.shape[0] == self.y_dim:
             y = y.expand(n, -1)

@@ -13,7 +13,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel, takes_data
+from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, activation as make_activation, split_loc_scale
 
@@ -163,7 +163,7 @@ class HierarchicalVAE(PVAEModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        z = torch.randn(n, self.z_dims[-1], device=self.device)
+        z = torch.randn(num_draws(n), self.z_dims[-1], device=self.device)
         for layer in range(len(self.z_dims) - 1, 0, -1):
             loc, scale = self.prior(layer, z)
             z = loc + scale * torch.randn_like(loc)

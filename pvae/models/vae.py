@@ -13,7 +13,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel, takes_data
+from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 Shape = Union[int, Sequence[int]]
@@ -195,8 +195,9 @@ class VAE(PVAEModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        """``n`` draws from the model: decoder means (default) or sampled x."""
-        z = torch.randn(n, self.z_dim, device=self.device)
+        """``n`` draws from the model, shape ``(n, *x_shape)``: decoder means (default) or
+        sampled x. ``n`` must be a positive int (``ValueError``)."""
+        z = torch.randn(num_draws(n), self.z_dim, device=self.device)
         params = self.decoder_params(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
