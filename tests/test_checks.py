@@ -98,8 +98,8 @@ def _x200():
 def test_a_decoder_of_the_wrong_width_is_named_with_both_shapes(call):
     vae = pvae.VAE(200, 4, likelihood="gaussian", decoder=_Dec(4, [199]))
     x = _x200()
-    with pytest.raises(ValueError, match=r"decoder returned one \(16, 199\).*\(N, \*\(200,\)\)"
-                       if call != "sample" else r"decoder returned one \(3, 199\)"):
+    with pytest.raises(ValueError, match=r"decoder returned one tensor of shape \(16, 199\), but the 'gaussian' likelihood .*for data of shape \(200,\) needs one tensor of shape \(N, 200\)"
+                       if call != "sample" else r"decoder returned one tensor of shape \(3, 199\)"):
         if call == "fit":
             pvae.fit(vae, x, epochs=1, batch_size=16, progress=False)
         elif call == "svi":
@@ -113,7 +113,7 @@ def test_a_decoder_of_the_wrong_width_is_named_with_both_shapes(call):
 def test_one_tensor_where_the_likelihood_needs_two():
     vae = pvae.VAE(200, 4, likelihood="gaussian", likelihood_kwargs={"scale": "predicted"},
                    decoder=_Dec(4, [200]))
-    with pytest.raises(ValueError, match=r"returned one \(16, 200\).*tuple of 2 tensors"):
+    with pytest.raises(ValueError, match=r"returned one tensor of shape \(16, 200\), but the 'gaussian' likelihood \(scale='predicted'\).*needs a tuple of 2 tensors of shapes \(N, 200\), \(N, 200\)"):
         pvae.fit(vae, _x200(), epochs=1, batch_size=16, progress=False)
     right = pvae.VAE(200, 4, likelihood="gaussian", likelihood_kwargs={"scale": "predicted"},
                      decoder=_Dec(4, [200, 200]))
@@ -122,19 +122,19 @@ def test_one_tensor_where_the_likelihood_needs_two():
 
 def test_one_output_per_data_point_is_refused_not_broadcast():
     vae = pvae.VAE(200, 4, likelihood="gaussian", decoder=_Dec(4, [1]))
-    with pytest.raises(ValueError, match=r"returned one \(5, 1\)"):
+    with pytest.raises(ValueError, match=r"returned one tensor of shape \(5, 1\).* needs one tensor of shape \(N, 200\)"):
         vae.sample(5)  # was shape (5, 1)
-    with pytest.raises(ValueError, match=r"returned one \(16, 1\)"):
+    with pytest.raises(ValueError, match=r"returned one tensor of shape \(16, 1\)"):
         pvae.fit(vae, _x200(), epochs=1, batch_size=16, progress=False)
 
 
 def test_categorical_and_cvae_decoders_are_checked_too():
     cat = pvae.VAE(6, 2, likelihood="categorical", likelihood_kwargs={"num_levels": 4},
                    decoder=_Dec(2, [24]))
-    with pytest.raises(ValueError, match=r"one \(3, 24\).*\(N, \*\(6, 4\)\)"):
+    with pytest.raises(ValueError, match=r"one tensor of shape \(3, 24\).*needs one tensor of shape \(N, 6, 4\)"):
         cat.sample(3)
     cvae = pvae.CVAE(200, 4, num_classes=3, likelihood="gaussian", decoder=_Dec(7, [199]))
-    with pytest.raises(ValueError, match=r"decoder returned one \(2, 199\)"):
+    with pytest.raises(ValueError, match=r"decoder returned one tensor of shape \(2, 199\)"):
         cvae.sample(2, y=1)
 
 
@@ -151,7 +151,7 @@ class _Enc(nn.Module):
 
 
 @pytest.mark.parametrize("out, match", [
-    ("one", r"encoder returned one \(16, 4\).*two tensors of shape \(16, 4\)"),
+    ("one", r"encoder returned one tensor of shape \(16, 4\).*two tensors of shape \(16, 4\)"),
     (3, r"encoder returned a tuple of 2 \(\(16, 3\), \(16, 3\)\).*shape \(16, 4\)"),
 ])
 def test_encoder_outputs_are_checked(out, match):
@@ -374,6 +374,14 @@ def test_fit_takes_labels_as_a_column_and_refuses_strings(digits):
     assert len(history) == 1
     with pytest.raises(TypeError, match="numpy.unique"):
         pvae.fit(cvae, (x.numpy(), np.array(["a"] * 40)), epochs=1, progress=False)
+    nan_y = y.float()
+    nan_y[0] = float("nan")
+    with pytest.raises(ValueError, match="labels hold NaN"):
+        pvae.fit(cvae, (x, nan_y), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="out of range: found 3000.*must be 0..9"):
+        pvae.fit(cvae, (x, (y % 3 + 1) * 1000), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="whole numbers.*found 0.4"):
+        pvae.fit(cvae, (x, torch.tensor([0.4, 1.6, 2.9, 1.0] * 10)), epochs=1, progress=False)
 
 
 @pytest.mark.parametrize("model_cls", ["CVAE", "SemiSupervisedVAE"])

@@ -47,7 +47,21 @@ def _fresh_name(model: "PVAEModel") -> str:
 
 
 def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+
+
+def _returned(out) -> str:
+    """What a network returned, in words: 'one tensor of shape (8, 199)', 'a tuple of 2 ...'."""
+    if isinstance(out, (tuple, list)):
+        return (f"a {type(out).__name__} of {len(out)} ("
+                + ", ".join(_shape(t) for t in out) + ")")
+    if isinstance(out, torch.Tensor):
+        return f"one tensor of shape {tuple(out.shape)}"
+    return f"a {type(out).__name__}"
+
+
+def _per_point(shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join(str(s) for s in shape) + ")"
 
 
 def num_draws(n) -> int:
@@ -247,26 +261,23 @@ class PVAEModel(PyroModule):
         """Raise ``ValueError`` unless ``out`` is what the likelihood needs, naming both."""
         expected = self._expected_params()
         lik = self._modules["likelihood"]
-        need = (f"one tensor of shape (N, *{expected[0]})" if len(expected) == 1 else
+        options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
+        what = f"{lik.name or type(lik).__name__!r} likelihood" + (f" ({options})" if options else "")
+        need = (f"one tensor of shape {_per_point(expected[0])}" if len(expected) == 1 else
                 f"a tuple of {len(expected)} tensors of shapes "
-                + ", ".join(f"(N, *{e})" for e in expected))
+                + ", ".join(_per_point(e) for e in expected))
         parts = out if isinstance(out, (tuple, list)) else (out,)
-        if len(expected) == 1 and isinstance(out, (tuple, list)) and len(out) == 1:
-            parts = tuple(out)
-        got = (f"a tuple of {len(parts)} ({', '.join(_shape(p) for p in parts)})"
-               if isinstance(out, (tuple, list)) else f"one {_shape(out)}")
         ok = len(parts) == len(expected) and all(
-            isinstance(p, torch.Tensor) and p.dim() > len(e) and tuple(p.shape[p.dim() - len(e):]) == e
-            for p, e in zip(parts, expected))
+            isinstance(p, torch.Tensor) and p.dim() > len(e)
+            and tuple(p.shape[p.dim() - len(e):]) == e for p, e in zip(parts, expected))
         if ok:
             lead = {tuple(p.shape[: p.dim() - len(e)]) for p, e in zip(parts, expected)}
             ok = len(lead) == 1
         if not ok:
             raise ValueError(
-                f"the decoder returned {got}, but the {lik.name or type(lik).__name__!r} "
-                f"likelihood for data of shape {self.x_shape} needs {need}, one row per latent "
-                "code; fix the decoder's output layer (see pvae.likelihoods for what each "
-                "likelihood takes)"
+                f"the decoder returned {_returned(out)}, but the {what} for data of shape "
+                f"{self.x_shape} needs {need}, N rows for N latent codes; fix the decoder's "
+                "output layer (pvae.likelihoods says what each likelihood takes)"
             )
 
     def _checked_encoder_output(self, out, n_lead: tuple[int, ...]):
@@ -278,12 +289,10 @@ class PVAEModel(PyroModule):
         ok = (isinstance(out, (tuple, list)) and len(out) == 2
               and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in out))
         if not ok:
-            got = (f"a tuple of {len(out)} ({', '.join(_shape(t) for t in out)})"
-                   if isinstance(out, (tuple, list)) else f"one {_shape(out)}")
             raise ValueError(
-                f"the encoder returned {got}, but the model needs a tuple (z_loc, z_scale) of "
-                f"two tensors of shape {want} (one row per data point, z_dim={z_dim}); fix the "
-                "encoder's output"
+                f"the encoder returned {_returned(out)}, but the model needs a tuple "
+                f"(z_loc, z_scale) of two tensors of shape {want} (one row per data point, "
+                f"z_dim={z_dim}); fix the encoder's output layer"
             )
         self.__dict__["_encoder_checked"] = True
         return out
