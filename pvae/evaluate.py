@@ -289,11 +289,19 @@ def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
     raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
 
 
-def calibrate_threshold(normal_scores: torch.Tensor, false_positive_rate: float = 0.05) -> float:
-    """The score above which only ``false_positive_rate`` of normal (validation) data lies."""
+def calibrate_threshold(normal_scores, false_positive_rate: float = 0.05) -> float:
+    """The score above which only ``false_positive_rate`` of normal (validation) data lies.
+
+    ``normal_scores``: shape (N,), a tensor, array or list. Raises ``ValueError``
+    for no scores, NaN scores, or a rate outside (0, 1).
+    """
     if not 0 < false_positive_rate < 1:
         raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    return torch.quantile(normal_scores.double(), 1 - false_positive_rate).item()
+    normal_scores = torch.as_tensor(normal_scores).double().flatten()
+    if normal_scores.numel() == 0 or torch.isnan(normal_scores).any():
+        raise ValueError("calibrate_threshold needs at least one score and no NaN scores; "
+                         "check the model and the data that gave them")
+    return torch.quantile(normal_scores, 1 - false_positive_rate).item()
 
 
 def roc_auc(scores, is_anomaly) -> float:

@@ -284,6 +284,9 @@ def test_roc_auc_refuses_labels_it_cannot_read():
         E.roc_auc(scores, torch.tensor([1, 1, 2, 2]))
     with pytest.raises(ValueError, match="NaN"):
         E.roc_auc(torch.tensor([0.1, float("nan"), 0.3, 0.2]), torch.tensor([0, 0, 1, 1]))
+    assert E.calibrate_threshold([1.0, 2.0, 3.0, 4.0, 5.0], 0.25) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="NaN"):
+        E.calibrate_threshold(torch.tensor([0.1, float("nan")]))
 
 
 @pytest.mark.parametrize("spec, match", [
