@@ -32,7 +32,7 @@ def _changed(before, model):
     return any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-# -- 1. every second model has its own identity --------------------------------------------
+# -- 1. every second model has its own identity ---------------------------------------------------
 def _deepcopy(vae, tmp_path):
     return copy.deepcopy(vae)
 
@@ -79,7 +79,7 @@ def test_a_shallow_copy_shares_the_networks():
     assert all(p is q for p, q in zip(shallow.parameters(), vae.parameters()))
 
 
-# -- 2. custom networks' outputs, checked at their first call ----------------------------------
+# -- 2. custom networks' outputs, checked at their first call -------------------------------------
 class _Dec(nn.Module):
     def __init__(self, z_dim, widths):
         super().__init__()
@@ -98,8 +98,10 @@ def _x200():
 def test_a_decoder_of_the_wrong_width_is_named_with_both_shapes(call):
     vae = pvae.VAE(200, 4, likelihood="gaussian", decoder=_Dec(4, [199]))
     x = _x200()
-    with pytest.raises(ValueError, match=r"decoder returned one tensor of shape \(16, 199\), but the 'gaussian' likelihood .*for data of shape \(200,\) needs one tensor of shape \(N, 200\)"
-                       if call != "sample" else r"decoder returned one tensor of shape \(3, 199\)"):
+    rows = 3 if call == "sample" else 16
+    message = (rf"decoder returned one tensor of shape \({rows}, 199\), but the 'gaussian' "
+               r"likelihood .*for data of shape \(200,\) needs one tensor of shape \(N, 200\)")
+    with pytest.raises(ValueError, match=message):
         if call == "fit":
             pvae.fit(vae, x, epochs=1, batch_size=16, progress=False)
         elif call == "svi":
@@ -113,7 +115,9 @@ def test_a_decoder_of_the_wrong_width_is_named_with_both_shapes(call):
 def test_one_tensor_where_the_likelihood_needs_two():
     vae = pvae.VAE(200, 4, likelihood="gaussian", likelihood_kwargs={"scale": "predicted"},
                    decoder=_Dec(4, [200]))
-    with pytest.raises(ValueError, match=r"returned one tensor of shape \(16, 200\), but the 'gaussian' likelihood \(scale='predicted'\).*needs a tuple of 2 tensors of shapes \(N, 200\), \(N, 200\)"):
+    with pytest.raises(ValueError, match=r"returned one tensor of shape \(16, 200\), but the "
+                       r"'gaussian' likelihood \(scale='predicted'\).*needs a tuple of 2 "
+                       r"tensors of shapes \(N, 200\), \(N, 200\)"):
         pvae.fit(vae, _x200(), epochs=1, batch_size=16, progress=False)
     right = pvae.VAE(200, 4, likelihood="gaussian", likelihood_kwargs={"scale": "predicted"},
                      decoder=_Dec(4, [200, 200]))
@@ -122,7 +126,8 @@ def test_one_tensor_where_the_likelihood_needs_two():
 
 def test_one_output_per_data_point_is_refused_not_broadcast():
     vae = pvae.VAE(200, 4, likelihood="gaussian", decoder=_Dec(4, [1]))
-    with pytest.raises(ValueError, match=r"returned one tensor of shape \(5, 1\).* needs one tensor of shape \(N, 200\)"):
+    with pytest.raises(ValueError, match=r"returned one tensor of shape \(5, 1\).* needs one "
+                                         r"tensor of shape \(N, 200\)"):
         vae.sample(5)  # was shape (5, 1)
     with pytest.raises(ValueError, match=r"returned one tensor of shape \(16, 1\)"):
         pvae.fit(vae, _x200(), epochs=1, batch_size=16, progress=False)
@@ -131,7 +136,8 @@ def test_one_output_per_data_point_is_refused_not_broadcast():
 def test_categorical_and_cvae_decoders_are_checked_too():
     cat = pvae.VAE(6, 2, likelihood="categorical", likelihood_kwargs={"num_levels": 4},
                    decoder=_Dec(2, [24]))
-    with pytest.raises(ValueError, match=r"one tensor of shape \(3, 24\).*needs one tensor of shape \(N, 6, 4\)"):
+    with pytest.raises(ValueError, match=r"one tensor of shape \(3, 24\).*needs one tensor of "
+                                         r"shape \(N, 6, 4\)"):
         cat.sample(3)
     cvae = pvae.CVAE(200, 4, num_classes=3, likelihood="gaussian", decoder=_Dec(7, [199]))
     with pytest.raises(ValueError, match=r"decoder returned one tensor of shape \(2, 199\)"):
@@ -165,7 +171,7 @@ def test_encoder_outputs_are_checked(out, match):
         cvae.encode(_x200(), torch.zeros(16, dtype=torch.long))
 
 
-# -- 3. every public method that takes data checks it as fit does --------------------------------
+# -- 3. every public method that takes data checks it as fit does ---------------------------------
 def _same(a, b):
     if isinstance(a, (tuple, list)):
         return all(_same(p, q) for p, q in zip(a, b))
@@ -270,17 +276,19 @@ def test_conditional_models_check_data_and_labels(digits):
     part = y.clone()
     part[:5] = -1  # unlabelled: predicted, as embed does
     guess = ss.classify(x).argmax(-1)
-    assert torch.allclose(ss.reconstruct(x, part), ss.reconstruct(x, torch.where(part >= 0, part, guess)))
+    filled = torch.where(part >= 0, part, guess)
+    assert torch.allclose(ss.reconstruct(x, part), ss.reconstruct(x, filled))
 
 
-# -- 4. options and files that were silently wrong or gave raw errors -------------------------------
+# -- 4. options and files that were silently wrong or gave raw errors -----------------------------
 def test_roc_auc_refuses_labels_it_cannot_read():
     scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
     assert E.roc_auc(scores, torch.tensor([0, 0, 1, 1])) == pytest.approx(0.75)
     assert E.roc_auc(scores.numpy(), [False, False, True, True]) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="3 labels for 4 scores"):
         E.roc_auc(scores, torch.tensor([0, 1, 1]))
-    with pytest.raises(ValueError, match=r"0 \(normal\) or 1 \(anomaly\), found the values \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"0 \(normal\) or 1 \(anomaly\), found the values "
+                                         r"\[1, 2\]"):
         E.roc_auc(scores, torch.tensor([1, 1, 2, 2]))
     with pytest.raises(ValueError, match="NaN"):
         E.roc_auc(torch.tensor([0.1, float("nan"), 0.3, 0.2]), torch.tensor([0, 0, 1, 1]))
@@ -326,7 +334,8 @@ def test_a_user_defined_likelihood_says_to_pass_the_model(digits, tmp_path, lik_
         pvae.load(tmp_path / "m.pt")
     again = pvae.VAE(64, 3, hidden_dims=(16,), likelihood=lik_cls(scale=0.5))
     loaded = pvae.load(tmp_path / "m.pt", model=again)
-    assert torch.equal(loaded.reconstruct(digits.test.x[:4]), vae.eval().reconstruct(digits.test.x[:4]))
+    x = digits.test.x[:4]
+    assert torch.equal(loaded.reconstruct(x), vae.eval().reconstruct(x))
 
 
 def test_resuming_with_fewer_epochs_than_done_is_refused(x, tmp_path):
@@ -340,7 +349,7 @@ def test_resuming_with_fewer_epochs_than_done_is_refused(x, tmp_path):
     assert not _changed(weights, vae)
 
 
-# -- 5. labels: at load time, in fit, and for generation -----------------------------------------------
+# -- 5. labels: at load time, in fit, and for generation ------------------------------------------
 def _npz(tmp_path, y, n=30):
     path = tmp_path / "data.npz"
     np.savez(path, x=np.random.default_rng(0).random((n, 4)).astype(np.float32), y=y)

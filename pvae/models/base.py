@@ -81,9 +81,9 @@ def takes_data(method):
     The data arguments (``x``, then ``y`` where the method has it) go through
     :meth:`PVAEModel.checked_batch`: cast to float32 or refused with a clear
     error before any work (shape, NaN, labels; not the likelihood's support,
-    since these methods encode data without scoring it). Calls from inside the model's own Pyro program (the
-    guide calling ``encode``) and nested calls skip the check: their data were
-    checked already.
+    since these methods encode data without scoring it). Calls from inside the
+    model's own Pyro program (the guide calling ``encode``) and nested calls
+    skip the check: their data were checked already.
     """
     sig = inspect.signature(method)
     names = [n for n in ("x", "y") if n in sig.parameters]
@@ -262,7 +262,8 @@ class PVAEModel(PyroModule):
         expected = self._expected_params()
         lik = self._modules["likelihood"]
         options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
-        what = f"{lik.name or type(lik).__name__!r} likelihood" + (f" ({options})" if options else "")
+        what = f"{lik.name or type(lik).__name__!r} likelihood"
+        what += f" ({options})" if options else ""
         need = (f"one tensor of shape {_per_point(expected[0])}" if len(expected) == 1 else
                 f"a tuple of {len(expected)} tensors of shapes "
                 + ", ".join(_per_point(e) for e in expected))
