@@ -30,9 +30,16 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
         data = (data.x, data.y) if getattr(model, "takes_labels", False) else data.x
     parts = data if isinstance(data, (tuple, list)) else (data,)
     out = []
-    for p in parts:
+    for i, p in enumerate(parts):
         if isinstance(p, np.ndarray):
-            p = torch.from_numpy(p)
+            if not (np.issubdtype(p.dtype, np.number) or p.dtype == np.bool_):
+                part = "x" if i == 0 else "the labels" if i == 1 else f"part {i}"
+                raise TypeError(
+                    f"{what}: {part} hold {p.dtype} values, not numbers; "
+                    + ("map class names to ids 0..K-1 first, e.g. "
+                       "names, y = numpy.unique(y, return_inverse=True)" if i else
+                       "convert them to numbers first"))
+            p = torch.from_numpy(np.ascontiguousarray(p))
         if not isinstance(p, torch.Tensor):
             raise TypeError(
                 f"{what} must be a tensor, a numpy array, a tuple of them or a torch Dataset, "
@@ -47,7 +54,9 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
         x = x.float()
     out[0] = x
     n = x.shape[0] if x.dim() else 0
-    for p in out[1:]:
+    for i, p in enumerate(out[1:], 1):
+        if p.dim() == 2 and p.shape[1] == 1 and getattr(model, "num_classes", None):
+            out[i] = p = p.squeeze(1)  # one label per row given as a column
         if p.shape[:1] != (n,):
             raise ValueError(f"{what}: x has {n} rows but a second part has shape "
                              f"{tuple(p.shape)}; every part needs one row per data point")

@@ -15,6 +15,11 @@ array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``)
                ``.csv`` (numbers; a header row is skipped); values kept as they are
 ============== =====================================================================
 
+Labels ``y`` in a user's file must be whole class ids ``0..K-1`` (``-1``:
+unlabelled), shape ``(N,)`` or ``(N, 1)``; fractions, NaN, text and sparse ids
+(fewer than half of ``0..max`` used) are refused with the fix
+(:func:`check_labels_array`), never truncated.
+
 Images are scaled to [0, 1]. ``binarize="static"`` samples binary images once
 (with ``seed``); ``binarize="dynamic"`` keeps the grey levels in the training
 split and sets :attr:`Data.transform` to :func:`binarize`, which ``pvae.fit``
@@ -99,6 +104,8 @@ class ArrayDataset(torch.utils.data.Dataset):
                              f"{x.shape}")
         if y is not None and len(y) != len(x):
             raise ValueError(f"y has {len(y)} rows but x has {len(x)}")
+        if y is not None:
+            y = check_labels_array(y, "ArrayDataset")
         self.x, self.y, self.dtype = x, y, dtype
 
     def __len__(self) -> int:
@@ -119,6 +126,51 @@ class ArrayDataset(torch.utils.data.Dataset):
         batch = self._rows(idx)
         back = torch.from_numpy(np.argsort(order))
         return [tuple(t[back] for t in batch) if isinstance(batch, tuple) else batch[back]]
+
+
+def check_labels_array(y, where: str) -> np.ndarray:
+    """Class labels read from a user's file, checked: an int64 array of shape (N,).
+
+    Accepts whole numbers ``0..K-1`` (and ``-1`` for unlabelled points), as any
+    numeric dtype, in shape ``(N,)`` or ``(N, 1)`` (squeezed). Raises
+    ``ValueError`` naming the problem and the fix, before anything is trained,
+    for strings, other shapes, NaN or infinite values, fractions, negative
+    labels other than -1, and sparse ids (fewer than half of ``0..max`` used,
+    e.g. 1000, 2000, 3000, which would make 3,001 classes).
+    """
+    y = np.asarray(y)
+    reindex = "classes, y = numpy.unique(y, return_inverse=True)"
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise ValueError(f"{where}: labels y hold {y.dtype} values, not class ids; map them to "
+                         f"ids 0..K-1 first, e.g. {reindex}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{where}: labels y have shape {y.shape}; give one class id per row, "
+                         "shape (N,) (for one-hot labels, y.argmax(1))")
+    if np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.complexfloating):
+        if np.iscomplexobj(y):
+            raise ValueError(f"{where}: labels y are complex numbers; give class ids 0..K-1")
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise ValueError(f"{where}: labels y hold {int(bad.sum())} NaN or infinite "
+                             "value(s); remove those rows, or mark them -1 (unlabelled)")
+        frac = y != np.round(y)
+        if frac.any():
+            raise ValueError(f"{where}: labels y must be whole class ids, found {y[frac][0]:g} "
+                             f"({int(frac.sum())} fractional label(s)); they are not rounded "
+                             "or truncated: fix the labels")
+    y = y.astype(np.int64)
+    if (y < -1).any():
+        raise ValueError(f"{where}: labels y must be class ids 0..K-1 (or -1: unlabelled), found "
+                         f"{int(y.min())}; re-index them, e.g. {reindex}")
+    known = np.unique(y[y >= 0])
+    if len(known) and len(known) < (known[-1] + 1) / 2:
+        raise ValueError(
+            f"{where}: labels y take {len(known)} distinct value(s) but range up to "
+            f"{int(known[-1])}, which would make {int(known[-1]) + 1} classes; re-index them to "
+            f"0..{len(known) - 1} first, e.g. {reindex}")
+    return y
 
 
 def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -241,7 +293,7 @@ def load_array(path: Union[str, os.PathLike]) -> tuple[torch.Tensor, Optional[to
                          "remove or impute them first")
     yt = None
     if y is not None:
-        yt = torch.as_tensor(np.asarray(y)).long()
+        yt = torch.as_tensor(check_labels_array(y, f"data file {str(path)!r}"))
         if yt.shape[:1] != xt.shape[:1]:
             raise ValueError(f"data file {str(path)!r}: y has {yt.shape[0]} rows but x has "
                              f"{xt.shape[0]}")

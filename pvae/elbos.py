@@ -14,6 +14,7 @@ beta and the warm-up weight into their compiled loss).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Union
 
 import pyro.infer
@@ -192,6 +193,24 @@ ELBOS: dict[str, Callable[..., ELBO]] = {
 ELBO_NAMES = (*ELBOS, "iwae", "iwae_dreg")
 
 
+#: How each name that takes an argument is written, for error messages.
+_FORMS = {
+    "renyi": "write 'renyi' or 'renyi:ALPHA' with ALPHA a number, e.g. 'renyi:0.5'",
+    "iwae": "write 'iwae' or 'iwae:K' with K a positive whole number, e.g. 'iwae:5'",
+    "iwae_dreg": "write 'iwae_dreg' or 'iwae_dreg:K' with K a positive whole number, "
+                 "e.g. 'iwae_dreg:5'",
+}
+
+
+def _parse(spec: str, name: str, arg: str, kind: type):
+    """``arg`` of ``elbo=spec`` as ``kind``, or a ValueError naming the option and its forms."""
+    try:
+        return kind(arg)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"elbo {spec!r}: {arg!r} is not {what}; {_FORMS[name]}") from None
+
+
 def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> ELBO:
     """An ELBO from a name or an ``ELBO`` instance (returned as is).
 
@@ -201,11 +220,13 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     every discrete guide site (:class:`ParallelEnum_ELBO`); a ``TraceEnum_ELBO``
     instance of your own enumerates only the sites its guide marks.
 
-    Raises ``ValueError`` for an unknown name or a bad argument, and for an instance
+    Raises ``ValueError`` naming the option and its valid forms for an unknown
+    name, an argument that does not parse (``"iwae:abc"``, ``"renyi:x"``),
+    K < 1, alpha = 1 or not finite, or ``num_particles`` < 1, and for an instance
     of Pyro's own JIT ELBOs (``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``,
     ``JitTraceGraph_ELBO``, ``JitTraceEnum_ELBO``), whose compiled loss keeps the
     ``num_data``, ``beta`` and warm-up weight it was compiled with; ``TypeError``
-    for anything else that is not an ``ELBO``.
+    for a spec that is neither a name nor an ELBO.
     """
     if isinstance(spec, PYRO_JIT_ELBOS) and not isinstance(spec, _StableJit):
         raise ValueError(
@@ -219,21 +240,31 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"elbo must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
-    name, _, arg = spec.partition(":")
+    name, colon, arg = spec.partition(":")
     nesting = int(getattr(model, "max_plate_nesting", 1))
-    if name in ("iwae", "iwae_dreg"):
-        k = int(arg) if arg else num_particles
-        return IWAE(num_particles=k, dreg=name == "iwae_dreg", max_plate_nesting=nesting)
-    if name not in ELBOS:
+    if name not in ELBOS and name not in ("iwae", "iwae_dreg"):
         raise ValueError(f"unknown elbo {spec!r}; valid names are: {', '.join(ELBO_NAMES)} "
                          "(renyi:ALPHA, iwae:K), or pass a pyro.infer.ELBO")
-    if not (isinstance(num_particles, int) and num_particles >= 1):
+    if not (isinstance(num_particles, int) and not isinstance(num_particles, bool)
+            and num_particles >= 1):
         raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
+    if colon and not arg.strip():
+        raise ValueError(f"elbo {spec!r} has an empty argument after ':'; "
+                         + _FORMS.get(name, f"write {name!r} alone"))
+    if name in ("iwae", "iwae_dreg"):
+        k = _parse(spec, name, arg, int) if arg else num_particles
+        if k < 1:
+            raise ValueError(f"elbo {spec!r}: K, the number of importance samples per data "
+                             f"point, must be at least 1; {_FORMS[name]}")
+        return IWAE(num_particles=k, dreg=name == "iwae_dreg", max_plate_nesting=nesting)
     kwargs: dict[str, Any] = {"num_particles": num_particles,
                               "vectorize_particles": num_particles > 1,
                               "max_plate_nesting": nesting}
     if name == "renyi":
-        kwargs["alpha"] = float(arg) if arg else 0.0
+        kwargs["alpha"] = _parse(spec, name, arg, float) if arg else 0.0
+        if not math.isfinite(kwargs["alpha"]) or kwargs["alpha"] == 1.0:
+            raise ValueError(f"elbo {spec!r}: alpha must be a finite number other than 1 "
+                             f"(alpha = 1 is the plain ELBO: use 'trace'); {_FORMS[name]}")
         if num_particles < 2:
             raise ValueError("renyi needs num_particles >= 2 (with one particle it is the "
                              "plain ELBO); e.g. num_particles=5")

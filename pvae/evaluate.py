@@ -289,16 +289,43 @@ def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
     raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
 
 
-def calibrate_threshold(normal_scores: torch.Tensor, false_positive_rate: float = 0.05) -> float:
-    """The score above which only ``false_positive_rate`` of normal (validation) data lies."""
+def calibrate_threshold(normal_scores, false_positive_rate: float = 0.05) -> float:
+    """The score above which only ``false_positive_rate`` of normal (validation) data lies.
+
+    ``normal_scores``: shape (N,), a tensor, array or list. Raises ``ValueError``
+    for no scores, NaN scores, or a rate outside (0, 1).
+    """
     if not 0 < false_positive_rate < 1:
         raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    return torch.quantile(normal_scores.double(), 1 - false_positive_rate).item()
+    normal_scores = torch.as_tensor(normal_scores).double().flatten()
+    if normal_scores.numel() == 0 or torch.isnan(normal_scores).any():
+        raise ValueError("calibrate_threshold needs at least one score and no NaN scores; "
+                         "check the model and the data that gave them")
+    return torch.quantile(normal_scores, 1 - false_positive_rate).item()
 
 
-def roc_auc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
-    """Area under the ROC curve: P(score of an anomaly > score of a normal point), ties half."""
-    scores, is_anomaly = scores.double().flatten(), is_anomaly.bool().flatten()
+def roc_auc(scores, is_anomaly) -> float:
+    """Area under the ROC curve: P(score of an anomaly > score of a normal point), ties half.
+
+    ``scores``: shape (N,), finite; ``is_anomaly``: N labels, 1 (or True) for an
+    anomaly and 0 (False) for a normal point. Tensors, arrays or lists. Raises
+    ``ValueError`` before computing if the lengths differ, a label is not 0/1,
+    a score is NaN, or only one kind of point is present.
+    """
+    scores = torch.as_tensor(scores).double().flatten()
+    labels = torch.as_tensor(is_anomaly).flatten()
+    if labels.shape != scores.shape:
+        raise ValueError(f"roc_auc: {labels.numel()} labels for {scores.numel()} scores; give "
+                         "one label (1: anomaly, 0: normal) per score")
+    if torch.isnan(scores).any():
+        raise ValueError(f"roc_auc: {int(torch.isnan(scores).sum())} score(s) are NaN; "
+                         "check the model and the data that gave them")
+    if labels.dtype != torch.bool:
+        values = sorted(set(torch.unique(labels).tolist()))
+        if not set(values) <= {0, 1}:
+            raise ValueError(f"roc_auc: labels must be 0 (normal) or 1 (anomaly), found the "
+                             f"values {values[:10]}; e.g. pass (labels == ANOMALY_VALUE)")
+    is_anomaly = labels.bool()
     if is_anomaly.all() or not is_anomaly.any():
         raise ValueError("roc_auc needs both anomalies and normal points")
     ranks = torch.empty_like(scores)

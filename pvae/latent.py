@@ -32,18 +32,33 @@ def _batch(model, x, y):
 
 
 def _cond(model, y, n):
+    """The condition to decode ``n`` codes with; the model checks it (one, or ``n``)."""
     if not getattr(model, "conditional", False):
         return ()
     if y is None:
         raise ValueError(f"{type(model).__name__} decodes with a condition: pass y")
+    return (y,)
+
+
+def _one(model, y):
+    """The condition of one input, as a batch of one (a label, or a y_dim vector)."""
+    if y is None:
+        return None
     y = torch.as_tensor(y)
-    return (y.expand(n) if y.dim() == 0 else y,)
+    return y.reshape(1, -1) if getattr(model, "y_dim", None) else y.reshape(1)
 
 
 @torch.no_grad()
 def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
            batch_size: int = 1000) -> torch.Tensor:
-    """Posterior means of the main latent for every row of ``x``, shape (N, D)."""
+    """Posterior means of the main latent for every row of ``x``, shape (N, D).
+
+    ``x`` (and ``y``) are checked and cast as ``pvae.fit`` checks them
+    (``ValueError`` / ``TypeError`` naming the problem), before any work;
+    values outside the likelihood's support are encoded as they are.
+    """
+    batch = model.checked_batch(*_batch(model, x, y), support=False)
+    x, y = batch[0], (batch[1] if len(batch) > 1 else None)
     was = model.training
     model.eval()
     try:
@@ -108,8 +123,11 @@ class Features:
             return poutine.trace(self.model.guide).get_trace(x).nodes[self.site]["value"]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes of inputs ``x`` (N, *x_shape), shape (N, D); x is checked as ``fit`` checks it."""
         if self.transform is not None:
             x = self.transform(x)
+        if len(x):
+            x = self.model.checked_batch(x, support=False)[0]
         x = x.to(self.model.device)
         if len(x) == 0:  # a plate cannot be empty: draw for one dummy row, keep none
             return self._draw(x.new_zeros(1, *x.shape[1:]))[:0]
@@ -176,8 +194,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
         raise ValueError(f"steps must be >= 2, got {steps}")
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    za = encode(model, x_a[None], None if y_a is None else torch.as_tensor(y_a).reshape(1))[0]
-    zb = encode(model, x_b[None], None if y_b is None else torch.as_tensor(y_b).reshape(1))[0]
+    za = encode(model, torch.as_tensor(x_a)[None], _one(model, y_a))[0]
+    zb = encode(model, torch.as_tensor(x_b)[None], _one(model, y_b))[0]
     t = torch.linspace(0, 1, steps)
     z = (1 - t)[:, None] * za + t[:, None] * zb if method == "linear" else _slerp(za, zb, t)
     cond = y if y is not None else y_a
@@ -195,7 +213,7 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
     others keep their posterior-mean values. Returns ``(z, decoded)``: shapes
     (len(dims), steps, D) and (len(dims), steps, *x_shape).
     """
-    z0 = encode(model, x[None], None if y is None else torch.as_tensor(y).reshape(1))[0]
+    z0 = encode(model, torch.as_tensor(x)[None], _one(model, y))[0]
     dims = list(range(z0.shape[0])) if dims is None else list(dims)
     values = torch.linspace(-span, span, steps)
     z = z0.repeat(len(dims), steps, 1)

@@ -174,6 +174,8 @@ def fit(
         ``checkpoint_every`` epochs and at the end. ``resume=True`` continues
         from it if it exists (and starts afresh if none was written yet);
         without ``resume`` an existing checkpoint is never overwritten.
+        ``epochs`` is the total: resuming a checkpoint with more epochs done
+        raises ``ValueError``.
     progress
         Show a tqdm bar; default: only when stderr is a terminal.
     monitor_size
@@ -252,6 +254,13 @@ def fit(
         record = ckpt.read(ckpt_path)
         if "training" not in record:
             raise ckpt.CheckpointError(f"{str(ckpt_path)!r} holds no training state to resume")
+        done = int(record["training"]["epoch"])
+        if done > epochs:
+            raise ValueError(
+                f"{str(ckpt_path)!r} has {done} epochs done, more than epochs={epochs}; epochs "
+                f"is the total to reach, not how many more: pass epochs > {done} to train on, "
+                "or load the model with pvae.load to use it as it is"
+            )
         ckpt.restore_weights(model, record, ckpt_path)
 
     # ---- set-up -------------------------------------------------------------------------------

@@ -5,13 +5,28 @@ A pvae model is a :class:`pyro.nn.PyroModule` with ``model(*batch)`` and
 module (the training loop optimises ``module.parameters()`` directly); the
 module also has a unique Pyro name, so that several models in one process
 never share entries in Pyro's global parameter store when used with
-``pyro.infer.SVI`` and ``pyro.optim``.
+``pyro.infer.SVI`` and ``pyro.optim``. A deep copy (``copy.deepcopy``), an
+unpickled copy and a loaded model each get a fresh name, so each trains on its
+own. ``copy.copy`` is a shallow copy: by Python's definition it shares the
+networks and their parameters with the original, so training either trains
+both.
+
+Every public method that takes data checks it with :meth:`PVAEModel.checked_batch`,
+the check ``pvae.fit`` uses: floats and integers are cast to float32, and a wrong
+shape, NaN or bad labels raise one ``ValueError`` naming the problem and the
+fix (values outside the likelihood's support too, where data are scored:
+``fit`` and :mod:`pvae.evaluate`). Custom networks' outputs are
+checked against what the likelihood needs at their first call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import itertools
+import math
+import operator
 from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
@@ -20,7 +35,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
-from pvae.batching import num_batches
+from pvae.batching import as_batch_tensors, num_batches
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -28,8 +43,78 @@ _COUNTER = itertools.count()
 MODEL_CLASSES: dict[str, type["PVAEModel"]] = {}
 
 
+def _fresh_name(model: "PVAEModel") -> str:
+    return f"{type(model).__name__.lower()}{next(_COUNTER)}"
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+
+
+def _returned(out) -> str:
+    """What a network returned, in words: 'one tensor of shape (8, 199)', 'a tuple of 2 ...'."""
+    if isinstance(out, (tuple, list)):
+        return (f"a {type(out).__name__} of {len(out)} ("
+                + ", ".join(_shape(t) for t in out) + ")")
+    if isinstance(out, torch.Tensor):
+        return f"one tensor of shape {tuple(out.shape)}"
+    return f"a {type(out).__name__}"
+
+
+def _per_point(shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join(str(s) for s in shape) + ")"
+
+
+def num_draws(n) -> int:
+    """``n`` as a number of draws: a positive whole number, else ``ValueError``."""
+    try:
+        k = operator.index(n)
+    except TypeError:
+        k = None
+    if k is None or k < 1:
+        raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
+    return k
+
+
+def takes_data(method):
+    """Check a public method's data arguments as ``fit`` does, then call it.
+
+    The data arguments (``x``, then ``y`` where the method has it) go through
+    :meth:`PVAEModel.checked_batch`: cast to float32 or refused with a clear
+    error before any work (shape, NaN, labels; not the likelihood's support,
+    since these methods encode data without scoring it). Calls from inside the
+    model's own Pyro program (the guide calling ``encode``) and nested calls
+    skip the check: their data were checked already.
+    """
+    sig = inspect.signature(method)
+    names = [n for n in ("x", "y") if n in sig.parameters]
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        if self._pyro_context.active or self.__dict__.get("_checking_inputs"):
+            return method(self, *args, **kwargs)
+        bound = sig.bind(self, *args, **kwargs)
+        given = [bound.arguments[n] for n in names if bound.arguments.get(n) is not None]
+        batch = self.checked_batch(*given, support=False)
+        for n, value in zip(names, batch):
+            bound.arguments[n] = value
+        self.__dict__["_checking_inputs"] = True
+        try:
+            return method(*bound.args, **bound.kwargs)
+        finally:
+            self.__dict__["_checking_inputs"] = False
+
+    return checked
+
+
 class PVAEModel(PyroModule):
     """Base class of pvae models (not used directly).
+
+    Copies: ``copy.deepcopy(model)``, a pickle round trip and ``pvae.load``
+    give an independent model with its own Pyro name, which Pyro's ``SVI``
+    trains without touching the original. ``copy.copy(model)`` is shallow: it
+    shares the networks and parameters with the original (Python's
+    definition), so training one trains the other.
 
     Subclasses define ``model`` and ``guide``, call :meth:`_remember` with the
     constructor arguments needed to rebuild them (for :func:`pvae.load`), and
@@ -60,10 +145,19 @@ class PVAEModel(PyroModule):
         MODEL_CLASSES[cls.__name__] = cls
 
     def __init__(self) -> None:
-        super().__init__(name=f"{type(self).__name__.lower()}{next(_COUNTER)}")
+        super().__init__(name=_fresh_name(self))
         self.num_data: Optional[int] = None
         self._hparams: dict[str, Any] = {}
         self._rebuildable = True
+
+    # -- identity ------------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy, copy.copy and pickle rebuild a model through here. Give the copy
+        # its own Pyro name: under the original's name, Pyro's parameter store would hand
+        # the copy the original's parameters, and SVI on the copy would train nothing.
+        super().__setstate__(state)
+        self._pyro_name = _fresh_name(self)
+        self.__dict__["_checking_inputs"] = False
 
     # -- Pyro parameter registration ---------------------------------------------------
     def __getattr__(self, name: str):
@@ -176,8 +270,65 @@ class PVAEModel(PyroModule):
         return self._modules["likelihood"].encoder_input(x)
 
     def _likelihood_params(self, out):
-        """Decoder output -> likelihood parameters (default decoders output a flat tensor)."""
-        return self.likelihood.unflatten(out) if self._default_decoder else out
+        """Decoder output -> likelihood parameters (default decoders output a flat tensor).
+
+        A custom decoder's output is checked once, at its first call, against
+        what the likelihood needs (:meth:`_check_decoder_output`).
+        """
+        if self._default_decoder:
+            return self.likelihood.unflatten(out)
+        if not self.__dict__.get("_decoder_checked"):
+            self._check_decoder_output(out)
+            self.__dict__["_decoder_checked"] = True
+        return out
+
+    def _expected_params(self) -> list[tuple[int, ...]]:
+        """Per-point shapes of the tensors the likelihood takes from a decoder."""
+        lik = self._modules["likelihood"]
+        flat = torch.zeros(1, lik.num_params * math.prod(self.x_shape))
+        params = lik.unflatten(flat)
+        return [tuple(p.shape[1:]) for p in (params if isinstance(params, tuple) else (params,))]
+
+    def _check_decoder_output(self, out) -> None:
+        """Raise ``ValueError`` unless ``out`` is what the likelihood needs, naming both."""
+        expected = self._expected_params()
+        lik = self._modules["likelihood"]
+        options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
+        what = f"{lik.name or type(lik).__name__!r} likelihood"
+        what += f" ({options})" if options else ""
+        need = (f"one tensor of shape {_per_point(expected[0])}" if len(expected) == 1 else
+                f"a tuple of {len(expected)} tensors of shapes "
+                + ", ".join(_per_point(e) for e in expected))
+        parts = out if isinstance(out, (tuple, list)) else (out,)
+        ok = len(parts) == len(expected) and all(
+            isinstance(p, torch.Tensor) and p.dim() > len(e)
+            and tuple(p.shape[p.dim() - len(e):]) == e for p, e in zip(parts, expected))
+        if ok:
+            lead = {tuple(p.shape[: p.dim() - len(e)]) for p, e in zip(parts, expected)}
+            ok = len(lead) == 1
+        if not ok:
+            raise ValueError(
+                f"the decoder returned {_returned(out)}, but the {what} for data of shape "
+                f"{self.x_shape} needs {need}, N rows for N latent codes; fix the decoder's "
+                "output layer (pvae.likelihoods says what each likelihood takes)"
+            )
+
+    def _checked_encoder_output(self, out, n_lead: tuple[int, ...]):
+        """A custom encoder's ``(z_loc, z_scale)``, checked once against the latent size."""
+        if self.__dict__.get("_encoder_checked"):
+            return out
+        z_dim = self.z_dim
+        want = (*n_lead, z_dim)
+        ok = (isinstance(out, (tuple, list)) and len(out) == 2
+              and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in out))
+        if not ok:
+            raise ValueError(
+                f"the encoder returned {_returned(out)}, but the model needs a tuple "
+                f"(z_loc, z_scale) of two tensors of shape {want} (one row per data point, "
+                f"z_dim={z_dim}); fix the encoder's output layer"
+            )
+        self.__dict__["_encoder_checked"] = True
+        return out
 
     def kl_scale(self):
         """``poutine.scale(beta)`` for latent sites (a no-op when beta is 1)."""
@@ -185,9 +336,37 @@ class PVAEModel(PyroModule):
         return poutine.scale(scale=beta) if beta != 1.0 else contextlib.nullcontext()
 
     # -- data -------------------------------------------------------------------------
-    def check_data(self, *batch: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, support)."""
+    def check_data(self, *batch: torch.Tensor, support: bool = True) -> None:
+        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, labels, NaN, support).
+
+        ``support=False`` skips the likelihood's support check (for methods
+        that only encode data and never score it).
+        """
         raise NotImplementedError
+
+    def _check_values(self, x: torch.Tensor, support: bool = True) -> None:
+        """NaN or infinite values always; the likelihood's support where x will be scored."""
+        if support:
+            self._modules["likelihood"].check_support(x)
+        elif x.is_floating_point() and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"data holds {bad} NaN or infinite value(s); remove or impute them")
+
+    def checked_batch(self, *batch, what: str = "data", support: bool = True) -> Batch:
+        """``batch`` as ``pvae.fit`` takes it: tensors, x cast to float32, then checked.
+
+        The one input check of every public method that takes data (``fit``,
+        ``evaluate``, ``encode``, ``reconstruct``, ``classify``, ``pvae.latent``):
+        arrays become tensors, x is cast to float32, labels of shape ``(N, 1)``
+        become ``(N,)``, and :meth:`check_data` raises ``ValueError`` (or
+        ``TypeError`` for what is not a tensor or array) naming the problem and
+        the fix. Methods that only encode pass ``support=False``: they take
+        values outside the likelihood's support (grey levels for a Bernoulli
+        model, say), which only scoring refuses.
+        """
+        batch = as_batch_tensors(tuple(batch), self, what)
+        self.check_data(*batch, support=support)
+        return batch
 
     #: Whether the model's generation takes a condition (a label or vector) too.
     conditional: ClassVar[bool] = False
@@ -227,7 +406,12 @@ class PVAEModel(PyroModule):
 
     # -- save / load --------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Write the model (class, constructor arguments, weights) to ``path`` atomically."""
+        """Write the model (class, constructor arguments, weights) to ``path`` atomically.
+
+        ``pvae.load(path)`` rebuilds it, unless it has custom networks or a
+        likelihood not in pvae's registry: then build it as before and pass it,
+        ``pvae.load(path, model=...)`` (without it, load says so).
+        """
         from pvae.checkpoint import save_model
 
         save_model(self, path)

@@ -14,7 +14,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import ObservedSites, PVAEModel
+from pvae.models.base import ObservedSites, PVAEModel, num_draws, takes_data
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
 
@@ -31,9 +31,12 @@ def check_labels(y: torch.Tensor, num_classes: int, n: int, allow_unlabelled: bo
     if y.reshape(-1).shape[0] != n:
         raise ValueError(f"there are {y.reshape(-1).shape[0]} labels for {n} data points")
     if y.is_floating_point() and not torch.isfinite(y).all():
-        raise ValueError("labels hold NaN or infinite values")
+        raise ValueError("labels hold NaN or infinite values; remove those points or mark "
+                         "them unlabelled (-1, for SemiSupervisedVAE)")
     if y.is_floating_point() and (y != y.round()).any():
-        raise ValueError("labels must be whole numbers (class indices)")
+        bad = y[y != y.round()].reshape(-1)[0].item()
+        raise ValueError(f"labels must be whole numbers (class indices 0..{num_classes - 1}), "
+                         f"found {bad:g}; pass integer class ids, not fractions or scores")
     low = -1 if allow_unlabelled else 0
     if y.numel() and (y.min() < low or y.max() >= num_classes):
         what = "-1 (unlabelled) or " if allow_unlabelled else ""
@@ -42,6 +45,29 @@ def check_labels(y: torch.Tensor, num_classes: int, n: int, allow_unlabelled: bo
             f"labels out of range: found {found:g}, but with num_classes={num_classes} labels "
             f"must be {what}0..{num_classes - 1}; check num_classes or the labels"
         )
+
+
+def draw_labels(y, n: int, num_classes: int, device=None) -> torch.Tensor:
+    """Labels for ``n`` draws, checked: one label (``n`` draws of that class) or ``n`` of them.
+
+    ``y``: an int, a 0-d tensor, or ``n`` labels (shape ``(n,)`` or ``(n, 1)``), whole
+    numbers in ``0..num_classes-1``. Returns a long tensor of shape ``(n,)``; raises
+    ``ValueError`` for another number of labels, fractions, NaN or labels out of range.
+    """
+    n = num_draws(n)
+    try:
+        y = torch.as_tensor(y, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"labels y must be an int or a tensor/array of class ids, got "
+                        f"{type(y).__name__}") from None
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y.squeeze(1)
+    if y.dim() > 1 or (y.dim() == 1 and y.shape[0] != n):
+        raise ValueError(f"y has shape {tuple(y.shape)}: give one label (n={n} draws of that "
+                         f"class) or {n} labels, one per draw")
+    y = y.expand(n) if y.dim() == 0 else y
+    check_labels(y, num_classes, n)
+    return y.long()
 
 
 class CVAE(PVAEModel):
@@ -148,11 +174,17 @@ class CVAE(PVAEModel):
             return loc, torch.ones_like(loc)
         return split_loc_scale(self.prior_net(c))
 
+    @takes_data
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters ``(z_loc, z_scale)`` of q(z | x, y)."""
+        """Parameters ``(z_loc, z_scale)`` of q(z | x, y), each of shape ``(N, z_dim)``.
+
+        ``x`` (N, *x_shape) and ``y`` (N,) labels or (N, y_dim) vectors are
+        checked and cast as ``pvae.fit`` does (``ValueError`` naming the problem).
+        """
         c = self.features(y)
         if not self._default_encoder:
-            return self.encoder(x, c)
+            return self._checked_encoder_output(self.encoder(x, c),
+                                                x.shape[: x.dim() - len(self.x_shape)])
         x = self._encoder_input(x)
         h = x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
         return split_loc_scale(self.encoder(cat_broadcast(h, c)))
@@ -163,11 +195,26 @@ class CVAE(PVAEModel):
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
     def _labels(self, y, n: int) -> torch.Tensor:
-        y = torch.as_tensor(y, device=self.device)
+        """The condition for ``n`` draws: one label or vector for all, or one per draw."""
+        if y is None:
+            raise ValueError("the CVAE generates for a condition: pass y (a label, or n of them"
+                             + (")" if self.num_classes else "; here vectors of size "
+                                f"y_dim={self.y_dim})"))
         if self.num_classes:
-            return y.long().expand(n) if y.dim() == 0 else y.long()
-        return y.float().expand(n, -1) if y.dim() == 1 else y.float()
+            return draw_labels(y, n, self.num_classes, self.device)
+        n = num_draws(n)
+        y = torch.as_tensor(y, device=self.device).float()
+        if y.dim() == 1 and y.shape[0] == self.y_dim:
+            y = y.expand(n, -1)
+        if tuple(y.shape) != (n, self.y_dim):
+            raise ValueError(f"the condition has shape {tuple(y.shape)}: give one vector of "
+                             f"size y_dim={self.y_dim} (for all {n} draws) or {n} of them, "
+                             f"shape ({n}, {self.y_dim})")
+        if not torch.isfinite(y).all():
+            raise ValueError("the condition y holds NaN or infinite values")
+        return y
 
+    @takes_data
     @torch.no_grad()
     def embed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.encode(x, y)[0]
@@ -177,14 +224,23 @@ class CVAE(PVAEModel):
         y = self._labels(y, z.shape[0])
         return self.decode(z, y, mean=True)
 
+    @takes_data
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean reconstruction of x given its condition y."""
+        """Mean reconstruction of x given its condition y, shape ``(N, *x_shape)``.
+
+        Inputs are checked and cast as ``pvae.fit`` does.
+        """
         return self.decode(self.encode(x, y)[0], y, mean=True)
 
     @torch.no_grad()
     def sample(self, n: int, y, *, mean: bool = True) -> torch.Tensor:
-        """``n`` draws for condition ``y`` (one label / vector, or one per draw)."""
+        """``n`` draws for condition ``y``, shape ``(n, *x_shape)``.
+
+        ``y``: one label (or one vector, with ``y_dim``) gives ``n`` draws of that
+        condition; ``n`` of them give one draw each. Another number of labels,
+        fractional labels (``y=1.5``) or labels out of range raise ``ValueError``.
+        """
         y = self._labels(y, n)
         loc, scale = self.prior(self.features(y))
         z = loc + scale * torch.randn_like(loc)
@@ -228,7 +284,8 @@ class CVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
+                   support: bool = True) -> None:
         if y is None or rest:
             raise ValueError("a CVAE trains on pairs: pass (x, y) with one condition per row")
         check_x(x, self.x_shape)
@@ -242,4 +299,4 @@ class CVAE(PVAEModel):
                 )
             if not torch.isfinite(y).all():
                 raise ValueError("the condition y holds NaN or infinite values")
-        self.likelihood.check_support(x)
+        self._check_values(x, support)

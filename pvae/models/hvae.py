@@ -13,7 +13,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, activation as make_activation, split_loc_scale
 
@@ -138,6 +138,7 @@ class HierarchicalVAE(PVAEModel):
         params = self._likelihood_params(self.decoder(z1))
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
+    @takes_data
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Posterior means of z1 .. zL (top-down: each given the layer above's mean)."""
@@ -145,6 +146,7 @@ class HierarchicalVAE(PVAEModel):
             self._guide_body(x, use_mean=True)
         return [tr.trace.nodes[name]["value"] for name in self.latent_sites]
 
+    @takes_data
     @torch.no_grad()
     def embed(self, x: torch.Tensor, *rest) -> torch.Tensor:
         """Means of the bottom layer z1 (the one the decoder reads)."""
@@ -154,13 +156,14 @@ class HierarchicalVAE(PVAEModel):
     def decode_mean(self, z1: torch.Tensor) -> torch.Tensor:
         return self.decode(z1, mean=True)
 
+    @takes_data
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0], mean=True)
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        z = torch.randn(n, self.z_dims[-1], device=self.device)
+        z = torch.randn(num_draws(n), self.z_dims[-1], device=self.device)
         for layer in range(len(self.z_dims) - 1, 0, -1):
             loc, scale = self.prior(layer, z)
             z = loc + scale * torch.randn_like(loc)
@@ -216,9 +219,9 @@ class HierarchicalVAE(PVAEModel):
         with self.data_plate(*self._batch(x)), self.kl_scale():
             self._guide_body(x)
 
-    def check_data(self, x: torch.Tensor, *rest) -> None:
+    def check_data(self, x: torch.Tensor, *rest, support: bool = True) -> None:
         if rest:
             raise ValueError("HierarchicalVAE takes x alone; labels are for CVAE / "
                              "SemiSupervisedVAE")
         check_x(x, self.x_shape)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)

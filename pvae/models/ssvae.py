@@ -14,8 +14,8 @@ from pyro.nn import pyro_method
 from pvae import likelihoods as lk
 from pvae.batching import num_batches
 from pvae.flows import GaussianPosterior
-from pvae.models.base import Batch, ObservedSites, PVAEModel
-from pvae.models.cvae import check_labels
+from pvae.models.base import Batch, ObservedSites, PVAEModel, takes_data
+from pvae.models.cvae import check_labels, draw_labels
 from pvae.models.vae import Shape, check_x
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
 
@@ -210,13 +210,15 @@ class SemiSupervisedVAE(PVAEModel):
     def classifier_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self._flat(x))
 
+    @takes_data
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y | x): class probabilities, shape ``(N, num_classes)``."""
+        """q(y | x): class probabilities, shape ``(N, num_classes)``; x checked as by ``fit``."""
         return torch.softmax(self.classifier_logits(x), -1)
 
+    @takes_data
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters ``(z_loc, z_scale)`` of q(z | x, y)."""
+        """Parameters ``(z_loc, z_scale)`` of q(z | x, y); inputs checked as by ``fit``."""
         return split_loc_scale(self.encoder(cat_broadcast(self._flat(x),
                                                           one_hot(y, self.num_classes))))
 
@@ -226,6 +228,7 @@ class SemiSupervisedVAE(PVAEModel):
             self.decoder(cat_broadcast(z, one_hot(y, self.num_classes))))
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
+    @takes_data
     @torch.no_grad()
     def embed(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """q(z | x, y) means, with y given or (where -1 or absent) predicted."""
@@ -235,23 +238,24 @@ class SemiSupervisedVAE(PVAEModel):
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor, y) -> torch.Tensor:
-        y = torch.as_tensor(y, device=z.device).long()
-        return self.decode(z, y.expand(z.shape[0]) if y.dim() == 0 else y, mean=True)
+        return self.decode(z, draw_labels(y, z.shape[0], self.num_classes, z.device), mean=True)
 
+    @takes_data
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Mean reconstruction, with y given or predicted by the classifier."""
-        if y is None:
-            y = self.classify(x).argmax(-1)
+        """Mean reconstruction, with y given or (where -1 or absent) predicted by the classifier."""
+        guess = self.classify(x).argmax(-1)
+        y = guess if y is None else torch.where(y >= 0, y.long(), guess)
         return self.decode(self.encode(x, y)[0], y, mean=True)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, *, mean: bool = True) -> torch.Tensor:
-        """``n`` draws, for label ``y`` (one, or one per draw) or uniformly random labels."""
+        """``n`` draws, shape ``(n, *x_shape)``: for label ``y`` (one label: ``n`` draws of
+        that class; ``n`` labels: one each) or uniformly random labels. Another number of
+        labels, fractional labels or labels out of range raise ``ValueError``."""
         if y is None:
             y = torch.randint(self.num_classes, (n,), device=self.device)
-        y = torch.as_tensor(y, device=self.device).long()
-        y = y.expand(n) if y.dim() == 0 else y
+        y = draw_labels(y, n, self.num_classes, self.device)
         z = torch.randn(y.shape[0], self.z_dim, device=self.device)
         px = self.decode(z, y)
         return px.mean if mean else px.sample()
@@ -316,13 +320,14 @@ class SemiSupervisedVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- data -------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest) -> None:
+    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
+                   support: bool = True) -> None:
         if rest:
             raise ValueError("SemiSupervisedVAE trains on x or on (x, y) with y == -1 unlabelled")
         check_x(x, self.x_shape)
         if y is not None:
             check_labels(y, self.num_classes, x.shape[0], allow_unlabelled=True)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)
 
     def evaluation_batch(self, batch: Batch) -> Batch:
         return batch[:1]  # score log p(x), the label marginalised

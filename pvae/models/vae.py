@@ -13,7 +13,7 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 Shape = Union[int, Sequence[int]]
@@ -153,11 +153,17 @@ class VAE(PVAEModel):
         return self.posterior.mean_field
 
     # -- networks ---------------------------------------------------------------------
+    @takes_data
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters ``(z_loc, z_scale)`` of q(z | x) (of the base Gaussian, with flows)."""
+        """Parameters ``(z_loc, z_scale)`` of q(z | x) (of the base Gaussian, with flows).
+
+        ``x``: shape ``(N, *x_shape)``, checked and cast as ``pvae.fit`` does
+        (``ValueError`` / ``TypeError`` naming the problem). Returns two
+        tensors of shape ``(N, z_dim)``.
+        """
         if self._default_encoder:
-            x = self._encoder_input(x)
-        return self.encoder(x)
+            return self.encoder(self._encoder_input(x))
+        return self._checked_encoder_output(self.encoder(x), x.shape[: x.dim() - len(self.x_shape)])
 
     def decoder_params(self, z: torch.Tensor):
         """The likelihood's parameters for latent codes ``z``."""
@@ -168,6 +174,7 @@ class VAE(PVAEModel):
         params = self.decoder_params(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params)
 
+    @takes_data
     @torch.no_grad()
     def embed(self, x: torch.Tensor, *rest) -> torch.Tensor:
         return self.encode(x)[0]
@@ -176,15 +183,21 @@ class VAE(PVAEModel):
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z, mean=True)
 
+    @takes_data
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """E[x | z = E_q[z | x]]: the mean reconstruction of each input."""
+        """E[x | z = E_q[z | x]]: the mean reconstruction of each input, shape (N, *x_shape).
+
+        ``x`` is checked and cast as ``pvae.fit`` does (``ValueError`` /
+        ``TypeError`` naming the problem).
+        """
         return self.decode(self.encode(x)[0], mean=True)
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        """``n`` draws from the model: decoder means (default) or sampled x."""
-        z = torch.randn(n, self.z_dim, device=self.device)
+        """``n`` draws from the model, shape ``(n, *x_shape)``: decoder means (default) or
+        sampled x. ``n`` must be a positive int (``ValueError``)."""
+        z = torch.randn(num_draws(n), self.z_dim, device=self.device)
         params = self.decoder_params(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
@@ -212,11 +225,11 @@ class VAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, *rest: torch.Tensor) -> None:
+    def check_data(self, x: torch.Tensor, *rest: torch.Tensor, support: bool = True) -> None:
         if rest:
             raise ValueError(
                 f"{type(self).__name__} takes x alone, but the data has {1 + len(rest)} parts; "
                 "pass only x (labels are for CVAE / SemiSupervisedVAE)"
             )
         check_x(x, self.x_shape)
-        self.likelihood.check_support(x)
+        self._check_values(x, support)
