@@ -153,8 +153,18 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
         if not 0 <= f < 1:
             raise ValueError(f"{name} must be in [0, 1), got {f}")
     n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    for name, f, k in (("test_fraction", test_fraction, n_test), ("val_fraction", val_fraction,
+                                                                    n_val)):
+        if f > 0 and k == 0:  # asked for a split, got none: refuse now, not at evaluation
+            raise ValueError(
+                f"{name}={f:g} of {n} data points rounds the {name[:-9]} split to 0 points; "
+                f"set {name} (config key data.{name}) to at least {1 / n:.3g} for one point, "
+                "or 0 for no such split, or use more data")
     if n - n_val - n_test < 1:
-        raise ValueError(f"{n} data points leave no training data after the splits")
+        raise ValueError(f"{n} data points leave no training data after the splits "
+                         f"(val_fraction={val_fraction:g}, test_fraction={test_fraction:g}; "
+                         "config keys data.val_fraction, data.test_fraction): lower them or "
+                         "use more data")
     return n_val, n_test
 
 
@@ -241,7 +251,10 @@ def load_array(path: Union[str, os.PathLike]) -> tuple[torch.Tensor, Optional[to
                          "remove or impute them first")
     yt = None
     if y is not None:
-        yt = torch.as_tensor(np.asarray(y)).long()
+        y = np.asarray(y)
+        # (N, D) with D > 1: condition vectors (a CVAE's y_dim), kept as numbers; else labels
+        vectors = y.ndim == 2 and y.shape[1] > 1
+        yt = torch.as_tensor(y).float() if vectors else torch.as_tensor(y).long()
         if yt.shape[:1] != xt.shape[:1]:
             raise ValueError(f"data file {str(path)!r}: y has {yt.shape[0]} rows but x has "
                              f"{xt.shape[0]}")
@@ -301,7 +314,7 @@ def load(
         if path is None:
             raise ValueError("name='array' needs path= a .npy, .npz or .csv file")
         x, y = load_array(path)
-        num_classes = int(y.max()) + 1 if y is not None else None
+        num_classes = int(y.max()) + 1 if y is not None and y.dim() == 1 else None
         n_val, n_test = _split_sizes(x.shape[0], val_fraction, test_fraction)
         train, val, test = _split(x, y, n_val, n_test, seed)
     elif name == "digits":
@@ -331,7 +344,7 @@ def load(
             transform = _binary
     if flatten:
         def flat(s: Optional[Split]) -> Optional[Split]:
-            return None if s is None else Split(s.x.reshape(len(s), -1), s.y)
+            return None if s is None else Split(s.x.flatten(1), s.y)  # (0, ...) too
 
         train, val, test = flat(train), flat(val), flat(test)
     return Data(
