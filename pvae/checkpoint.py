@@ -54,7 +54,7 @@ _WRITE_FAILURES = {
 
 @contextlib.contextmanager
 def writing(path: PathLike):
-    """Turn out-of-space and read-only ``OSError``\ s inside the block into a
+    """Turn out-of-space and read-only OSErrors inside the block into a
     :class:`WriteError` naming ``path``; other errors pass through unchanged."""
     try:
         yield
