@@ -645,6 +645,14 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _condition_name(text: str) -> str:
+    """``--y`` as it names files: ``2.0`` and ``2`` alike are ``2``; ``0.50,1`` is ``0.5,1``."""
+    try:
+        return ",".join(f"{float(v):g}" for v in text.split(","))
+    except ValueError:
+        return text
+
+
 def _cmd_sample(args) -> int:
     import numpy as np
     import torch
@@ -656,7 +664,8 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"-n must be >= 1, got {args.n}")
     run = Path(args.run)
     # named by what made them: another seed, size or label never replaces these
-    stem = f"sample-n{args.n}" + (f"-y{args.y}" if args.y is not None else "") + f"-seed{args.seed}"
+    stem = f"sample-n{args.n}" + (f"-y{_condition_name(args.y)}" if args.y is not None else "") \
+        + f"-seed{args.seed}"
     _refuse_existing([run / f"{stem}.npy", run / f"{stem}.png"], args.overwrite)
     cfg, model, data = load_run(run)
     y_dim = getattr(model, "y_dim", None)

@@ -11,7 +11,8 @@ digits         scikit-learn's 8x8 handwritten digits (1,797 images, shipped with
                scikit-learn: no download); grey levels 0..16 scaled to [0, 1]
 mnist          torchvision MNIST under ``root`` (``download=True`` fetches it)
 fashion_mnist  torchvision Fashion-MNIST under ``root``
-array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``) or
+array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``: labels
+               ``(N,)``, or condition vectors ``(N, D)`` for a CVAE's ``y_dim``) or
                ``.csv`` (numbers; a header row is skipped); values kept as they are
 ============== =====================================================================
 
@@ -293,7 +294,9 @@ def load(
         Flatten images to vectors (for MLP models with an int ``x_dim``).
     val_fraction, test_fraction
         Parts held out. MNIST and Fashion-MNIST keep their own 10,000-image
-        test set, and ``val_fraction`` is taken from their training set.
+        test set, and ``val_fraction`` is taken from their training set. A
+        fraction above 0 that rounds its split to no points (a small file) is
+        refused with a ``ValueError`` naming it.
     max_train
         Keep at most this many training points (quick runs).
     num_labelled

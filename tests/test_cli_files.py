@@ -319,6 +319,48 @@ def test_every_model_type_draws_its_figures_on_a_table(tmp_path, model, capsys):
         <= set(os.listdir(out))  # the hierarchical model's z1 has 3 dimensions, not 2
     if kinds == ["all"]:
         assert {"interpolation.png", "traversal.png"} <= set(os.listdir(out))
+    y = {"cvae_ydim": ["--y", "0.5,-1"], "cvae": ["--y", "2"], "ssvae": ["--y", "1"]}
+    assert main(["sample", "--run", str(out), "-n", "6", *y.get(model, [])]) == 0
+    name = "sample-n6" + ("-y" + y[model][1] if model in y else "") + "-seed0"
+    assert np.load(out / f"{name}.npy").shape == (6, 4) and (out / f"{name}.png").exists()
+
+
+def test_sample_takes_a_label_or_a_condition_vector_and_names_files_by_its_value(tmp_path,
+                                                                                 capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", x=rng.normal(size=(30, 4)).astype("float32"),
+             y=rng.integers(0, 3, 30))
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "data.name=array", "--set",
+                 f"data.path={tmp_path / 't.npz'}", "--set", "model.type=cvae", *TABLE]) == 0
+    assert main(["sample", "--run", str(out), "-n", "3", "--y", "2"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--run", str(out), "-n", "3", "--y", "2.0"]) == 2  # the same label
+    assert "sample-n3-y2-seed0.npy' already exists" in capsys.readouterr().err
+    for bad in ("1.5", "3", "0.5,1"):
+        assert main(["sample", "--run", str(out), "-n", "3", "--y", bad]) == 2
+        assert "--y must be a label in 0..2" in capsys.readouterr().err
+    assert main(["sample", "--run", str(out), "-n", "3"]) == 2
+    assert "pass --y" in capsys.readouterr().err
+
+
+def test_a_cvae_with_condition_vectors_draws_its_figures_on_images(tmp_path):
+    """No built-in image set has condition vectors, so this one is made here."""
+    import torch
+
+    from pvae.batching import History
+    from pvae.cli import write_figures
+    from pvae.data import Data, Split
+
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.rand(12, 64, generator=g), torch.randn(12, 2, generator=g))
+    data = Data(name="made", train=split, val=None, test=split, x_shape=(64,),
+                image_shape=(1, 8, 8))
+    model = pvae.CVAE(64, 2, y_dim=2, hidden_dims=(8,))
+    history = History([{"epoch": 1, "train_elbo": -50.0, "recon": -40.0, "kl": 10.0}])
+    written = write_figures(model, data, history, tmp_path)
+    assert {p.name for p in written} == {"curves.png", "reconstructions.png", "samples.png"}
+    assert all(p.stat().st_size > 0 for p in written)
 
 
 @pytest.mark.parametrize("model", list(MODELS))
