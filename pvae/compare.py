@@ -98,14 +98,17 @@ def compare(
     Raises
     ------
     ValueError
-        Before any training, if any estimator is refused for the model (the rule
-        ``pvae.fit`` applies, e.g. ``meanfield`` on a guide with flows).
+        Before any training, if the data or any estimator is refused for the
+        model (the rules ``pvae.fit`` applies, e.g. ``meanfield`` on a guide with
+        flows).
     FileExistsError
         ``out`` holds comparison files and ``overwrite`` is false.
     EstimatorFailed
         After every other estimator has run, if one failed while training; its
         ``rows`` hold every row, the failed ones with an ``error``.
     """
+    from pvae.batching import as_batch_tensors
+
     if not elbos:
         raise ValueError("pass at least one estimator in elbos")
     if out is not None and not overwrite:
@@ -115,7 +118,10 @@ def compare(
                                   "(--overwrite) to replace it, or another out folder")
     torch.manual_seed(seed)
     probe = model_factory()
-    for spec in elbos:  # every estimator checked by fit's own rule before the first trains
+    # The data and every estimator checked by fit's own rules before the first trains.
+    train = as_batch_tensors(data, probe)
+    probe.check_data(*((transform(train[0]),) + train[1:] if transform else train))
+    for spec in elbos:
         try:
             check_elbo(probe, spec, _particles(spec, num_particles))
         except ValueError as e:
@@ -136,7 +142,7 @@ def compare(
         if out is not None:
             write_comparison(rows, histories, Path(out))
     if failed:
-        where = f"; the others' rows are in {str(Path(out) / 'comparison.md')!r}" if out else ""
+        where = f"; every row is in {str(Path(out) / 'comparison.md')!r}" if out else ""
         raise EstimatorFailed(
             f"{len(failed)} of {len(rows)} estimators failed while training ("
             + "; ".join(f"{r['elbo']}: {r['error']}" for r in rows if "error" in r) + f"){where}",

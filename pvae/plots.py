@@ -247,7 +247,8 @@ def estimator_curves(histories: dict, path: PathLike, *,
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per data point")
         ax.grid(alpha=0.3)
-        ax.legend(title="estimator")
+        if histories:  # none yet when the first estimator failed
+            ax.legend(title="estimator")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -151,8 +151,12 @@ def test_compare_in_python_checks_every_estimator_first(digits, monkeypatch):
     calls = []
     monkeypatch.setattr(compare_module, "fit", lambda *a, **k: calls.append(1))
     with pytest.raises(ValueError, match="estimator 'meanfield'.*nothing was trained"):
-        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,), guide_flows=1),
-                             digits.train.x[:20], ["trace", "meanfield"], epochs=1)
+        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,), guide_flows=1,
+                                                likelihood="continuous_bernoulli"),
+                               digits.train.x[:20], ["trace", "meanfield"], epochs=1)
+    with pytest.raises(ValueError, match="not 0 or 1; binarise"):  # the data too, once
+        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,), likelihood="bernoulli"),
+                               digits.train.x[:20], ["trace", "iwae:2"], epochs=1)
     assert calls == []
 
 
@@ -173,6 +177,7 @@ def test_compare_keeps_finished_rows_when_a_later_estimator_fails(tmp_path, tabl
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "1 of 3 estimators failed" in err and "tracegraph" in err and "comparison.md" in err
+    assert "every row is in" in err
     rows = list(csv.DictReader(open(out / "comparison.csv")))
     assert [r["elbo"] for r in rows] == ["trace", "tracegraph", "iwae:2"]
     assert float(rows[0]["test_elbo"]) < 0 and float(rows[2]["test_elbo"]) < 0  # kept
@@ -416,3 +421,25 @@ def test_a_run_with_one_test_point_skips_figures_that_need_two_and_says_so(tmp_p
     assert (out / "traversal.png").exists() and (out / "manifold.png").exists()
     assert main(["plot", "--run", str(out), "--kind", "interpolation"]) == 2
     assert "needs at least 2 test points" in capsys.readouterr().err
+
+
+def test_compare_in_python_keeps_rows_when_the_first_estimator_fails(tmp_path, digits,
+                                                                     monkeypatch):
+    real = compare_module.fit
+
+    def fit(model, data, **kw):
+        if kw["elbo"] == "trace":
+            raise FloatingPointError("the loss became inf")
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(compare_module, "fit", fit)
+    with pytest.raises(compare_module.EstimatorFailed, match="1 of 2 estimators failed") as e:
+        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,),
+                                                likelihood="continuous_bernoulli"),
+                               digits.train.x[:40],
+                               ["trace", "iwae:2"], epochs=1, snr_estimates=2, out=tmp_path)
+    rows = e.value.rows
+    assert rows[0] == {"elbo": "trace", "epochs": 1,
+                       "error": "FloatingPointError: the loss became inf"}
+    assert rows[1]["elbo"] == "iwae:2" and rows[1]["final_train_objective"] < 0
+    assert sorted(os.listdir(tmp_path)) == ["comparison.csv", "comparison.md", "comparison.png"]
