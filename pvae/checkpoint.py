@@ -1,5 +1,9 @@
 """Checkpoint files: written atomically, read without unpickling code.
 
+Every file pvae writes (checkpoints, configs, metrics, figures, samples) goes
+through :func:`atomic_write`, which also turns a full disk or a read-only folder
+into a one-line :class:`WriteError` naming the path.
+
 A checkpoint is a ``torch.save`` of plain containers and tensors::
 
     {"format": "pvae-checkpoint-1", "class": "VAE", "hparams": {...},
@@ -13,6 +17,8 @@ refuses pickled Python objects: a checkpoint from a stranger cannot run code.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import tempfile
@@ -29,43 +35,83 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (missing, corrupt, unsafe, mismatched)."""
 
 
-def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+class WriteError(OSError):
+    """A file that could not be written: no space left, a read-only file system, no permission.
+
+    Its message is one line naming the path and the fix; the command line prints it as is.
+    """
+
+
+#: errno values that mean "this place cannot take the file", with what to tell the user.
+_WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the device: free some disk space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write to a writable folder",
+    errno.EACCES: "permission denied: write to a folder you may write to",
+    errno.EPERM: "operation not permitted: write to a folder you may write to",
+}
+
+
+@contextlib.contextmanager
+def writing(path: PathLike):
+    """Turn out-of-space and read-only OSErrors inside the block into a
+    :class:`WriteError` naming ``path``; other errors pass through unchanged."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as e:
+        why = _WRITE_FAILURES.get(e.errno)
+        if why is None:
+            raise
+        raise WriteError(e.errno, f"cannot write {str(path)!r}: {why}") from None
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it over ``path``.
 
-    The rename is atomic, so readers see the old file or the new one, never a part.
+    The rename is atomic, so readers see the old file or the new one, never a part,
+    and a failed write (full disk, killed process) leaves no partial file behind.
     Temporary files a killed writer left behind are removed first (a run has one writer).
+
+    Raises
+    ------
+    WriteError
+        (an ``OSError``) when the disk is full or the folder is read-only or not
+        writable; the message names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            stale.unlink()
-        except OSError:
-            pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            with os.fdopen(fd, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the usual mode
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save(obj, path)``, atomically."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write a text file, atomically."""
-    _atomic_write(path, lambda f: f.write(text), mode="w")
+    """Write a text file, atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def _custom_parts(model) -> list[str]:

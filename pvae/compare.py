@@ -12,6 +12,7 @@ and seconds per optimiser step. With ``out=`` it writes ``comparison.md``,
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -21,10 +22,21 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from pvae import evaluate
-from pvae.train import fit
+from pvae.train import check_elbo, fit
 
 COLUMNS = ["elbo", "final_train_objective", "test_elbo", "test_log_likelihood", "snr_encoder",
-           "snr_decoder", "seconds_per_step", "epochs"]
+           "snr_decoder", "seconds_per_step", "epochs", "error"]
+#: The files ``compare(out=...)`` writes in its folder.
+COMPARISON_FILES = ("comparison.md", "comparison.csv", "comparison.png")
+
+
+class EstimatorFailed(RuntimeError):
+    """One or more estimators failed while training; the others' rows are in ``rows``
+    (and in ``out``'s files) and each failed one has a row with its ``error``."""
+
+    def __init__(self, message: str, rows: list[dict]) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 def _particles(spec: str, num_particles: Optional[int]) -> int:
@@ -50,6 +62,7 @@ def compare(
     transform=None,
     out: Optional[Union[str, os.PathLike]] = None,
     progress: Optional[bool] = False,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Train one model per estimator under the same seed and budget; a row per estimator.
 
@@ -71,57 +84,117 @@ def compare(
         Repeated gradient estimates on a batch of ``snr_points`` training points
         for the signal-to-noise ratio.
     out
-        Folder for ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
+        Folder for ``comparison.md``, ``comparison.csv`` and ``comparison.png``,
+        rewritten as each estimator finishes (so finished rows survive a later
+        failure or interruption).
+    overwrite
+        Replace those files if ``out`` already holds them; otherwise that is refused.
+
+    Returns
+    -------
+    list[dict]
+        One row per estimator: the columns above (nats per data point; seconds).
+
+    Raises
+    ------
+    ValueError
+        Before any training, if the data or any estimator is refused for the
+        model (the rules ``pvae.fit`` applies, e.g. ``meanfield`` on a guide with
+        flows).
+    FileExistsError
+        ``out`` holds comparison files and ``overwrite`` is false.
+    EstimatorFailed
+        After every other estimator has run, if one failed while training; its
+        ``rows`` hold every row, the failed ones with an ``error``.
     """
     from pvae.batching import as_batch_tensors
 
     if not elbos:
         raise ValueError("pass at least one estimator in elbos")
-    rows, histories = [], {}
+    if out is not None and not overwrite:
+        existing = [Path(out) / f for f in COMPARISON_FILES if (Path(out) / f).exists()]
+        if existing:
+            raise FileExistsError(f"{str(existing[0])!r} already exists; pass overwrite=True "
+                                  "(--overwrite) to replace it, or another out folder")
+    torch.manual_seed(seed)
+    probe = model_factory()
+    # The data and every estimator checked by fit's own rules before the first trains.
+    train = as_batch_tensors(data, probe)
+    probe.check_data(*((transform(train[0]),) + train[1:] if transform else train))
     for spec in elbos:
-        torch.manual_seed(seed)
-        model = model_factory()
-        k = _particles(spec, num_particles)
-        t0 = time.perf_counter()
-        history = fit(model, data, elbo=spec, epochs=epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, num_particles=k, transform=transform, progress=progress)
-        seconds = time.perf_counter() - t0
-        train = as_batch_tensors(data, model)
-        steps = model.num_steps(train, batch_size, False) * epochs
-        snr_batch = model.evaluation_batch(tuple(t[:snr_points] for t in train))
-        if transform is not None:
-            snr_batch = (transform(snr_batch[0]),) + snr_batch[1:]
-        torch.manual_seed(seed)
-        snr = evaluate.gradient_stats(model, snr_batch, [spec], num_estimates=snr_estimates,
-                                      num_particles=k)[spec]
-        row = {"elbo": spec, "final_train_objective": history[-1]["train_elbo"],
-               "snr_encoder": snr.get("encoder", {}).get("snr", math.nan),
-               "snr_decoder": snr.get("decoder", {}).get("snr", math.nan),
-               "seconds_per_step": sum(r["seconds"] for r in history) / steps,
-               "train_seconds": seconds, "epochs": epochs}
-        if test is not None:
-            tb = model.evaluation_batch(as_batch_tensors(test, model, "test data"))
-            torch.manual_seed(seed)
-            row["test_elbo"] = evaluate.elbo(model, tb).mean().item()
-            row["test_log_likelihood"] = evaluate.log_likelihood(
-                model, tb, num_samples=num_samples).mean().item()
+        try:
+            check_elbo(probe, spec, _particles(spec, num_particles))
+        except ValueError as e:
+            raise ValueError(f"estimator {spec!r}: {e} (nothing was trained)") from None
+    rows, histories, failed = [], {}, []
+    for spec in elbos:
+        try:
+            row, histories[spec] = _run_one(
+                spec, model_factory, data, test, epochs=epochs, batch_size=batch_size, lr=lr,
+                seed=seed, num_particles=_particles(spec, num_particles),
+                num_samples=num_samples, snr_estimates=snr_estimates, snr_points=snr_points,
+                transform=transform, progress=progress)
+        except Exception as e:  # noqa: BLE001 - keep the finished rows, report this one
+            failed.append(spec)
+            row = {"elbo": spec, "epochs": epochs,
+                   "error": f"{type(e).__name__}: {e}".splitlines()[0]}
         rows.append(row)
-        histories[spec] = history
-    if out is not None:
-        write_comparison(rows, histories, Path(out))
+        if out is not None:
+            write_comparison(rows, histories, Path(out))
+    if failed:
+        where = f"; every row is in {str(Path(out) / 'comparison.md')!r}" if out else ""
+        raise EstimatorFailed(
+            f"{len(failed)} of {len(rows)} estimators failed while training ("
+            + "; ".join(f"{r['elbo']}: {r['error']}" for r in rows if "error" in r) + f"){where}",
+            rows)
     return rows
+
+
+def _run_one(spec: str, model_factory, data, test, *, epochs, batch_size, lr, seed,
+             num_particles, num_samples, snr_estimates, snr_points, transform, progress):
+    """Train and measure one estimator: (its row, its history)."""
+    from pvae.batching import as_batch_tensors
+
+    k = num_particles
+    torch.manual_seed(seed)
+    model = model_factory()
+    t0 = time.perf_counter()
+    history = fit(model, data, elbo=spec, epochs=epochs, batch_size=batch_size, lr=lr,
+                  seed=seed, num_particles=k, transform=transform, progress=progress)
+    seconds = time.perf_counter() - t0
+    train = as_batch_tensors(data, model)
+    steps = model.num_steps(train, batch_size, False) * epochs
+    snr_batch = model.evaluation_batch(tuple(t[:snr_points] for t in train))
+    if transform is not None:
+        snr_batch = (transform(snr_batch[0]),) + snr_batch[1:]
+    torch.manual_seed(seed)
+    snr = evaluate.gradient_stats(model, snr_batch, [spec], num_estimates=snr_estimates,
+                                  num_particles=k)[spec]
+    row = {"elbo": spec, "final_train_objective": history[-1]["train_elbo"],
+           "snr_encoder": snr.get("encoder", {}).get("snr", math.nan),
+           "snr_decoder": snr.get("decoder", {}).get("snr", math.nan),
+           "seconds_per_step": sum(r["seconds"] for r in history) / steps,
+           "train_seconds": seconds, "epochs": epochs}
+    if test is not None:
+        tb = model.evaluation_batch(as_batch_tensors(test, model, "test data"))
+        torch.manual_seed(seed)
+        row["test_elbo"] = evaluate.elbo(model, tb).mean().item()
+        row["test_log_likelihood"] = evaluate.log_likelihood(
+            model, tb, num_samples=num_samples).mean().item()
+    return row, history
 
 
 def write_comparison(rows: list[dict], histories: dict, out: Path) -> list[Path]:
     """``comparison.md``, ``comparison.csv`` and ``comparison.png`` in ``out``."""
     from pvae import plots
+    from pvae.checkpoint import atomic_write_text
 
-    out.mkdir(parents=True, exist_ok=True)
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
-    with open(out / "comparison.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "comparison.csv", buf.getvalue())
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -132,6 +205,6 @@ def write_comparison(rows: list[dict], histories: dict, out: Path) -> list[Path]
             "`final_train_objective` is each estimator's own bound (IWAE/Renyi bounds are "
             "tighter than the ELBO), `snr_*` is the mean |mean|/std of gradient coordinates "
             "over repeated estimates at the end of training.\n")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n" + note)
+    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n" + note)
     plots.estimator_curves(histories, out / "comparison.png")
     return [out / "comparison.md", out / "comparison.csv", out / "comparison.png"]

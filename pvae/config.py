@@ -63,6 +63,7 @@ class ModelConfig:
     beta: float = 1.0  # KL weight; 1 is the true ELBO
     guide_flows: int = 0  # inverse autoregressive flows on q(z|x); 0 is mean-field
     num_classes: Optional[int] = None  # cvae/ssvae: default from the data's labels
+    y_dim: Optional[int] = None  # cvae: condition on vectors y of this length, not class labels
     learned_prior: bool = True  # cvae: p(z|y) by a network, else Normal(0, I)
     aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
     batching: Literal["balanced", "separate", "paired"] = "balanced"  # ssvae: see SemiSupervisedVAE
@@ -78,6 +79,12 @@ class ModelConfig:
         _require(self.guide_flows >= 0, "model.guide_flows", "must be >= 0")
         _require(self.num_classes is None or self.num_classes >= 2, "model.num_classes",
                  "must be >= 2 or null")
+        _require(self.y_dim is None or self.y_dim >= 1, "model.y_dim",
+                 "must be a positive int or null")
+        _require(self.y_dim is None or self.type == "cvae", "model.y_dim",
+                 "is for model.type cvae (a vector condition)")
+        _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
+                 "and model.num_classes exclude each other: set one")
         _require(self.aux_weight >= 0, "model.aux_weight", "must be >= 0")
         _require(self.balance_weight >= 0, "model.balance_weight", "must be >= 0 (0 is off)")
         _require(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims",

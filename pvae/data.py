@@ -11,7 +11,8 @@ digits         scikit-learn's 8x8 handwritten digits (1,797 images, shipped with
                scikit-learn: no download); grey levels 0..16 scaled to [0, 1]
 mnist          torchvision MNIST under ``root`` (``download=True`` fetches it)
 fashion_mnist  torchvision Fashion-MNIST under ``root``
-array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``) or
+array          a user file: ``.npy``, ``.npz`` (arrays ``x`` and optional ``y``: labels
+               ``(N,)``, or condition vectors ``(N, D)`` for a CVAE's ``y_dim``) or
                ``.csv`` (numbers; a header row is skipped); values kept as they are
 ============== =====================================================================
 
@@ -205,8 +206,18 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
         if not 0 <= f < 1:
             raise ValueError(f"{name} must be in [0, 1), got {f}")
     n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    for name, f, k in (("test_fraction", test_fraction, n_test), ("val_fraction", val_fraction,
+                                                                    n_val)):
+        if f > 0 and k == 0:  # asked for a split, got none: refuse now, not at evaluation
+            raise ValueError(
+                f"{name}={f:g} of {n} data points rounds the {name[:-9]} split to 0 points; "
+                f"set {name} (config key data.{name}) to at least {1 / n:.3g} for one point, "
+                "or 0 for no such split, or use more data")
     if n - n_val - n_test < 1:
-        raise ValueError(f"{n} data points leave no training data after the splits")
+        raise ValueError(f"{n} data points leave no training data after the splits "
+                         f"(val_fraction={val_fraction:g}, test_fraction={test_fraction:g}; "
+                         "config keys data.val_fraction, data.test_fraction): lower them or "
+                         "use more data")
     return n_val, n_test
 
 
@@ -293,7 +304,15 @@ def load_array(path: Union[str, os.PathLike]) -> tuple[torch.Tensor, Optional[to
                          "remove or impute them first")
     yt = None
     if y is not None:
-        yt = torch.as_tensor(check_labels_array(y, f"data file {str(path)!r}"))
+        y = np.asarray(y)
+        # (N, D) with D > 1: condition vectors (a CVAE's y_dim), kept as numbers; else labels
+        if y.ndim == 2 and y.shape[1] > 1:
+            if not np.issubdtype(y.dtype, np.number) or not np.isfinite(y.astype(float)).all():
+                raise ValueError(f"data file {str(path)!r}: condition vectors y must be finite "
+                                 "numbers; remove or impute NaN and infinite values first")
+            yt = torch.as_tensor(y.astype(np.float32))
+        else:
+            yt = torch.as_tensor(check_labels_array(y, f"data file {str(path)!r}"))
         if yt.shape[:1] != xt.shape[:1]:
             raise ValueError(f"data file {str(path)!r}: y has {yt.shape[0]} rows but x has "
                              f"{xt.shape[0]}")
@@ -332,7 +351,9 @@ def load(
         Flatten images to vectors (for MLP models with an int ``x_dim``).
     val_fraction, test_fraction
         Parts held out. MNIST and Fashion-MNIST keep their own 10,000-image
-        test set, and ``val_fraction`` is taken from their training set.
+        test set, and ``val_fraction`` is taken from their training set. A
+        fraction above 0 that rounds its split to no points (a small file) is
+        refused with a ``ValueError`` naming it.
     max_train
         Keep at most this many training points (quick runs).
     num_labelled
@@ -353,7 +374,7 @@ def load(
         if path is None:
             raise ValueError("name='array' needs path= a .npy, .npz or .csv file")
         x, y = load_array(path)
-        num_classes = int(y.max()) + 1 if y is not None else None
+        num_classes = int(y.max()) + 1 if y is not None and y.dim() == 1 else None
         n_val, n_test = _split_sizes(x.shape[0], val_fraction, test_fraction)
         train, val, test = _split(x, y, n_val, n_test, seed)
     elif name == "digits":
@@ -383,7 +404,7 @@ def load(
             transform = _binary
     if flatten:
         def flat(s: Optional[Split]) -> Optional[Split]:
-            return None if s is None else Split(s.x.reshape(len(s), -1), s.y)
+            return None if s is None else Split(s.x.flatten(1), s.y)  # (0, ...) too
 
         train, val, test = flat(train), flat(val), flat(test)
     return Data(

@@ -23,10 +23,16 @@ Decode = Callable[[torch.Tensor], torch.Tensor]  # codes to the source data's sp
 
 
 def _save(fig, path: PathLike) -> Path:
+    """Write ``fig`` to ``path`` atomically (never a partial PNG; a full disk or read-only
+    folder raises :class:`pvae.checkpoint.WriteError` naming the path)."""
+    from pvae.checkpoint import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png",
+                                                 dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -176,17 +182,26 @@ def reconstructions(model, x: torch.Tensor, path: PathLike, *,
 
 def prior_samples(model, path: PathLike, *, image_shape: Optional[Sequence[int]] = None,
                   n: int = 64, data: Optional[torch.Tensor] = None,
-                  decode: Optional[Decode] = None) -> Path:
+                  decode: Optional[Decode] = None, y: Optional[torch.Tensor] = None) -> Path:
     """Decoder means for z drawn from the prior; tables: histograms against ``data``.
 
-    ``decode``: maps samples of a model of codes to its source's space."""
+    ``decode``: maps samples of a model of codes to its source's space.
+    ``y``: for a model that generates for a condition (CVAE), one condition per
+    sample, shape ``(n,)`` (labels) or ``(n, y_dim)``; ``n`` is then ``len(y)``."""
     decode = decode or (lambda t: t)
+
+    def draw(k: int, mean: bool) -> torch.Tensor:
+        if y is None:
+            return model.sample(k, mean=mean)
+        return model.sample(len(y), y=y, mean=mean)
+
     if image_shape is None:
-        samples = decode(model.sample(max(n, 500), mean=False).cpu())
+        samples = decode(draw(max(n, 500), mean=False).cpu())
         ref = data if data is not None else samples
         return feature_histograms(ref, samples, path)
-    return image_grid(decode(model.sample(n).cpu()), image_shape, path,
-                      title="Samples from the prior (decoder means)")
+    return image_grid(decode(draw(n, mean=True).cpu()), image_shape, path,
+                      title="Samples from the prior (decoder means)"
+                      + (", for test-set conditions" if y is not None else ""))
 
 
 def conditional_samples(model, path: PathLike, *, image_shape: Sequence[int], num_classes: int,
@@ -232,7 +247,8 @@ def estimator_curves(histories: dict, path: PathLike, *,
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per data point")
         ax.grid(alpha=0.3)
-        ax.legend(title="estimator")
+        if histories:  # none yet when the first estimator failed
+            ax.legend(title="estimator")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

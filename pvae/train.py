@@ -101,6 +101,32 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float):
     return options[name](params, **kwargs)
 
 
+def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
+               kl_warmup: float = 0) -> ELBO:
+    """The ELBO ``fit`` would train ``model`` with, or the ``ValueError`` it would raise.
+
+    Every rule on which estimator suits which model lives here, so that callers
+    training several estimators (``pvae.compare``) can check them all first.
+    """
+    loss_elbo = make_elbo(elbo, num_particles, model=model)
+    if isinstance(loss_elbo, TraceMeanField_ELBO) and not getattr(model, "mean_field", True):
+        raise ValueError(
+            f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
+            "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
+        )
+    if isinstance(loss_elbo, IWAE) and (kl_warmup or getattr(model, "beta", 1.0) != 1.0):
+        raise ValueError("the importance-weighted bound takes the model as written: beta != 1 "
+                         "and kl_warmup cannot be used with it; use elbo='trace'")
+    if _scale_free(loss_elbo):
+        if kl_warmup:
+            raise ValueError(f"kl_warmup cannot be used with {type(loss_elbo).__name__}: the "
+                             "weight would enter its log-mean-exp; use elbo='trace' for warm-up")
+        if getattr(model, "beta", 1.0) != 1.0:
+            raise ValueError(f"beta != 1 cannot be used with {type(loss_elbo).__name__}: the "
+                             "weight would enter its log-mean-exp; use elbo='trace'")
+    return loss_elbo
+
+
 def fit(
     model,
     data,
@@ -196,22 +222,7 @@ def fit(
     # ---- every check before any work -------------------------------------------------
     _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
                    lr_factor)
-    loss_elbo = make_elbo(elbo, num_particles, model=model)
-    if isinstance(loss_elbo, TraceMeanField_ELBO) and not getattr(model, "mean_field", True):
-        raise ValueError(
-            f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
-            "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
-        )
-    if isinstance(loss_elbo, IWAE) and (kl_warmup or getattr(model, "beta", 1.0) != 1.0):
-        raise ValueError("the importance-weighted bound takes the model as written: beta != 1 "
-                         "and kl_warmup cannot be used with it; use elbo='trace'")
-    if _scale_free(loss_elbo):
-        if kl_warmup:
-            raise ValueError(f"kl_warmup cannot be used with {type(loss_elbo).__name__}: the "
-                             "weight would enter its log-mean-exp; use elbo='trace' for warm-up")
-        if getattr(model, "beta", 1.0) != 1.0:
-            raise ValueError(f"beta != 1 cannot be used with {type(loss_elbo).__name__}: the "
-                             "weight would enter its log-mean-exp; use elbo='trace'")
+    loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup)
     rank, world = distributed.context()
     if world > 1:
         if not hasattr(loss_elbo, "differentiable_loss"):

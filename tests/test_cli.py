@@ -125,14 +125,14 @@ def test_a_stacked_run_learns_a_trained_models_codes_and_draws_in_its_space(tmp_
         assert torch.equal(v, w)
     shutil.rmtree(m1)  # the run keeps its own copy of the M1
     assert main(["sample", "--run", str(m2), "-n", "5", "--y", "3"]) == 0
-    drawn = np.load(m2 / "sample-n5-y3.npy")
+    drawn = np.load(m2 / "sample-n5-y3-seed0.npy")
     assert drawn.shape == (5, 64) and drawn.min() >= 0 and drawn.max() <= 1  # digit pixels
     assert main(["plot", "--run", str(m2)]) == 0
     for name in ("reconstructions", "samples", "conditional", "latent", "interpolation",
                  "traversal"):
         assert (m2 / f"{name}.png").exists(), name
     assert main(["evaluate", "--run", str(m2), "--num-samples", "5"]) == 0
-    assert json.loads((m2 / "evaluation.json").read_text())["num_points"] == 270
+    assert json.loads((m2 / "evaluation-test-k5.json").read_text())["num_points"] == 270
 
 
 def test_the_m1m2_config_runs_on_the_m1_configs_run(tmp_path, shared_data):

@@ -96,7 +96,7 @@ def test_compare_and_evaluate_commands(tmp_path, capsys):
     assert main(["train", "--out", str(run), "--set", "train.epochs=2", "--quiet",
                  "--set", "evaluate.num_samples=5"]) == 0
     assert main(["evaluate", "--run", str(run), "--num-samples", "20"]) == 0
-    result = json.loads((run / "evaluation.json").read_text())
+    result = json.loads((run / "evaluation-test-k20.json").read_text())
     assert result["num_samples"] == 20 and result["log_likelihood"] >= result["elbo"] - 1
     assert set(result["active_units"]) == {"z"} and len(result["kl_per_dim"]["z"]) == 8
     assert main(["evaluate", "--run", str(tmp_path)]) == 2

@@ -126,9 +126,9 @@ def test_plot_and_sample_commands(tmp_path, capsys):
     assert main(["sample", "--run", str(run), "-n", "12"]) == 0
     import numpy as np
 
-    arr = np.load(run / "sample-n12.npy")
+    arr = np.load(run / "sample-n12-seed0.npy")
     assert arr.shape == (12, 64) and 0 <= arr.min() and arr.max() <= 1
-    _png(run / "sample-n12.png", 100, 100)
+    _png(run / "sample-n12-seed0.png", 100, 100)
     assert main(["sample", "--run", str(run), "-n", "4", "--y", "3"]) == 2
     assert "not conditional" in capsys.readouterr().err
 
@@ -138,7 +138,7 @@ def test_conditional_sample_command(tmp_path):
     assert main(["train", "--out", str(run), "--quiet", "--set", "model.type=cvae",
                  "--set", "train.epochs=2", "--set", "evaluate.num_samples=5"]) == 0
     assert main(["sample", "--run", str(run), "-n", "8", "--y", "4"]) == 0
-    assert (run / "sample-n8-y4.npy").exists()
+    assert (run / "sample-n8-y4-seed0.npy").exists()
     assert main(["sample", "--run", str(run), "-n", "8", "--y", "12"]) == 2
     assert main(["plot", "--run", str(run), "--kind", "conditional"]) == 0
     _png(run / "conditional.png")
