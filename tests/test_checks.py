@@ -363,13 +363,25 @@ def _npz(tmp_path, y, n=30):
     (np.tile([1000, 2000, 3000], 10), r"3 distinct value\(s\) but range up to 3000, which would "
                                       r"make 3001 classes; re-index them to 0..2.*numpy.unique"),
     (np.tile([0, 1, -2], 10), r"found -2"),
-    (np.zeros((30, 3)), r"shape \(30, 3\)"),
 ])
 def test_bad_labels_in_a_users_file_are_refused_at_load(tmp_path, y, match):
     with pytest.raises(ValueError, match=match):
         pvae.data.load("array", path=_npz(tmp_path, y))
     with pytest.raises(ValueError, match=match):
         pvae.data.ArrayDataset(np.zeros((30, 4), np.float32), y)
+
+
+def test_a_matrix_y_in_a_file_is_condition_vectors_and_must_be_finite(tmp_path):
+    # (N, D) with D > 1 in a user's file: a CVAE's condition vectors (config model.y_dim)
+    y = np.random.default_rng(1).normal(size=(30, 3))
+    data = pvae.data.load("array", path=_npz(tmp_path, y))
+    assert data.train.y.dtype == torch.float32 and data.train.y.shape[1] == 3
+    y[4, 1] = np.nan
+    with pytest.raises(ValueError, match="condition vectors y must be finite"):
+        pvae.data.load("array", path=_npz(tmp_path, y))
+    # as class labels (ArrayDataset), a matrix is refused with the shape it has
+    with pytest.raises(ValueError, match=r"shape \(30, 3\)"):
+        pvae.data.ArrayDataset(np.zeros((30, 4), np.float32), np.zeros((30, 3)))
 
 
 def test_good_labels_in_a_users_file(tmp_path):
