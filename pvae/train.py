@@ -225,6 +225,14 @@ def fit(
         monitor subset at the epoch's end; ``recon - kl`` is its ELBO),
         ``val_elbo`` (with validation data), ``kl_weight`` (with warm-up),
         ``lr`` (the learning rate the epoch's steps used), ``seconds``.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss, a gradient, a parameter or a monitored value becomes
+        non-finite: names the step and the sites, suggests fixes (standardising
+        unscaled real-valued data among them), and says whether a checkpoint
+        was kept.
     """
     # ---- every check before any work -------------------------------------------------
     _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
