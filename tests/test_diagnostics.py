@@ -113,6 +113,18 @@ def test_gradient_stats_groups_and_more_particles_less_variance(binary_digits):
     assert all(p.grad is None for p in vae.parameters())  # leaves no gradients behind
 
 
+def test_variances_over_one_draw_are_refused_before_any_work(binary_digits, tmp_path):
+    vae = pvae.VAE(64, 4, hidden_dims=(16,))
+    x = binary_digits.train.x[:16]
+    with pytest.raises(ValueError, match="num_estimates must be an int >= 2.*got 1"):
+        pvae.evaluate.gradient_stats(vae, x, ["trace"], num_estimates=1)
+    trained = []
+    with pytest.raises(ValueError, match="snr_estimates must be an int >= 2.*got 1"):
+        pvae.compare(lambda: trained.append(1) or vae, x, ["trace"], snr_estimates=1,
+                     out=tmp_path / "cmp")
+    assert trained == [] and not (tmp_path / "cmp").exists()
+
+
 def test_compare_table_on_a_tiny_run(binary_digits, tmp_path):
     d = binary_digits
     rows = pvae.compare(lambda: pvae.VAE(64, 3, hidden_dims=(16,)), d.train.x[:300],
