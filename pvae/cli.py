@@ -96,7 +96,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     from pvae import distributed, evaluate
     from pvae.checkpoint import atomic_write_text
     from pvae.batching import as_batch_tensors
-    from pvae.train import CHECKPOINT, fit
+    from pvae.train import CHECKPOINT, fit, resume_record
 
     distributed.init_from_env(cfg.train.device)
     rank, world = distributed.context()
@@ -114,6 +114,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     # Check the data against the model before anything is written.
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
+    if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
+        resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", cfg.to_yaml())

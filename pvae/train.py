@@ -131,6 +131,39 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float):
     return options[name](params, **kwargs)
 
 
+def resume_record(path: Union[str, os.PathLike], model, *, optimizer: str = "adam",
+                  seed: Optional[int] = None) -> dict:
+    """The checkpoint at ``path`` that a resumed :func:`fit` continues, checked against it.
+
+    Loads the saved weights into ``model`` and returns the record. Raises,
+    before any training: ``pvae.checkpoint.CheckpointError`` for a checkpoint
+    without training state or from another model; ``ValueError`` for another
+    ``optimizer`` than the run's (its saved state cannot continue as another)
+    or another ``seed`` (the run's random streams are restored, so a new seed
+    would do nothing). ``pvae train --resume`` calls it before writing anything.
+    """
+    path = Path(path)
+    record = ckpt.read(path)
+    if "training" not in record:
+        raise ckpt.CheckpointError(f"{str(path)!r} holds no training state to resume")
+    saved_seed = record["training"].get("seed")
+    if seed is not None and "seed" in record["training"] and seed != saved_seed:
+        raise ValueError(
+            f"{str(path)!r} continues the random streams of seed={saved_seed}, saved "
+            f"with it, so seed={seed} would have no effect; resume with seed={saved_seed} "
+            "(or None), or start a new run in another checkpoint_dir"
+        )
+    saved_optimizer = record["training"].get("optimizer_name")
+    if saved_optimizer is not None and saved_optimizer != optimizer:
+        raise ValueError(
+            f"{str(path)!r} was trained with optimizer={saved_optimizer!r}, whose state "
+            f"cannot continue as {optimizer!r}; resume with optimizer={saved_optimizer!r}, "
+            "or start a new run in another checkpoint_dir"
+        )
+    ckpt.restore_weights(model, record, path)
+    return record
+
+
 def fit(
     model,
     data,
@@ -208,7 +241,9 @@ def fit(
         Write ``checkpoint_dir/checkpoint.pt`` atomically every
         ``checkpoint_every`` epochs and at the end. ``resume=True`` continues
         from it if it exists (and starts afresh if none was written yet);
-        without ``resume`` an existing checkpoint is never overwritten.
+        without ``resume`` an existing checkpoint is never overwritten. A
+        resumed run continues the saved random streams: another ``seed`` than
+        the run's raises ``ValueError``, before any work.
     progress
         Show a tqdm bar; default: only when stderr is a terminal.
     monitor_size
@@ -292,17 +327,7 @@ def fit(
                 f"{str(ckpt_path)!r} already exists; pass resume=True to continue that run, "
                 "or choose another checkpoint_dir"
             )
-        record = ckpt.read(ckpt_path)
-        if "training" not in record:
-            raise ckpt.CheckpointError(f"{str(ckpt_path)!r} holds no training state to resume")
-        saved_optimizer = record["training"].get("optimizer_name")
-        if saved_optimizer is not None and saved_optimizer != optimizer:
-            raise ValueError(
-                f"{str(ckpt_path)!r} was trained with optimizer={saved_optimizer!r}, whose state "
-                f"cannot continue as {optimizer!r}; resume with optimizer={saved_optimizer!r}, "
-                "or start a new run in another checkpoint_dir"
-            )
-        ckpt.restore_weights(model, record, ckpt_path)
+        record = resume_record(ckpt_path, model, optimizer=optimizer, seed=seed)
 
     # ---- set-up -------------------------------------------------------------------------------
     device = torch.device(device) if device is not None else model.device
@@ -378,6 +403,7 @@ def fit(
             "epoch": epoch,
             "optimizer": opt.state_dict(),
             "optimizer_name": optimizer,
+            "seed": record["training"].get("seed", seed) if record is not None else seed,
             "history": list(history),
             "torch_rng": torch.get_rng_state(),
             "torch_rng_per_rank": [list(r) for r in rng_per_rank] if world > 1 else [],

@@ -167,6 +167,22 @@ def test_resume_with_a_new_lr_uses_and_records_it(tmp_path):
     assert saved["param_groups"][0]["lr"] == pytest.approx(0.1)  # what the optimiser used
 
 
+@pytest.mark.parametrize("change,message", [
+    ("train.seed=7", "seed=7 would have no effect"),
+    ("train.optimizer=sgd", "resume with optimizer='adam'"),
+    ("model.z_dim=3", "differently configured"),
+])
+def test_a_resume_it_cannot_honour_is_refused_before_anything_is_written(tmp_path, capsys,
+                                                                          change, message):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK, "--set", "train.epochs=1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--out", str(out), "--resume", "--quiet", "--set", "train.epochs=2",
+                 "--set", change]) == 2
+    assert message in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def _labelled_table(path, n=90, seed=0):
     """Binary rows whose class is given by their first two features."""
     g = torch.Generator().manual_seed(seed)

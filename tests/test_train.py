@@ -125,6 +125,21 @@ def test_resume_applies_the_new_weight_decay_and_refuses_another_optimizer(x, tm
     assert seen == [0.5]
 
 
+def test_resume_refuses_a_seed_it_could_not_apply(x, tmp_path):
+    pvae.fit(small_vae(), x, epochs=1, seed=1, checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(ValueError, match="random streams of seed=1.*seed=2 would have no effect"):
+        pvae.fit(small_vae(), x, epochs=2, seed=2, checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    pvae.fit(small_vae(), x, epochs=2, checkpoint_dir=tmp_path, resume=True)  # seed=None: as saved
+    assert pvae.fit(small_vae(), x, epochs=3, seed=1, checkpoint_dir=tmp_path,
+                    resume=True)["epoch"] == [1, 2, 3]
+    pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path / "unseeded")
+    with pytest.raises(ValueError, match="seed=None, saved"):
+        pvae.fit(small_vae(), x, epochs=2, seed=0, checkpoint_dir=tmp_path / "unseeded",
+                 resume=True)
+
+
 def test_existing_checkpoint_is_not_overwritten_without_resume(x, tmp_path):
     pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path)
     before = (tmp_path / CHECKPOINT).read_bytes()
