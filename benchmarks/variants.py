@@ -241,7 +241,7 @@ class Classifier:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        self.test_accuracy = float((self.predict(d.test.x) == d.test.y).float().mean())
+        self.test_accuracy = accuracy(self.predict(d.test.x), d.test.y)
 
     @torch.no_grad()
     def predict(self, x):
@@ -294,8 +294,8 @@ def bench_hvae_iaf(args, res, which):
 
 
 def accuracy(probs: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of rows whose most probable class is the label."""
-    return (probs.argmax(-1) == y).float().mean().item()
+    """Share of labelled rows whose most probable class is the label (pvae's one definition)."""
+    return pvae.evaluate.accuracy(probs, y)["accuracy"]
 
 
 def supervised_baseline(d, seed: int, steps: int) -> float:

@@ -202,7 +202,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     from pvae import distributed, evaluate
     from pvae.batching import as_batch_tensors
     from pvae.checkpoint import atomic_write_text, writing
-    from pvae.train import check_elbo
+    from pvae.train import CHECKPOINT, check_elbo, resume_record
 
     distributed.init_from_env(cfg.train.device)
     rank, world = distributed.context()
@@ -222,6 +222,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
     check_elbo(model, t.elbo, t.num_particles, t.kl_warmup)  # fit's own rule, checked now
+    if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
+        resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)
     undo = _Undo(out) if rank == 0 else None
     try:
         if rank == 0:
@@ -259,8 +261,9 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
         metrics["test"]["bits_per_dim"] = evaluate.bits_per_dim(-ll, data.x_shape)
     if hasattr(model, "classify") and data.test.y is not None:
-        predicted = model.classify(data.test.x.to(model.device)).argmax(-1).cpu()
-        metrics["test"]["accuracy"] = (predicted == data.test.y).float().mean().item()
+        # on the labelled test points only (None when there are none), and how many there were
+        probs = model.classify(data.test.x.to(model.device)).cpu()
+        metrics["test"].update(evaluate.accuracy(probs, data.test.y))
     metrics["processes"] = world
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     history.to_csv(out / "metrics.csv")
@@ -399,8 +402,10 @@ def _cmd_train(args) -> int:
     if "bits_per_dim" in test:
         line += f"; {test['bits_per_dim']:.3f} bits/dim"
     print(line)
-    if "accuracy" in test:
-        print(f"test accuracy of q(y|x): {test['accuracy']:.4f}")
+    if "num_labelled" in test:
+        print(f"test accuracy of q(y|x): {test['accuracy']:.4f} on {test['num_labelled']} "
+              "labelled points" if test["accuracy"] is not None
+              else "test accuracy of q(y|x): undefined, no test point is labelled")
     print(f"run folder: {out}")
     return 0
 
@@ -456,20 +461,30 @@ def _cmd_evaluate(args) -> int:
         "elbo": elbo.mean().item(), "log_likelihood": ll.mean().item(),
         "distortion": diag["distortion"], "rate": diag["rate"],
         **{k: v for k, v in diag.items() if k.startswith("rate_")},
-        "active_units": {k: {"active": v["active"], "dims": v["dims"]}
-                         for k, v in diag["active_units"].items()},
+        "active_units": None if diag["active_units"] is None else
+        {k: {"active": v["active"], "dims": v["dims"]} for k, v in diag["active_units"].items()},
         "kl_per_dim": {k: (v.tolist() if v is not None else None)
                        for k, v in diag["kl_per_dim"].items()},
         "seconds": time.perf_counter() - t0,
     }
+    if diag["active_units"] is None:
+        result["active_units_note"] = (f"undefined on {len(split)} point(s): a variance over the "
+                                       "data needs at least 2")
     if model.likelihood.discrete:
         result["bits_per_dim"] = evaluate.bits_per_dim(-result["log_likelihood"], data.x_shape)
+    if hasattr(model, "classify") and getattr(split, "y", None) is not None:
+        result.update(evaluate.accuracy(model.classify(batch[0]).cpu(), split.y))
     atomic_write_text(out, json.dumps(result, indent=2))
-    units = ", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
+    units = (", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
+             if result["active_units"] is not None else result["active_units_note"])
     print(f"{args.split}: ELBO {result['elbo']:.2f}, log-likelihood {result['log_likelihood']:.2f} "
           f"({args.num_samples} importance samples), nats per data point, higher is better")
     print(f"rate (KL) {result['rate']:.2f}, distortion {result['distortion']:.2f}; "
           f"active units {units}")
+    if "num_labelled" in result:
+        print(f"accuracy of q(y|x): {result['accuracy']:.4f} on {result['num_labelled']} labelled "
+              "points" if result["accuracy"] is not None else
+              "accuracy of q(y|x): undefined, no point is labelled")
     print(f"wrote {out}")
     return 0
 

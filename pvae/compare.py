@@ -111,6 +111,9 @@ def compare(
 
     if not elbos:
         raise ValueError("pass at least one estimator in elbos")
+    if not (isinstance(snr_estimates, int) and snr_estimates >= 2):  # before any training
+        raise ValueError(f"snr_estimates must be an int >= 2 (a variance over repeated "
+                         f"estimates), got {snr_estimates!r}")
     if out is not None and not overwrite:
         existing = [Path(out) / f for f in COMPARISON_FILES if (Path(out) / f).exists()]
         if existing:

@@ -18,8 +18,9 @@ switched off inside the loops, where it would re-check every sample. The
 diagnostics take all ``num_samples`` of a batch at once: keep
 ``num_samples * batch_size`` moderate there.
 
-Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
-units), :func:`gradient_stats` (variance and SNR of gradient estimators),
+Also here: :func:`accuracy` of a classifier on the labelled points,
+:func:`diagnostics` (rate, distortion, KL per dimension, active units),
+:func:`gradient_stats` (variance and SNR of gradient estimators),
 :func:`anomaly_scores` with :func:`calibrate_threshold` and :func:`roc_auc`.
 """
 
@@ -174,6 +175,49 @@ def bits_per_dim(nats: Union[torch.Tensor, float], x_dim: Union[int, Sequence[in
     return nats / (d * math.log(2))
 
 
+# -- classification ---------------------------------------------------------------------------
+def accuracy(probs: torch.Tensor, y: torch.Tensor) -> dict:
+    """Classification accuracy on the labelled points only.
+
+    Parameters
+    ----------
+    probs
+        Class probabilities or scores, shape ``(N, C)`` (e.g. ``model.classify(x)``),
+        or predicted labels, shape ``(N,)``.
+    y
+        True labels, shape ``(N,)``; ``-1`` marks an unlabelled point, which is
+        not scored (neither right nor wrong).
+
+    Returns
+    -------
+    dict
+        ``{"accuracy": float | None, "num_labelled": int}``: the share of
+        labelled points whose most probable class is their label, and how many
+        labelled points there were; ``accuracy`` is ``None`` when none is.
+
+    Raises
+    ------
+    ValueError
+        If ``probs`` and ``y`` have different numbers of rows, or ``y`` holds
+        anything but whole numbers ``>= -1``.
+    """
+    probs, y = torch.as_tensor(probs), torch.as_tensor(y)
+    if probs.dim() not in (1, 2) or y.dim() != 1 or probs.shape[0] != y.shape[0]:
+        raise ValueError(f"accuracy needs predictions of shape (N, C) or (N,) and labels of shape "
+                         f"(N,); got {tuple(probs.shape)} and {tuple(y.shape)}")
+    if y.is_floating_point() and not (torch.isfinite(y).all() and (y == y.round()).all()):
+        raise ValueError("labels must be whole numbers (class indices, -1 for unlabelled)")
+    if y.numel() and y.min() < -1:
+        raise ValueError(f"labels must be class indices or -1 (unlabelled); found {y.min().item():g}")
+    predicted = probs.argmax(-1) if probs.dim() == 2 else probs
+    labelled = y >= 0
+    n = int(labelled.sum())
+    if n == 0:
+        return {"accuracy": None, "num_labelled": 0}
+    right = predicted.to(y.device)[labelled].long() == y[labelled].long()
+    return {"accuracy": right.double().mean().item(), "num_labelled": n}
+
+
 # -- diagnostics ------------------------------------------------------------------------------
 def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
     """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
@@ -196,6 +240,10 @@ def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.T
     return out
 
 
+#: The fewest data points on which active units (a variance over the data) are defined.
+MIN_POINTS_ACTIVE_UNITS = 2
+
+
 def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100,
                  batch_size: int = 1000) -> dict[str, dict]:
     """Active latent dimensions (Burda et al. 2015): Cov_x(E_q[z_d | x]) > ``threshold``.
@@ -203,9 +251,20 @@ def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100
     Returns, per latent site, ``{"active": count, "dims": D, "variance": tensor(D)}``
     and warns when a site's posterior has collapsed (no active dimension, or
     fewer than a tenth of them).
+
+    Raises
+    ------
+    ValueError
+        With fewer than two data points, where a variance over the data is
+        undefined (and no collapse can be told apart).
     """
+    evaluation = _Evaluation(model, data, batch_size, 2**62, 1)
+    n = evaluation.batch[0].shape[0]
+    if n < MIN_POINTS_ACTIVE_UNITS:
+        raise ValueError(f"active units need at least {MIN_POINTS_ACTIVE_UNITS} data points (a "
+                         f"variance over the data), got {n}; pass more data")
     means: dict[str, list[torch.Tensor]] = {}
-    for sub, _ in _Evaluation(model, data, batch_size, 2**62, 1):
+    for sub, _ in evaluation:
         for name, m in _posterior_means(model, sub, num_samples).items():
             means.setdefault(name, []).append(m)
     out = {}
@@ -252,9 +311,11 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
     """Rate and distortion per latent site, KL per dimension, active units.
 
     Returns ``{"elbo", "distortion", "rate", "rate_<site>", "kl_per_dim": {site: tensor | None},
-    "active_units": {...}}``, in nats per data point (means over the data).
+    "active_units": {...} | None}``, in nats per data point (means over the data).
     ``distortion`` is -E_q log p(x | z); ``rate`` is E_q[log q(z|x) - log p(z)],
-    the KL, per latent site as ``rate_<site>``.
+    the KL, per latent site as ``rate_<site>``. ``active_units`` is as
+    :func:`active_units` gives it, or ``None`` for fewer than two data points,
+    where it is undefined (and no collapse is warned of).
     """
     p = parts(model, data, num_samples, batch_size=batch_size)
     out: dict = {"elbo": p["elbo"].mean().item(), "distortion": -p["recon"].mean().item(),
@@ -273,7 +334,9 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
         else sum(k * n for k, n in v) / sum(n for _, n in v)
         for name, v in kl_dims.items()
     }
-    out["active_units"] = active_units(model, data, threshold=threshold, batch_size=batch_size)
+    out["active_units"] = (
+        active_units(model, data, threshold=threshold, batch_size=batch_size)
+        if batch[0].shape[0] >= MIN_POINTS_ACTIVE_UNITS else None)
     return out
 
 

@@ -38,7 +38,13 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
 
     Returns ``{elbo_name: {"encoder": {"variance", "snr", "num_params"}, "decoder": {...}}}``;
     ``variance`` and ``snr`` are means over the group's coordinates.
+
+    Raises ``ValueError`` for ``num_estimates < 2``: a variance over one
+    estimate is undefined.
     """
+    if not (isinstance(num_estimates, int) and num_estimates >= 2):
+        raise ValueError(f"num_estimates must be an int >= 2 (a variance over repeated "
+                         f"estimates), got {num_estimates!r}")
     from pvae.elbos import make_elbo
     from pvae.evaluate import _as_batch
 

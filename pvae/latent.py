@@ -9,12 +9,16 @@
 - :func:`manifold` decodes a grid over the prior's quantiles (z_dim = 2);
 - :func:`embed_2d` takes latent means to 2-D: as they are, by PCA, or by t-SNE.
 
-Conditional models (CVAE, SemiSupervisedVAE) take the condition ``y``: the
-label of the inputs for encoding, and the label to decode with.
+Every tool works for every model type (VAE, CVAE with labels or a ``y_dim``
+vector, SemiSupervisedVAE, HierarchicalVAE, whose main latent is z1).
+Conditional models take the condition ``y``: the inputs' labels or vectors
+for encoding, and the condition to decode with; a SemiSupervisedVAE predicts
+a label that is absent or -1 with its classifier.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional
 
 import torch
@@ -31,21 +35,51 @@ def _batch(model, x, y):
     return (x,)
 
 
-def _cond(model, y, n):
-    """The condition to decode ``n`` codes with; the model checks it (one, or ``n``)."""
-    if not getattr(model, "conditional", False):
-        return ()
-    if y is None:
-        raise ValueError(f"{type(model).__name__} decodes with a condition: pass y")
-    return (y,)
+def _point_shape(model) -> tuple[int, ...]:
+    """The shape of one data point's condition: () for a label, (D,) for a vector."""
+    y_dim = getattr(model, "y_dim", None)
+    return (y_dim,) if y_dim else ()
 
 
-def _one(model, y):
-    """The condition of one input, as a batch of one (a label, or a y_dim vector)."""
-    if y is None:
+def _point_condition(model, y) -> Optional[torch.Tensor]:
+    """One data point's condition (a label, or a vector for ``y_dim``) as a batch of one."""
+    if y is None or not getattr(model, "conditional", False):
         return None
     y = torch.as_tensor(y)
-    return y.reshape(1, -1) if getattr(model, "y_dim", None) else y.reshape(1)
+    shape = _point_shape(model)
+    if y.numel() != math.prod(shape):
+        raise ValueError(f"{type(model).__name__} takes the condition of one data point here "
+                         f"({'a vector of ' + str(shape[0]) + ' numbers' if shape else 'a label'}),"
+                         f" got shape {tuple(y.shape)}")
+    return y.reshape(1, *shape)
+
+
+def _cond(model, y, n: int, x: Optional[torch.Tensor] = None) -> tuple:
+    """The condition to decode ``n`` points with: one point's, repeated, or one per point.
+
+    A model that classifies (SemiSupervisedVAE) decodes with the label it
+    predicts for the single input ``x`` where ``y`` is absent or -1.
+    """
+    if not getattr(model, "conditional", False):
+        return ()
+    y = None if y is None else torch.as_tensor(y, device=model.device)
+    shape = _point_shape(model)
+    if not shape and y is not None and y.numel() == 1:
+        y = y.reshape(())
+    unknown = y is None or (not shape and y.dim() == 0 and y.item() < 0)
+    if unknown and x is not None and hasattr(model, "classify"):
+        y = model.classify(x[None].to(model.device)).argmax(-1)[0]  # the label q(y|x) predicts
+    elif y is None:
+        raise ValueError(f"{type(model).__name__} decodes with a condition: pass y")
+    if tuple(y.shape) == shape:
+        y = y.expand(n, *shape)
+    elif tuple(y.shape) != (n, *shape):
+        raise ValueError(f"{type(model).__name__} decodes with the condition of one data point "
+                         f"(shape {shape}) or one per decoded point (shape {(n, *shape)}); got "
+                         f"shape {tuple(y.shape)}")
+    if not shape and (y < 0).any():
+        raise ValueError(f"{type(model).__name__} decodes with labels 0..C-1, not -1: pass y")
+    return (y,)
 
 
 @torch.no_grad()
@@ -53,10 +87,16 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
            batch_size: int = 1000) -> torch.Tensor:
     """Posterior means of the main latent for every row of ``x``, shape (N, D).
 
+    ``y``: the inputs' conditions for conditional models, one per row (labels
+    of shape (N,), or (N, y_dim) vectors; -1 for a SemiSupervisedVAE's
+    unknown labels, which its classifier predicts). Raises ``ValueError``
+    when a CVAE gets no ``y`` or ``y`` has another number of rows than ``x``.
     ``x`` (and ``y``) are checked and cast as ``pvae.fit`` checks them
     (``ValueError`` / ``TypeError`` naming the problem), before any work;
     values outside the likelihood's support are encoded as they are.
     """
+    if y is not None and getattr(model, "conditional", False) and len(y) != len(x):
+        raise ValueError(f"y has {len(y)} rows for {len(x)} inputs; pass one condition per row")
     batch = model.checked_batch(*_batch(model, x, y), support=False)
     x, y = batch[0], (batch[1] if len(batch) > 1 else None)
     was = model.training
@@ -188,18 +228,22 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
     ``x_a``, ``x_b``: single data points (shape ``x_shape``). Returns
     ``(z, decoded)`` of shapes (steps, D) and (steps, *x_shape). The ends decode
     to the inputs' mean reconstructions. ``y_a``/``y_b``: their conditions (for
-    encoding with conditional models); ``y``: the condition to decode with.
+    encoding with conditional models: a label, or a vector of ``y_dim``
+    numbers); ``y``: the condition to decode with, one point's or one per step
+    (default ``y_a``; a SemiSupervisedVAE predicts ``x_a``'s label where it is
+    absent or -1). Raises ``ValueError`` for a missing or misshapen condition.
     """
     if steps < 2:
         raise ValueError(f"steps must be >= 2, got {steps}")
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    za = encode(model, torch.as_tensor(x_a)[None], _one(model, y_a))[0]
-    zb = encode(model, torch.as_tensor(x_b)[None], _one(model, y_b))[0]
+    ya, yb = _point_condition(model, y_a), _point_condition(model, y_b)
+    za = encode(model, torch.as_tensor(x_a)[None], ya)[0]
+    zb = encode(model, torch.as_tensor(x_b)[None], yb)[0]
+    cond = _cond(model, y if y is not None else y_a, steps, torch.as_tensor(x_a))
     t = torch.linspace(0, 1, steps)
     z = (1 - t)[:, None] * za + t[:, None] * zb if method == "linear" else _slerp(za, zb, t)
-    cond = y if y is not None else y_a
-    return z, model.decode_mean(z, *_cond(model, cond, steps))
+    return z, model.decode_mean(z, *cond)
 
 
 @torch.no_grad()
@@ -211,16 +255,22 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
     values from -span to +span (standard deviations of a standard normal
     prior; for learned or hierarchical priors, just latent units) while the
     others keep their posterior-mean values. Returns ``(z, decoded)``: shapes
-    (len(dims), steps, D) and (len(dims), steps, *x_shape).
+    (len(dims), steps, D) and (len(dims), steps, *x_shape). ``y``: ``x``'s
+    condition for conditional models (a label, or a vector of ``y_dim``
+    numbers), used to encode and to decode; a SemiSupervisedVAE predicts it
+    where absent or -1. Raises ``ValueError`` for a missing or misshapen
+    condition, or dims outside 0..D-1.
     """
-    z0 = encode(model, torch.as_tensor(x)[None], _one(model, y))[0]
-    dims = list(range(z0.shape[0])) if dims is None else list(dims)
+    z0 = encode(model, torch.as_tensor(x)[None], _point_condition(model, y))[0]
+    dims = list(range(z0.shape[0])) if dims is None else [int(d) for d in dims]
+    if not all(0 <= d < z0.shape[0] for d in dims):
+        raise ValueError(f"dims must be latent dimensions in 0..{z0.shape[0] - 1}, got {dims}")
     values = torch.linspace(-span, span, steps)
     z = z0.repeat(len(dims), steps, 1)
     for i, d in enumerate(dims):
         z[i, :, d] = values
     flat = z.reshape(-1, z0.shape[0])
-    decoded = model.decode_mean(flat, *_cond(model, y, flat.shape[0]))
+    decoded = model.decode_mean(flat, *_cond(model, y, flat.shape[0], x))
     return z, decoded.reshape(len(dims), steps, *decoded.shape[1:])
 
 
@@ -230,6 +280,8 @@ def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]
 
     Returns ``(z, decoded)`` of shapes (n*n, 2) and (n*n, *x_shape); row-major,
     with z_2 decreasing down the rows and z_1 increasing along them.
+    Conditional models decode with ``y`` (one point's condition, or one per
+    grid point); hierarchical models grid their bottom layer z1.
     """
     z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
     if z_dim != 2:

@@ -37,6 +37,7 @@ from pvae.elbos import (  # noqa: F401  (re-exported)
 )
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
+from pvae.likelihoods import Likelihood
 from pvae.models.base import PVAEModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,13 +57,42 @@ def _bad_sites(model, batch) -> list[str]:
     return bad
 
 
-def _numerical_failure(model, batch, epoch, step, what) -> FloatingPointError:
+def _unscaled_data_hint(model, batch) -> str:
+    """A suggestion to standardise real-valued data whose features are far from unit scale."""
+    likelihood = getattr(model, "likelihood", None)
+    if likelihood is None or getattr(likelihood, "discrete", False):
+        return ""
+    if type(likelihood)._support_problem is not Likelihood._support_problem:
+        return ""  # a restricted support (counts, [0, 1], ...): its scale is the data's own
+    x = batch[0].detach().float()
+    x = x.reshape(x.shape[0], -1)[torch.isfinite(x.reshape(x.shape[0], -1)).all(1)]
+    if x.shape[0] == 0:
+        return ""
+    mean = x.mean(0).abs().max().item()
+    std = x.std(0).max().item() if x.shape[0] > 1 else 0.0
+    if max(mean, std) <= 10:
+        return ""
+    return (f" The data are not standardised (feature means up to {mean:.3g} in size, standard "
+            f"deviations up to {std:.3g}): for a {likelihood.name} likelihood, standardise each "
+            "feature with the training data's mean and standard deviation, "
+            "x = (x - mean) / std.")
+
+
+def _numerical_failure(model, batch, epoch, step, what,
+                       checkpoint: Optional[Path] = None) -> FloatingPointError:
     sites = _bad_sites(model, batch)
     where = ", ".join(sites) if sites else "no single site (the gradient or the optimiser step)"
+    if checkpoint is not None and checkpoint.exists():
+        kept = (f" The last good checkpoint, {str(checkpoint)!r}, was kept: resume=True "
+                "continues from it.")
+    elif checkpoint is not None:
+        kept = " No checkpoint had been written yet."
+    else:
+        kept = " Nothing was saved (pass checkpoint_dir to keep checkpoints)."
     return FloatingPointError(
         f"{what} at epoch {epoch + 1}, step {step + 1}; non-finite log density at: {where}. "
         "Try a lower learning rate (lr), gradient clipping (clip_norm=10), KL warm-up, or a "
-        "likelihood with a larger/fixed scale. The last good checkpoint was kept."
+        "likelihood with a larger/fixed scale." + _unscaled_data_hint(model, batch) + kept
     )
 
 
@@ -127,6 +157,47 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
     return loss_elbo
 
 
+def resume_record(path: Union[str, os.PathLike], model, *, optimizer: str = "adam",
+                  seed: Optional[int] = None, epochs: Optional[int] = None) -> dict:
+    """The checkpoint at ``path`` that a resumed :func:`fit` continues, checked against it.
+
+    Loads the saved weights into ``model`` and returns the record. Raises,
+    before any training: ``pvae.checkpoint.CheckpointError`` for a checkpoint
+    without training state or from another model; ``ValueError`` for another
+    ``optimizer`` than the run's (its saved state cannot continue as another)
+    or another ``seed`` (the run's random streams are restored, so a new seed
+    would do nothing), and for ``epochs`` fewer than the run has done (``epochs``
+    is the total to reach). ``pvae train --resume`` calls it before writing anything.
+    """
+    path = Path(path)
+    record = ckpt.read(path)
+    if "training" not in record:
+        raise ckpt.CheckpointError(f"{str(path)!r} holds no training state to resume")
+    saved_seed = record["training"].get("seed")
+    if seed is not None and "seed" in record["training"] and seed != saved_seed:
+        raise ValueError(
+            f"{str(path)!r} continues the random streams of seed={saved_seed}, saved "
+            f"with it, so seed={seed} would have no effect; resume with seed={saved_seed} "
+            "(or None), or start a new run in another checkpoint_dir"
+        )
+    saved_optimizer = record["training"].get("optimizer_name")
+    if saved_optimizer is not None and saved_optimizer != optimizer:
+        raise ValueError(
+            f"{str(path)!r} was trained with optimizer={saved_optimizer!r}, whose state "
+            f"cannot continue as {optimizer!r}; resume with optimizer={saved_optimizer!r}, "
+            "or start a new run in another checkpoint_dir"
+        )
+    done = int(record["training"]["epoch"])
+    if epochs is not None and done > epochs:
+        raise ValueError(
+            f"{str(path)!r} has {done} epochs done, more than epochs={epochs}; epochs "
+            f"is the total to reach, not how many more: pass epochs > {done} to train on, "
+            "or load the model with pvae.load to use it as it is"
+        )
+    ckpt.restore_weights(model, record, path)
+    return record
+
+
 def fit(
     model,
     data,
@@ -165,15 +236,19 @@ def fit(
         In-memory data are batched by indexing whole tensors.
     elbo
         A name from :data:`ELBO_NAMES` (``renyi:0.5`` sets alpha, ``iwae:5`` K) or
-        any ``pyro.infer.ELBO`` instance. Note that Pyro's ``RenyiELBO`` combines
-        the particles of a whole minibatch (its weights multiply over the batch), so
-        its bound loosens as the batch grows; ``iwae`` is per data point.
+        any ``pyro.infer.ELBO`` instance. Pyro's ``RenyiELBO`` takes its
+        log-mean-exp over particles per data point while every sample site lies in
+        the data plate; with any site outside it (a global latent, say) it combines
+        the particles of the whole minibatch,
+        and its bound loosens as the batch grows. ``iwae`` is per data point always.
     epochs, batch_size, lr
         Passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor
         A step schedule: after each epoch in ``lr_steps`` the learning rate is
         multiplied by ``lr_factor`` (``lr_steps=(40,)`` with 50 epochs: 40 at
         ``lr``, then 10 at ``0.1 * lr``). Each epoch's rate is in the history.
+        A resumed run uses the ``lr``, schedule and ``weight_decay`` passed now
+        (the optimiser's saved moments are kept), from its next epoch on.
     num_particles
         Samples per data point in the ELBO estimate (vectorised).
     kl_warmup
@@ -194,14 +269,16 @@ def fit(
         Applied to x of each batch, e.g. :func:`pvae.data.binarize` for
         dynamic binarisation.
     optimizer, weight_decay
-        ``adam`` (default), ``adamw`` or ``sgd``.
+        ``adam`` (default), ``adamw`` or ``sgd``. Resuming with another
+        optimizer than the checkpoint's raises ``ValueError``.
     checkpoint_dir, checkpoint_every, resume
         Write ``checkpoint_dir/checkpoint.pt`` atomically every
         ``checkpoint_every`` epochs and at the end. ``resume=True`` continues
         from it if it exists (and starts afresh if none was written yet);
         without ``resume`` an existing checkpoint is never overwritten.
         ``epochs`` is the total: resuming a checkpoint with more epochs done
-        raises ``ValueError``.
+        raises ``ValueError``. A resumed run continues the saved random streams:
+        another ``seed`` than the run's raises ``ValueError``, before any work.
     progress
         Show a tqdm bar; default: only when stderr is a terminal.
     monitor_size
@@ -217,7 +294,15 @@ def fit(
         objective, nats per data point), ``recon`` and ``kl`` (measured on the
         monitor subset at the epoch's end; ``recon - kl`` is its ELBO),
         ``val_elbo`` (with validation data), ``kl_weight`` (with warm-up),
-        ``lr`` (with ``lr_steps``), ``seconds``.
+        ``lr`` (the learning rate the epoch's steps used), ``seconds``.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss, a gradient, a parameter or a monitored value becomes
+        non-finite: names the step and the sites, suggests fixes (standardising
+        unscaled real-valued data among them), and says whether a checkpoint
+        was kept.
     """
     # ---- every check before any work -------------------------------------------------
     _check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
@@ -262,17 +347,7 @@ def fit(
                 f"{str(ckpt_path)!r} already exists; pass resume=True to continue that run, "
                 "or choose another checkpoint_dir"
             )
-        record = ckpt.read(ckpt_path)
-        if "training" not in record:
-            raise ckpt.CheckpointError(f"{str(ckpt_path)!r} holds no training state to resume")
-        done = int(record["training"]["epoch"])
-        if done > epochs:
-            raise ValueError(
-                f"{str(ckpt_path)!r} has {done} epochs done, more than epochs={epochs}; epochs "
-                f"is the total to reach, not how many more: pass epochs > {done} to train on, "
-                "or load the model with pvae.load to use it as it is"
-            )
-        ckpt.restore_weights(model, record, ckpt_path)
+        record = resume_record(ckpt_path, model, optimizer=optimizer, seed=seed, epochs=epochs)
 
     # ---- set-up -------------------------------------------------------------------------------
     device = torch.device(device) if device is not None else model.device
@@ -302,6 +377,8 @@ def fit(
     if record is not None:
         train_state = record["training"]
         opt.load_state_dict(train_state["optimizer"])
+        for group in opt.param_groups:  # the saved state keeps its own; use the one asked for
+            group["weight_decay"] = weight_decay
         history = History(train_state["history"])
         start_epoch = int(train_state["epoch"])
         per_rank = train_state.get("torch_rng_per_rank") or []
@@ -336,7 +413,7 @@ def fit(
             return
         if not all(torch.isfinite(p).all() for p in params):
             raise _numerical_failure(model, monitor, epoch - 1, steps_per_epoch - 1,
-                                     "a parameter became non-finite")
+                                     "a parameter became non-finite", ckpt_path)
         rng_per_rank = distributed.gather_rng()
         if rank != 0:  # rank 0 writes; the others wait until the file is complete
             distributed.barrier()
@@ -345,6 +422,8 @@ def fit(
         rec["training"] = {
             "epoch": epoch,
             "optimizer": opt.state_dict(),
+            "optimizer_name": optimizer,
+            "seed": record["training"].get("seed", seed) if record is not None else seed,
             "history": list(history),
             "torch_rng": torch.get_rng_state(),
             "torch_rng_per_rank": [list(r) for r in rng_per_rank] if world > 1 else [],
@@ -398,7 +477,8 @@ def fit(
                     p.grad = None
                 value = loss_elbo.loss_and_grads(model.model, model.guide, *batch) * factor
                 if not math.isfinite(value):
-                    raise _numerical_failure(model, batch, epoch, i, f"the loss became {value}")
+                    raise _numerical_failure(model, batch, epoch, i, f"the loss became {value}",
+                                             ckpt_path)
                 for p, g in zip(params, saved):
                     if p.grad is not None and factor != 1.0:
                         p.grad.mul_(factor)
@@ -411,7 +491,8 @@ def fit(
             if not distributed.all_ok(math.isfinite(value)):  # all ranks stop together
                 raise _numerical_failure(model, batch, epoch, i,
                                          f"the loss became {value}" if not math.isfinite(value)
-                                         else "the loss became non-finite on another process")
+                                         else "the loss became non-finite on another process",
+                                         ckpt_path)
             loss.backward()
             return value, size
         for p in params:
@@ -428,10 +509,11 @@ def fit(
     with pyro.validation_enabled(False), model.unregistered() if lean else contextlib.nullcontext():
         for epoch in bar:
             model.train()
-            if lr_steps:  # set from the schedule each epoch, so a resumed run follows it too
-                rate = lr * lr_factor ** sum(epoch >= e for e in lr_steps)
-                for group in opt.param_groups:
-                    group["lr"] = rate
+            # Set from ``lr`` and the schedule each epoch, so a resumed run uses the rate asked
+            # for now, not the one saved with the optimiser's state.
+            rate = lr * lr_factor ** sum(epoch >= e for e in lr_steps)
+            for group in opt.param_groups:
+                group["lr"] = rate
             t0 = time.perf_counter()
             total, seen = 0.0, 0
             for i, parts in enumerate(batches(epoch)):
@@ -442,7 +524,7 @@ def fit(
                     norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
                     if not torch.isfinite(norm):
                         raise _numerical_failure(model, parts[0][0], epoch, i,
-                                                 "the gradient became non-finite")
+                                                 "the gradient became non-finite", ckpt_path)
                 opt.step()
                 total += value * size
                 seen += size
@@ -461,15 +543,15 @@ def fit(
                     row["val_elbo"] = evaluate.elbo(model, val).mean().item()
             if warmup_steps:
                 row["kl_weight"] = weight
-            if lr_steps:
-                row["lr"] = rate
+            row["lr"] = opt.param_groups[0]["lr"]  # the rate this epoch's steps used
             row["seconds"] = seconds
             bad = [k for k in ("train_elbo", "recon", "kl", "val_elbo")
                    if k in row and not math.isfinite(row[k])]
             if not distributed.all_ok(not bad):
                 raise _numerical_failure(model, monitor, epoch, i,
                                          f"{bad[0]} became {row[bad[0]]}" if bad
-                                         else "a monitored value became non-finite elsewhere")
+                                         else "a monitored value became non-finite elsewhere",
+                                         ckpt_path)
             history.append(row)
             bar.set_postfix(elbo=f"{row['train_elbo']:.2f}")
             if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import warnings
 import sys
 
 import pytest
@@ -149,3 +150,99 @@ def test_the_m1m2_config_runs_on_the_m1_configs_run(tmp_path, shared_data):
     assert metrics["test"]["num_points"] == 10000 and "accuracy" in metrics["test"]
     assert [r["lr"] for r in metrics["history"]] == pytest.approx([2e-3, 2e-4])
     assert Image.open(m2 / "samples.png").size[1] > 500  # ten rows of 28x28 digits
+
+
+def test_resume_with_a_new_lr_uses_and_records_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK, "--set", "train.epochs=2"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--quiet", "--set", "train.epochs=4",
+                 "--set", "train.lr=0.1"]) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-3, 0.1, 0.1])
+    lines = (out / "metrics.csv").read_text().splitlines()
+    column = lines[0].split(",").index("lr")
+    assert [float(line.split(",")[column]) for line in lines[1:]] == pytest.approx(
+        [1e-3, 1e-3, 0.1, 0.1])
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)["training"]["optimizer"]
+    assert saved["param_groups"][0]["lr"] == pytest.approx(0.1)  # what the optimiser used
+
+
+@pytest.mark.parametrize("change,message", [
+    ("train.seed=7", "seed=7 would have no effect"),
+    ("train.optimizer=sgd", "resume with optimizer='adam'"),
+    ("model.z_dim=3", "differently configured"),
+])
+def test_a_resume_it_cannot_honour_is_refused_before_anything_is_written(tmp_path, capsys,
+                                                                          change, message):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK, "--set", "train.epochs=1"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--out", str(out), "--resume", "--quiet", "--set", "train.epochs=2",
+                 "--set", change]) == 2
+    assert message in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _labelled_table(path, n=90, seed=0):
+    """Binary rows whose class is given by their first two features."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 8, generator=g) < 0.5).float()
+    y = (x[:, 0] + 2 * x[:, 1]).long()
+    return x, y
+
+
+def _test_rows(path, n, **split):
+    """Which rows of an n-row file land in the test split (labels = row numbers)."""
+    import numpy as np
+
+    np.savez(path, x=np.zeros((n, 2), np.float32), y=np.arange(n))
+    return pvae.data.load("array", path=str(path), **split).test.y
+
+
+@pytest.mark.parametrize("unlabelled", ["a third", "all"])
+def test_ssvae_accuracy_is_scored_on_labelled_test_points_only(tmp_path, capsys, unlabelled):
+    import numpy as np
+
+    x, y = _labelled_table(tmp_path / "table.npz")
+    test_rows = _test_rows(tmp_path / "table.npz", len(x))
+    hidden = test_rows[::3] if unlabelled == "a third" else test_rows
+    y[hidden] = -1
+    np.savez(tmp_path / "table.npz", x=x.numpy(), y=y.numpy())
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK, "--set", "data.name=array",
+                 "--set", f"data.path={tmp_path / 'table.npz'}", "--set", "model.type=ssvae",
+                 "--set", "model.likelihood=bernoulli", "--set", "train.elbo=enum"]) == 0
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    printed = capsys.readouterr().out
+    labelled = y[test_rows] >= 0
+    assert test["num_labelled"] == int(labelled.sum()) == len(test_rows) - len(hidden)
+    if unlabelled == "all":
+        assert test["accuracy"] is None and "no test point is labelled" in printed
+        return
+    model = pvae.load(out / "checkpoint.pt")
+    predicted = model.classify(x[test_rows]).argmax(-1)
+    right = (predicted == y[test_rows])[labelled]
+    assert test["accuracy"] == pytest.approx(right.float().mean().item())
+    assert f"on {test['num_labelled']} labelled points" in printed
+    assert main(["evaluate", "--run", str(out), "--num-samples", "5"]) == 0  # the same figure
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["accuracy"] == pytest.approx(test["accuracy"])
+    assert result["num_labelled"] == test["num_labelled"]
+
+
+def test_evaluate_on_a_one_point_split_says_active_units_are_undefined(tmp_path, capsys):
+    import numpy as np
+
+    x, _ = _labelled_table(tmp_path / "table.npz", n=60)
+    np.save(tmp_path / "table.npy", x.numpy())
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK, "--set", "data.name=array",
+                 "--set", f"data.path={tmp_path / 'table.npy'}", "--set", "data.val_fraction=0.02",
+                 "--set", "model.likelihood=bernoulli"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no posterior-collapse warning
+        assert main(["evaluate", "--run", str(out), "--split", "val", "--num-samples", "5"]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["num_points"] == 1 and result["active_units"] is None
+    assert "undefined on 1 point" in result["active_units_note"]
+    assert "active units undefined on 1 point" in capsys.readouterr().out

@@ -39,6 +39,43 @@ def test_active_units_on_a_model_built_to_have_them(binary_digits):
         pvae.evaluate.active_units(pvae.VAE(64, 6, encoder=enc0), x)
 
 
+@pytest.mark.parametrize("model", ["vae", "hvae"])
+def test_active_units_are_undefined_on_fewer_than_two_points(binary_digits, model):
+    m = (pvae.VAE(64, 4, hidden_dims=(16,)) if model == "vae"
+         else pvae.HierarchicalVAE(64, (4, 2), hidden_dims=(16,)))
+    x = binary_digits.test.x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no collapse warning
+        with pytest.raises(ValueError, match="at least 2 data points.*got 1; pass more data"):
+            pvae.evaluate.active_units(m, x[:1])
+        with pytest.raises(ValueError, match="empty"):
+            pvae.evaluate.active_units(m, x[:0])
+        d = pvae.evaluate.diagnostics(m, x[:1])
+    assert d["active_units"] is None and torch.isfinite(torch.tensor(d["rate"]))
+    two = pvae.evaluate.active_units(m, x[:2], threshold=0.0)  # two points: defined, finite
+    assert all(torch.isfinite(v["variance"]).all() for v in two.values())
+
+
+def test_accuracy_counts_labelled_points_only():
+    # 27 points, 6 unlabelled; of the 21 labelled, 6 are right: 6/21 = 0.286, where counting
+    # the unlabelled as errors would give 6/27 = 0.222
+    y = torch.tensor([0] * 21 + [-1] * 6)
+    predicted = torch.tensor([0] * 6 + [1] * 15 + [0] * 6)
+    probs = torch.nn.functional.one_hot(predicted, 3).float() * 0.8 + 0.1
+    for p in (probs, predicted):
+        result = pvae.evaluate.accuracy(p, y)
+        assert result == {"accuracy": pytest.approx(6 / 21), "num_labelled": 21}
+        assert round(result["accuracy"], 3) == 0.286
+    assert pvae.evaluate.accuracy(probs[21:], y[21:]) == {"accuracy": None, "num_labelled": 0}
+    assert pvae.evaluate.accuracy(probs[:0], y[:0]) == {"accuracy": None, "num_labelled": 0}
+    with pytest.raises(ValueError, match="shape"):
+        pvae.evaluate.accuracy(probs, y[:5])
+    with pytest.raises(ValueError, match="-1 .unlabelled.; found -2"):
+        pvae.evaluate.accuracy(probs[:2], torch.tensor([0, -2]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        pvae.evaluate.accuracy(probs[:2], torch.tensor([0.0, 0.5]))
+
+
 def test_diagnostics_rate_distortion_and_kl_per_dimension(binary_digits):
     vae = pvae.VAE(64, 4, hidden_dims=(32,))
     pvae.fit(vae, binary_digits.train.x, epochs=5, seed=0)
@@ -74,6 +111,18 @@ def test_gradient_stats_groups_and_more_particles_less_variance(binary_digits):
     assert s8["encoder"]["variance"] < s1["encoder"]["variance"]
     assert s8["decoder"]["snr"] > s1["decoder"]["snr"]
     assert all(p.grad is None for p in vae.parameters())  # leaves no gradients behind
+
+
+def test_variances_over_one_draw_are_refused_before_any_work(binary_digits, tmp_path):
+    vae = pvae.VAE(64, 4, hidden_dims=(16,))
+    x = binary_digits.train.x[:16]
+    with pytest.raises(ValueError, match="num_estimates must be an int >= 2.*got 1"):
+        pvae.evaluate.gradient_stats(vae, x, ["trace"], num_estimates=1)
+    trained = []
+    with pytest.raises(ValueError, match="snr_estimates must be an int >= 2.*got 1"):
+        pvae.compare(lambda: trained.append(1) or vae, x, ["trace"], snr_estimates=1,
+                     out=tmp_path / "cmp")
+    assert trained == [] and not (tmp_path / "cmp").exists()
 
 
 def test_compare_table_on_a_tiny_run(binary_digits, tmp_path):

@@ -142,3 +142,98 @@ def test_conditional_sample_command(tmp_path):
     assert main(["sample", "--run", str(run), "-n", "8", "--y", "12"]) == 2
     assert main(["plot", "--run", str(run), "--kind", "conditional"]) == 0
     _png(run / "conditional.png")
+
+
+# -- every latent tool on every model type ---------------------------------------------------
+MODEL_TYPES = ["vae", "cvae_classes", "cvae_vector", "ssvae", "hvae"]
+
+
+def _model_and_conditions(kind, n):
+    """An untrained model with a 2-D main latent, and one condition per data point (or None)."""
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(0)
+    if kind == "vae":
+        return pvae.VAE(64, 2, hidden_dims=(16,)), None
+    if kind == "cvae_classes":
+        return pvae.CVAE(64, 2, num_classes=10, hidden_dims=(16,)), torch.arange(n) % 10
+    if kind == "cvae_vector":
+        return pvae.CVAE(64, 2, y_dim=3, hidden_dims=(16,)), torch.randn(n, 3, generator=g)
+    if kind == "ssvae":  # a label where known, -1 where not (then predicted)
+        return (pvae.SemiSupervisedVAE(64, 10, z_dim=2, hidden_dims=(16,)),
+                torch.where(torch.arange(n) % 3 != 2, torch.arange(n) % 10, -1))
+    return pvae.HierarchicalVAE(64, (2, 3), hidden_dims=(16,)), None
+
+
+def _recon(model, x, y):
+    return model.reconstruct(x[None]) if y is None else model.reconstruct(x[None], y[None])
+
+
+@pytest.mark.parametrize("kind", MODEL_TYPES)
+def test_every_latent_tool_works_for_every_model_type(binary_digits, kind):
+    x = binary_digits.test.x[:6]
+    model, y = _model_and_conditions(kind, len(x))
+    z = latent.encode(model, x, y)
+    assert z.shape == (6, 2) and torch.isfinite(z).all()
+    torch.testing.assert_close(latent.encode(model, x[:1], None if y is None else y[:1])[0], z[0])
+    y0, y1 = (None, None) if y is None else (y[0], y[1])
+    for method in ("linear", "slerp"):
+        zs, dec = latent.interpolate(model, x[0], x[1], steps=5, method=method, y_a=y0, y_b=y1)
+        assert zs.shape == (5, 2) and dec.shape == (5, 64)
+        torch.testing.assert_close(zs[0], z[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(zs[-1], z[1], rtol=1e-5, atol=1e-6)
+        # the first end decodes (with the first input's condition) to its reconstruction
+        torch.testing.assert_close(dec[0], _recon(model, x[0], y0)[0], rtol=1e-4, atol=1e-5)
+    if y is not None:  # decoding with the second input's condition: its reconstruction
+        _, dec = latent.interpolate(model, x[0], x[1], steps=3, y_a=y0, y_b=y1, y=y1)
+        torch.testing.assert_close(dec[-1], _recon(model, x[1], y1)[0], rtol=1e-4, atol=1e-5)
+    zt, dec = latent.traverse(model, x[2], dims=[1], steps=4, y=None if y is None else y[2])
+    assert zt.shape == (1, 4, 2) and dec.shape == (1, 4, 64)
+    if kind == "ssvae":  # y[2] is -1: decoded with the label q(y|x) predicts, as reconstruct does
+        z2 = zt[0].clone()
+        z2[:, 1] = z[2, 1]
+        torch.testing.assert_close(model.decode_mean(z2[:1], model.classify(x[2:3]).argmax(-1)),
+                                   _recon(model, x[2], y[2]), rtol=1e-4, atol=1e-5)
+    assert torch.allclose(zt[0, :, 0], z[2, 0].expand(4))
+    assert torch.allclose(zt[0, :, 1], torch.linspace(-2.5, 2.5, 4))
+    zm, dec = latent.manifold(model, n=3, y=None if y is None else y[0])
+    assert zm.shape == (9, 2) and dec.shape == (9, 64) and torch.isfinite(dec).all()
+    coords, _ = latent.embed_2d(z)
+    assert coords.shape == (6, 2)
+
+
+@pytest.mark.parametrize("kind", ["cvae_classes", "cvae_vector"])
+def test_latent_tools_ask_for_a_cvaes_condition(binary_digits, kind):
+    x = binary_digits.test.x[:2]
+    model, y = _model_and_conditions(kind, 2)
+    with pytest.raises(ValueError, match="needs the condition y"):
+        latent.interpolate(model, x[0], x[1])
+    with pytest.raises(ValueError, match="needs the condition y"):
+        latent.traverse(model, x[0])
+    with pytest.raises(ValueError, match="decodes with a condition: pass y"):
+        latent.manifold(model, n=2)
+    wrong = torch.zeros(5) if kind == "cvae_vector" else torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="condition of one data point"):
+        latent.traverse(model, x[0], y=wrong)
+    with pytest.raises(ValueError, match="condition of one data point"):
+        latent.interpolate(model, x[0], x[1], y_a=y[0], y_b=wrong)
+    with pytest.raises(ValueError, match=r"one per decoded point \(shape \(4,"):
+        latent.interpolate(model, x[0], x[1], steps=4, y_a=y[0], y_b=y[1], y=y)
+    with pytest.raises(ValueError, match="y has 2 rows for 1 inputs"):
+        latent.encode(model, x[:1], y)
+    with pytest.raises(ValueError, match=r"dims must be latent dimensions in 0..1, got \[2\]"):
+        latent.traverse(model, x[0], y=y[0], dims=[2])
+
+
+@pytest.mark.parametrize("kind", MODEL_TYPES)
+def test_features_and_code_data_take_unconditional_models_and_refuse_the_others(digits, kind):
+    model, _ = _model_and_conditions(kind, 1)
+    if getattr(model, "conditional", False):
+        with pytest.raises(ValueError, match="takes an unconditional model"):
+            latent.Features(model)
+        with pytest.raises(ValueError, match="takes an unconditional model"):
+            latent.code_data(digits, model)
+        return
+    codes = latent.Features(model, sample=False)(digits.test.x[:5])
+    torch.testing.assert_close(codes, latent.encode(model, digits.test.x[:5]))
+    coded = latent.code_data(digits, model)
+    assert coded.test.x.shape == (len(digits.test), 2)

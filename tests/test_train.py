@@ -69,12 +69,75 @@ def test_resume_continues_to_the_same_numbers(x, tmp_path):
 def test_lr_steps_drop_the_rate_after_those_epochs_and_a_resumed_run_follows_them(x, tmp_path):
     h = pvae.fit(small_vae(), x, epochs=4, lr=1e-2, lr_steps=(1, 3), lr_factor=0.5)
     assert h["lr"] == [1e-2, 5e-3, 5e-3, 2.5e-3]
-    assert "lr" not in pvae.fit(small_vae(), x, epochs=1)[-1]  # no schedule, no column
+    assert pvae.fit(small_vae(), x, epochs=2, lr=3e-3)["lr"] == [3e-3, 3e-3]  # always recorded
     m = small_vae()
     pvae.fit(m, x, epochs=2, lr=1e-2, checkpoint_dir=tmp_path)
     resumed = pvae.fit(m, x, epochs=4, lr=1e-2, lr_steps=(3,), checkpoint_dir=tmp_path,
                        resume=True)
     assert resumed["lr"][2:] == pytest.approx([1e-2, 1e-3])  # the optimiser's saved rate is overridden
+
+
+@pytest.mark.parametrize("lr_steps", [(), (3,)])
+def test_a_new_lr_on_resume_is_used_and_recorded_as_the_optimisers_rate(x, tmp_path, lr_steps):
+    torch.manual_seed(0)
+    init = small_vae().state_dict()
+    models, histories = {}, {}
+    for new_lr in (1e-3, 1e-1):  # resumed with the old rate, and with a new one
+        m = small_vae()
+        m.load_state_dict(init)
+        pvae.fit(m, x, epochs=2, lr=1e-3, seed=1, checkpoint_dir=tmp_path / str(new_lr))
+        used = []  # the optimiser's param_group rate at each step, read from the optimiser
+        real_step = torch.optim.Adam.step
+
+        def spy(self, *a, _real=real_step, **k):
+            used.append({g["lr"] for g in self.param_groups})
+            return _real(self, *a, **k)
+
+        torch.optim.Adam.step = spy
+        try:
+            m = small_vae()
+            h = pvae.fit(m, x, epochs=4, lr=new_lr, lr_steps=lr_steps, seed=1, resume=True,
+                         checkpoint_dir=tmp_path / str(new_lr))
+        finally:
+            torch.optim.Adam.step = real_step
+        models[new_lr], histories[new_lr] = m, h
+        steps = len(used) // 2
+        assert h["lr"] == pytest.approx([1e-3, 1e-3, new_lr, new_lr * (0.1 if lr_steps else 1)])
+        # the recorded rate of each resumed epoch is the one its optimiser steps used
+        assert used[:steps] == [{h["lr"][2]}] * steps and used[steps:] == [{h["lr"][3]}] * steps
+    assert histories[1e-1]["lr"][2] == pytest.approx(1e-1)
+    assert not all(torch.equal(a, b) for a, b in zip(models[1e-3].state_dict().values(),
+                                                     models[1e-1].state_dict().values()))
+    assert histories[1e-1]["train_elbo"][2:] != histories[1e-3]["train_elbo"][2:]
+
+
+def test_resume_applies_the_new_weight_decay_and_refuses_another_optimizer(x, tmp_path):
+    pvae.fit(small_vae(), x, epochs=1, optimizer="adamw", checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(ValueError, match="optimizer='adamw'.*resume with optimizer='adamw'"):
+        pvae.fit(small_vae(), x, epochs=2, optimizer="sgd", checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    seen = []
+    pvae.fit(small_vae(), x, epochs=2, optimizer="adamw", weight_decay=0.5, resume=True,
+             checkpoint_dir=tmp_path, callback=lambda row: seen.append(
+                 torch.load(tmp_path / CHECKPOINT, weights_only=False)["training"]["optimizer"]
+                 ["param_groups"][0]["weight_decay"]))
+    assert seen == [0.5]
+
+
+def test_resume_refuses_a_seed_it_could_not_apply(x, tmp_path):
+    pvae.fit(small_vae(), x, epochs=1, seed=1, checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(ValueError, match="random streams of seed=1.*seed=2 would have no effect"):
+        pvae.fit(small_vae(), x, epochs=2, seed=2, checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    pvae.fit(small_vae(), x, epochs=2, checkpoint_dir=tmp_path, resume=True)  # seed=None: as saved
+    assert pvae.fit(small_vae(), x, epochs=3, seed=1, checkpoint_dir=tmp_path,
+                    resume=True)["epoch"] == [1, 2, 3]
+    pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path / "unseeded")
+    with pytest.raises(ValueError, match="seed=None, saved"):
+        pvae.fit(small_vae(), x, epochs=2, seed=0, checkpoint_dir=tmp_path / "unseeded",
+                 resume=True)
 
 
 def test_existing_checkpoint_is_not_overwritten_without_resume(x, tmp_path):
@@ -141,10 +204,42 @@ def test_numerical_failure_names_the_site_and_keeps_the_checkpoint(x, tmp_path):
         with torch.no_grad():
             vae.decoder.net[-1].bias.fill_(float("nan"))
 
-    with pytest.raises(FloatingPointError, match="observed site 'x'.*lower learning rate"):
+    with pytest.raises(FloatingPointError, match="observed site 'x'.*lower learning rate") as e:
         pvae.fit(vae, x, epochs=3, checkpoint_dir=tmp_path, callback=poison)
+    assert f"The last good checkpoint, '{tmp_path / CHECKPOINT}', was kept" in str(e.value)
+    assert "standardise" not in str(e.value)  # binary data: nothing to standardise
     assert len(written) == 1 and (tmp_path / CHECKPOINT).read_bytes() == written[0]
     assert pvae.load(tmp_path / CHECKPOINT).decoder.net[-1].bias.isfinite().all()
+
+
+def _poisoned_fit(model, data, **kwargs):
+    def poison(row):  # after epoch 1, the decoder goes bad
+        with torch.no_grad():
+            model.decoder.net[-1].bias.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError) as e:
+        pvae.fit(model, data, epochs=3, callback=poison, **kwargs)
+    return str(e.value)
+
+
+def test_numerical_failure_claims_a_checkpoint_only_when_one_exists(x, tmp_path):
+    message = _poisoned_fit(small_vae(), x)
+    assert "checkpoint was kept" not in message and "Nothing was saved" in message
+    message = _poisoned_fit(small_vae(), x, checkpoint_dir=tmp_path, checkpoint_every=5)
+    assert "checkpoint was kept" not in message and "No checkpoint had been written" in message
+    assert not (tmp_path / CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "laplace"])
+def test_numerical_failure_suggests_standardising_unscaled_real_data(likelihood):
+    g = torch.Generator().manual_seed(0)
+    table = 5000.0 + 300.0 * torch.randn(200, 6, generator=g)  # means 5000, std 300
+    message = _poisoned_fit(pvae.VAE(6, 2, hidden_dims=(8,), likelihood=likelihood), table)
+    assert "not standardised" in message and "x = (x - mean) / std" in message
+    assert f"for a {likelihood} likelihood" in message
+    standard = (table - table.mean(0)) / table.std(0)
+    message = _poisoned_fit(pvae.VAE(6, 2, hidden_dims=(8,), likelihood=likelihood), standard)
+    assert "standardis" not in message
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -245,7 +245,8 @@ class SemiSupervisedVAE(PVAEModel):
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean reconstruction, with y given or (where -1 or absent) predicted by the classifier."""
         guess = self.classify(x).argmax(-1)
-        y = guess if y is None else torch.where(y >= 0, y.long(), guess)
+        y = guess if y is None else torch.as_tensor(y, device=guess.device).long()
+        y = torch.where(y >= 0, y, guess)
         return self.decode(self.encode(x, y)[0], y, mean=True)
 
     @torch.no_grad()
