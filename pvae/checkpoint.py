@@ -185,6 +185,13 @@ def read(path: PathLike) -> dict:
             f"{str(path)!r} is not a pvae checkpoint (no {FORMAT!r} format tag); "
             "pvae.load reads files written by model.save or pvae.fit"
         )
+    kinds = {"class": str, "hparams": dict, "state_dict": dict}
+    broken = [k for k, kind in kinds.items() if not isinstance(record.get(k), kind)]
+    if broken:
+        raise CheckpointError(
+            f"{str(path)!r} is a damaged pvae checkpoint (its {', '.join(broken)} entry is "
+            "missing or malformed); use an earlier checkpoint or retrain"
+        )
     return record
 
 
@@ -244,6 +251,11 @@ def load(path: PathLike, model=None, *, device: Optional[Union[str, torch.device
             raise CheckpointError(
                 f"{str(path)!r} holds a {record['class']} that cannot be rebuilt here ({e}); "
                 "build it as before and call pvae.load(path, model=...)"
+            ) from None
+        except TypeError as e:  # a damaged file: constructor arguments that do not exist
+            raise CheckpointError(
+                f"{str(path)!r} is a damaged pvae checkpoint: its saved settings do not build "
+                f"a {record['class']} ({e}); use an earlier checkpoint or retrain"
             ) from None
     restore_weights(model, record, path)
     if device is not None:

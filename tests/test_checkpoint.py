@@ -109,3 +109,18 @@ def test_failed_save_leaves_the_old_file(binary_digits, tmp_path, monkeypatch):
         vae.save(tmp_path / "m.pt")
     assert (tmp_path / "m.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_a_damaged_settings_entry_is_a_checkpoint_error(tmp_path):
+    # the corruption a fuzzed byte produced: one hparam key renamed (" idden_dims")
+    vae = pvae.VAE(4, 2, hidden_dims=(8,))
+    vae.save(tmp_path / "m.pt")
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    record["hparams"][" idden_dims"] = record["hparams"].pop("hidden_dims")
+    torch.save(record, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="damaged pvae checkpoint.*do not build a VAE"):
+        pvae.load(tmp_path / "bad.pt")
+    del record["hparams"]
+    torch.save(record, tmp_path / "worse.pt")
+    with pytest.raises(CheckpointError, match="damaged pvae checkpoint.*hparams"):
+        pvae.load(tmp_path / "worse.pt")
