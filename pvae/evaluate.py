@@ -340,6 +340,83 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
     return out
 
 
+# -- one report ------------------------------------------------------------------------------
+def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
+           seed: Optional[int] = None, diagnostics: bool = False, what: str = "data") -> dict:
+    """Score a model on one split: what ``pvae train``, ``pvae evaluate`` and
+    :func:`pvae.compare` report.
+
+    Parameters
+    ----------
+    model
+        A pvae model; the data are moved to ``model.device``.
+    data
+        A :class:`pvae.data.Split`, a tensor ``(N, ...)`` or a tuple ``(x, y)``.
+        A split's labels are used where the model takes them, and score the
+        classifier where it has one.
+    num_samples
+        Importance samples for the log-likelihood.
+    elbo_samples
+        Guide samples averaged in the ELBO.
+    seed
+        Seeds torch's generator first, when given (the same figures each time).
+    diagnostics
+        Also rate, distortion, ``rate_<site>``, KL per dimension and active units
+        (:func:`diagnostics`), as plain numbers and lists.
+    what
+        How the data are named in error messages.
+
+    Returns
+    -------
+    dict
+        ``elbo``, ``log_likelihood`` (nats per data point, means over the data),
+        ``num_samples``, ``num_points``; ``bits_per_dim`` where the likelihood is
+        discrete; ``accuracy`` and ``num_labelled`` (:func:`accuracy`) where the
+        model classifies and ``data`` has labels; with ``diagnostics``, also
+        ``distortion``, ``rate``, ``rate_<site>``, ``active_units``
+        (``{site: {"active", "dims"}}``, or ``None`` with ``active_units_note``
+        for fewer than two points) and ``kl_per_dim`` (``{site: list | None}``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Data the model cannot score (as :func:`elbo`).
+    """
+    labels = getattr(data, "y", None) if hasattr(data, "x") else None
+    if hasattr(data, "x") and labels is None:
+        data = data.x  # a split without labels
+    batch = model.evaluation_batch(as_batch_tensors(data, model, what))
+    batch = tuple(t.to(model.device) for t in batch)
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = {"elbo": elbo(model, batch, num_samples=elbo_samples).mean().item(),
+           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples).mean().item(),
+           "num_samples": num_samples, "num_points": batch[0].shape[0]}
+    if diagnostics:
+        out.update(_diagnostics_summary(model, batch))
+    if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
+        out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
+    if hasattr(model, "classify") and labels is not None:
+        # on the labelled points only (None when there are none), and how many there were
+        out.update(accuracy(model.classify(batch[0]).cpu(), labels))
+    return out
+
+
+def _diagnostics_summary(model, batch: Batch) -> dict:
+    """:func:`diagnostics` as plain numbers and lists (JSON-ready)."""
+    diag = diagnostics(model, batch)
+    out = {"distortion": diag["distortion"], "rate": diag["rate"],
+           **{k: v for k, v in diag.items() if k.startswith("rate_")},
+           "active_units": None if diag["active_units"] is None else
+           {k: {"active": v["active"], "dims": v["dims"]} for k, v in diag["active_units"].items()},
+           "kl_per_dim": {k: (v.tolist() if v is not None else None)
+                          for k, v in diag["kl_per_dim"].items()}}
+    if diag["active_units"] is None:
+        out["active_units_note"] = (f"undefined on {batch[0].shape[0]} point(s): a variance over "
+                                    "the data needs at least 2")
+    return out
+
+
 # -- anomaly scores -----------------------------------------------------------------------------
 def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
                    batch_size: int = 500) -> torch.Tensor:
