@@ -225,7 +225,7 @@ def test_ssvae_accuracy_is_scored_on_labelled_test_points_only(tmp_path, capsys,
     assert test["accuracy"] == pytest.approx(right.float().mean().item())
     assert f"on {test['num_labelled']} labelled points" in printed
     assert main(["evaluate", "--run", str(out), "--num-samples", "5"]) == 0  # the same figure
-    result = json.loads((out / "evaluation.json").read_text())
+    result = json.loads((out / "evaluation-test-k5.json").read_text())
     assert result["accuracy"] == pytest.approx(test["accuracy"])
     assert result["num_labelled"] == test["num_labelled"]
 
@@ -242,7 +242,7 @@ def test_evaluate_on_a_one_point_split_says_active_units_are_undefined(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no posterior-collapse warning
         assert main(["evaluate", "--run", str(out), "--split", "val", "--num-samples", "5"]) == 0
-    result = json.loads((out / "evaluation.json").read_text())
+    result = json.loads((out / "evaluation-val-k5.json").read_text())
     assert result["num_points"] == 1 and result["active_units"] is None
     assert "undefined on 1 point" in result["active_units_note"]
     assert "active units undefined on 1 point" in capsys.readouterr().out
