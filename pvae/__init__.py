@@ -11,7 +11,7 @@ Layers, bottom to top; a module imports only from its own layer or below:
 2. ``models``
 3. ``elbos`` (with ``fast_elbo``, ``iwae``) and ``weights``
 4. ``train``
-5. ``evaluate``, ``gradients``, ``latent``
+5. ``scores`` (pure), ``evaluate``, ``gradients``, ``latent``
 6. ``compare``, ``plots``, ``figures`` (the plot kinds of a run)
 7. ``runs`` (run folders) and ``results`` (what the commands make of a run)
 8. ``cli`` (parses arguments and prints)
