@@ -4,6 +4,21 @@
 >>> data = pvae.data.load("digits", flatten=True)
 >>> vae = pvae.VAE(x_dim=64, z_dim=8, likelihood="continuous_bernoulli")
 >>> history = pvae.fit(vae, data.train, epochs=5)      # doctest: +SKIP
+
+Layers, bottom to top; a module imports only from its own layer or below:
+
+1. ``distributions``, ``nets``, ``likelihoods``, ``flows``, ``priors``
+2. ``models``
+3. ``elbos`` (with ``fast_elbo``, ``iwae``) and ``weights``
+4. ``train``
+5. ``scores`` (pure), ``evaluate``, ``gradients``, ``latent``
+6. ``compare``, ``plots``, ``figures`` (the plot kinds of a run)
+7. ``runs`` (run folders) and ``results`` (what the commands make of a run)
+8. ``cli`` (parses arguments and prints)
+
+Importing pvae changes no global state: no matplotlib backend is selected (the
+figures are drawn without ``pyplot``), and Pyro's param store and torch's
+default dtype and random state are left as they are.
 """
 
 from pvae import data, evaluate, latent, likelihoods, plots

@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from pvae import evaluate
+from pvae.gradients import gradient_stats
 from pvae.train import check_elbo, fit
 
 COLUMNS = ["elbo", "final_train_objective", "test_elbo", "test_log_likelihood", "snr_encoder",
@@ -43,6 +44,34 @@ def _particles(spec: str, num_particles: Optional[int]) -> int:
     if num_particles is not None:
         return num_particles
     return 5 if spec.startswith("renyi") else 1  # Renyi needs several particles
+
+
+def _check_first(model_factory, data, elbos, *, seed, num_particles, snr_estimates, transform,
+                 out, overwrite) -> None:
+    """Everything :func:`compare` refuses, checked before any estimator trains: the
+    options, the output files, the data and every estimator (by ``fit``'s own rules)."""
+    from pvae.batching import as_batch_tensors
+
+    if not elbos:
+        raise ValueError("pass at least one estimator in elbos")
+    if not (isinstance(snr_estimates, int) and snr_estimates >= 2):  # before any training
+        raise ValueError(f"snr_estimates must be an int >= 2 (a variance over repeated "
+                         f"estimates), got {snr_estimates!r}")
+    if out is not None and not overwrite:
+        existing = [Path(out) / f for f in COMPARISON_FILES if (Path(out) / f).exists()]
+        if existing:
+            raise FileExistsError(f"{str(existing[0])!r} already exists; pass overwrite=True "
+                                  "(--overwrite) to replace it, or another out folder")
+    torch.manual_seed(seed)
+    probe = model_factory()
+    # The data and every estimator checked by fit's own rules before the first trains.
+    train = as_batch_tensors(data, probe)
+    probe.check_data(*((transform(train[0]),) + train[1:] if transform else train))
+    for spec in elbos:
+        try:
+            check_elbo(probe, spec, _particles(spec, num_particles))
+        except ValueError as e:
+            raise ValueError(f"estimator {spec!r}: {e} (nothing was trained)") from None
 
 
 def compare(
@@ -107,28 +136,8 @@ def compare(
         After every other estimator has run, if one failed while training; its
         ``rows`` hold every row, the failed ones with an ``error``.
     """
-    from pvae.batching import as_batch_tensors
-
-    if not elbos:
-        raise ValueError("pass at least one estimator in elbos")
-    if not (isinstance(snr_estimates, int) and snr_estimates >= 2):  # before any training
-        raise ValueError(f"snr_estimates must be an int >= 2 (a variance over repeated "
-                         f"estimates), got {snr_estimates!r}")
-    if out is not None and not overwrite:
-        existing = [Path(out) / f for f in COMPARISON_FILES if (Path(out) / f).exists()]
-        if existing:
-            raise FileExistsError(f"{str(existing[0])!r} already exists; pass overwrite=True "
-                                  "(--overwrite) to replace it, or another out folder")
-    torch.manual_seed(seed)
-    probe = model_factory()
-    # The data and every estimator checked by fit's own rules before the first trains.
-    train = as_batch_tensors(data, probe)
-    probe.check_data(*((transform(train[0]),) + train[1:] if transform else train))
-    for spec in elbos:
-        try:
-            check_elbo(probe, spec, _particles(spec, num_particles))
-        except ValueError as e:
-            raise ValueError(f"estimator {spec!r}: {e} (nothing was trained)") from None
+    _check_first(model_factory, data, elbos, seed=seed, num_particles=num_particles,
+                 snr_estimates=snr_estimates, transform=transform, out=out, overwrite=overwrite)
     rows, histories, failed = [], {}, []
     for spec in elbos:
         try:
@@ -171,19 +180,17 @@ def _run_one(spec: str, model_factory, data, test, *, epochs, batch_size, lr, se
     if transform is not None:
         snr_batch = (transform(snr_batch[0]),) + snr_batch[1:]
     torch.manual_seed(seed)
-    snr = evaluate.gradient_stats(model, snr_batch, [spec], num_estimates=snr_estimates,
-                                  num_particles=k)[spec]
+    snr = gradient_stats(model, snr_batch, [spec], num_estimates=snr_estimates,
+                         num_particles=k)[spec]
     row = {"elbo": spec, "final_train_objective": history[-1]["train_elbo"],
            "snr_encoder": snr.get("encoder", {}).get("snr", math.nan),
            "snr_decoder": snr.get("decoder", {}).get("snr", math.nan),
            "seconds_per_step": sum(r["seconds"] for r in history) / steps,
            "train_seconds": seconds, "epochs": epochs}
     if test is not None:
-        tb = model.evaluation_batch(as_batch_tensors(test, model, "test data"))
-        torch.manual_seed(seed)
-        row["test_elbo"] = evaluate.elbo(model, tb).mean().item()
-        row["test_log_likelihood"] = evaluate.log_likelihood(
-            model, tb, num_samples=num_samples).mean().item()
+        scores = evaluate.report(model, test, num_samples=num_samples, seed=seed,
+                                 what="test data")
+        row["test_elbo"], row["test_log_likelihood"] = scores["elbo"], scores["log_likelihood"]
     return row, history
 
 

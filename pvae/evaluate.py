@@ -18,10 +18,12 @@ switched off inside the loops, where it would re-check every sample. The
 diagnostics take all ``num_samples`` of a batch at once: keep
 ``num_samples * batch_size`` moderate there.
 
-Also here: :func:`accuracy` of a classifier on the labelled points,
-:func:`diagnostics` (rate, distortion, KL per dimension, active units),
-:func:`gradient_stats` (variance and SNR of gradient estimators),
-:func:`anomaly_scores` with :func:`calibrate_threshold` and :func:`roc_auc`.
+Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
+units), :func:`report` (one split scored as ``pvae train``, ``pvae evaluate``
+and :func:`pvae.compare` report it) and :func:`anomaly_scores`. Re-exported
+from the modules they live in: :func:`accuracy`, :func:`bits_per_dim`,
+:func:`calibrate_threshold` and :func:`roc_auc` (:mod:`pvae.scores`), and
+:func:`gradient_stats` (:mod:`pvae.gradients`).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import nullcontext
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import pyro
 import torch
 
 from pvae.batching import as_batch_tensors
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
+from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
 from pvae.weights import callables, check_per_point, log_weights
 
 Batch = tuple
@@ -169,55 +172,6 @@ def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[
     return {k: torch.cat(v) for k, v in acc.items()}
 
 
-def bits_per_dim(nats: Union[torch.Tensor, float], x_dim: Union[int, Sequence[int]]):
-    """Convert nats per data point to bits per dimension (for discrete data: -log2 p / D)."""
-    d = x_dim if isinstance(x_dim, int) else math.prod(x_dim)
-    return nats / (d * math.log(2))
-
-
-# -- classification ---------------------------------------------------------------------------
-def accuracy(probs: torch.Tensor, y: torch.Tensor) -> dict:
-    """Classification accuracy on the labelled points only.
-
-    Parameters
-    ----------
-    probs
-        Class probabilities or scores, shape ``(N, C)`` (e.g. ``model.classify(x)``),
-        or predicted labels, shape ``(N,)``.
-    y
-        True labels, shape ``(N,)``; ``-1`` marks an unlabelled point, which is
-        not scored (neither right nor wrong).
-
-    Returns
-    -------
-    dict
-        ``{"accuracy": float | None, "num_labelled": int}``: the share of
-        labelled points whose most probable class is their label, and how many
-        labelled points there were; ``accuracy`` is ``None`` when none is.
-
-    Raises
-    ------
-    ValueError
-        If ``probs`` and ``y`` have different numbers of rows, or ``y`` holds
-        anything but whole numbers ``>= -1``.
-    """
-    probs, y = torch.as_tensor(probs), torch.as_tensor(y)
-    if probs.dim() not in (1, 2) or y.dim() != 1 or probs.shape[0] != y.shape[0]:
-        raise ValueError(f"accuracy needs predictions of shape (N, C) or (N,) and labels of shape "
-                         f"(N,); got {tuple(probs.shape)} and {tuple(y.shape)}")
-    if y.is_floating_point() and not (torch.isfinite(y).all() and (y == y.round()).all()):
-        raise ValueError("labels must be whole numbers (class indices, -1 for unlabelled)")
-    if y.numel() and y.min() < -1:
-        raise ValueError(f"labels must be class indices or -1 (unlabelled); found {y.min().item():g}")
-    predicted = probs.argmax(-1) if probs.dim() == 2 else probs
-    labelled = y >= 0
-    n = int(labelled.sum())
-    if n == 0:
-        return {"accuracy": None, "num_labelled": 0}
-    right = predicted.to(y.device)[labelled].long() == y[labelled].long()
-    return {"accuracy": right.double().mean().item(), "num_labelled": n}
-
-
 # -- diagnostics ------------------------------------------------------------------------------
 def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
     """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
@@ -340,6 +294,83 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
     return out
 
 
+# -- one report ------------------------------------------------------------------------------
+def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
+           seed: Optional[int] = None, diagnostics: bool = False, what: str = "data") -> dict:
+    """Score a model on one split: what ``pvae train``, ``pvae evaluate`` and
+    :func:`pvae.compare` report.
+
+    Parameters
+    ----------
+    model
+        A pvae model; the data are moved to ``model.device``.
+    data
+        A :class:`pvae.data.Split`, a tensor ``(N, ...)`` or a tuple ``(x, y)``.
+        A split's labels are used where the model takes them, and score the
+        classifier where it has one.
+    num_samples
+        Importance samples for the log-likelihood.
+    elbo_samples
+        Guide samples averaged in the ELBO.
+    seed
+        Seeds torch's generator first, when given (the same figures each time).
+    diagnostics
+        Also rate, distortion, ``rate_<site>``, KL per dimension and active units
+        (:func:`diagnostics`), as plain numbers and lists.
+    what
+        How the data are named in error messages.
+
+    Returns
+    -------
+    dict
+        ``elbo``, ``log_likelihood`` (nats per data point, means over the data),
+        ``num_samples``, ``num_points``; ``bits_per_dim`` where the likelihood is
+        discrete; ``accuracy`` and ``num_labelled`` (:func:`accuracy`) where the
+        model classifies and ``data`` has labels; with ``diagnostics``, also
+        ``distortion``, ``rate``, ``rate_<site>``, ``active_units``
+        (``{site: {"active", "dims"}}``, or ``None`` with ``active_units_note``
+        for fewer than two points) and ``kl_per_dim`` (``{site: list | None}``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Data the model cannot score (as :func:`elbo`).
+    """
+    labels = getattr(data, "y", None) if hasattr(data, "x") else None
+    if hasattr(data, "x") and labels is None:
+        data = data.x  # a split without labels
+    batch = model.evaluation_batch(as_batch_tensors(data, model, what))
+    batch = tuple(t.to(model.device) for t in batch)
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = {"elbo": elbo(model, batch, num_samples=elbo_samples).mean().item(),
+           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples).mean().item(),
+           "num_samples": num_samples, "num_points": batch[0].shape[0]}
+    if diagnostics:
+        out.update(_diagnostics_summary(model, batch))
+    if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
+        out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
+    if hasattr(model, "classify") and labels is not None:
+        # on the labelled points only (None when there are none), and how many there were
+        out.update(accuracy(model.classify(batch[0]).cpu(), labels))
+    return out
+
+
+def _diagnostics_summary(model, batch: Batch) -> dict:
+    """:func:`diagnostics` as plain numbers and lists (JSON-ready)."""
+    diag = diagnostics(model, batch)
+    out = {"distortion": diag["distortion"], "rate": diag["rate"],
+           **{k: v for k, v in diag.items() if k.startswith("rate_")},
+           "active_units": None if diag["active_units"] is None else
+           {k: {"active": v["active"], "dims": v["dims"]} for k, v in diag["active_units"].items()},
+           "kl_per_dim": {k: (v.tolist() if v is not None else None)
+                          for k, v in diag["kl_per_dim"].items()}}
+    if diag["active_units"] is None:
+        out["active_units_note"] = (f"undefined on {batch[0].shape[0]} point(s): a variance over "
+                                    "the data needs at least 2")
+    return out
+
+
 # -- anomaly scores -----------------------------------------------------------------------------
 def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
                    batch_size: int = 500) -> torch.Tensor:
@@ -352,51 +383,3 @@ def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
     raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
 
 
-def calibrate_threshold(normal_scores, false_positive_rate: float = 0.05) -> float:
-    """The score above which only ``false_positive_rate`` of normal (validation) data lies.
-
-    ``normal_scores``: shape (N,), a tensor, array or list. Raises ``ValueError``
-    for no scores, NaN scores, or a rate outside (0, 1).
-    """
-    if not 0 < false_positive_rate < 1:
-        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    normal_scores = torch.as_tensor(normal_scores).double().flatten()
-    if normal_scores.numel() == 0 or torch.isnan(normal_scores).any():
-        raise ValueError("calibrate_threshold needs at least one score and no NaN scores; "
-                         "check the model and the data that gave them")
-    return torch.quantile(normal_scores, 1 - false_positive_rate).item()
-
-
-def roc_auc(scores, is_anomaly) -> float:
-    """Area under the ROC curve: P(score of an anomaly > score of a normal point), ties half.
-
-    ``scores``: shape (N,), finite; ``is_anomaly``: N labels, 1 (or True) for an
-    anomaly and 0 (False) for a normal point. Tensors, arrays or lists. Raises
-    ``ValueError`` before computing if the lengths differ, a label is not 0/1,
-    a score is NaN, or only one kind of point is present.
-    """
-    scores = torch.as_tensor(scores).double().flatten()
-    labels = torch.as_tensor(is_anomaly).flatten()
-    if labels.shape != scores.shape:
-        raise ValueError(f"roc_auc: {labels.numel()} labels for {scores.numel()} scores; give "
-                         "one label (1: anomaly, 0: normal) per score")
-    if torch.isnan(scores).any():
-        raise ValueError(f"roc_auc: {int(torch.isnan(scores).sum())} score(s) are NaN; "
-                         "check the model and the data that gave them")
-    if labels.dtype != torch.bool:
-        values = sorted(set(torch.unique(labels).tolist()))
-        if not set(values) <= {0, 1}:
-            raise ValueError(f"roc_auc: labels must be 0 (normal) or 1 (anomaly), found the "
-                             f"values {values[:10]}; e.g. pass (labels == ANOMALY_VALUE)")
-    is_anomaly = labels.bool()
-    if is_anomaly.all() or not is_anomaly.any():
-        raise ValueError("roc_auc needs both anomalies and normal points")
-    ranks = torch.empty_like(scores)
-    order = scores.argsort()
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    # average ranks of ties
-    uniq, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, ranks)
-    ranks = (sums / counts)[inverse]
-    n_pos, n_neg = int(is_anomaly.sum()), int((~is_anomaly).sum())
-    return ((ranks[is_anomaly].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()

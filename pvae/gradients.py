@@ -16,7 +16,19 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO
 
+from pvae.batching import as_batch_tensors
 from pvae.weights import callables
+
+
+def _batch(data, model) -> tuple[torch.Tensor, ...]:
+    """The tensors the estimators are run on: what evaluation scores of a
+    :class:`pvae.data.Split`, checked against the model when it can check data."""
+    batch = as_batch_tensors(data, model)
+    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
+        batch = model.evaluation_batch(batch)
+    if hasattr(model, "check_data"):
+        model.check_data(*batch)
+    return batch
 
 
 def _groups(model, batch) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
@@ -46,9 +58,8 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
         raise ValueError(f"num_estimates must be an int >= 2 (a variance over repeated "
                          f"estimates), got {num_estimates!r}")
     from pvae.elbos import make_elbo
-    from pvae.evaluate import _as_batch
 
-    batch = _as_batch(data, model)
+    batch = _batch(data, model)
     groups = _groups(model, batch)
     results = {}
     for spec in elbos:

@@ -2,6 +2,10 @@
 
 Image data (a known ``image_shape``) are drawn as grey-level grids; other data
 (tables, counts) as per-feature comparisons, chosen from the data shape.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
+canvas, never through ``pyplot``: importing or calling this module selects no
+backend and opens no window, so a notebook's inline figures are left alone.
 """
 
 from __future__ import annotations
@@ -11,15 +15,22 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 PathLike = Union[str, os.PathLike]
 Decode = Callable[[torch.Tensor], torch.Tensor]  # codes to the source data's space
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """``(figure, axes)`` as ``pyplot.subplots`` gives them, on an Agg canvas of its own
+    (no pyplot, no global figure manager, no backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path: PathLike) -> Path:
@@ -28,11 +39,8 @@ def _save(fig, path: PathLike) -> Path:
     from pvae.checkpoint import atomic_write
 
     path = Path(path)
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png",
-                                                 dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png",
+                                             dpi=100, bbox_inches="tight"))
     return path
 
 
@@ -57,7 +65,7 @@ def image_grid(x: torch.Tensor, image_shape: Sequence[int], path: PathLike, *,
     n = imgs.shape[0]
     ncol = ncol or math.ceil(math.sqrt(n))
     nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9 + 0.5), squeeze=False)
+    fig, axes = _subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9 + 0.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -75,7 +83,7 @@ def image_grid(x: torch.Tensor, image_shape: Sequence[int], path: PathLike, *,
 def training_curves(history: Sequence[dict], path: PathLike, *, title: str = "Training") -> Path:
     """ELBO (train and validation), reconstruction term and KL per epoch."""
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
     ax.plot(epochs, [r["train_elbo"] for r in history],
             label="train objective (minibatch mean)")
@@ -108,7 +116,7 @@ def _feature_axes(num_features: int, max_features: int, height: float):
     d = min(num_features, max_features)
     ncol = min(d, 4)
     nrow = math.ceil(d / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, height * nrow), squeeze=False)
+    fig, axes = _subplots(nrow, ncol, figsize=(3 * ncol, height * nrow), squeeze=False)
     for ax in axes.flat[d:]:
         ax.axis("off")
     return fig, list(axes.flat[:d])
@@ -222,7 +230,7 @@ def layer_kl(history: Sequence[dict], path: PathLike, *,
     """Hierarchical models: each latent site's KL per epoch (nats per data point)."""
     keys = sorted(k for k in history[-1] if k.startswith("kl_"))
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     for k in keys:
         ax.plot(epochs, [r.get(k, np.nan) for r in history], label=k[3:])
     ax.set_xlabel("epoch")
@@ -236,7 +244,7 @@ def layer_kl(history: Sequence[dict], path: PathLike, *,
 def estimator_curves(histories: dict, path: PathLike, *,
                      title: str = "ELBO estimators compared") -> Path:
     """Per estimator: its training objective and the (comparable) ELBO per epoch."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = _subplots(1, 2, figsize=(11, 3.8))
     for i, (name, h) in enumerate(histories.items()):
         epochs = [r["epoch"] for r in h]
         axes[0].plot(epochs, [r["train_elbo"] for r in h], label=name, color=f"C{i}")
@@ -258,7 +266,7 @@ def anomaly_histogram(normal: torch.Tensor, anomalous: Optional[torch.Tensor], t
                       path: PathLike, *, title: str = "Anomaly scores",
                       xlabel: str = "score (-ELBO, nats)") -> Path:
     """Histograms of normal and anomalous scores with the calibrated threshold."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = _subplots(figsize=(6.5, 3.8))
     data = [torch.as_tensor(normal).cpu().numpy()]
     if anomalous is not None:
         data.append(torch.as_tensor(anomalous).cpu().numpy())
@@ -278,11 +286,13 @@ def latent_scatter(coords: torch.Tensor, path: PathLike, *, labels: Optional[tor
                    method: str = "latent", title: str = "Latent space") -> Path:
     """Latent means in 2-D, coloured by label (a categorical colour map) where given."""
     c = torch.as_tensor(coords).cpu().numpy()
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    fig, ax = _subplots(figsize=(6.2, 5.4))
     if labels is not None:
         lab = torch.as_tensor(labels).cpu().numpy()
         classes = np.unique(lab)
-        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        from matplotlib import colormaps
+
+        cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
         for i, k in enumerate(classes):
             sel = lab == k
             ax.scatter(c[sel, 0], c[sel, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=str(k))
@@ -303,7 +313,7 @@ def feature_heatmap(values: torch.Tensor, path: PathLike, *, title: str,
                     ylabel: str = "step") -> Path:
     """Non-image data: rows of decoded feature vectors as a heat map."""
     v = torch.as_tensor(values).detach().cpu().reshape(len(values), -1).numpy()
-    fig, ax = plt.subplots(figsize=(min(12, 1 + 0.35 * v.shape[1]), 0.4 * len(v) + 1.5))
+    fig, ax = _subplots(figsize=(min(12, 1 + 0.35 * v.shape[1]), 0.4 * len(v) + 1.5))
     im = ax.imshow(v, aspect="auto", cmap="viridis")
     fig.colorbar(im, ax=ax, label="decoded mean")
     ax.set_xlabel("feature")

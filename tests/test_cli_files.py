@@ -349,7 +349,7 @@ def test_a_cvae_with_condition_vectors_draws_its_figures_on_images(tmp_path):
     import torch
 
     from pvae.batching import History
-    from pvae.cli import write_figures
+    from pvae.runs import write_figures
     from pvae.data import Data, Split
 
     g = torch.Generator().manual_seed(0)

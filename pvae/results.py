@@ -1,0 +1,223 @@
+"""What the commands make of a trained run: evaluations, samples, figures, comparisons.
+
+``pvae evaluate``, ``pvae sample``, ``pvae plot`` and ``pvae compare`` call
+these; every result file is named by what made it and never replaced without
+``overwrite`` (:func:`pvae.runs.refuse_existing`), and written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from pvae.config import Config
+from pvae.runs import build_model, load_data, load_run, refuse_existing
+
+
+def evaluation_file(run: Path, split: str, num_samples: int) -> Path:
+    """The file ``pvae evaluate`` writes, named by what made it."""
+    return run / f"evaluation-{split}-k{num_samples}.json"
+
+
+def evaluate_run(run: Path, split: str = "test", num_samples: int = 1000, *,
+                 overwrite: bool = False) -> tuple[dict, Path]:
+    """Evaluate a run on one split and write :func:`evaluation_file`; (result, path).
+
+    The result is :func:`pvae.evaluate.report` with diagnostics (nats per data
+    point), with ``split`` and ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        ``num_samples < 1``, or the run's data have no such split.
+    FileExistsError
+        The file exists and ``overwrite`` is false.
+    FileNotFoundError
+        ``run`` is not a run folder.
+    """
+    from pvae import evaluate
+    from pvae.checkpoint import atomic_write_text
+
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    out = evaluation_file(run, split, num_samples)
+    refuse_existing([out], overwrite)
+    cfg, model, data = load_run(run)
+    part = getattr(data, split)
+    if part is None:
+        raise ValueError(f"the run's data has no {split} split")
+    t0 = time.perf_counter()
+    result = {"split": split, **evaluate.report(model, part, num_samples=num_samples,
+                                                elbo_samples=10, seed=0, diagnostics=True,
+                                                what=f"{split} data")}
+    result["seconds"] = time.perf_counter() - t0
+    atomic_write_text(out, json.dumps(result, indent=2))
+    return result, out
+
+
+def _condition_name(text: str) -> str:
+    """``--y`` as it names files: ``2.0`` and ``2`` alike are ``2``; ``0.50,1`` is ``0.5,1``."""
+    try:
+        return ",".join(f"{float(v):g}" for v in text.split(","))
+    except ValueError:
+        return text
+
+
+def sample_stem(n: int, y: Optional[str], seed: int) -> str:
+    """The name (without suffix) of ``pvae sample``'s files: another seed, size or label
+    never replaces them."""
+    return f"sample-n{n}" + (f"-y{_condition_name(y)}" if y is not None else "") + f"-seed{seed}"
+
+
+def _parse_condition(model, text: Optional[str]):
+    """``--y`` for ``model``: a label (int), a condition vector (list), or ``None``."""
+    from pvae.figures import needs_condition
+
+    y_dim = getattr(model, "y_dim", None)
+    what = f"a condition of {y_dim} numbers, e.g. --y " + ",".join(["0.5"] * y_dim) if y_dim \
+        else f"a label in 0..{(getattr(model, 'num_classes', None) or 1) - 1}"
+    if needs_condition(model) and text is None:
+        raise ValueError(f"{type(model).__name__} generates for a condition: pass --y, {what}")
+    if text is None:
+        return None
+    if not model.conditional:
+        raise ValueError(f"{type(model).__name__} is not conditional: drop --y")
+    try:
+        y = [float(v) for v in text.split(",")]
+    except ValueError:
+        y = []
+    if y_dim:
+        ok = len(y) == y_dim
+    else:
+        ok = len(y) == 1 and y[0].is_integer() and 0 <= y[0] < model.num_classes
+        y = int(y[0]) if ok else None
+    if not ok:
+        raise ValueError(f"--y must be {what}, got {text!r}")
+    return y
+
+
+def sample_run(run: Path, n: int = 64, y: Optional[str] = None, seed: int = 0, *,
+               overwrite: bool = False) -> tuple[Path, Path]:
+    """Draw ``n`` samples of a run (for the condition ``y``, as ``--y`` gives it) and write
+    them as a PNG grid (tables: histograms) and a ``.npy`` array; returns (png, npy).
+
+    Raises
+    ------
+    ValueError
+        ``n < 1``; ``y`` missing for a model that needs it, given for one that
+        takes none, or not a valid label / condition.
+    FileExistsError
+        The files exist and ``overwrite`` is false.
+    """
+    import numpy as np
+    import torch
+
+    from pvae import plots
+    from pvae.checkpoint import atomic_write
+
+    if n < 1:
+        raise ValueError(f"-n must be >= 1, got {n}")
+    stem = sample_stem(n, y, seed)
+    npy, png = run / f"{stem}.npy", run / f"{stem}.png"
+    refuse_existing([npy, png], overwrite)
+    cfg, model, data = load_run(run)
+    label = _parse_condition(model, y)
+    torch.manual_seed(seed)
+    samples = model.sample(n, y=label) if model.conditional else model.sample(n)
+    samples = data.decode(samples.cpu())  # a stacked run: codes to its source's space
+    src = data.source or data
+    atomic_write(npy, lambda f: np.save(f, samples.numpy()))
+    if src.image_shape is not None:
+        plots.image_grid(samples, src.image_shape, png,
+                         title=f"{n} samples" + (f" for y={y}" if y is not None
+                                                 else " from the prior"))
+    else:
+        plots.feature_histograms(src.test.x, samples, png)
+    return png, npy
+
+
+def compare_run(cfg: Config, elbos: Sequence[str], out: Path, *, epochs: Optional[int] = None,
+                num_particles: Optional[int] = None, progress: Optional[bool] = None,
+                overwrite: bool = False) -> list[dict]:
+    """``pvae compare``: one model per estimator, as ``cfg`` says; the table and figure in
+    ``out`` (:func:`pvae.compare.compare`). Every estimator name is checked first."""
+    from pvae.compare import COMPARISON_FILES, compare
+    from pvae.elbos import make_elbo
+
+    for e in elbos:  # every name checked before any training
+        make_elbo(e, num_particles or (5 if e.startswith("renyi") else 1))
+    refuse_existing([out / name for name in COMPARISON_FILES], overwrite)
+    data = load_data(cfg)
+    return compare(
+        lambda: build_model(cfg, data.x_shape, data.num_classes), data.train, elbos,
+        test=data.test, epochs=epochs or cfg.train.epochs, batch_size=cfg.train.batch_size,
+        lr=cfg.train.lr, seed=cfg.train.seed, num_particles=num_particles,
+        num_samples=cfg.evaluate.num_samples, transform=data.transform, out=out,
+        progress=progress, overwrite=overwrite,
+    )
+
+
+def _plot_choice(view, run: Path, kinds: Sequence[str], method: str, overwrite: bool,
+                 report: Callable[[str], None]) -> list[str]:
+    """The kinds ``pvae plot`` draws: every one that applies for ``all`` (skipping, and
+    reporting, those that cannot be drawn), else those named (refusing any that cannot)."""
+    from pvae.figures import KINDS, applicable, figure_name
+
+    every = "all" in kinds
+    fits = applicable(view)
+    wanted = fits if every else list(dict.fromkeys(kinds))
+    for k in wanted:
+        if k not in fits:
+            raise ValueError(f"plot kind {k!r} does not apply to this run "
+                             f"({type(view.model).__name__}, z_dim={view.z_dim})")
+    n_points = min(len(view.data.test), view.points)
+    chosen = []
+    for k in wanted:
+        need, path = KINDS[k].min_points, run / figure_name(k, method)
+        why = None
+        if n_points < need:
+            why = (f"it needs at least {need} test points and the run has {n_points} "
+                   "(raise data.test_fraction, or use more data)")
+        elif path.exists() and not overwrite:
+            why = f"{path} exists; pass --overwrite to redraw it"
+        if why is None:
+            chosen.append(k)
+        elif not every:
+            error = FileExistsError if "exists" in why else ValueError
+            raise error(f"cannot draw {k!r}: {why}")
+        else:
+            report(f"skipped {k}: {why}")
+    return chosen
+
+
+def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto",
+             points: int = 2000, overwrite: bool = False,
+             report: Callable[[str], None] = print) -> list[Path]:
+    """Write the figures ``kinds`` (or every one that applies, for ``all``) of a run.
+
+    Existing figure files are kept: for ``all`` they are skipped, a figure asked
+    for by name is refused (``FileExistsError``), unless ``overwrite``. Figures
+    that need more test points than the run has (``pvae.figures.MIN_POINTS``)
+    are skipped for ``all`` and refused by name (``ValueError``), as is a kind
+    that does not apply to the run. ``report`` is told each figure skipped and
+    why. Returns the paths written.
+    """
+    import torch
+
+    from pvae import figures
+    from pvae.batching import History
+
+    unknown = [k for k in kinds if k not in figures.PLOT_KINDS + ("all",)]
+    if unknown:
+        raise ValueError(f"unknown plot kind {unknown[0]!r}; valid: all, "
+                         f"{', '.join(figures.PLOT_KINDS)}")
+    cfg, model, data = load_run(run)
+    metrics = run / "metrics.json"
+    history = (lambda: History(json.loads(metrics.read_text())["history"])) \
+        if metrics.exists() else None
+    view = figures.View(model, data, history, points=points, method=method)
+    chosen = _plot_choice(view, run, kinds, method, overwrite, report)
+    torch.manual_seed(0)
+    return [figures.draw(view, k, run / figures.figure_name(k, method)) for k in chosen]

@@ -1,0 +1,316 @@
+"""Run folders: building, training, writing and reading them.
+
+``pvae train`` (:func:`train_run`) writes a run folder::
+
+    config.yaml      the resolved configuration
+    checkpoint.pt    model, optimiser and RNG state (atomic; resume continues it)
+    features.pt      with data.features: the run's copy of the model whose codes it learns
+    metrics.json     per-epoch history and the final test evaluation
+    metrics.csv      the per-epoch history as a table
+    curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+
+The folder must be new or empty, or (resuming) a run to continue: a folder
+holding other files is refused, so nothing of the user's is overwritten, and a
+run refused or failed before its first checkpoint leaves the folder as it
+found it. :func:`load_run` reads a run back; :mod:`pvae.results` holds what the
+other commands make of it. The command line (:mod:`pvae.cli`) only parses and
+prints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pvae.config import Config, ConfigError, load_config
+
+
+def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None):
+    """The model a config describes, for data points of shape ``x_shape``."""
+    import pvae
+
+    m = cfg.model
+    common = dict(x_dim=x_shape, hidden_dims=m.hidden_dims, likelihood=m.likelihood,
+                  likelihood_kwargs=m.likelihood_kwargs, beta=m.beta, activation=m.activation,
+                  guide_flows=m.guide_flows)
+    classes = m.num_classes or num_classes
+    if m.type == "cvae" and m.y_dim:  # a vector condition
+        return pvae.CVAE(z_dim=m.z_dim, y_dim=m.y_dim, learned_prior=m.learned_prior, **common)
+    if m.type in ("cvae", "ssvae") and not classes:
+        raise ConfigError(f"model.type {m.type} needs labels: set model.num_classes, "
+                          "or use a data set with labels")
+    if m.type == "vae":
+        return pvae.VAE(z_dim=m.z_dim, arch=m.arch, **common)
+    if m.type == "cvae":
+        return pvae.CVAE(z_dim=m.z_dim, num_classes=classes, learned_prior=m.learned_prior,
+                         **common)
+    if m.type == "ssvae":
+        return pvae.SemiSupervisedVAE(num_classes=classes, z_dim=m.z_dim,
+                                      aux_weight=m.aux_weight, batching=m.batching,
+                                      balance_weight=m.balance_weight, **common)
+    return pvae.HierarchicalVAE(z_dims=m.z_dims, guide=m.guide, **common)
+
+
+FEATURES = "features.pt"  # a stacked run's copy of the model whose codes it was trained on
+
+
+def load_data(cfg: Config, run: Optional[Path] = None):
+    """The config's data set; with ``data.features``, as that trained model's latent codes
+    (from the run folder's own copy, ``features.pt``, once ``run`` has one)."""
+    from pvae import data, latent
+
+    d = cfg.data
+    encoder = None
+    if d.features:
+        copy = run / FEATURES if run is not None else None
+        encoder = load_features(str(copy) if copy is not None and copy.exists() else d.features)
+    loaded = data.load(
+        d.name, root=d.root, path=d.path, download=d.download, binarize=d.binarize,
+        flatten=d.flatten, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+        max_train=d.max_train, num_labelled=d.num_labelled, seed=d.seed,
+    )
+    return latent.code_data(loaded, encoder) if encoder is not None else loaded
+
+
+def load_features(path: str):
+    """The trained model of ``data.features``: a run folder of ``pvae train`` or a checkpoint."""
+    import pvae
+
+    p = Path(path)
+    file = p / "checkpoint.pt" if p.is_dir() else p
+    if not file.exists():
+        raise ConfigError(
+            f"config key 'data.features': {path!r} is neither a run folder with checkpoint.pt "
+            "nor a checkpoint file; train that model first (e.g. pvae train --config "
+            "configs/mnist_m1.yaml --out runs/mnist_m1) and give its folder")
+    return pvae.load(file)
+
+
+def out_folder_problem(out: Path, resume: bool) -> Optional[str]:
+    """Why ``pvae train`` may not write its run into ``out`` (``None`` when it may).
+
+    ``out`` may be new or empty; with ``resume``, a run folder (``checkpoint.pt``)
+    or one whose run stopped before its first checkpoint (only ``config.yaml``,
+    ``features.pt``). A folder holding anything else is the user's: refused, since
+    the run would overwrite files of the same names (config.yaml, metrics.json, ...).
+    """
+    from pvae.train import CHECKPOINT
+
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {str(out)!r} is a file, not a folder; pass --out with a new folder"
+    if (out / CHECKPOINT).exists():
+        return None if resume else (f"{str(out)!r} already holds a run; pass --resume to "
+                                    "continue it, or --out for a new folder")
+    names = sorted(p.name for p in out.iterdir()
+                   if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    if not names:
+        return None
+    stopped_early = set(names) <= {"config.yaml", FEATURES}  # a run killed before checkpoint.pt
+    if resume and stopped_early:
+        return None
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"{str(out)!r} holds files ({shown}) but no pvae run (no checkpoint.pt), and a run "
+            "would overwrite files there (config.yaml, metrics.json, figures): pass --out with "
+            "a new or empty folder"
+            + (", or --resume to continue the run that stopped there before its first checkpoint"
+               if stopped_early else ""))
+
+
+class _Undo:
+    """What a run wrote into its folder before training saved anything, to take back if it
+    fails: files it created are removed, files it replaced are restored, and the folder
+    itself is removed if the run created it and it is empty again. Nothing else is touched."""
+
+    def __init__(self, out: Path) -> None:
+        from pvae.train import CHECKPOINT
+
+        self.out, self.made_folder = out, not out.exists()
+        self.checkpoint = out / CHECKPOINT
+        self.checkpoint_before = self._stamp()
+        self.new: list[Path] = []
+        self.old: dict[Path, str] = {}
+
+    def _stamp(self):
+        try:
+            st = self.checkpoint.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def created(self, path: Path) -> None:
+        if not path.exists():
+            self.new.append(path)
+
+    def write_text(self, path: Path, text: str) -> None:
+        from pvae.checkpoint import atomic_write_text
+
+        if path.exists():
+            self.old[path] = path.read_text()
+        else:
+            self.new.append(path)
+        atomic_write_text(path, text)
+
+    def undo(self) -> None:
+        from pvae.checkpoint import atomic_write_text
+
+        if self._stamp() != self.checkpoint_before:
+            return  # training saved a checkpoint: the folder is a run to resume, keep it
+        try:
+            for path in self.new:
+                path.unlink(missing_ok=True)
+            for path, text in self.old.items():
+                atomic_write_text(path, text)
+            if self.made_folder and self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()
+        except OSError:
+            pass  # the original error is the one to report
+
+
+def train_run(cfg: Config, out: Path, *, resume: bool = False,
+              progress: Optional[bool] = None) -> dict:
+    """Train as ``cfg`` says and write the run folder ``out``; returns metrics.json's content.
+
+    Everything that can be checked is checked before ``out`` is created or
+    written. A run refused or failed before its first checkpoint leaves ``out``
+    as it found it.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` already holds a run (without ``resume``) or holds other files.
+    ConfigError, ValueError
+        A config, data or estimator the model cannot use.
+    pvae.checkpoint.WriteError
+        The disk is full or ``out`` is not writable (the message names the path).
+    """
+    import torch
+
+    from pvae import distributed, evaluate
+    from pvae.batching import as_batch_tensors
+    from pvae.checkpoint import atomic_write_text, writing
+    from pvae.train import CHECKPOINT, check_elbo, resume_record
+
+    distributed.init_from_env(cfg.train.device)
+    rank, world = distributed.context()
+    problem = distributed.broadcast(out_folder_problem(out, resume) if rank == 0 else None)
+    if problem is not None:
+        raise FileExistsError(problem)
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    data = load_data(cfg, out if resume else None)  # a resumed run keeps its codes
+    if len(data.test) == 0:
+        raise ConfigError("the test split is empty, and pvae train reports the test ELBO: "
+                          "set data.test_fraction above 0")
+    torch.manual_seed(t.seed)  # the same initial weights for the same seed
+    model = build_model(cfg, data.x_shape, data.num_classes)
+    # Check the data and the estimator against the model before anything is written.
+    train = as_batch_tensors(data.train, model)
+    model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
+    check_elbo(model, t.elbo, t.num_particles, t.kl_warmup)  # fit's own rule, checked now
+    if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
+        resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)
+    undo = _Undo(out) if rank == 0 else None
+    try:
+        if rank == 0:
+            with writing(out):
+                out.mkdir(parents=True, exist_ok=True)
+            undo.write_text(out / "config.yaml", cfg.to_yaml())
+            if data.encoder is not None and not (resume and (out / FEATURES).exists()):
+                # The run keeps its own copy: retraining that model later cannot change these
+                # codes (a resumed run read its codes' model from that copy).
+                undo.created(out / FEATURES)
+                data.encoder.save(out / FEATURES)
+        train_seconds, history = _fit_run(cfg, model, data, out, resume, progress, world)
+    except BaseException:
+        if undo is not None:
+            undo.undo()
+        raise
+    if rank != 0:  # rank 0 evaluates and writes the run folder
+        return {}
+    test = evaluate.report(model, data.test, num_samples=cfg.evaluate.num_samples,
+                           seed=t.seed, what="test data")
+    metrics = {"history": list(history), "test": test, "train_seconds": train_seconds,
+               "processes": world}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    history.to_csv(out / "metrics.csv")
+    model.cpu()
+    write_figures(model, data, history, out)
+    return metrics
+
+
+def _fit_run(cfg: Config, model, data, out: Path, resume: bool, progress, world: int):
+    """``fit`` as the config says, checkpointing into ``out``: (seconds, history)."""
+    import torch
+
+    from pvae.train import fit
+
+    t = cfg.train
+    device = t.device
+    if world > 1 and str(device).startswith("cuda"):
+        device = f"cuda:{torch.cuda.current_device()}"
+    if data.encoder is not None:  # codes are drawn where the model trains
+        data.encoder.to(device)
+    t0 = time.perf_counter()
+    history = fit(
+        model, data.train, elbo=t.elbo, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+        lr_steps=t.lr_steps, lr_factor=t.lr_factor,
+        num_particles=t.num_particles, kl_warmup=t.kl_warmup, clip_norm=t.clip_norm,
+        seed=t.seed, device=device, transform=data.transform,
+        # codes of a stacked run: fit draws them for the raw inputs, as for training
+        validation=data.source.val if data.source is not None else data.val,
+        optimizer=t.optimizer, checkpoint_dir=out, checkpoint_every=t.checkpoint_every,
+        resume=resume, progress=progress,
+    )
+    return time.perf_counter() - t0, history
+
+def write_figures(model, data, history, out: Path) -> list[Path]:
+    """The basic figures of a trained run (:mod:`pvae.figures`) that apply to its model and data."""
+    from pvae import figures
+
+    view = figures.View(model, data, history)
+    return [figures.draw(view, kind, out / figures.figure_name(kind))
+            for kind in figures.applicable(view, basic=True)]
+
+
+def load_run(run: Path):
+    """The config, model and data of a run folder written by ``pvae train``."""
+    import pvae
+
+    if not (run / "config.yaml").exists() or not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(
+            f"{str(run)!r} is not a run folder (it needs config.yaml and checkpoint.pt, "
+            "as pvae train writes them)"
+        )
+    cfg = load_config(run / "config.yaml")
+    data = load_data(cfg, run)
+    model = build_model(cfg, data.x_shape, data.num_classes)
+    pvae.load(run / "checkpoint.pt", model=model)
+    return cfg, model, data
+
+
+def refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Raise ``FileExistsError`` naming the first of ``paths`` that exists, unless ``overwrite``."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{str(existing[0])!r} already exists (an earlier result); pass "
+                              "--overwrite to replace it, or change the options that name it")
+
+
+def default_out(config_path, prefix: str = "") -> Path:
+    """A new run folder, ``runs/<config name>-<time>`` (``runs/<prefix>-<time>`` if given)."""
+    stem = prefix or (Path(config_path).stem if config_path else "digits")
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_config(config_path, overrides: Sequence[str], out: Optional[Path],
+               resume: bool) -> tuple[Config, Optional[str]]:
+    """The config of ``pvae train``: the file given, else (resuming) the run's own
+    ``config.yaml``, else the embedded default; with ``overrides``. Returns it and its path."""
+    if config_path is None and resume and out is not None and (out / "config.yaml").exists():
+        config_path = out / "config.yaml"
+    return load_config(config_path, overrides), config_path
