@@ -7,7 +7,7 @@
 """
 
 from pvae import data, evaluate, latent, likelihoods, plots
-from pvae.checkpoint import load
+from pvae.models import load
 from pvae.compare import compare
 from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
 from pvae.train import fit

@@ -22,12 +22,12 @@ checked against what the likelihood needs at their first call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import itertools
 import math
-import operator
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional, Protocol, Union, runtime_checkable
 
 import pyro
 import torch
@@ -35,7 +35,11 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 
-from pvae.batching import as_batch_tensors, num_batches
+from pvae import checkpoint as ckpt
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.checks import (  # noqa: F401  (shared by every model, re-exported)
+    Shape, as_shape, check_labels, check_x, num_draws, per_point, returned)
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -47,33 +51,73 @@ def _fresh_name(model: "PVAEModel") -> str:
     return f"{type(model).__name__.lower()}{next(_COUNTER)}"
 
 
-def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+#: ``infer`` key marking a sample site as a training-only term outside the model's
+#: joint density (the semi-supervised classifier term): importance weights and
+#: log-likelihoods leave such sites out (:mod:`pvae.weights`).
+AUXILIARY = "pvae_auxiliary"
 
 
-def _returned(out) -> str:
-    """What a network returned, in words: 'one tensor of shape (8, 199)', 'a tuple of 2 ...'."""
-    if isinstance(out, (tuple, list)):
-        return (f"a {type(out).__name__} of {len(out)} ("
-                + ", ".join(_shape(t) for t in out) + ")")
-    if isinstance(out, torch.Tensor):
-        return f"one tensor of shape {tuple(out.shape)}"
-    return f"a {type(out).__name__}"
+def auxiliary(**infer: Any) -> dict:
+    """The ``infer`` dict of an auxiliary site: ``pyro.sample(..., infer=auxiliary())``."""
+    return {AUXILIARY: True, **infer}
 
 
-def _per_point(shape: tuple[int, ...]) -> str:
-    return "(N, " + ", ".join(str(s) for s in shape) + ")"
+def is_auxiliary(site: dict) -> bool:
+    """Whether a trace site is marked :data:`AUXILIARY`."""
+    return bool(site.get("infer", {}).get(AUXILIARY))
 
 
-def num_draws(n) -> int:
-    """``n`` as a number of draws: a positive whole number, else ``ValueError``."""
-    try:
-        k = operator.index(n)
-    except TypeError:
-        k = None
-    if k is None or k < 1:
-        raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
-    return k
+@runtime_checkable
+class ModelGuidePair(Protocol):
+    """What evaluation takes: a Pyro ``model`` and ``guide`` of one signature.
+
+    A pvae model is one; so is :class:`Pair`, which wraps two plain callables.
+    """
+
+    def model(self, *batch: Any, **kwargs: Any) -> Any: ...
+
+    def guide(self, *batch: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """Two callables ``(model_fn, guide_fn)`` as a :class:`ModelGuidePair`."""
+
+    model: Callable
+    guide: Callable
+    max_plate_nesting: int = 1
+
+
+def as_pair(model: Union[ModelGuidePair, tuple, list]) -> Pair:
+    """``model`` as one :class:`Pair`: a pvae model (or any :class:`ModelGuidePair`) or a
+    ``(model_fn, guide_fn)`` tuple, with its plate nesting (1 unless it declares more).
+
+    Raises ``TypeError`` for anything else.
+    """
+    if isinstance(model, (tuple, list)):
+        if len(model) != 2 or not all(callable(f) for f in model):
+            raise TypeError("a model/guide pair is two callables (model_fn, guide_fn)")
+        return Pair(model[0], model[1])
+    if not isinstance(model, ModelGuidePair):
+        raise TypeError(f"expected a pvae model or a (model_fn, guide_fn) pair, got "
+                        f"{type(model).__name__}")
+    return Pair(model.model, model.guide, int(getattr(model, "max_plate_nesting", 1)))
+
+
+class _Declared:
+    """A read-only class-level trait computed from other declarations (``cls -> value``)."""
+
+    def __init__(self, derive: Callable[[type], Any]) -> None:
+        self.derive = derive
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return self.derive(owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"{self.name} is derived from batch_parts; declare that instead")
 
 
 def takes_data(method):
@@ -107,6 +151,22 @@ def takes_data(method):
     return checked
 
 
+class Classifier:
+    """Mixin of a model that classifies its inputs (scvi-tools' ``SupervisedModuleClass``).
+
+    ``isinstance(model, Classifier)`` tells evaluation, the latent tools and the
+    command line that ``model.classify(x)`` gives class probabilities of shape
+    ``(N, num_classes)``.
+    """
+
+    #: Number of classes.
+    num_classes: int
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y | x): class probabilities, shape ``(N, num_classes)``."""
+        raise NotImplementedError
+
+
 class PVAEModel(PyroModule):
     """Base class of pvae models (not used directly).
 
@@ -133,16 +193,39 @@ class PVAEModel(PyroModule):
     latent_sites: ClassVar[tuple[str, ...]] = ("z",)
     #: Plates nested inside each other in model and guide (just "data").
     max_plate_nesting: ClassVar[int] = 1
-    #: Whether the model's data are (x, y) pairs rather than x alone.
-    takes_labels: ClassVar[bool] = False
-    #: Whether the guide is mean-field (each latent site's q is a plain distribution).
-    mean_field: bool = True
-    #: Why not, for the error TraceMeanField_ELBO users get.
+    #: What one batch holds, in the order ``model``/``guide`` take it: ``("x",)``;
+    #: ``("x", "y")`` with a label or condition per point; ``("x", "lengths")`` for sequences.
+    #: The training data, evaluation and the command line read this.
+    batch_parts: ClassVar[tuple[str, ...]] = ("x",)
+    #: The parts a batch may leave out (the semi-supervised model's labels).
+    optional_parts: ClassVar[tuple[str, ...]] = ()
+    #: The name :func:`pvae.models.get` and configs (``model.type``) know the class by.
+    config_name: ClassVar[Optional[str]] = None
+    #: Number of classes of a labelled model; None for others.
+    num_classes: Optional[int] = None
+    #: Why the guide is not mean-field, for the error TraceMeanField_ELBO users get.
     not_mean_field_reason: str = "it has normalising flows"
+
+    #: Whether the data are (x, y) pairs (derived from :attr:`batch_parts`; read-only).
+    takes_labels = _Declared(lambda cls: "y" in cls.batch_parts)
+    #: Whether generation takes a condition too (derived from :attr:`batch_parts`; read-only).
+    conditional = _Declared(lambda cls: "y" in cls.batch_parts)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MODEL_CLASSES[cls.__name__] = cls
+
+    @property
+    def mean_field(self) -> bool:
+        """Whether the guide is mean-field: every posterior of the model says it is
+        (no normalising flows); read from the model's :class:`GaussianPosterior` s."""
+        return all(p.mean_field for p in self.modules() if isinstance(p, GaussianPosterior))
+
+    @property
+    def code_dim(self) -> int:
+        """Size of the main latent code (``"z"``; ``"z1"``, the bottom layer, for hierarchies):
+        the width of :meth:`embed`'s output and of :meth:`decode_mean`'s input."""
+        return self.z_dim
 
     def __init__(self) -> None:
         super().__init__(name=_fresh_name(self))
@@ -190,6 +273,18 @@ class PVAEModel(PyroModule):
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this model (plain Python values)."""
         return dict(self._hparams)
+
+    def custom_parts(self) -> list[str]:
+        """What of this model its saved constructor arguments cannot rebuild, in words
+        (custom networks, a likelihood not in pvae's registry); empty when none."""
+        parts = [f"a custom {net}" for net in ("encoder", "decoder")
+                 if not getattr(self, f"_default_{net}", True)]
+        lik = getattr(self, "likelihood", None)
+        if isinstance(lik, lk.Likelihood) and lk._REGISTRY.get(lik.name) is not type(lik):
+            parts.append(f"a likelihood not in pvae's registry ({type(lik).__name__})")
+        if not parts and not self._rebuildable:
+            parts.append("custom networks")
+        return parts
 
     # -- the data plate ------------------------------------------------------------
     def data_plate(self, batch_size: int, device: torch.device) -> pyro.plate:
@@ -258,9 +353,6 @@ class PVAEModel(PyroModule):
 
     # -- likelihood head (shared by every model) ------------------------------------------
     def _setup_likelihood(self, x_dim, likelihood, likelihood_kwargs) -> None:
-        from pvae import likelihoods as lk
-        from pvae.models.vae import as_shape
-
         self.x_shape = as_shape(x_dim)
         self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
 
@@ -296,9 +388,9 @@ class PVAEModel(PyroModule):
         options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
         what = f"{lik.name or type(lik).__name__!r} likelihood"
         what += f" ({options})" if options else ""
-        need = (f"one tensor of shape {_per_point(expected[0])}" if len(expected) == 1 else
+        need = (f"one tensor of shape {per_point(expected[0])}" if len(expected) == 1 else
                 f"a tuple of {len(expected)} tensors of shapes "
-                + ", ".join(_per_point(e) for e in expected))
+                + ", ".join(per_point(e) for e in expected))
         parts = out if isinstance(out, (tuple, list)) else (out,)
         ok = len(parts) == len(expected) and all(
             isinstance(p, torch.Tensor) and p.dim() > len(e)
@@ -308,7 +400,7 @@ class PVAEModel(PyroModule):
             ok = len(lead) == 1
         if not ok:
             raise ValueError(
-                f"the decoder returned {_returned(out)}, but the {what} for data of shape "
+                f"the decoder returned {returned(out)}, but the {what} for data of shape "
                 f"{self.x_shape} needs {need}, N rows for N latent codes; fix the decoder's "
                 "output layer (pvae.likelihoods says what each likelihood takes)"
             )
@@ -323,7 +415,7 @@ class PVAEModel(PyroModule):
               and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in out))
         if not ok:
             raise ValueError(
-                f"the encoder returned {_returned(out)}, but the model needs a tuple "
+                f"the encoder returned {returned(out)}, but the model needs a tuple "
                 f"(z_loc, z_scale) of two tensors of shape {want} (one row per data point, "
                 f"z_dim={z_dim}); fix the encoder's output layer"
             )
@@ -336,13 +428,44 @@ class PVAEModel(PyroModule):
         return poutine.scale(scale=beta) if beta != 1.0 else contextlib.nullcontext()
 
     # -- data -------------------------------------------------------------------------
-    def check_data(self, *batch: torch.Tensor, support: bool = True) -> None:
-        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, labels, NaN, support).
+    def check_data(self, x: torch.Tensor, *rest: torch.Tensor, support: bool = True) -> None:
+        """Raise ``ValueError`` if a batch cannot be modelled (parts, shape, labels, NaN, support).
 
-        ``support=False`` skips the likelihood's support check (for methods
-        that only encode data and never score it).
+        The one data check of every model: the batch's parts against
+        :attr:`batch_parts`, ``x`` of shape ``(N, *x_shape)``, each further part
+        by :meth:`check_part`, then the values. ``support=False`` skips the
+        likelihood's support check (for methods that only encode data and never
+        score it). ``TypeError`` for what is not a tensor.
         """
-        raise NotImplementedError
+        parts = self.batch_parts
+        least = len(parts) - len(self.optional_parts)
+        if not least <= 1 + len(rest) <= len(parts):
+            raise ValueError(self._parts_message(1 + len(rest)))
+        check_x(x, self.x_shape)
+        for name, value in zip(parts[1:], rest):
+            self.check_part(name, value, x.shape[0])
+        self._check_values(x, support)
+
+    def _parts_message(self, given: int) -> str:
+        """Why a batch of ``given`` parts does not fit :attr:`batch_parts`."""
+        name = type(self).__name__
+        if self.batch_parts == ("x",):
+            return (f"{name} takes x alone, but the data has {given} parts; pass only x "
+                    "(labels are for CVAE / SemiSupervisedVAE)")
+        want = "(" + ", ".join(self.batch_parts) + ")"
+        if self.optional_parts:
+            return f"{name} trains on x or on {want}"
+        return f"{name} trains on {want}, one of each per row; got {given} part(s)"
+
+    def check_part(self, name: str, value: torch.Tensor, n: int) -> None:
+        """Check batch part ``name`` (beyond x) for ``n`` data points; ``ValueError`` if bad."""
+        raise NotImplementedError(f"{type(self).__name__} does not check part {name!r}")
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the default MLP encoders see it: the likelihood's encoder input, flattened
+        to shape ``(..., prod(x_shape))``."""
+        x = self._encoder_input(x)
+        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
 
     def _check_values(self, x: torch.Tensor, support: bool = True) -> None:
         """NaN or infinite values always; the likelihood's support where x will be scored."""
@@ -364,12 +487,11 @@ class PVAEModel(PyroModule):
         values outside the likelihood's support (grey levels for a Bernoulli
         model, say), which only scoring refuses.
         """
+        from pvae.batching import as_batch_tensors  # the data layer reads models' traits
+
         batch = as_batch_tensors(tuple(batch), self, what)
         self.check_data(*batch, support=support)
         return batch
-
-    #: Whether the model's generation takes a condition (a label or vector) too.
-    conditional: ClassVar[bool] = False
 
     def embed(self, *batch: torch.Tensor) -> torch.Tensor:
         """Posterior mean of the main latent (``"z"``; ``"z1"`` for hierarchies), shape (N, D).
@@ -388,6 +510,8 @@ class PVAEModel(PyroModule):
 
     def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
         """Optimiser steps per epoch over in-memory data ``batch``."""
+        from pvae.batching import num_batches
+
         return num_batches(batch[0].shape[0], batch_size, drop_last)
 
     def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
@@ -412,9 +536,7 @@ class PVAEModel(PyroModule):
         likelihood not in pvae's registry: then build it as before and pass it,
         ``pvae.load(path, model=...)`` (without it, load says so).
         """
-        from pvae.checkpoint import save_model
-
-        save_model(self, path)
+        ckpt.save_model(self, path)
 
 
 class ObservedSites(Messenger):
