@@ -1,4 +1,11 @@
-"""What every pvae model shares: the data plate, save/load, data checks.
+"""What every pvae model shares: declared traits, the data plate, save/load, data checks.
+
+:class:`PVAEModel` declares what a model is (``batch_parts``, ``config_name``,
+``code_dim``, ``num_classes``, ``mean_field``) so that training, evaluation and
+the command line read it instead of guessing. Its pieces live next to it:
+:mod:`pvae.models.checks` (argument and data rules), :mod:`pvae.models.heads`
+(the likelihood head), :mod:`pvae.models.sites` (site conventions, model/guide
+pairs), :mod:`pvae.models.traits` (the classifier mixin, checked methods).
 
 A pvae model is a :class:`pyro.nn.PyroModule` with ``model(*batch)`` and
 ``guide(*batch)`` methods of the same signature. Its parameters live on the
@@ -22,24 +29,23 @@ checked against what the likelihood needs at their first call.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
-import inspect
 import itertools
-import math
-from typing import Any, Callable, ClassVar, Iterator, Optional, Protocol, Union, runtime_checkable
+from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
-from pyro.poutine.messenger import Messenger
 
 from pvae import checkpoint as ckpt
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
 from pvae.models.checks import (  # noqa: F401  (shared by every model, re-exported)
-    Shape, as_shape, check_labels, check_x, num_draws, per_point, returned)
+    Shape, as_shape, check_labels, check_x, num_draws)
+from pvae.models.heads import LikelihoodHead
+from pvae.models.sites import (  # noqa: F401  (re-exported)
+    AUXILIARY, ModelGuidePair, ObservedSites, Pair, as_pair, auxiliary, is_auxiliary)
+from pvae.models.traits import Classifier, DerivedTrait, takes_data  # noqa: F401
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -51,123 +57,7 @@ def _fresh_name(model: "PVAEModel") -> str:
     return f"{type(model).__name__.lower()}{next(_COUNTER)}"
 
 
-#: ``infer`` key marking a sample site as a training-only term outside the model's
-#: joint density (the semi-supervised classifier term): importance weights and
-#: log-likelihoods leave such sites out (:mod:`pvae.weights`).
-AUXILIARY = "pvae_auxiliary"
-
-
-def auxiliary(**infer: Any) -> dict:
-    """The ``infer`` dict of an auxiliary site: ``pyro.sample(..., infer=auxiliary())``."""
-    return {AUXILIARY: True, **infer}
-
-
-def is_auxiliary(site: dict) -> bool:
-    """Whether a trace site is marked :data:`AUXILIARY`."""
-    return bool(site.get("infer", {}).get(AUXILIARY))
-
-
-@runtime_checkable
-class ModelGuidePair(Protocol):
-    """What evaluation takes: a Pyro ``model`` and ``guide`` of one signature.
-
-    A pvae model is one; so is :class:`Pair`, which wraps two plain callables.
-    """
-
-    def model(self, *batch: Any, **kwargs: Any) -> Any: ...
-
-    def guide(self, *batch: Any, **kwargs: Any) -> Any: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Pair:
-    """Two callables ``(model_fn, guide_fn)`` as a :class:`ModelGuidePair`."""
-
-    model: Callable
-    guide: Callable
-    max_plate_nesting: int = 1
-
-
-def as_pair(model: Union[ModelGuidePair, tuple, list]) -> Pair:
-    """``model`` as one :class:`Pair`: a pvae model (or any :class:`ModelGuidePair`) or a
-    ``(model_fn, guide_fn)`` tuple, with its plate nesting (1 unless it declares more).
-
-    Raises ``TypeError`` for anything else.
-    """
-    if isinstance(model, (tuple, list)):
-        if len(model) != 2 or not all(callable(f) for f in model):
-            raise TypeError("a model/guide pair is two callables (model_fn, guide_fn)")
-        return Pair(model[0], model[1])
-    if not isinstance(model, ModelGuidePair):
-        raise TypeError(f"expected a pvae model or a (model_fn, guide_fn) pair, got "
-                        f"{type(model).__name__}")
-    return Pair(model.model, model.guide, int(getattr(model, "max_plate_nesting", 1)))
-
-
-class _Declared:
-    """A read-only class-level trait computed from other declarations (``cls -> value``)."""
-
-    def __init__(self, derive: Callable[[type], Any]) -> None:
-        self.derive = derive
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type) -> Any:
-        return self.derive(owner)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        raise AttributeError(f"{self.name} is derived from batch_parts; declare that instead")
-
-
-def takes_data(method):
-    """Check a public method's data arguments as ``fit`` does, then call it.
-
-    The data arguments (``x``, then ``y`` where the method has it) go through
-    :meth:`PVAEModel.checked_batch`: cast to float32 or refused with a clear
-    error before any work (shape, NaN, labels; not the likelihood's support,
-    since these methods encode data without scoring it). Calls from inside the
-    model's own Pyro program (the guide calling ``encode``) and nested calls
-    skip the check: their data were checked already.
-    """
-    sig = inspect.signature(method)
-    names = [n for n in ("x", "y") if n in sig.parameters]
-
-    @functools.wraps(method)
-    def checked(self, *args, **kwargs):
-        if self._pyro_context.active or self.__dict__.get("_checking_inputs"):
-            return method(self, *args, **kwargs)
-        bound = sig.bind(self, *args, **kwargs)
-        given = [bound.arguments[n] for n in names if bound.arguments.get(n) is not None]
-        batch = self.checked_batch(*given, support=False)
-        for n, value in zip(names, batch):
-            bound.arguments[n] = value
-        self.__dict__["_checking_inputs"] = True
-        try:
-            return method(*bound.args, **bound.kwargs)
-        finally:
-            self.__dict__["_checking_inputs"] = False
-
-    return checked
-
-
-class Classifier:
-    """Mixin of a model that classifies its inputs (scvi-tools' ``SupervisedModuleClass``).
-
-    ``isinstance(model, Classifier)`` tells evaluation, the latent tools and the
-    command line that ``model.classify(x)`` gives class probabilities of shape
-    ``(N, num_classes)``.
-    """
-
-    #: Number of classes.
-    num_classes: int
-
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y | x): class probabilities, shape ``(N, num_classes)``."""
-        raise NotImplementedError
-
-
-class PVAEModel(PyroModule):
+class PVAEModel(LikelihoodHead, PyroModule):
     """Base class of pvae models (not used directly).
 
     Copies: ``copy.deepcopy(model)``, a pickle round trip and ``pvae.load``
@@ -207,9 +97,9 @@ class PVAEModel(PyroModule):
     not_mean_field_reason: str = "it has normalising flows"
 
     #: Whether the data are (x, y) pairs (derived from :attr:`batch_parts`; read-only).
-    takes_labels = _Declared(lambda cls: "y" in cls.batch_parts)
+    takes_labels = DerivedTrait(lambda cls: "y" in cls.batch_parts)
     #: Whether generation takes a condition too (derived from :attr:`batch_parts`; read-only).
-    conditional = _Declared(lambda cls: "y" in cls.batch_parts)
+    conditional = DerivedTrait(lambda cls: "y" in cls.batch_parts)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -351,77 +241,6 @@ class PVAEModel(PyroModule):
             return p.device
         return torch.device("cpu")
 
-    # -- likelihood head (shared by every model) ------------------------------------------
-    def _setup_likelihood(self, x_dim, likelihood, likelihood_kwargs) -> None:
-        self.x_shape = as_shape(x_dim)
-        self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
-
-    def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """How default encoders see x. Reads the likelihood without PyroModule's
-        registration, so its parameters belong to the model, not the guide."""
-        return self._modules["likelihood"].encoder_input(x)
-
-    def _likelihood_params(self, out):
-        """Decoder output -> likelihood parameters (default decoders output a flat tensor).
-
-        A custom decoder's output is checked once, at its first call, against
-        what the likelihood needs (:meth:`_check_decoder_output`).
-        """
-        if self._default_decoder:
-            return self.likelihood.unflatten(out)
-        if not self.__dict__.get("_decoder_checked"):
-            self._check_decoder_output(out)
-            self.__dict__["_decoder_checked"] = True
-        return out
-
-    def _expected_params(self) -> list[tuple[int, ...]]:
-        """Per-point shapes of the tensors the likelihood takes from a decoder."""
-        lik = self._modules["likelihood"]
-        flat = torch.zeros(1, lik.num_params * math.prod(self.x_shape))
-        params = lik.unflatten(flat)
-        return [tuple(p.shape[1:]) for p in (params if isinstance(params, tuple) else (params,))]
-
-    def _check_decoder_output(self, out) -> None:
-        """Raise ``ValueError`` unless ``out`` is what the likelihood needs, naming both."""
-        expected = self._expected_params()
-        lik = self._modules["likelihood"]
-        options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
-        what = f"{lik.name or type(lik).__name__!r} likelihood"
-        what += f" ({options})" if options else ""
-        need = (f"one tensor of shape {per_point(expected[0])}" if len(expected) == 1 else
-                f"a tuple of {len(expected)} tensors of shapes "
-                + ", ".join(per_point(e) for e in expected))
-        parts = out if isinstance(out, (tuple, list)) else (out,)
-        ok = len(parts) == len(expected) and all(
-            isinstance(p, torch.Tensor) and p.dim() > len(e)
-            and tuple(p.shape[p.dim() - len(e):]) == e for p, e in zip(parts, expected))
-        if ok:
-            lead = {tuple(p.shape[: p.dim() - len(e)]) for p, e in zip(parts, expected)}
-            ok = len(lead) == 1
-        if not ok:
-            raise ValueError(
-                f"the decoder returned {returned(out)}, but the {what} for data of shape "
-                f"{self.x_shape} needs {need}, N rows for N latent codes; fix the decoder's "
-                "output layer (pvae.likelihoods says what each likelihood takes)"
-            )
-
-    def _checked_encoder_output(self, out, n_lead: tuple[int, ...]):
-        """A custom encoder's ``(z_loc, z_scale)``, checked once against the latent size."""
-        if self.__dict__.get("_encoder_checked"):
-            return out
-        z_dim = self.z_dim
-        want = (*n_lead, z_dim)
-        ok = (isinstance(out, (tuple, list)) and len(out) == 2
-              and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in out))
-        if not ok:
-            raise ValueError(
-                f"the encoder returned {returned(out)}, but the model needs a tuple "
-                f"(z_loc, z_scale) of two tensors of shape {want} (one row per data point, "
-                f"z_dim={z_dim}); fix the encoder's output layer"
-            )
-        self.__dict__["_encoder_checked"] = True
-        return out
-
     def kl_scale(self):
         """``poutine.scale(beta)`` for latent sites (a no-op when beta is 1)."""
         beta = getattr(self, "beta", 1.0)
@@ -537,21 +356,3 @@ class PVAEModel(PyroModule):
         ``pvae.load(path, model=...)`` (without it, load says so).
         """
         ckpt.save_model(self, path)
-
-
-class ObservedSites(Messenger):
-    """Record, for each sample site inside it, whether the site was observed.
-
-    Used inside a model to tell whether a site's value is data, however it
-    arrived: as the ``obs=`` argument or from a handler outside the model
-    (``poutine.condition``); ``poutine.uncondition`` makes it latent.
-    ``observed[name]`` is read after the site.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.observed: dict[str, bool] = {}
-
-    def _postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample":
-            self.observed[msg["name"]] = bool(msg["is_observed"])
