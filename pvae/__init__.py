@@ -22,7 +22,7 @@ default dtype and random state are left as they are.
 """
 
 from pvae import data, evaluate, latent, likelihoods, plots
-from pvae.checkpoint import load
+from pvae.models import load
 from pvae.compare import compare
 from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
 from pvae.train import fit

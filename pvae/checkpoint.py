@@ -23,7 +23,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 import torch
 
@@ -114,22 +114,6 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
-def _custom_parts(model) -> list[str]:
-    """What of ``model`` cannot be rebuilt from its saved constructor arguments."""
-    from pvae import likelihoods as lk
-
-    parts = []
-    for net in ("encoder", "decoder"):
-        if not getattr(model, f"_default_{net}", True):
-            parts.append(f"a custom {net}")
-    lik = getattr(model, "likelihood", None)
-    if isinstance(lik, lk.Likelihood) and lk._REGISTRY.get(lik.name) is not type(lik):
-        parts.append(f"a likelihood not in pvae's registry ({type(lik).__name__})")
-    if not parts and not getattr(model, "_rebuildable", True):
-        parts.append("custom networks")
-    return parts
-
-
 def model_record(model) -> dict:
     """The plain-data description of a pvae model: class, hparams, weights.
 
@@ -137,7 +121,7 @@ def model_record(model) -> dict:
     that a file of plain data cannot rebuild (custom networks, a user-defined
     likelihood): ``pvae.load`` then needs the model built as before (``model=``).
     """
-    custom = _custom_parts(model)
+    custom = model.custom_parts()
     return {
         "format": FORMAT,
         "class": type(model).__name__,
@@ -218,46 +202,3 @@ def restore_weights(model, record: dict, path: PathLike) -> None:
         raise CheckpointError(
             f"{str(path)!r} does not fit this model's networks: {e}"
         ) from None
-
-
-def load(path: PathLike, model=None, *, device: Optional[Union[str, torch.device]] = None):
-    """Load a model saved by ``model.save(path)`` or written by ``pvae.fit``.
-
-    Models with default networks are rebuilt from the saved constructor
-    arguments, each with its own Pyro name (so two loads of one file train
-    independently). A model with custom encoder/decoder networks or a
-    likelihood not in pvae's registry cannot be rebuilt from data alone: build
-    it as before and pass it as ``model``; its weights are then replaced by
-    the saved ones. Without ``model=`` such a file raises
-    :class:`CheckpointError` saying so.
-    """
-    from pvae.models.base import MODEL_CLASSES
-
-    record = read(path)
-    if model is None:
-        if not record.get("rebuildable", True):
-            why = " and ".join(record.get("custom") or ["custom networks"])
-            raise CheckpointError(
-                f"{str(path)!r} holds a {record['class']} with custom networks or likelihood "
-                f"({why}), which cannot be rebuilt from the file; build it as before and call "
-                "pvae.load(path, model=...)"
-            )
-        cls = MODEL_CLASSES.get(record["class"])
-        if cls is None:
-            raise CheckpointError(f"{str(path)!r} holds an unknown model class {record['class']!r}")
-        try:
-            model = cls(**record["hparams"])
-        except ValueError as e:  # e.g. a likelihood name this process has not registered
-            raise CheckpointError(
-                f"{str(path)!r} holds a {record['class']} that cannot be rebuilt here ({e}); "
-                "build it as before and call pvae.load(path, model=...)"
-            ) from None
-        except TypeError as e:  # a damaged file: constructor arguments that do not exist
-            raise CheckpointError(
-                f"{str(path)!r} is a damaged pvae checkpoint: its saved settings do not build "
-                f"a {record['class']} ({e}); use an earlier checkpoint or retrain"
-            ) from None
-    restore_weights(model, record, path)
-    if device is not None:
-        model.to(device)
-    return model.eval()

@@ -72,24 +72,19 @@ class ModelConfig:
 
     def validate(self) -> None:
         from pvae import likelihoods
+        from pvae.models.checks import HparamError, check_hparams
 
-        _require(self.z_dim >= 1, "model.z_dim", "must be a positive int")
-        _require(len(self.z_dims) >= 1 and all(z >= 1 for z in self.z_dims), "model.z_dims",
-                 "must be a list of positive ints")
-        _require(self.guide_flows >= 0, "model.guide_flows", "must be >= 0")
-        _require(self.num_classes is None or self.num_classes >= 2, "model.num_classes",
-                 "must be >= 2 or null")
-        _require(self.y_dim is None or self.y_dim >= 1, "model.y_dim",
-                 "must be a positive int or null")
+        try:  # the rules the models' constructors check, written once (pvae.models.checks)
+            check_hparams(z_dim=self.z_dim, z_dims=self.z_dims, hidden_dims=self.hidden_dims,
+                          beta=self.beta, guide_flows=self.guide_flows, y_dim=self.y_dim,
+                          num_classes=self.num_classes, aux_weight=self.aux_weight,
+                          balance_weight=self.balance_weight)
+        except HparamError as e:
+            raise ConfigError(f"config key 'model.{e.key}' {e.rule}") from None
         _require(self.y_dim is None or self.type == "cvae", "model.y_dim",
                  "is for model.type cvae (a vector condition)")
         _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
                  "and model.num_classes exclude each other: set one")
-        _require(self.aux_weight >= 0, "model.aux_weight", "must be >= 0")
-        _require(self.balance_weight >= 0, "model.balance_weight", "must be >= 0 (0 is off)")
-        _require(all(h >= 1 for h in self.hidden_dims), "model.hidden_dims",
-                 "must be positive ints")
-        _require(self.beta > 0, "model.beta", "must be positive")
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
                  f"must be one of {', '.join(likelihoods.names())}")
         try:
@@ -115,6 +110,17 @@ class TrainConfig:
     # gain nothing from more, and 2 threads on a busy 2-core machine ran 10x slower here
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     checkpoint_every: int = 10  # epochs between atomic checkpoints
+
+    #: The fields that are keyword arguments of :func:`pvae.fit`, under the same names.
+    FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
+        "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
+        "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every")
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`pvae.fit` this section sets:
+        ``pvae.fit(model, data, **cfg.train.fit_kwargs(), validation=...)``.
+        ``num_threads`` is not among them (it sets torch's threads for the process)."""
+        return {k: getattr(self, k) for k in self.FIT_KEYS}
 
     def validate(self) -> None:
         from pvae.elbos import ELBO_NAMES

@@ -38,8 +38,9 @@ import torch
 
 from pvae.batching import as_batch_tensors
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
+from pvae.models.base import as_pair
 from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
-from pvae.weights import callables, check_per_point, log_weights
+from pvae.weights import check_per_point, log_weights
 
 Batch = tuple
 
@@ -69,9 +70,10 @@ def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str,
     for one vectorised draw of ``num_samples`` guide samples per data point
     (discrete guide sites are sampled, not enumerated).
     """
-    model_fn, guide_fn, nesting = callables(model)
+    pair = as_pair(model)
     with torch.no_grad(), _unvalidated(model):
-        w = log_weights(model_fn, guide_fn, batch, num_samples, max_plate_nesting=nesting,
+        w = log_weights(pair.model, pair.guide, batch, num_samples,
+                        max_plate_nesting=pair.max_plate_nesting,
                         enumerate=False, keep_sites=True)
     check_per_point(w)
     return w.sites
@@ -114,9 +116,10 @@ class _Evaluation:
 
 
 def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
-    model_fn, guide_fn, nesting = callables(model)
+    pair = as_pair(model)
     with torch.no_grad(), _unvalidated(model):
-        w = log_weights(model_fn, guide_fn, sub, size, max_plate_nesting=nesting,
+        w = log_weights(pair.model, pair.guide, sub, size,
+                        max_plate_nesting=pair.max_plate_nesting,
                         enumerate=enumerate)
     check_per_point(w)
     return w.local
@@ -175,9 +178,10 @@ def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[
 # -- diagnostics ------------------------------------------------------------------------------
 def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
     """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
-    model_fn, guide_fn, nesting = callables(model)
+    pair = as_pair(model)
     with torch.no_grad():
-        w = log_weights(model_fn, guide_fn, batch, num_samples, max_plate_nesting=nesting,
+        w = log_weights(pair.model, pair.guide, batch, num_samples,
+                        max_plate_nesting=pair.max_plate_nesting,
                         enumerate=False)
     out = {}
     for name, site in w.guide_trace.nodes.items():
@@ -240,9 +244,10 @@ def _kl_per_dim(model, batch: Batch) -> dict[str, Optional[torch.Tensor]]:
     """Analytic KL(q || p) per latent dimension for Normal sites (mean over data), else None."""
     import pyro.distributions as dist
 
-    model_fn, guide_fn, nesting = callables(model)
+    pair = as_pair(model)
     with torch.no_grad():
-        w = log_weights(model_fn, guide_fn, batch, 1, max_plate_nesting=nesting, enumerate=False)
+        w = log_weights(pair.model, pair.guide, batch, 1,
+                        max_plate_nesting=pair.max_plate_nesting, enumerate=False)
     out = {}
     for name, site in w.guide_trace.nodes.items():
         if site["type"] != "sample" or name not in w.model_trace.nodes or name == "data":

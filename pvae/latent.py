@@ -24,12 +24,17 @@ from typing import Literal, Optional
 import torch
 
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import Classifier, PVAEModel
+
+
+def _conditioned(model) -> bool:
+    """Whether the model's batches carry a condition y (its declared ``batch_parts``)."""
+    return "y" in getattr(model, "batch_parts", ("x",))
 
 
 def _batch(model, x, y):
-    if getattr(model, "conditional", False):
-        if y is None and not hasattr(model, "classify"):
+    if _conditioned(model):
+        if y is None and not isinstance(model, Classifier):
             raise ValueError(f"{type(model).__name__} needs the condition y of the inputs")
         return (x,) if y is None else (x, y)
     return (x,)
@@ -43,7 +48,7 @@ def _point_shape(model) -> tuple[int, ...]:
 
 def _point_condition(model, y) -> Optional[torch.Tensor]:
     """One data point's condition (a label, or a vector for ``y_dim``) as a batch of one."""
-    if y is None or not getattr(model, "conditional", False):
+    if y is None or not _conditioned(model):
         return None
     y = torch.as_tensor(y)
     shape = _point_shape(model)
@@ -60,14 +65,14 @@ def _cond(model, y, n: int, x: Optional[torch.Tensor] = None) -> tuple:
     A model that classifies (SemiSupervisedVAE) decodes with the label it
     predicts for the single input ``x`` where ``y`` is absent or -1.
     """
-    if not getattr(model, "conditional", False):
+    if not _conditioned(model):
         return ()
     y = None if y is None else torch.as_tensor(y, device=model.device)
     shape = _point_shape(model)
     if not shape and y is not None and y.numel() == 1:
         y = y.reshape(())
     unknown = y is None or (not shape and y.dim() == 0 and y.item() < 0)
-    if unknown and x is not None and hasattr(model, "classify"):
+    if unknown and x is not None and isinstance(model, Classifier):
         y = model.classify(x[None].to(model.device)).argmax(-1)[0]  # the label q(y|x) predicts
     elif y is None:
         raise ValueError(f"{type(model).__name__} decodes with a condition: pass y")
@@ -95,7 +100,7 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
     (``ValueError`` / ``TypeError`` naming the problem), before any work;
     values outside the likelihood's support are encoded as they are.
     """
-    if y is not None and getattr(model, "conditional", False) and len(y) != len(x):
+    if y is not None and _conditioned(model) and len(y) != len(x):
         raise ValueError(f"y has {len(y)} rows for {len(x)} inputs; pass one condition per row")
     batch = model.checked_batch(*_batch(model, x, y), support=False)
     x, y = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -134,7 +139,7 @@ class Features:
                  site: Optional[str] = None, batch_size: int = 10000) -> None:
         if not isinstance(model, PVAEModel):
             raise TypeError(f"Features needs a trained pvae model, got {type(model).__name__}")
-        if getattr(model, "conditional", False):
+        if _conditioned(model):
             raise ValueError(f"Features takes an unconditional model (q(z | x)); "
                              f"{type(model).__name__} encodes with a condition y")
         self.model, self.sample, self.transform = model, sample, transform
@@ -283,7 +288,7 @@ def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]
     Conditional models decode with ``y`` (one point's condition, or one per
     grid point); hierarchical models grid their bottom layer z1.
     """
-    z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
+    z_dim = model.code_dim
     if z_dim != 2:
         raise ValueError(f"a manifold grid needs a 2-D latent space; this model has z_dim={z_dim}")
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))

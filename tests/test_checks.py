@@ -449,7 +449,7 @@ def test_sample_with_a_condition_vector():
 ])
 def test_the_number_of_draws_is_checked(make):
     model = make()
-    kwargs = {"y": 1} if model.conditional else {}
+    kwargs = {"y": 1} if "y" in model.batch_parts else {}
     assert model.sample(np.int64(3), **kwargs).shape == (3, 5)
     for n in (0, -2, 2.5):
         with pytest.raises(ValueError, match=rf"n must be a positive int .*got {n}"):

@@ -73,3 +73,36 @@ def test_yaml_files_and_overrides(tmp_path):
     (tmp_path / "evil.yaml").write_text("train: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "evil.yaml")
+
+
+def test_train_section_is_fit_keyword_arguments():
+    import inspect
+
+    import pvae
+
+    kwargs = load_config(None, ["train.epochs=3", "train.lr=0.01"]).train.fit_kwargs()
+    assert set(kwargs) <= set(inspect.signature(pvae.fit).parameters)
+    assert kwargs["epochs"] == 3 and kwargs["lr"] == 0.01 and "num_threads" not in kwargs
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_models_from_configs_match_the_command_line(path):
+    import pvae.models
+    from pvae.cli import build_model
+
+    cfg = load_config(path)
+    x_shape = (1, 28, 28) if cfg.model.arch == "conv" else (64,)
+    a = pvae.models.from_config(cfg.model, x_shape, num_classes=10)
+    b = build_model(cfg, x_shape, num_classes=10)
+    assert type(a) is type(b) and a.hparams == b.hparams
+
+
+def test_model_rules_are_the_constructors():
+    import pvae
+
+    with pytest.raises(ConfigError, match=r"'model.z_dim' must be a positive int"):
+        from_dict({"model": {"z_dim": 0}})
+    with pytest.raises(ValueError, match=r"z_dim must be a positive int, got 0"):
+        pvae.VAE(4, z_dim=0)
+    with pytest.raises(ConfigError, match=r"'model.num_classes' must be an int >= 2"):
+        from_dict({"model": {"num_classes": 1}})

@@ -272,7 +272,7 @@ def test_hvae_sites_order_and_per_layer_kl(xy):
 def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
     x, y = xy
     m = make()
-    data = (x, y) if m.takes_labels else x
+    data = (x, y) if "y" in m.batch_parts else x
     with pytest.raises(ValueError, match="not mean-field.*use elbo='trace'"):
         pvae.fit(m, data, elbo="meanfield", epochs=1)
 
@@ -429,3 +429,46 @@ def test_code_data_errors(digits):
         pvae.latent.code_data(digits, pvae.VAE(64, 2, guide_flows=1))
     with pytest.raises(ValueError, match="unconditional"):
         pvae.latent.code_data(digits, pvae.CVAE(64, 2, num_classes=10))
+
+
+# -- what models declare, and the registry that builds them by name -------------------------------
+@pytest.mark.parametrize("make,parts,code_dim,classifies", [
+    (lambda: pvae.VAE(64, 3), ("x",), 3, False), (cvae, ("x", "y"), 3, False),
+    (ssvae, ("x", "y"), 3, True), (hvae, ("x",), 6, False)])
+def test_models_declare_their_batches_codes_and_classifier(make, parts, code_dim, classifies):
+    m = make()
+    assert m.batch_parts == parts and m.code_dim == code_dim
+    assert isinstance(m, pvae.models.Classifier) == classifies
+    assert m.takes_labels == m.conditional == ("y" in parts) == type(m).takes_labels
+    with pytest.raises(AttributeError, match="batch_parts"):
+        m.takes_labels = True
+    assert m.embed(*((torch.rand(4, 64),) + ((torch.arange(4),) if "y" in parts else ()))
+                   ).shape == (4, code_dim)
+
+
+def test_mean_field_is_read_from_the_posteriors():
+    assert pvae.VAE(64, 3).mean_field and cvae().mean_field and ssvae().mean_field
+    assert not pvae.VAE(64, 3, guide_flows=1).mean_field and not ssvae(guide_flows=1).mean_field
+    assert hvae(guide="top_down").mean_field and not hvae().mean_field
+
+
+def test_models_are_built_by_name_with_their_options_checked():
+    assert pvae.models.names() == ["cvae", "hvae", "ssvae", "vae"]
+    m = pvae.models.get("ssvae", x_dim=64, num_classes=10, z_dim=3)
+    assert type(m) is pvae.SemiSupervisedVAE and m.z_dim == 3
+    assert pvae.models.get(type(m).config_name, **m.hparams).hparams == m.hparams
+    with pytest.raises(ValueError, match="unknown model 'gan'; valid names are: cvae, hvae"):
+        pvae.models.get("gan", x_dim=64)
+    with pytest.raises(ValueError, match="model 'vae' has no option 'z_dims'; its options are: "
+                                         "x_dim, z_dim"):
+        pvae.models.get("vae", x_dim=64, z_dims=(3, 2))
+
+
+def test_a_pair_of_callables_is_evaluated_as_the_model_is(xy):
+    x, _ = xy
+    m = pvae.VAE(64, 3)
+    pyro.set_rng_seed(0)
+    a = pvae.evaluate.elbo(m, x[:20], num_samples=2)
+    pyro.set_rng_seed(0)
+    b = pvae.evaluate.elbo((m.model, m.guide), x[:20], num_samples=2)
+    assert torch.allclose(a, b)

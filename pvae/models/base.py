@@ -1,4 +1,11 @@
-"""What every pvae model shares: the data plate, save/load, data checks.
+"""What every pvae model shares: declared traits, the data plate, save/load, data checks.
+
+:class:`PVAEModel` declares what a model is (``batch_parts``, ``config_name``,
+``code_dim``, ``num_classes``, ``mean_field``) so that training, evaluation and
+the command line read it instead of guessing. Its pieces live next to it:
+:mod:`pvae.models.checks` (argument and data rules), :mod:`pvae.models.heads`
+(the likelihood head), :mod:`pvae.models.sites` (site conventions, model/guide
+pairs), :mod:`pvae.models.traits` (the classifier mixin, checked methods).
 
 A pvae model is a :class:`pyro.nn.PyroModule` with ``model(*batch)`` and
 ``guide(*batch)`` methods of the same signature. Its parameters live on the
@@ -22,20 +29,23 @@ checked against what the likelihood needs at their first call.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import itertools
-import math
-import operator
 from typing import Any, ClassVar, Iterator, Optional
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
-from pyro.poutine.messenger import Messenger
 
-from pvae.batching import as_batch_tensors, num_batches
+from pvae import checkpoint as ckpt
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.checks import (  # noqa: F401  (shared by every model, re-exported)
+    Shape, as_shape, check_labels, check_x, num_draws)
+from pvae.models.heads import LikelihoodHead
+from pvae.models.sites import (  # noqa: F401  (re-exported)
+    AUXILIARY, ModelGuidePair, ObservedSites, Pair, as_pair, auxiliary, is_auxiliary)
+from pvae.models.traits import Classifier, DerivedTrait, takes_data  # noqa: F401
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -47,67 +57,7 @@ def _fresh_name(model: "PVAEModel") -> str:
     return f"{type(model).__name__.lower()}{next(_COUNTER)}"
 
 
-def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
-
-
-def _returned(out) -> str:
-    """What a network returned, in words: 'one tensor of shape (8, 199)', 'a tuple of 2 ...'."""
-    if isinstance(out, (tuple, list)):
-        return (f"a {type(out).__name__} of {len(out)} ("
-                + ", ".join(_shape(t) for t in out) + ")")
-    if isinstance(out, torch.Tensor):
-        return f"one tensor of shape {tuple(out.shape)}"
-    return f"a {type(out).__name__}"
-
-
-def _per_point(shape: tuple[int, ...]) -> str:
-    return "(N, " + ", ".join(str(s) for s in shape) + ")"
-
-
-def num_draws(n) -> int:
-    """``n`` as a number of draws: a positive whole number, else ``ValueError``."""
-    try:
-        k = operator.index(n)
-    except TypeError:
-        k = None
-    if k is None or k < 1:
-        raise ValueError(f"n must be a positive int (the number of draws), got {n!r}")
-    return k
-
-
-def takes_data(method):
-    """Check a public method's data arguments as ``fit`` does, then call it.
-
-    The data arguments (``x``, then ``y`` where the method has it) go through
-    :meth:`PVAEModel.checked_batch`: cast to float32 or refused with a clear
-    error before any work (shape, NaN, labels; not the likelihood's support,
-    since these methods encode data without scoring it). Calls from inside the
-    model's own Pyro program (the guide calling ``encode``) and nested calls
-    skip the check: their data were checked already.
-    """
-    sig = inspect.signature(method)
-    names = [n for n in ("x", "y") if n in sig.parameters]
-
-    @functools.wraps(method)
-    def checked(self, *args, **kwargs):
-        if self._pyro_context.active or self.__dict__.get("_checking_inputs"):
-            return method(self, *args, **kwargs)
-        bound = sig.bind(self, *args, **kwargs)
-        given = [bound.arguments[n] for n in names if bound.arguments.get(n) is not None]
-        batch = self.checked_batch(*given, support=False)
-        for n, value in zip(names, batch):
-            bound.arguments[n] = value
-        self.__dict__["_checking_inputs"] = True
-        try:
-            return method(*bound.args, **bound.kwargs)
-        finally:
-            self.__dict__["_checking_inputs"] = False
-
-    return checked
-
-
-class PVAEModel(PyroModule):
+class PVAEModel(LikelihoodHead, PyroModule):
     """Base class of pvae models (not used directly).
 
     Copies: ``copy.deepcopy(model)``, a pickle round trip and ``pvae.load``
@@ -133,16 +83,39 @@ class PVAEModel(PyroModule):
     latent_sites: ClassVar[tuple[str, ...]] = ("z",)
     #: Plates nested inside each other in model and guide (just "data").
     max_plate_nesting: ClassVar[int] = 1
-    #: Whether the model's data are (x, y) pairs rather than x alone.
-    takes_labels: ClassVar[bool] = False
-    #: Whether the guide is mean-field (each latent site's q is a plain distribution).
-    mean_field: bool = True
-    #: Why not, for the error TraceMeanField_ELBO users get.
+    #: What one batch holds, in the order ``model``/``guide`` take it: ``("x",)``;
+    #: ``("x", "y")`` with a label or condition per point; ``("x", "lengths")`` for sequences.
+    #: The training data, evaluation and the command line read this.
+    batch_parts: ClassVar[tuple[str, ...]] = ("x",)
+    #: The parts a batch may leave out (the semi-supervised model's labels).
+    optional_parts: ClassVar[tuple[str, ...]] = ()
+    #: The name :func:`pvae.models.get` and configs (``model.type``) know the class by.
+    config_name: ClassVar[Optional[str]] = None
+    #: Number of classes of a labelled model; None for others.
+    num_classes: Optional[int] = None
+    #: Why the guide is not mean-field, for the error TraceMeanField_ELBO users get.
     not_mean_field_reason: str = "it has normalising flows"
+
+    #: Whether the data are (x, y) pairs (derived from :attr:`batch_parts`; read-only).
+    takes_labels = DerivedTrait(lambda cls: "y" in cls.batch_parts)
+    #: Whether generation takes a condition too (derived from :attr:`batch_parts`; read-only).
+    conditional = DerivedTrait(lambda cls: "y" in cls.batch_parts)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MODEL_CLASSES[cls.__name__] = cls
+
+    @property
+    def mean_field(self) -> bool:
+        """Whether the guide is mean-field: every posterior of the model says it is
+        (no normalising flows); read from the model's :class:`GaussianPosterior` s."""
+        return all(p.mean_field for p in self.modules() if isinstance(p, GaussianPosterior))
+
+    @property
+    def code_dim(self) -> int:
+        """Size of the main latent code (``"z"``; ``"z1"``, the bottom layer, for hierarchies):
+        the width of :meth:`embed`'s output and of :meth:`decode_mean`'s input."""
+        return self.z_dim
 
     def __init__(self) -> None:
         super().__init__(name=_fresh_name(self))
@@ -190,6 +163,18 @@ class PVAEModel(PyroModule):
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this model (plain Python values)."""
         return dict(self._hparams)
+
+    def custom_parts(self) -> list[str]:
+        """What of this model its saved constructor arguments cannot rebuild, in words
+        (custom networks, a likelihood not in pvae's registry); empty when none."""
+        parts = [f"a custom {net}" for net in ("encoder", "decoder")
+                 if not getattr(self, f"_default_{net}", True)]
+        lik = getattr(self, "likelihood", None)
+        if isinstance(lik, lk.Likelihood) and lk._REGISTRY.get(lik.name) is not type(lik):
+            parts.append(f"a likelihood not in pvae's registry ({type(lik).__name__})")
+        if not parts and not self._rebuildable:
+            parts.append("custom networks")
+        return parts
 
     # -- the data plate ------------------------------------------------------------
     def data_plate(self, batch_size: int, device: torch.device) -> pyro.plate:
@@ -256,93 +241,50 @@ class PVAEModel(PyroModule):
             return p.device
         return torch.device("cpu")
 
-    # -- likelihood head (shared by every model) ------------------------------------------
-    def _setup_likelihood(self, x_dim, likelihood, likelihood_kwargs) -> None:
-        from pvae import likelihoods as lk
-        from pvae.models.vae import as_shape
-
-        self.x_shape = as_shape(x_dim)
-        self.likelihood = lk.resolve(likelihood, **(likelihood_kwargs or {})).setup(self.x_shape)
-
-    def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """How default encoders see x. Reads the likelihood without PyroModule's
-        registration, so its parameters belong to the model, not the guide."""
-        return self._modules["likelihood"].encoder_input(x)
-
-    def _likelihood_params(self, out):
-        """Decoder output -> likelihood parameters (default decoders output a flat tensor).
-
-        A custom decoder's output is checked once, at its first call, against
-        what the likelihood needs (:meth:`_check_decoder_output`).
-        """
-        if self._default_decoder:
-            return self.likelihood.unflatten(out)
-        if not self.__dict__.get("_decoder_checked"):
-            self._check_decoder_output(out)
-            self.__dict__["_decoder_checked"] = True
-        return out
-
-    def _expected_params(self) -> list[tuple[int, ...]]:
-        """Per-point shapes of the tensors the likelihood takes from a decoder."""
-        lik = self._modules["likelihood"]
-        flat = torch.zeros(1, lik.num_params * math.prod(self.x_shape))
-        params = lik.unflatten(flat)
-        return [tuple(p.shape[1:]) for p in (params if isinstance(params, tuple) else (params,))]
-
-    def _check_decoder_output(self, out) -> None:
-        """Raise ``ValueError`` unless ``out`` is what the likelihood needs, naming both."""
-        expected = self._expected_params()
-        lik = self._modules["likelihood"]
-        options = ", ".join(f"{k}={v!r}" for k, v in lik.hparams().items())
-        what = f"{lik.name or type(lik).__name__!r} likelihood"
-        what += f" ({options})" if options else ""
-        need = (f"one tensor of shape {_per_point(expected[0])}" if len(expected) == 1 else
-                f"a tuple of {len(expected)} tensors of shapes "
-                + ", ".join(_per_point(e) for e in expected))
-        parts = out if isinstance(out, (tuple, list)) else (out,)
-        ok = len(parts) == len(expected) and all(
-            isinstance(p, torch.Tensor) and p.dim() > len(e)
-            and tuple(p.shape[p.dim() - len(e):]) == e for p, e in zip(parts, expected))
-        if ok:
-            lead = {tuple(p.shape[: p.dim() - len(e)]) for p, e in zip(parts, expected)}
-            ok = len(lead) == 1
-        if not ok:
-            raise ValueError(
-                f"the decoder returned {_returned(out)}, but the {what} for data of shape "
-                f"{self.x_shape} needs {need}, N rows for N latent codes; fix the decoder's "
-                "output layer (pvae.likelihoods says what each likelihood takes)"
-            )
-
-    def _checked_encoder_output(self, out, n_lead: tuple[int, ...]):
-        """A custom encoder's ``(z_loc, z_scale)``, checked once against the latent size."""
-        if self.__dict__.get("_encoder_checked"):
-            return out
-        z_dim = self.z_dim
-        want = (*n_lead, z_dim)
-        ok = (isinstance(out, (tuple, list)) and len(out) == 2
-              and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in out))
-        if not ok:
-            raise ValueError(
-                f"the encoder returned {_returned(out)}, but the model needs a tuple "
-                f"(z_loc, z_scale) of two tensors of shape {want} (one row per data point, "
-                f"z_dim={z_dim}); fix the encoder's output layer"
-            )
-        self.__dict__["_encoder_checked"] = True
-        return out
-
     def kl_scale(self):
         """``poutine.scale(beta)`` for latent sites (a no-op when beta is 1)."""
         beta = getattr(self, "beta", 1.0)
         return poutine.scale(scale=beta) if beta != 1.0 else contextlib.nullcontext()
 
     # -- data -------------------------------------------------------------------------
-    def check_data(self, *batch: torch.Tensor, support: bool = True) -> None:
-        """Raise ``ValueError`` if ``batch`` cannot be modelled (shape, labels, NaN, support).
+    def check_data(self, x: torch.Tensor, *rest: torch.Tensor, support: bool = True) -> None:
+        """Raise ``ValueError`` if a batch cannot be modelled (parts, shape, labels, NaN, support).
 
-        ``support=False`` skips the likelihood's support check (for methods
-        that only encode data and never score it).
+        The one data check of every model: the batch's parts against
+        :attr:`batch_parts`, ``x`` of shape ``(N, *x_shape)``, each further part
+        by :meth:`check_part`, then the values. ``support=False`` skips the
+        likelihood's support check (for methods that only encode data and never
+        score it). ``TypeError`` for what is not a tensor.
         """
-        raise NotImplementedError
+        parts = self.batch_parts
+        least = len(parts) - len(self.optional_parts)
+        if not least <= 1 + len(rest) <= len(parts):
+            raise ValueError(self._parts_message(1 + len(rest)))
+        check_x(x, self.x_shape)
+        for name, value in zip(parts[1:], rest):
+            self.check_part(name, value, x.shape[0])
+        self._check_values(x, support)
+
+    def _parts_message(self, given: int) -> str:
+        """Why a batch of ``given`` parts does not fit :attr:`batch_parts`."""
+        name = type(self).__name__
+        if self.batch_parts == ("x",):
+            return (f"{name} takes x alone, but the data has {given} parts; pass only x "
+                    "(labels are for CVAE / SemiSupervisedVAE)")
+        want = "(" + ", ".join(self.batch_parts) + ")"
+        if self.optional_parts:
+            return f"{name} trains on x or on {want}"
+        return f"{name} trains on {want}, one of each per row; got {given} part(s)"
+
+    def check_part(self, name: str, value: torch.Tensor, n: int) -> None:
+        """Check batch part ``name`` (beyond x) for ``n`` data points; ``ValueError`` if bad."""
+        raise NotImplementedError(f"{type(self).__name__} does not check part {name!r}")
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the default MLP encoders see it: the likelihood's encoder input, flattened
+        to shape ``(..., prod(x_shape))``."""
+        x = self._encoder_input(x)
+        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
 
     def _check_values(self, x: torch.Tensor, support: bool = True) -> None:
         """NaN or infinite values always; the likelihood's support where x will be scored."""
@@ -364,12 +306,11 @@ class PVAEModel(PyroModule):
         values outside the likelihood's support (grey levels for a Bernoulli
         model, say), which only scoring refuses.
         """
+        from pvae.batching import as_batch_tensors  # the data layer reads models' traits
+
         batch = as_batch_tensors(tuple(batch), self, what)
         self.check_data(*batch, support=support)
         return batch
-
-    #: Whether the model's generation takes a condition (a label or vector) too.
-    conditional: ClassVar[bool] = False
 
     def embed(self, *batch: torch.Tensor) -> torch.Tensor:
         """Posterior mean of the main latent (``"z"``; ``"z1"`` for hierarchies), shape (N, D).
@@ -388,6 +329,8 @@ class PVAEModel(PyroModule):
 
     def num_steps(self, batch: Batch, batch_size: int, drop_last: bool) -> int:
         """Optimiser steps per epoch over in-memory data ``batch``."""
+        from pvae.batching import num_batches
+
         return num_batches(batch[0].shape[0], batch_size, drop_last)
 
     def minibatches(self, batch: Batch, batch_size: int, generator: torch.Generator,
@@ -412,24 +355,4 @@ class PVAEModel(PyroModule):
         likelihood not in pvae's registry: then build it as before and pass it,
         ``pvae.load(path, model=...)`` (without it, load says so).
         """
-        from pvae.checkpoint import save_model
-
-        save_model(self, path)
-
-
-class ObservedSites(Messenger):
-    """Record, for each sample site inside it, whether the site was observed.
-
-    Used inside a model to tell whether a site's value is data, however it
-    arrived: as the ``obs=`` argument or from a handler outside the model
-    (``poutine.condition``); ``poutine.uncondition`` makes it latent.
-    ``observed[name]`` is read after the site.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.observed: dict[str, bool] = {}
-
-    def _postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample":
-            self.observed[msg["name"]] = bool(msg["is_observed"])
+        ckpt.save_model(self, path)

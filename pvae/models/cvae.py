@@ -14,37 +14,11 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import ObservedSites, PVAEModel, num_draws, takes_data
-from pvae.models.vae import Shape, check_x
+from pvae.models.base import ObservedSites, PVAEModel, takes_data
+from pvae.models.checks import (  # noqa: F401  (check_labels: its old home)
+    Shape, check_hparams, check_labels, num_draws)
+from pvae.models.registry import register
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
-
-
-def check_labels(y: torch.Tensor, num_classes: int, n: int, allow_unlabelled: bool = False) -> None:
-    """Raise ``ValueError`` unless ``y`` holds ``n`` whole labels in ``0..num_classes-1``."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"labels y must be a tensor, got {type(y).__name__}")
-    if y.dim() == 2 and y.shape[1] > 1:
-        raise ValueError(
-            f"labels have shape {tuple(y.shape)}, but the model takes one class label per data "
-            f"point, shape ({n},); for one-hot labels pass y.argmax(-1)"
-        )
-    if y.reshape(-1).shape[0] != n:
-        raise ValueError(f"there are {y.reshape(-1).shape[0]} labels for {n} data points")
-    if y.is_floating_point() and not torch.isfinite(y).all():
-        raise ValueError("labels hold NaN or infinite values; remove those points or mark "
-                         "them unlabelled (-1, for SemiSupervisedVAE)")
-    if y.is_floating_point() and (y != y.round()).any():
-        bad = y[y != y.round()].reshape(-1)[0].item()
-        raise ValueError(f"labels must be whole numbers (class indices 0..{num_classes - 1}), "
-                         f"found {bad:g}; pass integer class ids, not fractions or scores")
-    low = -1 if allow_unlabelled else 0
-    if y.numel() and (y.min() < low or y.max() >= num_classes):
-        what = "-1 (unlabelled) or " if allow_unlabelled else ""
-        found = y.max().item() if y.max() >= num_classes else y.min().item()
-        raise ValueError(
-            f"labels out of range: found {found:g}, but with num_classes={num_classes} labels "
-            f"must be {what}0..{num_classes - 1}; check num_classes or the labels"
-        )
 
 
 def draw_labels(y, n: int, num_classes: int, device=None) -> torch.Tensor:
@@ -70,6 +44,7 @@ def draw_labels(y, n: int, num_classes: int, device=None) -> torch.Tensor:
     return y.long()
 
 
+@register
 class CVAE(PVAEModel):
     r"""Conditional VAE (Sohn et al. 2015): p(x | y) for a class label or a vector y.
 
@@ -106,8 +81,8 @@ class CVAE(PVAEModel):
         Learn p(z | y) with a network (default) or use Normal(0, I).
     """
 
-    takes_labels = True
-    conditional = True
+    batch_parts = ("x", "y")
+    config_name = "cvae"
 
     def __init__(
         self,
@@ -133,10 +108,7 @@ class CVAE(PVAEModel):
         c_dim = num_classes if num_classes is not None else y_dim
         if not (isinstance(c_dim, int) and c_dim >= 1):
             raise ValueError(f"num_classes / y_dim must be a positive int, got {c_dim!r}")
-        if not (isinstance(z_dim, int) and z_dim > 0):
-            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
-        if not beta > 0:
-            raise ValueError(f"beta must be positive, got {beta}")
+        check_hparams(z_dim=z_dim, beta=beta, guide_flows=guide_flows, hidden_dims=hidden_dims)
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         self.z_dim, self.beta = z_dim, float(beta)
@@ -157,10 +129,6 @@ class CVAE(PVAEModel):
             likelihood_kwargs=self.likelihood.hparams(), beta=self.beta,
             learned_prior=learned_prior, activation=activation, guide_flows=guide_flows,
         )
-
-    @property
-    def mean_field(self) -> bool:
-        return self.posterior.mean_field
 
     # -- pieces -----------------------------------------------------------------------------
     def features(self, y: torch.Tensor) -> torch.Tensor:
@@ -284,19 +252,18 @@ class CVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- checks ------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
-                   support: bool = True) -> None:
-        if y is None or rest:
-            raise ValueError("a CVAE trains on pairs: pass (x, y) with one condition per row")
-        check_x(x, self.x_shape)
+    def check_part(self, name: str, y: torch.Tensor, n: int) -> None:
+        """The condition: ``n`` class labels, or ``(n, y_dim)`` finite vectors."""
         if self.num_classes:
-            check_labels(y, self.num_classes, x.shape[0])
-        else:
-            if y.dim() != 2 or y.shape != (x.shape[0], self.y_dim):
-                raise ValueError(
-                    f"the condition has shape {tuple(y.shape)}, but the model expects "
-                    f"({x.shape[0]}, {self.y_dim}) (y_dim={self.y_dim})"
-                )
-            if not torch.isfinite(y).all():
-                raise ValueError("the condition y holds NaN or infinite values")
-        self._check_values(x, support)
+            check_labels(y, self.num_classes, n)
+            return
+        if y.dim() != 2 or y.shape != (n, self.y_dim):
+            raise ValueError(
+                f"the condition has shape {tuple(y.shape)}, but the model expects "
+                f"({n}, {self.y_dim}) (y_dim={self.y_dim})"
+            )
+        if not torch.isfinite(y).all():
+            raise ValueError("the condition y holds NaN or infinite values")
+
+    def _parts_message(self, given: int) -> str:
+        return "a CVAE trains on pairs: pass (x, y) with one condition per row"

@@ -14,7 +14,8 @@ from torch import nn
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
-from pvae.models.vae import Shape, check_x
+from pvae.models.checks import Shape, check_hparams
+from pvae.models.registry import register
 from pvae.nets import MLP, activation as make_activation, split_loc_scale
 
 
@@ -25,6 +26,7 @@ def precision_weighted(loc_a, scale_a, loc_b, scale_b):
     return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
 
 
+@register
 class HierarchicalVAE(PVAEModel):
     r"""VAE with L stochastic layers (Burda et al. 2015; Sønderby et al. 2016).
 
@@ -61,6 +63,8 @@ class HierarchicalVAE(PVAEModel):
     Others as for :class:`pvae.VAE`.
     """
 
+    config_name = "hvae"
+
     def __init__(
         self,
         x_dim: Shape,
@@ -75,13 +79,10 @@ class HierarchicalVAE(PVAEModel):
         guide_flows: int = 0,
     ) -> None:
         super().__init__()
+        check_hparams(z_dims=z_dims, hidden_dims=hidden_dims, beta=beta, guide_flows=guide_flows)
         z_dims = tuple(int(z) for z in z_dims)
-        if len(z_dims) < 1 or any(z < 1 for z in z_dims):
-            raise ValueError(f"z_dims must be positive ints, bottom layer first; got {z_dims}")
         if guide not in ("top_down", "bottom_up"):
             raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
-        if not beta > 0:
-            raise ValueError(f"beta must be positive, got {beta}")
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         self.z_dims, self.guide_type, self.beta = z_dims, guide, float(beta)
@@ -116,7 +117,13 @@ class HierarchicalVAE(PVAEModel):
 
     @property
     def mean_field(self) -> bool:
-        return self.guide_type == "top_down" and all(p.mean_field for p in self.posteriors)
+        """Mean-field only with the top-down guide and no flows."""
+        return self.guide_type == "top_down" and super().mean_field
+
+    @property
+    def code_dim(self) -> int:
+        """Size of the bottom latent layer ``"z1"`` (what :meth:`embed` gives)."""
+        return self.z_dims[0]
 
     @property
     def not_mean_field_reason(self) -> str:
@@ -125,10 +132,6 @@ class HierarchicalVAE(PVAEModel):
         return "it has normalising flows"
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._encoder_input(x)
-        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
-
     def prior(self, layer: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of p(z_layer | z_{layer+1}) (layers counted from 1)."""
         return split_loc_scale(self.top_down[layer - 1](z_above))
@@ -218,10 +221,3 @@ class HierarchicalVAE(PVAEModel):
             raise ValueError("the guide needs data: call guide(x)")
         with self.data_plate(*self._batch(x)), self.kl_scale():
             self._guide_body(x)
-
-    def check_data(self, x: torch.Tensor, *rest, support: bool = True) -> None:
-        if rest:
-            raise ValueError("HierarchicalVAE takes x alone; labels are for CVAE / "
-                             "SemiSupervisedVAE")
-        check_x(x, self.x_shape)
-        self._check_values(x, support)

@@ -14,13 +14,15 @@ from pyro.nn import pyro_method
 from pvae import likelihoods as lk
 from pvae.batching import num_batches
 from pvae.flows import GaussianPosterior
-from pvae.models.base import Batch, ObservedSites, PVAEModel, takes_data
-from pvae.models.cvae import check_labels, draw_labels
-from pvae.models.vae import Shape, check_x
+from pvae.models.base import Batch, Classifier, ObservedSites, PVAEModel, auxiliary, takes_data
+from pvae.models.cvae import draw_labels
+from pvae.models.checks import Shape, check_hparams, check_labels
+from pvae.models.registry import register
 from pvae.nets import MLP, cat_broadcast, one_hot, split_loc_scale
 
 
-class SemiSupervisedVAE(PVAEModel):
+@register
+class SemiSupervisedVAE(Classifier, PVAEModel):
     r"""Semi-supervised VAE, model M2 of Kingma et al. (2014).
 
     Generative story, for each data point in ``pyro.plate("data")``::
@@ -142,8 +144,9 @@ class SemiSupervisedVAE(PVAEModel):
         Suits data whose classes are about equally frequent.
     """
 
-    takes_labels = True
-    conditional = True
+    batch_parts = ("x", "y")
+    optional_parts = ("y",)  # unlabelled data: x alone, or y == -1
+    config_name = "ssvae"
 
     def __init__(
         self,
@@ -163,15 +166,11 @@ class SemiSupervisedVAE(PVAEModel):
         balance_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        if not (isinstance(num_classes, int) and num_classes >= 2):
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if not (isinstance(z_dim, int) and z_dim > 0):
-            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
-        if not beta > 0 or not aux_weight >= 0:
-            raise ValueError("beta must be positive and aux_weight non-negative")
-        if not balance_weight >= 0:
-            raise ValueError(f"balance_weight must be non-negative (0 turns the class-balance "
-                             f"term off), got {balance_weight!r}")
+        if num_classes is None:
+            raise ValueError("num_classes must be an int >= 2, got None")
+        check_hparams(num_classes=num_classes, z_dim=z_dim, beta=beta, aux_weight=aux_weight,
+                      balance_weight=balance_weight, guide_flows=guide_flows,
+                      hidden_dims=hidden_dims)
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         classifier_hidden_dims = tuple(classifier_hidden_dims or hidden_dims)
@@ -198,15 +197,7 @@ class SemiSupervisedVAE(PVAEModel):
             balance_weight=self.balance_weight,
         )
 
-    @property
-    def mean_field(self) -> bool:
-        return self.posterior.mean_field
-
     # -- pieces --------------------------------------------------------------------------------
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._encoder_input(x)
-        return x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
-
     def classifier_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self._flat(x))
 
@@ -290,7 +281,7 @@ class SemiSupervisedVAE(PVAEModel):
             if labelled and self.aux_weight > 0:
                 with poutine.scale(scale=self.aux_weight):
                     pyro.sample("y_aux", dist.Categorical(logits=self.classifier_logits(out)),
-                                obs=y_value, infer={"pvae_auxiliary": True})
+                                obs=y_value, infer=auxiliary())
             if not labelled and self.balance_weight > 0:
                 # the batch's mean of q(y | x) against the uniform p(y): KL(q_mean || p)
                 q_mean = torch.softmax(self.classifier_logits(out), -1).mean(0)
@@ -298,7 +289,7 @@ class SemiSupervisedVAE(PVAEModel):
                 balance = dist.Unit(-kl.expand(n))  # a factor per point: -n KL in all
                 with poutine.scale(scale=self.balance_weight):
                     pyro.sample("y_balance", balance, obs=balance.sample(),
-                                infer={"pvae_auxiliary": True, "is_auxiliary": True})
+                                infer=auxiliary(is_auxiliary=True))
             return out
 
     @pyro_method
@@ -321,14 +312,12 @@ class SemiSupervisedVAE(PVAEModel):
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
 
     # -- data -------------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *rest,
-                   support: bool = True) -> None:
-        if rest:
-            raise ValueError("SemiSupervisedVAE trains on x or on (x, y) with y == -1 unlabelled")
-        check_x(x, self.x_shape)
-        if y is not None:
-            check_labels(y, self.num_classes, x.shape[0], allow_unlabelled=True)
-        self._check_values(x, support)
+    def check_part(self, name: str, y: torch.Tensor, n: int) -> None:
+        """Labels: ``n`` class ids in ``0..num_classes-1``, or -1 for unlabelled points."""
+        check_labels(y, self.num_classes, n, allow_unlabelled=True)
+
+    def _parts_message(self, given: int) -> str:
+        return "SemiSupervisedVAE trains on x or on (x, y) with y == -1 unlabelled"
 
     def evaluation_batch(self, batch: Batch) -> Batch:
         return batch[:1]  # score log p(x), the label marginalised

@@ -13,38 +13,12 @@ from torch import nn
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel, num_draws, takes_data
+from pvae.models.base import PVAEModel, takes_data
+from pvae.models.checks import Shape, as_shape, check_hparams, check_x, num_draws  # noqa: F401
+from pvae.models.registry import register
 from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
-Shape = Union[int, Sequence[int]]
-
-
-def as_shape(x_dim: Shape) -> tuple[int, ...]:
-    """``784 -> (784,)``; ``(1, 28, 28)`` stays; sizes must be positive integers."""
-    shape = (x_dim,) if isinstance(x_dim, int) else tuple(x_dim)
-    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"x_dim must be a positive int or a tuple of them, got {x_dim!r}")
-    return shape
-
-
-def check_x(x: torch.Tensor, x_shape: tuple[int, ...], what: str = "data") -> None:
-    """Raise ``ValueError`` unless ``x`` is a non-empty tensor of shape ``(N, *x_shape)``."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() == 0 or x.shape[0] == 0:
-        raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); pass at least one data point")
-    if tuple(x.shape[1:]) != x_shape:
-        hint = ""
-        if math.prod(x.shape[1:]) == math.prod(x_shape):
-            hint = (
-                f"; reshape it with x.reshape(len(x), *{x_shape}) or build the model "
-                f"with x_dim={tuple(x.shape[1:])}"
-            )
-        raise ValueError(
-            f"{what} has shape {tuple(x.shape)} but the model expects (N, *{x_shape}){hint}"
-        )
-
-
+@register
 class VAE(PVAEModel):
     r"""Variational autoencoder (Kingma & Welling 2014; Rezende et al. 2014).
 
@@ -88,7 +62,15 @@ class VAE(PVAEModel):
     guide_flows
         Number of inverse autoregressive flows on q(z | x) (0: the diagonal
         Gaussian, mean-field). With flows, use ``elbo="trace"``.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``z_dim`` or ``beta``, bad ``hidden_dims``, ``x_dim``
+        or ``arch``, or a likelihood name or option pvae does not know.
     """
+
+    config_name = "vae"
 
     def __init__(
         self,
@@ -106,10 +88,7 @@ class VAE(PVAEModel):
         guide_flows: int = 0,
     ) -> None:
         super().__init__()
-        if not (isinstance(z_dim, int) and z_dim > 0):
-            raise ValueError(f"z_dim must be a positive int, got {z_dim!r}")
-        if not beta > 0:
-            raise ValueError(f"beta must be positive, got {beta}")
+        check_hparams(z_dim=z_dim, beta=beta, guide_flows=guide_flows)
         self.z_dim = z_dim
         self.beta = float(beta)
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
@@ -117,6 +96,7 @@ class VAE(PVAEModel):
             arch = "conv" if len(self.x_shape) == 3 else "mlp"
         if hidden_dims is None:
             hidden_dims = (32, 64) if arch == "conv" else (400,)
+        check_hparams(hidden_dims=hidden_dims)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         if arch not in ("mlp", "conv"):
             raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
@@ -147,10 +127,6 @@ class VAE(PVAEModel):
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, arch=arch, activation=activation, guide_flows=guide_flows,
         )
-
-    @property
-    def mean_field(self) -> bool:
-        return self.posterior.mean_field
 
     # -- networks ---------------------------------------------------------------------
     @takes_data
@@ -223,13 +199,3 @@ class VAE(PVAEModel):
             z_loc, z_scale = self.encode(x)
             with self.kl_scale():
                 return pyro.sample("z", self.posterior(z_loc, z_scale))
-
-    # -- checks ------------------------------------------------------------------------------
-    def check_data(self, x: torch.Tensor, *rest: torch.Tensor, support: bool = True) -> None:
-        if rest:
-            raise ValueError(
-                f"{type(self).__name__} takes x alone, but the data has {1 + len(rest)} parts; "
-                "pass only x (labels are for CVAE / SemiSupervisedVAE)"
-            )
-        check_x(x, self.x_shape)
-        self._check_values(x, support)
