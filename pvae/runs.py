@@ -28,29 +28,20 @@ from pvae.config import Config, ConfigError, load_config
 
 
 def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None):
-    """The model a config describes, for data points of shape ``x_shape``."""
-    import pvae
+    """The model a config describes, for data points of shape ``x_shape``.
 
-    m = cfg.model
-    common = dict(x_dim=x_shape, hidden_dims=m.hidden_dims, likelihood=m.likelihood,
-                  likelihood_kwargs=m.likelihood_kwargs, beta=m.beta, activation=m.activation,
-                  guide_flows=m.guide_flows)
-    classes = m.num_classes or num_classes
-    if m.type == "cvae" and m.y_dim:  # a vector condition
-        return pvae.CVAE(z_dim=m.z_dim, y_dim=m.y_dim, learned_prior=m.learned_prior, **common)
-    if m.type in ("cvae", "ssvae") and not classes:
-        raise ConfigError(f"model.type {m.type} needs labels: set model.num_classes, "
-                          "or use a data set with labels")
-    if m.type == "vae":
-        return pvae.VAE(z_dim=m.z_dim, arch=m.arch, **common)
-    if m.type == "cvae":
-        return pvae.CVAE(z_dim=m.z_dim, num_classes=classes, learned_prior=m.learned_prior,
-                         **common)
-    if m.type == "ssvae":
-        return pvae.SemiSupervisedVAE(num_classes=classes, z_dim=m.z_dim,
-                                      aux_weight=m.aux_weight, batching=m.batching,
-                                      balance_weight=m.balance_weight, **common)
-    return pvae.HierarchicalVAE(z_dims=m.z_dims, guide=m.guide, **common)
+    Built through the model registry (:func:`pvae.models.from_config`); its
+    ``ValueError`` (e.g. a labelled model without a number of classes) is raised
+    as a :class:`ConfigError`.
+    """
+    from pvae.models import from_config
+
+    try:
+        return from_config(cfg.model, x_shape, num_classes)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 FEATURES = "features.pt"  # a stacked run's copy of the model whose codes it was trained on

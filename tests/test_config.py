@@ -88,13 +88,27 @@ def test_train_section_is_fit_keyword_arguments():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_models_from_configs_match_the_command_line(path):
     import pvae.models
-    from pvae.cli import build_model
+    from pvae.runs import build_model
 
     cfg = load_config(path)
     x_shape = (1, 28, 28) if cfg.model.arch == "conv" else (64,)
-    a = pvae.models.from_config(cfg.model, x_shape, num_classes=10)
-    b = build_model(cfg, x_shape, num_classes=10)
-    assert type(a) is type(b) and a.hparams == b.hparams
+    model = build_model(cfg, x_shape, num_classes=10)
+    # the class the config names, with every setting the config gives that it takes
+    assert type(model).config_name == cfg.model.type
+    assert type(model) is type(pvae.models.get(cfg.model.type, **model.hparams))
+    for key, value in vars(cfg.model).items():
+        if key in model.hparams and value is not None and key not in ("num_classes", "y_dim"):
+            saved = model.hparams[key]
+            assert (tuple(saved) if isinstance(saved, list) else saved) == \
+                (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_a_labelled_model_without_classes_is_a_config_error():
+    from pvae.runs import build_model
+
+    cfg = from_dict({"model": {"type": "ssvae"}})
+    with pytest.raises(ConfigError, match="model.type ssvae needs labels: set model.num_classes"):
+        build_model(cfg, (64,), num_classes=None)
 
 
 def test_model_rules_are_the_constructors():
