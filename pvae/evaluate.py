@@ -38,7 +38,7 @@ import torch
 
 from pvae.batching import as_batch_tensors
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
-from pvae.models.base import as_pair
+from pvae.models.base import Classifier, PVAEModel, as_pair
 from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
 from pvae.weights import check_per_point, log_weights
 
@@ -50,16 +50,17 @@ CHUNK_ELEMENTS = 2**21
 
 def _unvalidated(model):
     """No per-sample argument validation for pvae models, whose data were checked up front."""
-    return pyro.validation_enabled(False) if hasattr(model, "check_data") else nullcontext()
+    return pyro.validation_enabled(False) if isinstance(model, PVAEModel) else nullcontext()
 
 
 def _as_batch(data, model=None) -> Batch:
     """A tuple of tensors, checked against the model when it can check data."""
     batch = as_batch_tensors(data, model)
-    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
+    if not isinstance(model, PVAEModel):
+        return batch
+    if hasattr(data, "x") and hasattr(data, "y"):
         batch = model.evaluation_batch(batch)  # a pvae.data.Split: score what fit scores
-    if hasattr(model, "check_data"):
-        model.check_data(*batch)
+    model.check_data(*batch)
     return batch
 
 
@@ -355,7 +356,7 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
         out.update(_diagnostics_summary(model, batch))
     if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
         out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
-    if hasattr(model, "classify") and labels is not None:
+    if isinstance(model, Classifier) and labels is not None:
         # on the labelled points only (None when there are none), and how many there were
         out.update(accuracy(model.classify(batch[0]).cpu(), labels))
     return out

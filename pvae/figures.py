@@ -17,12 +17,13 @@ from typing import Callable, Optional
 import torch
 
 from pvae import latent, plots
+from pvae.models import Classifier
 
 
 def needs_condition(model) -> bool:
     """Whether ``model`` generates only for a given condition ``y`` (a CVAE, with class
     labels or vectors; the semi-supervised model draws its label from p(y) itself)."""
-    return bool(model.conditional) and not hasattr(model, "classify")
+    return "y" in model.batch_parts and not isinstance(model, Classifier)
 
 
 class View:
@@ -51,13 +52,13 @@ class View:
         self.src, self.decode = data.source or data, data.decode
         self.image = self.src.image_shape
         self.num_classes = getattr(model, "num_classes", None)
-        self.z_dim = getattr(model, "z_dim", None) or model.z_dims[0]
+        self.z_dim = model.code_dim
         self.title = f"{data.name}: {type(model).__name__} training"
         self.x = data.test.x[:points]
         self.y = data.test.y[:points] if data.test.y is not None else None
-        self.cond = self.y if model.takes_labels else None
+        self.cond = self.y if "y" in model.batch_parts else None
         self.first_label = None
-        if model.conditional and self.y is not None:  # a label, or a condition vector (y_dim)
+        if "y" in model.batch_parts and self.y is not None:  # a label, or a condition vector (y_dim)
             self.first_label = int(self.y[0]) if self.num_classes else self.y[0]
 
     @property
@@ -84,7 +85,7 @@ def _samples(v: View, path: Path) -> Path:
     needs a condition (a CVAE) is given conditions drawn from the test set's (so the
     samples follow p(x) = E_y p(x | y), comparable with the data)."""
     model, data = v.model, v.data
-    if model.conditional and v.num_classes and v.image is not None:
+    if "y" in model.batch_parts and v.num_classes and v.image is not None:
         return _conditional(v, path)
     y = None
     if needs_condition(model):
@@ -181,7 +182,7 @@ KINDS: dict[str, Kind] = {
     "curves": Kind(_curves, lambda v: v.has_history, basic=True),
     "reconstructions": Kind(_reconstructions, min_points=1, basic=True),
     "samples": Kind(_samples, basic=True),
-    "conditional": Kind(_conditional, lambda v: bool(v.model.conditional and v.num_classes)
+    "conditional": Kind(_conditional, lambda v: bool("y" in v.model.batch_parts and v.num_classes)
                         and v.image is not None),
     "latent": Kind(_latent, min_points=2),
     "interpolation": Kind(_interpolation, min_points=2),

@@ -82,7 +82,7 @@ def _parse_condition(model, text: Optional[str]):
         raise ValueError(f"{type(model).__name__} generates for a condition: pass --y, {what}")
     if text is None:
         return None
-    if not model.conditional:
+    if "y" not in model.batch_parts:
         raise ValueError(f"{type(model).__name__} is not conditional: drop --y")
     try:
         y = [float(v) for v in text.split(",")]
@@ -125,7 +125,7 @@ def sample_run(run: Path, n: int = 64, y: Optional[str] = None, seed: int = 0, *
     cfg, model, data = load_run(run)
     label = _parse_condition(model, y)
     torch.manual_seed(seed)
-    samples = model.sample(n, y=label) if model.conditional else model.sample(n)
+    samples = model.sample(n, y=label) if "y" in model.batch_parts else model.sample(n)
     samples = data.decode(samples.cpu())  # a stacked run: codes to its source's space
     src = data.source or data
     atomic_write(npy, lambda f: np.save(f, samples.numpy()))
