@@ -140,6 +140,8 @@ def output_dir(args, default: Optional[Path]) -> Optional[Path]:
         out = default
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        print(f"smoke run: results in {out}", flush=True)
     return out
 
 
