@@ -30,9 +30,12 @@ import pyro
 import pyro.infer
 import torch
 
-import pvae
-from common import HERE, add_smoke_options, machine, output_file
-from pvae.elbos import make_elbo
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests/test_jit.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pvae  # noqa: E402
+from common import HERE, add_smoke_options, machine, output_file  # noqa: E402
+from pvae.elbos import make_elbo  # noqa: E402
 
 NAMES = ("trace", "meanfield", "jit_trace", "jit_meanfield")
 PYRO_CLASSES = {"Pyro's JitTrace_ELBO": pyro.infer.JitTrace_ELBO,
