@@ -86,7 +86,8 @@ def smoke_mnist(*, binarize: Optional[str] = None, flatten: bool = False,
     import pvae
     from pvae.data import Split
 
-    d = pvae.data.load("digits", val_fraction=val_fraction, test_fraction=0.1, max_train=SMOKE_TRAIN, seed=seed)
+    d = pvae.data.load("digits", val_fraction=val_fraction, test_fraction=0.1,
+                       max_train=SMOKE_TRAIN, seed=seed)
 
     def up(s):
         if s is None:
@@ -130,8 +131,19 @@ def output_dir(args, default: Optional[Path]) -> Optional[Path]:
     """The folder a run writes into, created. A smoke run never writes into
     ``benchmarks/`` (the committed results): it takes a temporary folder unless
     ``--out`` names one, and raises ``SystemExit`` if ``--out`` is inside ``benchmarks/``."""
-    out = args.out
-    if args.smoke:
+    return _prepare(args.out, args.smoke, default)
+
+
+def output_file(args, default: Path) -> Path:
+    """The Markdown file a run writes: ``--out`` names the file itself (ending in ``.md``)
+    or its folder (the file keeps ``default``'s name). Folder rules of :func:`output_dir`."""
+    if args.out is not None and args.out.suffix == ".md":
+        return _prepare(args.out.parent, args.smoke, default.parent) / args.out.name
+    return _prepare(args.out, args.smoke, default.parent) / default.name
+
+
+def _prepare(out: Optional[Path], smoke: bool, default: Optional[Path]) -> Optional[Path]:
+    if smoke:
         if out is None:
             out = Path(tempfile.mkdtemp(prefix="pvae-smoke-"))
         elif out.resolve() == HERE or HERE in out.resolve().parents:
@@ -140,22 +152,10 @@ def output_dir(args, default: Optional[Path]) -> Optional[Path]:
         out = default
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    if args.smoke:
+    if smoke:
         print(f"smoke run: results in {out}", flush=True)
     return out
 
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2))
-
-
-def output_file(args, default: Path) -> Path:
-    """The Markdown file a run writes: ``--out`` names the file itself (ending in ``.md``)
-    or its folder (the file keeps ``default``'s name). Folder rules of :func:`output_dir`."""
-    given = args.out
-    if given is not None and given.suffix == ".md":
-        args.out = given.parent
-        folder = output_dir(args, default.parent)
-        args.out = given
-        return folder / given.name
-    return output_dir(args, default.parent) / default.name
