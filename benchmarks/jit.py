@@ -1,7 +1,10 @@
 """Milliseconds per training step of the plain and the JIT-compiled ELBOs.
 
     python benchmarks/jit.py            # 784-400-20 VAE, batch 128, writes benchmarks/JIT.md
-    python benchmarks/jit.py --smoke    # a tiny model, a few steps: checks that it runs
+    python benchmarks/jit.py --smoke [--out DIR]  # a tiny model, a few steps: checks that it runs
+
+``--out`` names the Markdown file or its folder; a smoke run writes into a
+temporary folder unless given one, never over ``benchmarks/JIT.md``.
 
 Each ELBO trains the same kind of VAE on random binary data with ``pvae.fit`` (one
 epoch of ``--steps`` steps per round), the ELBOs alternated round by round so that
@@ -27,10 +30,11 @@ import pyro
 import pyro.infer
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests/test_jit.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pvae  # noqa: E402
+from common import HERE, add_smoke_options, machine, output_file  # noqa: E402
 from pvae.elbos import make_elbo  # noqa: E402
 
 NAMES = ("trace", "meanfield", "jit_trace", "jit_meanfield")
@@ -62,12 +66,12 @@ def pyro_class_ms(vae, x, cls, batch_size: int, steps: int) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny model, a few steps")
+    add_smoke_options(parser, HERE / "JIT.md")
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds after the first")
     parser.add_argument("--steps", type=int, default=10, help="steps per round")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("JIT.md"))
     given = list(argv if argv is not None else sys.argv[1:])
     args = parser.parse_args(given)
+    out = output_file(args, HERE / "JIT.md")
     warnings.filterwarnings("ignore", message=".*torch.jit.trace.*is deprecated")
     if args.smoke:
         x_dim, hidden, z_dim, batch, args.rounds, args.steps = 64, 32, 4, 32, 1, 3
@@ -134,7 +138,7 @@ def main(argv=None) -> dict:
     ]
     lines += [f"| {label} | {ms:.2f} |" for label, ms in pyro_ms.items()]
     text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
+    out.write_text(text)
     print(text)
     return {"median": median, "ratio": ratio, "pyro": pyro_ms}
 

@@ -1,4 +1,4 @@
-"""Quality at the published scale (issue 6, part 3): how far a CPU budget gets.
+"""Quality at the published scale: how far a CPU budget gets.
 
 Burda et al. (2015) report test NLL 86.76 nats (K = 5000) for a one-layer VAE,
 784-200-200-50 with tanh units, on dynamically binarised MNIST after 3280
@@ -12,25 +12,26 @@ importance sampling with K = 5000::
 bottom-up guide, 200-200 tanh MLPs for every network; Burda et al. used
 100-100 between the two stochastic layers). Each run adds to published.json.
 
-Writes ``benchmarks/published.json``, ``benchmarks/PUBLISHED.md`` and
-``benchmarks/published_curve.png``. On a GPU (``--device cuda``) the same
-script runs the full budget.
+Writes ``published.json``, ``PUBLISHED.md`` and ``published_curve.png`` into
+``--out`` (default ``benchmarks/``). On a GPU (``--device cuda``) the same
+script runs the full budget. ``--smoke`` trains for two epochs on 256 digits
+scaled to 28 x 28 with K = 20, into a temporary folder unless ``--out`` names one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import pvae
-from common import machine, mnist, write_json
+from common import HERE, add_smoke_options, machine, mnist, output_dir, write_json
 
-HERE = Path(__file__).resolve().parent
-OUT, MD, PNG = HERE / "published.json", HERE / "PUBLISHED.md", HERE / "published_curve.png"
+OUT, MD, PNG = "published.json", "PUBLISHED.md", "published_curve.png"  # in the output folder
 TARGET = {"vae": -86.76, "hvae": -85.33}
 
 
@@ -57,11 +58,11 @@ def markdown(res: dict) -> str:
     for name, r in res["runs"].items():
         pts = ", ".join(f"{e}: {v:.2f}" for e, v in r["curve"])
         lines.append(f"- {name}: {pts}")
-    lines += ["", f"![curve]({PNG.name})", ""]
+    lines += ["", f"![curve]({PNG})", ""]
     return "\n".join(lines)
 
 
-def figure(res: dict) -> None:
+def figure(res: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,11 +79,12 @@ def figure(res: dict) -> None:
     ax.set_ylabel("nats per image")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(PNG, dpi=100)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=["vae", "hvae"], default="vae")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--every", type=int, default=10, help="epochs between test-ELBO points")
@@ -92,21 +94,28 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--plot-only", action="store_true",
                    help="redraw the figure and PUBLISHED.md from published.json")
-    args = p.parse_args()
+    add_smoke_options(p, HERE)
+    args = p.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.smoke:
+        args.epochs, args.every, args.k, args.test_points = 2, 1, 20, 32
+    folder = output_dir(args, HERE)
+    out, md, png = folder / OUT, folder / MD, folder / PNG
     if args.plot_only:
-        res = json.loads(OUT.read_text())
-        figure(res)
-        MD.write_text(markdown(res))
-        return
+        res = json.loads(out.read_text())
+        figure(res, png)
+        md.write_text(markdown(res))
+        return res
     if args.threads:
         torch.set_num_threads(args.threads)
-    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     xt_all = pvae.data.binarize(d.test.x, torch.Generator().manual_seed(0))  # fixed test set
     xt = xt_all[: args.test_points]
-    res = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    res = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     command = "python benchmarks/published.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if v is not None and v is not False)
+        if v is not None and v is not False and k not in ("out", "smoke"))
+    if args.smoke:
+        command += " --smoke"
     if res.get("k", args.k) != args.k or res.get("test_points", len(xt)) != len(xt):
         res = {"runs": {}}  # figures on another test set or K do not go in one table
     res.update(machine=machine(), k=args.k, test_points=len(xt))
@@ -141,10 +150,11 @@ def main() -> None:
         "curve": curve, "test_ll": ll.mean().item(),
         "test_ll_stderr": (ll.std() / len(ll) ** 0.5).item(),
     }
-    write_json(OUT, res)
-    figure(res)
-    MD.write_text(markdown(res))
-    print(MD.read_text())
+    write_json(out, res)
+    figure(res, png)
+    md.write_text(markdown(res))
+    print(md.read_text())
+    return res
 
 
 if __name__ == "__main__":

@@ -5,12 +5,22 @@ x -> h -> (loc, softplus scale), MLP decoder z -> h -> Bernoulli logits), the
 same ELBO (analytic KL like ``meanfield``, or single-sample Monte Carlo KL
 like ``trace``), the same optimiser (Adam over all parameters), the same
 in-memory batching (index a shuffled permutation). Written here for the
-benchmark; it is not part of the library.
+benchmark; it is not part of the library. ``run.py`` imports it; alone it trains
+the reference and prints its seconds per epoch and test ELBO::
+
+    python benchmarks/reference.py [--epochs 1] [--kl analytic|mc] [--out DIR]
+    python benchmarks/reference.py --smoke [--out DIR]   # seconds, on digits
+
+writing ``reference.json`` into ``--out`` when one is given (a smoke run: a
+temporary folder unless given one).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
 import time
 
 import torch
@@ -61,3 +71,38 @@ def train_reference(model: ReferenceVAE, x: torch.Tensor, *, epochs: int, batch_
             opt.step()
         seconds.append(time.perf_counter() - t0)
     return seconds
+
+
+def main(argv=None) -> dict:
+    """Train the reference on binarised MNIST (``--smoke``: digits at 28 x 28) and report
+    seconds per epoch and the test ELBO (nats per image, 10 samples)."""
+    from common import add_smoke_options, machine, mnist, output_dir
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--kl", choices=["analytic", "mc"], default="analytic")
+    add_smoke_options(p, None)
+    given = list(argv if argv is not None else sys.argv[1:])
+    args = p.parse_args(given)
+    out = output_dir(args, None)
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
+    torch.manual_seed(0)
+    model = ReferenceVAE()
+    seconds = train_reference(model, d.train.x, epochs=args.epochs, batch_size=args.batch_size,
+                              analytic_kl=args.kl == "analytic", transform=d.transform)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        test_elbo = torch.stack([model.elbo(d.test.x, args.kl == "analytic")
+                                 for _ in range(10)]).mean().item()
+    result = {"machine": machine(), "command": "python benchmarks/reference.py " + " ".join(given),
+              "train_images": len(d.train.x), "seconds_per_epoch": seconds,
+              "test_elbo": test_elbo}
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    if out is not None:
+        (out / "reference.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """pvae's speed and quality side by side with a plain-PyTorch VAE, in one run.
 
     python benchmarks/run.py [--quick] [--threads N] [--out benchmarks/RESULTS.md]
+    python benchmarks/run.py --smoke [--out DIR]   # seconds, on digits; a temporary folder
 
 On binarised MNIST from ../shared/data (or $PVAE_DATA), a 784-400-20 MLP VAE:
 
@@ -18,7 +19,10 @@ On binarised MNIST from ../shared/data (or $PVAE_DATA), a 784-400-20 MLP VAE:
 6. the share of an epoch spent handling data (batch indexing and binarisation).
 
 Writes the tables to RESULTS.md (with date, machine, versions and this command)
-and everything to results.json. Timings are wall-clock on a shared machine:
+and everything to results.json beside it (``--out``: the Markdown file or its
+folder). ``--smoke`` measures every section on a few hundred digits scaled to
+28 x 28 with tiny repeats and K, into a temporary folder unless ``--out`` names
+one, never over the committed results. Timings are wall-clock on a shared machine:
 compare the ratios measured within the run, not absolute numbers across runs.
 """
 
@@ -38,14 +42,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import pvae
+from common import HERE, add_smoke_options, machine, mnist, output_file
+from pvae.evaluate import CHUNK_ELEMENTS
+from reference import ReferenceVAE, train_reference
 
-import pvae  # noqa: E402
-from common import machine, mnist  # noqa: E402
-from reference import ReferenceVAE, train_reference  # noqa: E402
-
-from pvae.evaluate import CHUNK_ELEMENTS  # noqa: E402
+# Sizes of each section: a full run, --quick, and --smoke (seconds, on digits).
+PLANS = {
+    "full": {"train": 30000, "repeats": 5, "warm": 2048, "epochs": 5, "eval_points": 10000,
+             "k": 5000, "slice": 500, "sizes": (10000, 30000, 60000), "small": 10000},
+    "quick": {"train": 10000, "repeats": 3, "warm": 2048, "epochs": 1, "eval_points": 200,
+              "k": 5000, "slice": 500, "sizes": (10000, 30000, 60000), "small": 5000},
+    "smoke": {"train": 256, "repeats": 1, "warm": 64, "epochs": 1, "eval_points": 16,
+              "k": 50, "slice": 8, "sizes": (256,), "small": 128},
+}
 
 
 def pvae_epoch(x, batch_size, elbo, z_dim=20, num_particles=1, seed=0):
@@ -62,7 +72,7 @@ def ref_epoch(x, batch_size, analytic, fused=False, seed=0):
                            analytic_kl=analytic, seed=seed, fused=fused)[0]
 
 
-def throughput(x, repeats):
+def throughput(x, repeats, warm=2048):
     from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
     rows = []
@@ -70,8 +80,8 @@ def throughput(x, repeats):
         for kl, analytic, name, pyro_cls in (("analytic", True, "meanfield", TraceMeanField_ELBO),
                                              ("Monte Carlo", False, "trace", Trace_ELBO)):
             t = {"ref": [], "ref_fused": [], "pvae": [], "pvae_pyro_elbo": [], "ref_again": []}
-            pvae_epoch(x[:2048], bs, name)  # warm-up
-            ref_epoch(x[:2048], bs, analytic)
+            pvae_epoch(x[:warm], bs, name)  # warm-up
+            ref_epoch(x[:warm], bs, analytic)
             for r in range(repeats):  # alternate, so load changes hit all alike
                 t["ref"].append(ref_epoch(x, bs, analytic, seed=r))
                 t["pvae"].append(pvae_epoch(x, bs, name, seed=r))
@@ -106,10 +116,10 @@ def quality(d, epochs):
     return {"epochs": epochs, "pvae_test_elbo": pv, "ref_test_elbo": rf}
 
 
-def eval_time(d, fraction_points, k=5000, slice_points=500):
+def eval_time(d, fraction_points, k=5000, slice_points=500, train_points=10000):
     torch.manual_seed(0)
     vae = pvae.VAE(784, 20, hidden_dims=(400,))
-    pvae.fit(vae, d.train.x[:10000], epochs=1, seed=0, monitor_size=1, transform=d.transform)
+    pvae.fit(vae, d.train.x[:train_points], epochs=1, seed=0, monitor_size=1, transform=d.transform)
     xt = d.test.x[:fraction_points]
     # the arithmetic floor, bare PyTorch with no Pyro: the same encoder and decoder on the
     # same K samples per image in the same cache-sized chunks, with the cheapest Bernoulli
@@ -149,14 +159,14 @@ def eval_time(d, fraction_points, k=5000, slice_points=500):
             "ratio_to_matmuls": secs / matmuls, "chunk_samples": chunk, "mean_ll": ll.mean().item()}
 
 
-def scaling(xb, quick):
-    """``xb``: binarised training images."""
+def scaling(xb, sizes=(10000, 30000, 60000), small=10000):
+    """``xb``: binarised training images; ``sizes``: data set sizes; ``small``: images for
+    the num_particles and z_dim rows."""
     out = {"data_size": [], "num_particles": [], "z_dim": []}
-    sizes = (10000, 30000, 60000)
     for n in sizes:
         out["data_size"].append({"n": n, "seconds_per_epoch": pvae_epoch(xb[:n], 128,
                                                                         "meanfield")})
-    x10 = xb[:5000 if quick else 10000]
+    x10 = xb[:small]
     for k in (1, 4, 16):
         out["num_particles"].append({"num_particles": k, "n": len(x10),
                                      "seconds_per_epoch": pvae_epoch(x10, 128, "trace",
@@ -191,11 +201,11 @@ print(peak[0] - base, h[0]["seconds"])
 """
 
 
-def memory(d):
+def memory(d, sizes=(10000, 30000, 60000)):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         x = (d.train.x.reshape(len(d.train.x), -1).numpy() > 0.5).astype(np.float32)
-        for n in (10000, 30000, 60000):
+        for n in sizes:
             path = os.path.join(tmp, f"x{n}.npy")
             np.save(path, x[:n])
             row = {"n": n}
@@ -345,36 +355,37 @@ def markdown(res, command) -> str:
     return "\n".join(lines)
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller data and fractions (~3 min)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    add_smoke_options(p, HERE / "RESULTS.md")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help="sections to (re)measure; the others are kept from results.json")
-    args = p.parse_args()
+    args = p.parse_args(argv if argv is not None else sys.argv[1:])
     if args.threads:
         torch.set_num_threads(args.threads)
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (
-        f" --threads {args.threads}" if args.threads else "")
+        " --smoke" if args.smoke else "") + (f" --threads {args.threads}" if args.threads else "")
     only = args.only.split(",")
     if set(only) != set(SECTIONS):
         command += f" --only {args.only}"
     unknown = set(only) - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
-    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    md = output_file(args, HERE / "RESULTS.md")
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     xb = pvae.data.binarize(d.train.x, torch.Generator().manual_seed(0))
-    store = HERE / "results.json"
+    store = md.with_name("results.json")
     res = json.loads(store.read_text()) if store.exists() else {}
     res.setdefault("sections", {})
     measure = {
-        "throughput": lambda: throughput(xb[:10000 if args.quick else 30000],
-                                         3 if args.quick else 5),
-        "quality": lambda: quality(d, 1 if args.quick else 5),
-        "eval": lambda: eval_time(d, 200 if args.quick else 10000),
-        "scaling": lambda: scaling(xb, args.quick),
-        "memory": lambda: memory(d),
+        "throughput": lambda: throughput(xb[:plan["train"]], plan["repeats"], plan["warm"]),
+        "quality": lambda: quality(d, plan["epochs"]),
+        "eval": lambda: eval_time(d, plan["eval_points"], plan["k"], plan["slice"]),
+        "scaling": lambda: scaling(xb, plan["sizes"], plan["small"]),
+        "memory": lambda: memory(d, plan["sizes"]),
         "data_share": lambda: data_share(d),
     }
     for name in SECTIONS:
@@ -387,8 +398,9 @@ def main():
     missing = [n for n in SECTIONS if n not in res]
     if missing:
         raise SystemExit(f"results.json lacks {missing}; run with --only {','.join(missing)}")
-    Path(args.out).write_text(markdown(res, command))
-    print(Path(args.out).read_text())
+    md.write_text(markdown(res, command))
+    print(md.read_text())
+    return res
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A plain-Pyro replica of the schedule of Pyro's SS-VAE example, for comparison.
 
     python benchmarks/ssvae_replica.py [--labels 100] [--epochs 15] [--init tiny|default]
+    python benchmarks/ssvae_replica.py --smoke [--out DIR]   # seconds, on digits at 28 x 28
 
 Written here (not pvae code) to check whether the accuracy that Pyro's tutorial
 reports for M2 (0.932 with 100 labels) comes out of its recipe in a CPU budget:
@@ -11,7 +12,8 @@ outputs, grey-level inputs in [0, 1], the first 50,000 training images with
 0.9/0.999) shared by ``TraceEnum_ELBO`` on the M2 objective and ``Trace_ELBO``
 on the auxiliary term (weight 46), one labelled step every 50,000 / labels
 steps. Prints the test accuracy of q(y|x) after each epoch and adds the curve to
-benchmarks/variants.json and VARIANTS.md.
+variants.json and VARIANTS.md in ``--out`` (default ``benchmarks/``; a smoke run,
+20 labels and one epoch: a temporary folder unless given one).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.optim import Adam
 from torch import nn
 
+from common import HERE, SHARED, add_smoke_options, machine, mnist, output_dir
 from pvae.nets import cat_broadcast  # a tensor helper; the model and schedule are Pyro's
-
-from common import SHARED, machine
 
 
 def mlp(n_in: int, n_out: int, tiny: bool) -> nn.Module:
@@ -76,25 +77,41 @@ class M2(nn.Module):
         pass
 
 
-def main() -> None:
+def grey_mnist(smoke: bool) -> tuple[torch.Tensor, ...]:
+    """The first 50,000 training images and the test images as grey levels in [0, 1],
+    flattened, with their labels (``smoke``: digits at 28 x 28)."""
+    if smoke:
+        d = mnist(flatten=True, val_fraction=0.0, smoke=True)
+        return d.train.x, d.train.y, d.test.x, d.test.y
     import torchvision
 
-    p = argparse.ArgumentParser()
+    train = torchvision.datasets.MNIST(SHARED, train=True)
+    test = torchvision.datasets.MNIST(SHARED, train=False)
+    x, y = train.data[:50000].reshape(-1, 784).float() / 255, train.targets[:50000]
+    xt, yt = test.data.reshape(-1, 784).float() / 255, test.targets
+    return x, y, xt, yt
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--labels", type=int, default=100)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--init", choices=["tiny", "default"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    a = p.parse_args()
+    add_smoke_options(p, HERE)
+    given = list(argv if argv is not None else sys.argv[1:])
+    a = p.parse_args(given)
+    if a.smoke:
+        a.labels, a.epochs = 20, 1
+    folder = output_dir(a, HERE)
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(machine(), flush=True)
+    info = machine()
+    print(info, flush=True)
     torch.manual_seed(a.seed)
     pyro.set_rng_seed(a.seed)
-    train = torchvision.datasets.MNIST(SHARED, train=True)
-    test = torchvision.datasets.MNIST(SHARED, train=False)
-    x, y = train.data[:50000].reshape(-1, 784).float() / 255, train.targets[:50000]
-    xt, yt = test.data.reshape(-1, 784).float() / 255, test.targets
+    x, y, xt, yt = grey_mnist(a.smoke)
     g = torch.Generator().manual_seed(a.seed)
     labelled = torch.cat([torch.nonzero(y == c).squeeze(-1)[
         torch.randperm(int((y == c).sum()), generator=g)[: a.labels // 10]] for c in range(10)])
@@ -129,9 +146,11 @@ def main() -> None:
     from variants import save
 
     key = f"{a.labels} labels, init {a.init}, seed {a.seed}, {a.epochs} epochs"
-    save({"ssvae_replica": {key: {"labels": a.labels, "init": a.init, "seed": a.seed,
-                                  "curve": curve, "minutes": (time.time() - t0) / 60}},
-          "commands": ["python benchmarks/ssvae_replica.py " + " ".join(sys.argv[1:])]})
+    run = {"labels": a.labels, "init": a.init, "seed": a.seed, "curve": curve,
+           "minutes": (time.time() - t0) / 60}
+    save({"machine": info, "ssvae_replica": {key: run},
+          "commands": ["python benchmarks/ssvae_replica.py " + " ".join(given)]}, folder)
+    return run
 
 
 if __name__ == "__main__":

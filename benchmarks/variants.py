@@ -1,10 +1,13 @@
-"""Issue-3 figures on binarised MNIST: the variants against the plain VAE.
+"""The model variants against the plain VAE on binarised MNIST.
 
     python benchmarks/variants.py [--epochs N] [--only cvae,hvae,iaf,ssvae,ssvae_baseline]
         [--seeds 0,1,2] [--labels 100,3000] [--ss-epochs N] [--ss-batching balanced]
+    python benchmarks/variants.py --smoke [--out DIR]   # every section, seconds, on digits
 
 Measures, each with the same budget; every run adds its sections to
-benchmarks/variants.json and rewrites benchmarks/VARIANTS.md with the commands:
+variants.json and rewrites VARIANTS.md (with the commands) in ``--out`` (default
+``benchmarks/``; a smoke run: a temporary folder unless given one, never the
+committed results):
 
 - cvae:  samples generated for each label, classified by an independent
          classifier (an MLP on the MNIST training images, test accuracy
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,11 +33,11 @@ import numpy as np
 import torch
 
 import pvae
-from common import machine, mnist, write_json
+from common import HERE, add_smoke_options, machine, mnist, output_dir, write_json
 from pvae.nets import MLP
 
-OUT = Path(__file__).with_name("variants.json")
-MD = Path(__file__).with_name("VARIANTS.md")
+OUT, MD = "variants.json", "VARIANTS.md"  # in the output folder
+SECTIONS = ("cvae", "hvae", "iaf", "ssvae", "ssvae_baseline", "ssvae_m1m2")
 
 
 def per_seed(r) -> tuple[str, str]:
@@ -195,12 +199,14 @@ def merge_seeds(old, new):
     return out
 
 
-def save(res) -> str:
-    """Merge this run's results into variants.json (under a lock, so that runs in parallel
-    processes keep each other's sections) and rewrite VARIANTS.md from the merged file."""
-    with open(OUT.with_suffix(".lock"), "w") as lock:
+def save(res, folder: Path = HERE) -> str:
+    """Merge this run's results into ``folder``/variants.json (under a lock, so that runs in
+    parallel processes keep each other's sections) and rewrite VARIANTS.md from the merged
+    file."""
+    out, md = folder / OUT, folder / MD
+    with open(out.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        merged = json.loads(OUT.read_text()) if OUT.exists() else {}
+        merged = json.loads(out.read_text()) if out.exists() else {}
         for key, value in res.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "machine":
                 for name, run in value.items():
@@ -209,9 +215,9 @@ def save(res) -> str:
                 merged[key] = list(dict.fromkeys(merged.get(key, []) + value))
             else:
                 merged[key] = value
-        write_json(OUT, merged)
+        write_json(out, merged)
         text = markdown(merged)
-        MD.write_text(text)
+        md.write_text(text)
     return text
 
 
@@ -254,12 +260,12 @@ def classifier(d):
 
 
 def bench_cvae(args, res):
-    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     torch.manual_seed(0)
     m = pvae.CVAE(784, 16, num_classes=10, hidden_dims=(400,))
     h, secs = fit_timed(m, (d.train.x, d.train.y), epochs=args.epochs, transform=d.transform,
                         seed=0)
-    clf, clf_acc = classifier(mnist(flatten=True, val_fraction=0.0))
+    clf, clf_acc = classifier(mnist(flatten=True, val_fraction=0.0, smoke=args.smoke))
     print("classifier test accuracy", clf_acc, flush=True)
     labels = torch.arange(10).repeat_interleave(100)
     torch.manual_seed(0)
@@ -271,7 +277,7 @@ def bench_cvae(args, res):
 
 
 def bench_hvae_iaf(args, res, which):
-    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     xt = d.test.x[: args.test_points]
     out = {}
     makers = {
@@ -328,7 +334,7 @@ def bench_ssvae_baseline(args, res):
         accs = []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
-                      seed=seed)
+                      seed=seed, smoke=args.smoke)
             steps = -(-(len(d.train.y) - labels) // 200) * 10  # 10 epochs of unlabelled steps
             accs.append(supervised_baseline(d, seed, steps))
             print("supervised only", labels, seed, accs[-1], flush=True)
@@ -342,7 +348,7 @@ def bench_ssvae(args, res):
         accs, secs_all, curves = [], [], []
         for seed in args.seeds:
             d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, num_labelled=labels,
-                      seed=seed)
+                      seed=seed, smoke=args.smoke)
             torch.manual_seed(seed)
             m = pvae.SemiSupervisedVAE(784, 10, z_dim=50, hidden_dims=(500,),
                                        aux_weight=args.ss_aux, batching=args.ss_batching)
@@ -366,7 +372,7 @@ def bench_ssvae(args, res):
                         "lr": args.ss_lr, "accuracy_mean": float(np.mean(accs)),
                         "accuracies": accs, "curves": curves, "seeds": args.seeds[: len(accs)],
                         "epochs": args.ss_epochs, "train_seconds": secs_all}
-            save(res)  # each run kept as it completes
+            save(res, args.folder)  # each run kept as it completes
 
 
 def bench_ssvae_m1m2(args, res):
@@ -390,7 +396,7 @@ def bench_ssvae_m1m2(args, res):
             # --val: Pyro's tutorial protocol, N training images held out with their
             # labels to pick the epoch; the rest are the training set (50,000 for N = 10,000)
             d = mnist(binarize="dynamic", flatten=True, val_fraction=args.val / 60000,
-                      num_labelled=labels, seed=seed)
+                      num_labelled=labels, seed=seed, smoke=args.smoke)
             torch.manual_seed(seed)
             m1 = pvae.VAE(784, 50, hidden_dims=(500, 500), activation="softplus")
             _, s1 = fit_timed(m1, d.train.x, elbo="meanfield", epochs=args.m1_epochs,
@@ -451,11 +457,11 @@ def bench_ssvae_m1m2(args, res):
                         "elbo_curves": elbo_curves}
             if args.val:
                 out[key].update(val=args.val, val_curves=val_curves, val_selected=selected)
-            save(res)
+            save(res, args.folder)
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--ss-epochs", type=int, default=50)
     p.add_argument("--ss-batching", default="balanced", choices=["balanced", "separate", "paired"])
@@ -482,38 +488,50 @@ def main():
     p.add_argument("--k", type=int, default=1000, help="importance samples for test LL")
     p.add_argument("--test-points", type=int, default=2000)
     p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
+    add_smoke_options(p, HERE)
+    args = p.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.smoke:  # every section, one seed, one epoch, tiny K
+        given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+        if "--only" not in given:
+            args.only = ",".join(SECTIONS)
+        args.epochs = args.ss_epochs = args.m1_epochs = 1
+        args.seeds, args.labels, args.k, args.test_points = "0", "20", 10, 32
+        args.val = args.val and 10000  # a validation split only where asked for
+    args.folder = output_dir(args, HERE)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.labels = [int(n) for n in args.labels.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
     only = args.only.split(",")
-    sections = ("cvae", "hvae", "iaf", "ssvae", "ssvae_baseline", "ssvae_m1m2")
-    unknown = [name for name in only if name not in sections]
+    unknown = [name for name in only if name not in SECTIONS]
     if unknown:
-        p.error(f"--only: unknown section {unknown[0]!r}; valid: {', '.join(sections)}")
-    res = json.loads(OUT.read_text()) if OUT.exists() else {}
+        p.error(f"--only: unknown section {unknown[0]!r}; valid: {', '.join(SECTIONS)}")
+    out = args.folder / OUT
+    res = json.loads(out.read_text()) if out.exists() else {}
     res["machine"] = machine()
     res.setdefault("commands", []).append("python benchmarks/variants.py " + " ".join(
         f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ','.join(map(str, v))}"
-        for k, v in vars(args).items() if v is not None))
+        for k, v in vars(args).items()
+        if v is not None and k not in ("smoke", "out", "folder")) + (
+            " --smoke" if args.smoke else ""))
     if "cvae" in only:
         bench_cvae(args, res)
-        save(res)
+        save(res, args.folder)
     which = [w for w in ("hvae", "iaf") if w in only]
     if which:
         bench_hvae_iaf(args, res, which)
-        save(res)
+        save(res, args.folder)
     if "ssvae" in only:
         bench_ssvae(args, res)
-        save(res)
+        save(res, args.folder)
     if "ssvae_baseline" in only:
         bench_ssvae_baseline(args, res)
-        save(res)
+        save(res, args.folder)
     if "ssvae_m1m2" in only:
         bench_ssvae_m1m2(args, res)
-        save(res)
-    print(MD.read_text())
+        save(res, args.folder)
+    print((args.folder / MD).read_text())
+    return json.loads(out.read_text())
 
 
 if __name__ == "__main__":
