@@ -68,7 +68,7 @@ class ModelConfig:
     aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
     batching: Literal["balanced", "separate", "paired"] = "balanced"  # ssvae: see SemiSupervisedVAE
     balance_weight: float = 0.0  # ssvae: class-balance term per unlabelled point; 0 is off
-    guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (measured better here)
+    guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (Burda et al.); "top_down": Ladder VAE
 
     def validate(self) -> None:
         from pvae import likelihoods
@@ -96,7 +96,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     elbo: str = "trace"  # trace, meanfield, tracegraph, enum, renyi[:alpha], iwae[:K], iwae_dreg[:K], jit_*
-    epochs: int = 100  # about 8 s of training on 2 CPU cores for digits (measured)
+    epochs: int = 100  # enough for the digits job to converge
     batch_size: int = 128
     lr: float = 1e-3
     lr_steps: tuple[int, ...] = ()  # epochs after which the learning rate is multiplied by
@@ -106,8 +106,8 @@ class TrainConfig:
     clip_norm: Optional[float] = None
     seed: int = 0  # same seed, same numbers
     device: str = "cpu"
-    num_threads: Optional[int] = 1  # torch intra-op threads (null: torch's default). Tiny nets
-    # gain nothing from more, and 2 threads on a busy 2-core machine ran 10x slower here
+    num_threads: Optional[int] = 1  # torch intra-op threads (null: torch's default); tiny nets
+    # gain nothing from more, and extra threads contend for the cores of a busy machine
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     checkpoint_every: int = 10  # epochs between atomic checkpoints
 

@@ -135,9 +135,9 @@ class PVAEModel(LikelihoodHead, PyroModule):
     # -- Pyro parameter registration ---------------------------------------------------
     def __getattr__(self, name: str):
         # While pvae.fit trains (which optimises module.parameters() directly), skip the
-        # pyro.module registration that PyroModule performs on every submodule access:
-        # about 0.3 ms a step for a small VAE. Outside fit, models register as usual,
-        # so SVI with pyro.optim sees every parameter.
+        # pyro.module registration that PyroModule performs on every submodule access
+        # (a fixed cost per step, large next to a small VAE's). Outside fit, models
+        # register as usual, so SVI with pyro.optim sees every parameter.
         if not self.__dict__.get("_register_params", True):
             modules = self.__dict__["_modules"]
             if name in modules:

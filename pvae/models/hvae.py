@@ -41,8 +41,6 @@ class HierarchicalVAE(PVAEModel):
     ``"bottom_up"`` (the default)
         q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1}) (Burda et al. 2015). Each
         layer depends on the one below, drawn before it; use ``elbo="trace"``.
-        On binarised MNIST at short budgets it measured better than top-down
-        here (``benchmarks/RESULTS.md``).
     ``"top_down"`` (Ladder VAE)
         A deterministic bottom-up pass d_1 = f_1(x), d_l = f_l(d_{l-1}) gives
         each layer a Gaussian "likelihood" term; then, from the top, q(z_L | x)

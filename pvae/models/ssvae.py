@@ -61,24 +61,21 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         the labelled set were as large as the unlabelled one. This is how
         most M2 implementations train: labelled points count
         N_unlabelled / N_labelled times more than in Kingma et al.'s
-        objective as written. Best measured: 0.72 test accuracy with 100
-        labels after 10 epochs (0.76 after the first), 0.90 with 3000.
+        objective as written. The best of the three on MNIST pixels.
     ``"paired"``
         The same pairs, each batch's plate sized to its own set: exactly
         Kingma et al.'s objective (the sum over all labelled and unlabelled
         points). Adam normalises the labels' small share of every gradient
-        away: 0.58 with 100 labels after 10 epochs.
+        away.
     ``"separate"``
         Labelled-only and unlabelled-only steps, the labelled ones spread
         evenly through the epoch, every point weighted alike and seen once
         per epoch, as in Pyro's tutorial. The same objective as
-        ``"paired"``, with a rare, large labelled step: 0.51 with 100 labels
-        after 10 epochs.
+        ``"paired"``, with a rare, large labelled step.
 
-    For comparison, the classifier network trained on the labelled images
-    alone for as many steps reaches 0.76 (100 labels) and 0.90 (3000): in
-    these 10-epoch budgets the unlabelled images do not yet improve q(y | x)
-    when the M2 models the pixels directly.
+    In short training budgets on MNIST pixels the unlabelled images do not yet
+    improve q(y | x) over the same classifier trained on the labels alone
+    (``benchmarks/VARIANTS.md`` gives every measured figure).
 
     Stacked on a VAE's latent codes (Kingma et al.'s M1+M2), they do. Train a
     :class:`pvae.VAE` (M1) on all the images, then this model on its codes,
@@ -98,26 +95,14 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     From the command line: ``configs/mnist_m1.yaml``, then ``configs/mnist_m1m2.yaml``
     (``data.features`` names the M1's run folder).
 
-    Measured on MNIST with this recipe (``benchmarks/VARIANTS.md``), with 100
-    labels by Pyro's tutorial's protocol (10,000 of the training images held
-    out with labels to pick the epoch; seeds 0 to 4): 0.9357 test accuracy
-    (0.9352, 0.9344, 0.9339, 0.9346, 0.9403), against the tutorial's 0.932;
-    47 to 72 minutes per run at one thread, two or three runs sharing 2 cores
-    (M1 13 to 21, M2 34 to 51). The class-balance term
-    (``balance_weight=20``) goes beyond Kingma et al.'s M2. Without it, on the
-    same seeds, labels and M1s, the recipe gave 0.920 (0.903 to 0.932): runs
-    ended either at 0.93 to 0.944 or at 0.90 to 0.92, the low ones putting too
-    many unlabelled images into one class (3, taking 8s and 5s). The term
-    lifted every seed, by 0.8 to 3.2 points. The other figures are without it:
-    after the last epoch on all 60,000 training images, 0.9295 with 100 labels
-    (seeds 0 to 4) and 0.965 with 3000 (seed 1; the tutorial: 0.958). The M2
-    on pixels reached 0.72 and 0.90 after 10 epochs. Half the M2 epochs (40,
-    then 10) gave 0.926 with 100 labels and 0.960 with 3000 (seed 0); after
-    only 30 M1 epochs, 0.919 and 0.954. A 10-epoch KL warm-up of the M1 left
-    the mean as it was (0.9297). The recipe passes ``aux_weight=10`` and a
-    higher rate because the default ``aux_weight`` 50 at lr 1e-3 took 70
-    epochs (50, then 20 at 2e-4) to reach what they reach in 50 on a 30-epoch
-    M1: 0.952 and 0.917, against 0.954 and 0.919.
+    ``benchmarks/VARIANTS.md`` gives this recipe's measured accuracies (with 100
+    and 3000 labels, by Pyro's tutorial's protocol and after the last epoch),
+    its run times and the schedules it was chosen over. The class-balance term
+    (``balance_weight``) goes beyond Kingma et al.'s M2: it penalises the KL of
+    an unlabelled batch's mean q(y | x) from the uniform p(y), against runs that
+    put too many unlabelled images into one class. The recipe's
+    ``aux_weight=10`` and higher rate reach in 50 M2 epochs what the default
+    ``aux_weight`` 50 at lr 1e-3 reached in 70.
 
     Parameters
     ----------
