@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro
 import torch
-from pyro.infer import ELBO, JitTrace_ELBO, JitTraceMeanField_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO
 from tqdm import tqdm
 
 from pvae import checkpoint as ckpt
@@ -33,10 +33,8 @@ from pvae.batching import (  # noqa: F401  (re-exported: pvae.train.History etc.
     History, _batch_from, _dataset_loader, as_batch_tensors, num_batches,
 )
 from pvae.elbos import (  # noqa: F401  (re-exported)
-    ELBO_NAMES, ELBOS, LatentScale, _scale_free, make_elbo,
+    ELBO_NAMES, ELBOS, LatentScale, check_kl_weight, make_elbo, traits,
 )
-from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
-from pvae.iwae import IWAE
 from pvae.likelihoods import Likelihood
 from pvae.models.base import PVAEModel
 
@@ -139,21 +137,12 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
     training several estimators (``pvae.compare``) can check them all first.
     """
     loss_elbo = make_elbo(elbo, num_particles, model=model)
-    if isinstance(loss_elbo, TraceMeanField_ELBO) and not getattr(model, "mean_field", True):
+    if traits(loss_elbo).needs_mean_field_guide and not getattr(model, "mean_field", True):
         raise ValueError(
             f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
-    if isinstance(loss_elbo, IWAE) and (kl_warmup or getattr(model, "beta", 1.0) != 1.0):
-        raise ValueError("the importance-weighted bound takes the model as written: beta != 1 "
-                         "and kl_warmup cannot be used with it; use elbo='trace'")
-    if _scale_free(loss_elbo):
-        if kl_warmup:
-            raise ValueError(f"kl_warmup cannot be used with {type(loss_elbo).__name__}: the "
-                             "weight would enter its log-mean-exp; use elbo='trace' for warm-up")
-        if getattr(model, "beta", 1.0) != 1.0:
-            raise ValueError(f"beta != 1 cannot be used with {type(loss_elbo).__name__}: the "
-                             "weight would enter its log-mean-exp; use elbo='trace'")
+    check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
     return loss_elbo
 
 
@@ -395,7 +384,7 @@ def fit(
             pyro.set_rng_seed((seed or 0) + 1000 * int(train_state["epoch"]) + rank)
         gen.set_state(train_state["batch_rng"])
         monitor = tuple(t.to(device) for t in train_state["monitor"])
-    drop_last = isinstance(loss_elbo, (JitTrace_ELBO, JitTraceMeanField_ELBO)) and num_data > batch_size
+    drop_last = traits(loss_elbo).jit and num_data > batch_size
     if world > 1:
         steps_per_epoch = distributed.num_steps(num_data, batch_size, drop_last)
     elif tensors is not None:
@@ -405,7 +394,7 @@ def fit(
     ddp = distributed.wrap(model, loss_elbo, device) if world > 1 else None
     warmup_steps = kl_warmup * steps_per_epoch
     differentiable = hasattr(loss_elbo, "differentiable_loss")
-    scale_free = _scale_free(loss_elbo)
+    scale_free = not traits(loss_elbo).linear_in_plate_scale
     show = progress if progress is not None else sys.stderr.isatty()
 
     def save_checkpoint(epoch: int) -> None:
@@ -505,7 +494,7 @@ def fit(
                desc=f"training {type(model).__name__}", unit="epoch")
     step = start_epoch * steps_per_epoch
     # Pyro's own ELBOs find trainable parameters through param sites; pvae's lean ones need none.
-    lean = isinstance(loss_elbo, (FastTrace_ELBO, FastTraceMeanField_ELBO))
+    lean = traits(loss_elbo).lean_path
     with pyro.validation_enabled(False), model.unregistered() if lean else contextlib.nullcontext():
         for epoch in bar:
             model.train()

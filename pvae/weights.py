@@ -34,6 +34,16 @@ from pyro.poutine.util import site_is_subsample
 
 DATA_PLATE = "data"
 
+#: Why an importance-weighted bound refuses beta != 1 and KL warm-up.
+IWAE_AS_WRITTEN = "the importance-weighted bound takes the model as written"
+
+
+def kl_weight_error(name: str, reason: str, where: str = "") -> ValueError:
+    """The one refusal of beta != 1 and KL warm-up for an estimator that cannot weight
+    its latent terms: ``name`` is the estimator, ``reason`` why, ``where`` what was seen."""
+    return ValueError(f"{where}beta != 1 and kl_warmup cannot be used with "
+                      f"{name}: {reason}; use elbo='trace'")
+
 
 def in_data_plate(msg) -> bool:
     return any(f.name == DATA_PLATE for f in msg["cond_indep_stack"])
@@ -176,11 +186,10 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
                 plate_scale = (frame.full_size / frame.size) if frame.full_size else 1.0
                 scale = plate_scale if scale is None else scale
                 if strict_scale and not math.isclose(float(site["scale"]), plate_scale):
-                    raise ValueError(
+                    raise kl_weight_error(
+                        "an importance-weighted bound", IWAE_AS_WRITTEN,
                         f"site {name!r} is scaled by {float(site['scale']):g} beyond the data "
-                        "plate's subsampling; the importance-weighted bound takes the model as "
-                        "written, so beta != 1 and KL warm-up cannot be used with it"
-                    )
+                        "plate's subsampling: ")
                 lp = _reduce(lp, site, sdim, num_particles, n)
                 local = local + sign * lp
                 if keep_sites:
