@@ -10,6 +10,11 @@ with the KL warm-up weight as an input); ``"iwae:K"`` and ``"iwae_dreg:K"`` are
 :class:`pvae.iwae.IWAE`. Any other ``pyro.infer.ELBO`` instance passes through
 unchanged; Pyro's own JIT ELBOs are refused (they bake the data plate's size,
 beta and the warm-up weight into their compiled loss).
+
+What each class can do (linear in the plate scale, needs a mean-field guide,
+takes a KL weight, ...) is declared once, in :data:`TRAITS`, and read through
+:func:`traits`; ``pvae.fit`` asks nothing else of an ELBO's class. Adding an
+ELBO is its class, its name in :data:`ELBOS` and its line in :data:`TRAITS`.
 """
 
 from __future__ import annotations
@@ -232,15 +237,10 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     ``num_data``, ``beta`` and warm-up weight it was compiled with; ``TypeError``
     for a spec that is neither a name nor an ELBO.
     """
-    if isinstance(spec, PYRO_JIT_ELBOS) and not isinstance(spec, _StableJit):
-        raise ValueError(
-            f"Pyro's {type(spec).__name__} bakes the data plate's size (num_data), beta and "
-            "the KL warm-up weight into its compiled loss, which then goes stale (and it "
-            "recompiles for every new model callable); pass elbo='jit_trace' or "
-            "'jit_meanfield' (pvae.elbos.JitTrace_ELBO / JitTraceMeanField_ELBO), which "
-            "keep them right, or an uncompiled ELBO"
-        )
     if isinstance(spec, ELBO):
+        refusal = traits(spec).refusal
+        if refusal is not None:
+            raise ValueError(refusal.format(name=type(spec).__name__))
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"elbo must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
@@ -313,6 +313,9 @@ class ELBOTraits:
         Compiled per input shape: ``fit`` drops a last, smaller batch.
     enumerates
         Sums out the guide's discrete sites.
+    refusal
+        Why ``make_elbo`` and ``fit`` refuse the class, a message with ``{name}`` for
+        the class's name (``None``: they take it).
     """
 
     linear_in_plate_scale: bool = True
@@ -321,6 +324,7 @@ class ELBOTraits:
     lean_path: bool = False
     jit: bool = False
     enumerates: bool = False
+    refusal: Optional[str] = None
 
     @property
     def allows_kl_weight(self) -> bool:
@@ -329,6 +333,11 @@ class ELBOTraits:
 
 
 _LOG_MEAN_EXP = "the weight would enter its log-mean-exp"
+_STALE_JIT = ELBOTraits(jit=True, refusal=(
+    "Pyro's {name} bakes the data plate's size (num_data), beta and the KL warm-up weight into its "
+    "compiled loss, which then goes stale (and it recompiles for every new model callable); "
+    "pass elbo='jit_trace' or 'jit_meanfield' (pvae.elbos.JitTrace_ELBO / "
+    "JitTraceMeanField_ELBO), which keep them right, or an uncompiled ELBO"))
 _MEAN_FIELD = ELBOTraits(needs_mean_field_guide=True)
 
 #: Every ELBO class pvae knows, with its traits; a subclass inherits its nearest
@@ -343,6 +352,7 @@ TRAITS: dict[type, ELBOTraits] = {
     JitTrace_ELBO: ELBOTraits(jit=True),
     JitTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, jit=True),
     IWAE: ELBOTraits(kl_weight_refusal=IWAE_AS_WRITTEN, enumerates=True),
+    **{cls: _STALE_JIT for cls in PYRO_JIT_ELBOS},  # Pyro's own; pvae's above are their subclasses
 }
 
 
