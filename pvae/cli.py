@@ -539,7 +539,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     import torch
 
     from pvae import latent, plots
-    from pvae.batching import History
+    from pvae.train import History
 
     unknown = [k for k in kinds if k not in PLOT_KINDS + ("all",)]
     if unknown:
