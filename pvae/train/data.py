@@ -43,6 +43,7 @@ class TrainingData:
 
     def __init__(self, data, model, batch_size: int, transform: Transform = None) -> None:
         self.batch_size, self.drop_last, self.world, self.shard_seed = batch_size, False, 1, 0
+        self.device = torch.device("cpu")  # where batches go (:meth:`to`)
         if hasattr(data, "train") and hasattr(data, "test"):
             raise TypeError("pass one split of a pvae.data.Data, e.g. pvae.fit(model, "
                             "data.train, validation=data.val)")
@@ -69,7 +70,7 @@ class TrainingData:
 
     def to(self, device: torch.device) -> "TrainingData":
         """Move in-memory tensors to ``device`` (streamed batches move as they come)."""
-        self.device = device
+        self.device = torch.device(device)
         if self.tensors is not None:
             self.tensors = tuple(t.to(device) for t in self.tensors)
         return self
