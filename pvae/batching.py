@@ -1,16 +1,16 @@
-"""Data in the training loop: tensors from what users pass, loaders, the history table."""
+"""Batches from what users pass: tuples of tensors, loaders over a torch ``Dataset``.
+
+A batch is a tuple of tensors with one row per data point: ``(x,)``, or ``(x, y)``
+for models with labels or conditions; x is float32. This module reads models
+only through their attributes (``takes_labels``, ``num_classes``,
+``evaluation_batch``, ``check_data``) and imports nothing else of pvae."""
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from typing import Union
 
 import numpy as np
 import torch
-
-from pvae import checkpoint as ckpt
 
 _REAL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
                 torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -63,7 +63,28 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
     return tuple(out)
 
 
-def _dataset_loader(dataset, batch_size, shuffle, drop_last, generator):
+def as_batch(data, model=None, what: str = "data") -> tuple[torch.Tensor, ...]:
+    """A batch from ``data``, checked against ``model`` when it can check data.
+
+    ``data`` is anything :func:`as_batch_tensors` takes; a ``pvae.data.Split``
+    gives the part the model scores in evaluation (``model.evaluation_batch``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`as_batch_tensors`, or ``model.check_data``.
+    """
+    batch = as_batch_tensors(data, model, what)
+    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
+        batch = model.evaluation_batch(batch)  # a pvae.data.Split: score what fit scores
+    if hasattr(model, "check_data"):
+        model.check_data(*batch)
+    return batch
+
+
+def dataset_loader(dataset, batch_size: int, shuffle: bool, drop_last: bool,
+                   generator) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` over a torch ``Dataset`` (whole batches at once where it can)."""
     if hasattr(dataset, "__getitems__"):  # reads a whole batch at once (pvae.data.ArrayDataset)
         sampler = torch.utils.data.BatchSampler(
             torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
@@ -77,30 +98,9 @@ def _dataset_loader(dataset, batch_size, shuffle, drop_last, generator):
     )
 
 
-def _batch_from(item) -> tuple[torch.Tensor, ...]:
+def loader_batch(item) -> tuple[torch.Tensor, ...]:
+    """A batch from one item of a ``DataLoader``: x as a float tensor, other parts as they are."""
     parts = item if isinstance(item, (tuple, list)) else (item,)
     x = parts[0]
     return (x.float() if not x.is_floating_point() or x.dtype == torch.float64 else x,
             *parts[1:])
-
-
-class History(list):
-    """One dict per epoch; ``history["train_elbo"]`` gives a column."""
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return [row.get(key) for row in self]
-        return super().__getitem__(key)
-
-    def to_csv(self, path: Union[str, os.PathLike]) -> None:
-        """Write the history as a table (atomically)."""
-        import io
-
-        keys: list[str] = []
-        for row in self:
-            keys += [k for k in row if k not in keys]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(self)
-        ckpt.atomic_write_text(path, buf.getvalue())

@@ -10,22 +10,31 @@ with the KL warm-up weight as an input); ``"iwae:K"`` and ``"iwae_dreg:K"`` are
 :class:`pvae.iwae.IWAE`. Any other ``pyro.infer.ELBO`` instance passes through
 unchanged; Pyro's own JIT ELBOs are refused (they bake the data plate's size,
 beta and the warm-up weight into their compiled loss).
+
+What each class can do (linear in the plate scale, needs a mean-field guide,
+takes a KL weight, ...) is declared once, in :data:`TRAITS`, and read through
+:func:`traits`; ``pvae.fit`` asks nothing else of an ELBO's class. Adding an
+ELBO is its class, its name in :data:`ELBOS` and its line in :data:`TRAITS`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 import pyro.infer
 import torch
-from pyro.infer import ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
+from pyro.infer import (
+    ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO, config_enumerate,
+)
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.iwae import IWAE
+from pvae.weights import IWAE_AS_WRITTEN, kl_weight_error
 
 
 class ParallelEnum_ELBO(TraceEnum_ELBO):
@@ -228,15 +237,10 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     ``num_data``, ``beta`` and warm-up weight it was compiled with; ``TypeError``
     for a spec that is neither a name nor an ELBO.
     """
-    if isinstance(spec, PYRO_JIT_ELBOS) and not isinstance(spec, _StableJit):
-        raise ValueError(
-            f"Pyro's {type(spec).__name__} bakes the data plate's size (num_data), beta and "
-            "the KL warm-up weight into its compiled loss, which then goes stale (and it "
-            "recompiles for every new model callable); pass elbo='jit_trace' or "
-            "'jit_meanfield' (pvae.elbos.JitTrace_ELBO / JitTraceMeanField_ELBO), which "
-            "keep them right, or an uncompiled ELBO"
-        )
     if isinstance(spec, ELBO):
+        refusal = traits(spec).refusal
+        if refusal is not None:
+            raise ValueError(refusal.format(name=type(spec).__name__))
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"elbo must be a name or a pyro.infer.ELBO, got {type(spec).__name__}")
@@ -287,10 +291,92 @@ class LatentScale(Messenger):
             msg["scale"] = msg["scale"] * self.factor
 
 
-def _scale_free(elbo: ELBO) -> bool:
-    """ELBOs whose estimate is not linear in site scales (the scale would enter a log-mean-exp).
+@dataclass(frozen=True)
+class ELBOTraits:
+    """What an ELBO class can do, declared once (:data:`TRAITS`) and read by ``fit``.
 
-    For these the data plate is left unscaled and the per-batch loss is multiplied
-    by ``num_data / batch`` instead; beta and KL warm-up are refused.
+    Attributes
+    ----------
+    linear_in_plate_scale
+        The estimate is linear in site scales, so the data plate may scale a
+        minibatch to the data size. ``False`` (Renyi): the scale would enter a
+        log-mean-exp, so ``fit`` leaves the plate unscaled and multiplies the
+        minibatch loss by ``num_data / batch`` instead.
+    needs_mean_field_guide
+        The KL is taken analytically per site, which needs a mean-field guide.
+    kl_weight_refusal
+        Why beta != 1 and KL warm-up cannot be used with it (``None``: they can).
+    lean_path
+        Finds its parameters without Pyro's param store (:mod:`pvae.fast_elbo`),
+        so ``fit`` may train the model unregistered.
+    jit
+        Compiled per input shape: ``fit`` drops a last, smaller batch.
+    enumerates
+        Sums out the guide's discrete sites.
+    refusal
+        Why ``make_elbo`` and ``fit`` refuse the class, a message with ``{name}`` for
+        the class's name (``None``: they take it).
     """
-    return isinstance(elbo, RenyiELBO)
+
+    linear_in_plate_scale: bool = True
+    needs_mean_field_guide: bool = False
+    kl_weight_refusal: Optional[str] = None
+    lean_path: bool = False
+    jit: bool = False
+    enumerates: bool = False
+    refusal: Optional[str] = None
+
+    @property
+    def allows_kl_weight(self) -> bool:
+        """Whether beta != 1 and KL warm-up may be used."""
+        return self.kl_weight_refusal is None
+
+
+_LOG_MEAN_EXP = "the weight would enter its log-mean-exp"
+_STALE_JIT = ELBOTraits(jit=True, refusal=(
+    "Pyro's {name} bakes the data plate's size (num_data), beta and the KL warm-up weight into its "
+    "compiled loss, which then goes stale (and it recompiles for every new model callable); "
+    "pass elbo='jit_trace' or 'jit_meanfield' (pvae.elbos.JitTrace_ELBO / "
+    "JitTraceMeanField_ELBO), which keep them right, or an uncompiled ELBO"))
+_MEAN_FIELD = ELBOTraits(needs_mean_field_guide=True)
+
+#: Every ELBO class pvae knows, with its traits; a subclass inherits its nearest
+#: registered base's (``ELBO`` itself: the defaults). Adding an ELBO is one line here.
+TRAITS: dict[type, ELBOTraits] = {
+    ELBO: ELBOTraits(),
+    TraceMeanField_ELBO: _MEAN_FIELD,
+    TraceEnum_ELBO: ELBOTraits(enumerates=True),
+    RenyiELBO: ELBOTraits(linear_in_plate_scale=False, kl_weight_refusal=_LOG_MEAN_EXP),
+    FastTrace_ELBO: ELBOTraits(lean_path=True),
+    FastTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, lean_path=True),
+    JitTrace_ELBO: ELBOTraits(jit=True),
+    JitTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, jit=True),
+    IWAE: ELBOTraits(kl_weight_refusal=IWAE_AS_WRITTEN, enumerates=True),
+    **{cls: _STALE_JIT for cls in PYRO_JIT_ELBOS},  # Pyro's own; pvae's above are their subclasses
+}
+
+
+def traits(elbo: Union[ELBO, type]) -> ELBOTraits:
+    """The declared :class:`ELBOTraits` of an ELBO instance or class.
+
+    Looked up along the class's method resolution order: the nearest class in
+    :data:`TRAITS` decides (any ``pyro.infer.ELBO`` has at least the defaults).
+    """
+    cls = elbo if isinstance(elbo, type) else type(elbo)
+    for base in cls.__mro__:
+        if base in TRAITS:
+            return TRAITS[base]
+    return ELBOTraits()
+
+
+def check_kl_weight(elbo: ELBO, beta: float = 1.0, kl_warmup: float = 0) -> None:
+    """Refuse beta != 1 or KL warm-up for an ELBO that cannot weight its latent terms.
+
+    Raises
+    ------
+    ValueError
+        When ``beta != 1`` or ``kl_warmup`` is set and the ELBO's traits refuse them.
+    """
+    refusal = traits(elbo).kl_weight_refusal
+    if refusal is not None and (kl_warmup or beta != 1.0):
+        raise kl_weight_error(type(elbo).__name__, refusal)

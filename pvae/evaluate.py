@@ -36,7 +36,7 @@ from typing import Optional
 import pyro
 import torch
 
-from pvae.batching import as_batch_tensors
+from pvae.batching import as_batch, as_batch_tensors
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, PVAEModel, as_pair
 from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
@@ -51,17 +51,6 @@ CHUNK_ELEMENTS = 2**21
 def _unvalidated(model):
     """No per-sample argument validation for pvae models, whose data were checked up front."""
     return pyro.validation_enabled(False) if isinstance(model, PVAEModel) else nullcontext()
-
-
-def _as_batch(data, model=None) -> Batch:
-    """A tuple of tensors, checked against the model when it can check data."""
-    batch = as_batch_tensors(data, model)
-    if not isinstance(model, PVAEModel):
-        return batch
-    if hasattr(data, "x") and hasattr(data, "y"):
-        batch = model.evaluation_batch(batch)  # a pvae.data.Split: score what fit scores
-    model.check_data(*batch)
-    return batch
 
 
 def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -91,7 +80,7 @@ class _Evaluation:
 
     def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int):
         self.model = model
-        self.batch = _as_batch(data, model)
+        self.batch = as_batch(data, model)
         self.batch_size, self.num_samples = batch_size, num_samples
         x = self.batch[0]
         likelihood = getattr(model, "likelihood", None)
@@ -283,7 +272,7 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
     for key, val in p.items():
         if key.startswith("kl_"):
             out["rate_" + key[3:]] = val.mean().item()
-    batch = _as_batch(data, model)
+    batch = as_batch(data, model)
     kl_dims: dict[str, list] = {}
     for start in range(0, batch[0].shape[0], batch_size):
         sub = tuple(t[start : start + batch_size] for t in batch)

@@ -16,24 +16,13 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO
 
-from pvae.batching import as_batch_tensors
-from pvae.weights import callables
-
-
-def _batch(data, model) -> tuple[torch.Tensor, ...]:
-    """The tensors the estimators are run on: what evaluation scores of a
-    :class:`pvae.data.Split`, checked against the model when it can check data."""
-    batch = as_batch_tensors(data, model)
-    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
-        batch = model.evaluation_batch(batch)
-    if hasattr(model, "check_data"):
-        model.check_data(*batch)
-    return batch
+from pvae.batching import as_batch
+from pvae.models.sites import as_pair
 
 
 def _groups(model, batch) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
     """Parameters the guide uses ("encoder") and those only the model uses ("decoder")."""
-    _, guide_fn, _ = callables(model)
+    guide_fn = as_pair(model).guide
     with poutine.block(), torch.no_grad():
         g = poutine.trace(guide_fn).get_trace(*batch)
     guide_ids = {id(s["value"]) for s in g.nodes.values() if s["type"] == "param"}
@@ -59,7 +48,7 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
                          f"estimates), got {num_estimates!r}")
     from pvae.elbos import make_elbo
 
-    batch = _batch(data, model)
+    batch = as_batch(data, model)
     groups = _groups(model, batch)
     results = {}
     for spec in elbos:

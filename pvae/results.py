@@ -207,7 +207,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     import torch
 
     from pvae import figures
-    from pvae.batching import History
+    from pvae.train import History
 
     unknown = [k for k in kinds if k not in figures.PLOT_KINDS + ("all",)]
     if unknown:

@@ -32,7 +32,19 @@ from pyro.infer import config_enumerate
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from pvae.models.sites import is_auxiliary
+
 DATA_PLATE = "data"
+
+#: Why an importance-weighted bound refuses beta != 1 and KL warm-up.
+IWAE_AS_WRITTEN = "the importance-weighted bound takes the model as written"
+
+
+def kl_weight_error(name: str, reason: str, where: str = "") -> ValueError:
+    """The one refusal of beta != 1 and KL warm-up for an estimator that cannot weight
+    its latent terms: ``name`` is the estimator, ``reason`` why, ``where`` what was seen."""
+    return ValueError(f"{where}beta != 1 and kl_warmup cannot be used with "
+                      f"{name}: {reason}; use elbo='trace'")
 
 
 def in_data_plate(msg) -> bool:
@@ -64,13 +76,6 @@ class LocalParticles(Messenger):
         if shape[self.dim] == 1:
             shape[self.dim] = self.num_particles
         msg["fn"] = fn.expand(torch.Size(shape))
-
-
-def callables(model) -> tuple[Callable, Callable, int]:
-    """``(model_fn, guide_fn, max_plate_nesting)`` from a pvae model or a pair of callables."""
-    if isinstance(model, (tuple, list)):
-        return model[0], model[1], 1
-    return model.model, model.guide, int(getattr(model, "max_plate_nesting", 1))
 
 
 @dataclass
@@ -153,7 +158,7 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
         for name, site in tr.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
-            if site["infer"].get("pvae_auxiliary"):
+            if is_auxiliary(site):
                 lp = site["fn"].log_prob(site["value"])
                 auxiliary = auxiliary + (lp * site["scale"]).sum()
                 continue
@@ -176,11 +181,10 @@ def log_weights(model_fn: Callable, guide_fn: Callable, batch: tuple, num_partic
                 plate_scale = (frame.full_size / frame.size) if frame.full_size else 1.0
                 scale = plate_scale if scale is None else scale
                 if strict_scale and not math.isclose(float(site["scale"]), plate_scale):
-                    raise ValueError(
+                    raise kl_weight_error(
+                        "an importance-weighted bound", IWAE_AS_WRITTEN,
                         f"site {name!r} is scaled by {float(site['scale']):g} beyond the data "
-                        "plate's subsampling; the importance-weighted bound takes the model as "
-                        "written, so beta != 1 and KL warm-up cannot be used with it"
-                    )
+                        "plate's subsampling: ")
                 lp = _reduce(lp, site, sdim, num_particles, n)
                 local = local + sign * lp
                 if keep_sites:

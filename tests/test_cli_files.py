@@ -348,7 +348,7 @@ def test_a_cvae_with_condition_vectors_draws_its_figures_on_images(tmp_path):
     """No built-in image set has condition vectors, so this one is made here."""
     import torch
 
-    from pvae.batching import History
+    from pvae.train import History
     from pvae.runs import write_figures
     from pvae.data import Data, Split
 

@@ -205,7 +205,7 @@ def test_fit_with_warmup_matches_eager_at_every_step(name, kind, monkeypatch):
         y[30:] = -1
         model, data = pvae.SemiSupervisedVAE(20, 3, z_dim=3, hidden_dims=(16,)), (x, y)
     spy = _Spy(name)
-    monkeypatch.setattr(pvae.train, "make_elbo", lambda *a, **k: spy)
+    monkeypatch.setattr(pvae.elbos, "make_elbo", lambda *a, **k: spy)
     history = pvae.fit(model, data, elbo=name, epochs=3, batch_size=20, kl_warmup=3, seed=0)
     assert len(spy.pairs) >= 10
     for got, want in spy.pairs:

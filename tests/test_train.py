@@ -287,11 +287,11 @@ def test_renyi_leaves_the_plate_unscaled_and_scales_the_loss(x):
     unscaled batch loss, not the loss of a plate scaled by N/B."""
     from pyro.infer import RenyiELBO
 
-    from pvae.train import _scale_free
+    from pvae.elbos import traits
 
     vae = small_vae()
     elbo = RenyiELBO(alpha=0.0, num_particles=20)
-    assert _scale_free(elbo)
+    assert not traits(elbo).linear_in_plate_scale
     import pyro
 
     pyro.set_rng_seed(0)
@@ -319,3 +319,58 @@ def test_renyi_leaves_the_plate_unscaled_and_scales_the_loss(x):
         pvae.fit(small_vae(), x, elbo="renyi:0.5", num_particles=2, kl_warmup=1)
     with pytest.raises(ValueError, match="beta != 1"):
         pvae.fit(small_vae(beta=2.0), x, elbo="renyi:0.5", num_particles=2)
+
+
+def test_schedules_are_pure_and_match_the_history(x):
+    from pvae.train import kl_weight, learning_rate
+
+    assert [learning_rate(e, 1.0, (2, 4), 0.5) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert kl_weight(0, 0, 10, 0) == 1.0
+    assert kl_weight(0, 0, 4, 2) == pytest.approx(1 / 8)
+    assert kl_weight(1, 3, 4, 2) == 1.0 and kl_weight(5, 0, 4, 2) == 1.0
+    h = pvae.fit(small_vae(), x, epochs=3, batch_size=100, kl_warmup=2.5, lr=1e-3,
+                 lr_steps=(2,), seed=0)
+    assert h["kl_weight"] == [kl_weight(e, 3, 4, 2.5) for e in range(3)]
+    assert h["lr"] == [learning_rate(e, 1e-3, (2,)) for e in range(3)]
+
+
+def test_elbos_declare_their_traits_and_subclasses_inherit_them():
+    from pyro.infer import RenyiELBO, TraceMeanField_ELBO
+
+    from pvae.elbos import ELBO_NAMES, traits
+
+    got = {name: traits(make_elbo(name, 2)) for name in ELBO_NAMES}
+    assert {n for n, t in got.items() if t.needs_mean_field_guide} == {"meanfield",
+                                                                       "jit_meanfield"}
+    assert {n for n, t in got.items() if not t.linear_in_plate_scale} == {"renyi"}
+    assert {n for n, t in got.items() if not t.allows_kl_weight} == {"renyi", "iwae",
+                                                                     "iwae_dreg"}
+    assert {n for n, t in got.items() if t.jit} == {"jit_trace", "jit_meanfield"}
+    assert {n for n, t in got.items() if t.lean_path} == {"trace", "meanfield"}
+    assert all(t.refusal is None for t in got.values())
+
+    class MyMeanField(TraceMeanField_ELBO):
+        pass
+
+    assert traits(MyMeanField()).needs_mean_field_guide
+    assert traits(Trace_ELBO()) == traits(make_elbo("tracegraph"))
+    assert traits(RenyiELBO) is traits(RenyiELBO(num_particles=2))
+
+
+def test_training_data_joins_tensors_and_datasets(x):
+    from pvae.data import ArrayDataset
+    from pvae.train import TrainingData
+
+    vae = small_vae()
+    in_memory = TrainingData(x, vae, batch_size=100)
+    streamed = TrainingData(ArrayDataset(x.numpy()), vae, batch_size=100)
+    assert not in_memory.streamed and streamed.streamed
+    assert in_memory.num_data == streamed.num_data == 400
+    assert in_memory.num_steps(vae) == streamed.num_steps(vae) == 4
+    for data in (in_memory, streamed):
+        steps = list(data.to("cpu").batches(vae, 0, torch.Generator().manual_seed(0)))
+        assert len(steps) == 4
+        assert sorted(n for step in steps for _, n in step) == [400] * 4
+        assert sum(b[0].shape[0] for step in steps for b, _ in step) == 400
+    with pytest.raises(ValueError, match="empty"):
+        TrainingData(torch.utils.data.TensorDataset(x[:0]), vae, batch_size=100)

@@ -1,0 +1,119 @@
+"""Every check ``fit`` makes before any work: its options, the ELBO, a resumed run."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from pyro.infer import ELBO
+
+from pvae import checkpoint as ckpt
+from pvae import elbos
+from pvae.elbos import check_kl_weight, traits
+from pvae.models.base import PVAEModel
+
+
+def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
+                  clip_norm: Optional[float], checkpoint_every: int,
+                  lr_steps: Sequence[int] = (), lr_factor: float = 0.1) -> None:
+    """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range."""
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    steps = list(lr_steps)
+    if not all(isinstance(e, int) and 1 <= e < epochs for e in steps) or steps != sorted(set(steps)):
+        raise ValueError(f"lr_steps must be increasing epochs in 1..{epochs - 1} (after which "
+                         f"the learning rate drops), got {tuple(steps)!r}")
+    if not (isinstance(lr_factor, (int, float)) and 0 < lr_factor and math.isfinite(lr_factor)):
+        raise ValueError(f"lr_factor must be a positive number, got {lr_factor!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not kl_warmup >= 0:
+        raise ValueError(f"kl_warmup must be >= 0 epochs, got {kl_warmup!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be positive or None, got {clip_norm!r}")
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
+
+
+
+def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
+               kl_warmup: float = 0) -> ELBO:
+    """The ELBO ``fit`` would train ``model`` with, or the ``ValueError`` it would raise.
+
+    Every rule on which estimator suits which model lives here, read from the
+    ELBO's declared traits (:func:`pvae.elbos.traits`), so that callers
+    training several estimators (``pvae.compare``) can check them all first.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or malformed ``elbo`` (:func:`pvae.elbos.make_elbo`), an
+        analytic-KL ELBO on a guide that is not mean-field, or beta != 1 /
+        ``kl_warmup`` with an ELBO that cannot weight its latent terms.
+    """
+    loss_elbo = elbos.make_elbo(elbo, num_particles, model=model)
+    if traits(loss_elbo).needs_mean_field_guide and not getattr(model, "mean_field", True):
+        raise ValueError(
+            f"{type(model).__name__}'s guide is not mean-field ({model.not_mean_field_reason}), "
+            "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
+        )
+    check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
+    return loss_elbo
+
+
+def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
+    """Raise ``ValueError`` when ``world > 1`` processes cannot train this pair."""
+    if world <= 1:
+        return
+    if not hasattr(loss_elbo, "differentiable_loss"):
+        raise ValueError(f"distributed training needs an ELBO with differentiable_loss; "
+                         f"{type(loss_elbo).__name__} has none (use trace, meanfield, enum "
+                         "or iwae)")
+    if type(model).minibatches is not PVAEModel.minibatches:
+        raise ValueError(f"{type(model).__name__} batches its data its own way, which "
+                         "distributed training does not shard yet; train it in one process")
+
+
+def resume_record(path: Union[str, os.PathLike], model, *, optimizer: str = "adam",
+                  seed: Optional[int] = None, epochs: Optional[int] = None) -> dict:
+    """The checkpoint at ``path`` that a resumed :func:`fit` continues, checked against it.
+
+    Loads the saved weights into ``model`` and returns the record. Raises,
+    before any training: ``pvae.checkpoint.CheckpointError`` for a checkpoint
+    without training state or from another model; ``ValueError`` for another
+    ``optimizer`` than the run's (its saved state cannot continue as another)
+    or another ``seed`` (the run's random streams are restored, so a new seed
+    would do nothing), and for ``epochs`` fewer than the run has done (``epochs``
+    is the total to reach). ``pvae train --resume`` calls it before writing anything.
+    """
+    path = Path(path)
+    record = ckpt.read(path)
+    if "training" not in record:
+        raise ckpt.CheckpointError(f"{str(path)!r} holds no training state to resume")
+    saved_seed = record["training"].get("seed")
+    if seed is not None and "seed" in record["training"] and seed != saved_seed:
+        raise ValueError(
+            f"{str(path)!r} continues the random streams of seed={saved_seed}, saved "
+            f"with it, so seed={seed} would have no effect; resume with seed={saved_seed} "
+            "(or None), or start a new run in another checkpoint_dir"
+        )
+    saved_optimizer = record["training"].get("optimizer_name")
+    if saved_optimizer is not None and saved_optimizer != optimizer:
+        raise ValueError(
+            f"{str(path)!r} was trained with optimizer={saved_optimizer!r}, whose state "
+            f"cannot continue as {optimizer!r}; resume with optimizer={saved_optimizer!r}, "
+            "or start a new run in another checkpoint_dir"
+        )
+    done = int(record["training"]["epoch"])
+    if epochs is not None and done > epochs:
+        raise ValueError(
+            f"{str(path)!r} has {done} epochs done, more than epochs={epochs}; epochs "
+            f"is the total to reach, not how many more: pass epochs > {done} to train on, "
+            "or load the model with pvae.load to use it as it is"
+        )
+    ckpt.restore_weights(model, record, path)
+    return record
