@@ -2,7 +2,7 @@
 
 A batch is a tuple of tensors with one row per data point: ``(x,)``, or ``(x, y)``
 for models with labels or conditions; x is float32. This module reads models
-only through their attributes (``takes_labels``, ``num_classes``,
+only through their attributes (``batch_parts``, ``num_classes``,
 ``evaluation_batch``, ``check_data``) and imports nothing else of pvae."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
 def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...]:
     """Tensors (x,) or (x, y) from a tensor, array, tuple, or pvae.data split."""
     if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
-        data = (data.x, data.y) if getattr(model, "takes_labels", False) else data.x
+        data = (data.x, data.y) if "y" in getattr(model, "batch_parts", ("x",)) else data.x
     parts = data if isinstance(data, (tuple, list)) else (data,)
     out = []
     for i, p in enumerate(parts):

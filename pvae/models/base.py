@@ -45,7 +45,7 @@ from pvae.models.checks import (  # noqa: F401  (shared by every model, re-expor
 from pvae.models.heads import LikelihoodHead
 from pvae.models.sites import (  # noqa: F401  (re-exported)
     AUXILIARY, ModelGuidePair, ObservedSites, Pair, as_pair, auxiliary, is_auxiliary)
-from pvae.models.traits import Classifier, DerivedTrait, takes_data  # noqa: F401
+from pvae.models.traits import Classifier, takes_data  # noqa: F401
 
 Batch = tuple  # of tensors: (x,) or (x, y)
 
@@ -96,10 +96,10 @@ class PVAEModel(LikelihoodHead, PyroModule):
     #: Why the guide is not mean-field, for the error TraceMeanField_ELBO users get.
     not_mean_field_reason: str = "it has normalising flows"
 
-    #: Whether the data are (x, y) pairs (derived from :attr:`batch_parts`; read-only).
-    takes_labels = DerivedTrait(lambda cls: "y" in cls.batch_parts)
-    #: Whether generation takes a condition too (derived from :attr:`batch_parts`; read-only).
-    conditional = DerivedTrait(lambda cls: "y" in cls.batch_parts)
+    #: Whether distributed training can shard the data: the model's steps are the
+    #: default shuffled slices of :meth:`minibatches` (a model that forms its own
+    #: steps, like the semi-supervised one's labelled/unlabelled pairs, sets False).
+    shardable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

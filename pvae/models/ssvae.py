@@ -132,6 +132,7 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     batch_parts = ("x", "y")
     optional_parts = ("y",)  # unlabelled data: x alone, or y == -1
     config_name = "ssvae"
+    shardable = False  # its steps pair labelled and unlabelled batches (``batching``)
 
     def __init__(
         self,

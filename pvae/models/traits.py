@@ -1,28 +1,11 @@
-"""What a model declares about itself: derived traits, the classifier mixin, checked methods."""
+"""What a model declares about itself: the classifier mixin, checked methods."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
 
 import torch
-
-
-class DerivedTrait:
-    """A read-only class-level trait computed from other declarations (``cls -> value``)."""
-
-    def __init__(self, derive: Callable[[type], Any]) -> None:
-        self.derive = derive
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type) -> Any:
-        return self.derive(owner)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        raise AttributeError(f"{self.name} is derived from batch_parts; declare that instead")
 
 
 def takes_data(method):

@@ -12,7 +12,6 @@ from pyro.infer import ELBO
 from pvae import checkpoint as ckpt
 from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
-from pvae.models.base import PVAEModel
 
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
@@ -73,7 +72,7 @@ def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
         raise ValueError(f"distributed training needs an ELBO with differentiable_loss; "
                          f"{type(loss_elbo).__name__} has none (use trace, meanfield, enum "
                          "or iwae)")
-    if type(model).minibatches is not PVAEModel.minibatches:
+    if not getattr(model, "shardable", True):
         raise ValueError(f"{type(model).__name__} batches its data its own way, which "
                          "distributed training does not shard yet; train it in one process")
 
