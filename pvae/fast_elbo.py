@@ -4,8 +4,8 @@ For the common case, one particle and every guide site reparameterised, the
 ELBO is just ``sum scale * log p(x, z) - sum scale * log q(z | x)`` (with the
 KL taken analytically for the mean-field variant). Pyro's implementations
 build full :class:`~pyro.poutine.Trace` objects, copy every message, check
-shapes and prepare score-function terms on every step: about 1 ms per step on
-2 CPU cores, a sixth of a small VAE's step. These subclasses record the
+shapes and prepare score-function terms on every step, a fixed cost that is
+large next to a small VAE's step. These subclasses record the
 sample messages with one light handler, replay the guide's values into the
 model, and compute the same loss; anything else (several particles,
 non-reparameterised or enumerated sites, JIT) goes to Pyro's own code.
