@@ -7,13 +7,13 @@ from typing import Optional
 
 import torch
 
-from pvae import evaluate
+from pvae import estimates
 from pvae.likelihoods import Likelihood
 
 
 def _bad_sites(model, batch) -> list[str]:
     try:
-        p = evaluate.site_log_probs(model, batch, 1)
+        p = estimates.site_log_probs(model, batch, 1)
     except Exception as e:  # noqa: BLE001 - diagnosing a failure already in progress
         return [f"(tracing failed: {e})"]
     bad = []

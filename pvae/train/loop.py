@@ -27,7 +27,7 @@ import torch
 from pyro.infer import ELBO
 from tqdm import tqdm
 
-from pvae import distributed, evaluate
+from pvae import distributed, estimates
 from pvae.elbos import traits
 from pvae.train.checks import check_distributed, check_elbo, check_options, resume_record
 from pvae.train.data import TrainingData, evaluation_data
@@ -195,14 +195,14 @@ def _monitor(model, monitor: tuple, val: Optional[tuple]) -> dict[str, float]:
     several) and ``val_elbo`` on the validation data, nats per data point."""
     row = {}
     with model.scaled_to(None):
-        p = evaluate.parts(model, monitor)
+        p = estimates.parts(model, monitor)
         row["recon"] = p["recon"].mean().item()
         row["kl"] = p["kl"].mean().item()
         site_kls = [k for k in p if k.startswith("kl_")]
         if len(site_kls) > 1:  # per latent site (hierarchical layers, labels)
             row.update({k: p[k].mean().item() for k in site_kls})
         if val is not None:
-            row["val_elbo"] = evaluate.elbo(model, val).mean().item()
+            row["val_elbo"] = estimates.elbo(model, val).mean().item()
     return row
 
 
