@@ -164,3 +164,28 @@ def test_a_run_failing_before_its_first_checkpoint_takes_its_event_files_back(tm
         main(["train", "--out", str(out), "--set", "train.epochs=3", "--set",
               "train.checkpoint_every=10", "--set", "train.logger=tensorboard", "--quiet"])
     assert not out.exists()  # config.yaml and tensorboard/ taken back, the folder removed
+
+
+def test_a_resumed_run_logs_each_epoch_once_with_its_final_values(digits, tmp_path):
+    # the first run logs epochs 1-3 and dies with its checkpoint at epoch 2; resumed, it
+    # logs 3 and 4 again, and TensorBoard keeps only the resumed run's epoch 3
+    train, val = _small(digits, 100, 20)
+
+    class Dies(TensorBoardLogger):
+        def __call__(self, row, model, batch):
+            super().__call__(row, model, batch)
+            if row["epoch"] == 3:
+                raise RuntimeError("killed")
+
+    def run(logger):
+        torch.manual_seed(0)
+        vae = pvae.VAE(64, 2, hidden_dims=(8,), likelihood="continuous_bernoulli")
+        return pvae.fit(vae, train, epochs=4, batch_size=50, lr=1e-2, seed=0, validation=val,
+                        checkpoint_dir=tmp_path, checkpoint_every=2, resume=True, logger=logger)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run(Dies(tmp_path))
+    history = run("tensorboard")
+    events = _read(tmp_path).Scalars("elbo/train")
+    assert [e.step for e in events] == [1, 2, 3, 4]
+    assert [e.value for e in events] == pytest.approx(history["train_elbo"], rel=1e-6)
