@@ -208,8 +208,8 @@ def _scalars(options: dict[str, Any]) -> dict[str, Union[int, float, str, bool]]
             out[key] = value
         elif value is None or isinstance(value, (tuple, list, Path)):
             out[key] = str(value)
-        else:
-            out[key] = type(value).__name__
+        else:  # a torch.device by name, other objects (an ELBO) by type
+            out[key] = str(value) if isinstance(value, torch.device) else type(value).__name__
     return out
 
 
