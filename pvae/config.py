@@ -110,6 +110,8 @@ class TrainConfig:
     # gain nothing from more, and extra threads contend for the cores of a busy machine
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     checkpoint_every: int = 10  # epochs between atomic checkpoints
+    logger: Literal["tensorboard", "none"] = "none"  # tensorboard: event files in the run
+    # folder's tensorboard/ (pip install pvae[tensorboard]); metrics.json/csv are written either way
 
     #: The fields that are keyword arguments of :func:`pvae.fit`, under the same names.
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (

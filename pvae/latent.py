@@ -301,7 +301,23 @@ def embed_2d(z: torch.Tensor, method: Literal["auto", "pca", "tsne"] = "auto",
              seed: int = 0) -> tuple[torch.Tensor, str]:
     """2-D coordinates of latent means: as they are (D = 2), PCA, or t-SNE (scikit-learn).
 
-    ``auto``: as they are for D <= 2, else PCA. Returns ``(coords, method_used)``.
+    Parameters
+    ----------
+    z : latent means, shape ``(N, D)``.
+    method : ``auto`` (as they are for D <= 2, else PCA), ``pca``
+        (:class:`sklearn.decomposition.PCA`: the two leading principal components,
+        centred; each component's sign is scikit-learn's deterministic choice, so the
+        same ``z`` gives the same picture, but a mirror image of another tool's PCA is
+        as right) or ``tsne`` (:class:`sklearn.manifold.TSNE`, seeded by ``seed``).
+
+    Returns
+    -------
+    ``(coords, method_used)``: shape ``(N, 2)``, and ``"latent"``, ``"1-D"``, ``"PCA"``
+    or ``"t-SNE"``.
+
+    Raises
+    ------
+    ValueError : an unknown ``method``, or PCA / t-SNE asked of fewer than 2 points.
     """
     z = torch.as_tensor(z).float()
     if method not in ("auto", "pca", "tsne"):
@@ -310,10 +326,14 @@ def embed_2d(z: torch.Tensor, method: Literal["auto", "pca", "tsne"] = "auto",
         return torch.cat([z, torch.zeros_like(z)], 1), "1-D"
     if z.shape[1] == 2 and method == "auto":
         return z, "latent"
+    if len(z) < 2:
+        raise ValueError(f"a 2-D embedding of {z.shape[1]}-D codes needs at least 2 points, "
+                         f"got {len(z)}")
     if method in ("auto", "pca"):
-        zc = z - z.mean(0)
-        _, _, v = torch.linalg.svd(zc, full_matrices=False)
-        return zc @ v[:2].T, "PCA"
+        from sklearn.decomposition import PCA
+
+        coords = PCA(n_components=2).fit_transform(z.detach().cpu().double().numpy())
+        return torch.as_tensor(coords).float(), "PCA"
     from sklearn.manifold import TSNE
 
     perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))

@@ -8,6 +8,7 @@
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+    tensorboard/     with train.logger: tensorboard, TensorBoard's files (tensorboard --logdir)
 
 The folder must be new or empty, or (resuming) a run to continue: a folder
 holding other files is refused, so nothing of the user's is overwritten, and a
@@ -20,6 +21,7 @@ prints.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -45,6 +47,7 @@ def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int
 
 
 FEATURES = "features.pt"  # a stacked run's copy of the model whose codes it was trained on
+TENSORBOARD = "tensorboard"  # the folder of TensorBoard's files (train.logger: tensorboard)
 
 
 def load_data(cfg: Config, run: Optional[Path] = None):
@@ -84,8 +87,8 @@ def out_folder_problem(out: Path, resume: bool) -> Optional[str]:
 
     ``out`` may be new or empty; with ``resume``, a run folder (``checkpoint.pt``)
     or one whose run stopped before its first checkpoint (only ``config.yaml``,
-    ``features.pt``). A folder holding anything else is the user's: refused, since
-    the run would overwrite files of the same names (config.yaml, metrics.json, ...).
+    ``features.pt``, ``tensorboard/``). A folder holding anything else is the user's:
+    refused, since the run would overwrite files of the same names (config.yaml, ...).
     """
     from pvae.train import CHECKPOINT
 
@@ -100,7 +103,8 @@ def out_folder_problem(out: Path, resume: bool) -> Optional[str]:
                    if not (p.name.startswith(".") and p.name.endswith(".tmp")))
     if not names:
         return None
-    stopped_early = set(names) <= {"config.yaml", FEATURES}  # a run killed before checkpoint.pt
+    # a run killed before checkpoint.pt
+    stopped_early = set(names) <= {"config.yaml", FEATURES, TENSORBOARD}
     if resume and stopped_early:
         return None
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
@@ -152,7 +156,10 @@ class _Undo:
             return  # training saved a checkpoint: the folder is a run to resume, keep it
         try:
             for path in self.new:
-                path.unlink(missing_ok=True)
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
             for path, text in self.old.items():
                 atomic_write_text(path, text)
             if self.made_folder and self.out.is_dir() and not any(self.out.iterdir()):
@@ -203,6 +210,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
     check_elbo(model, t.elbo, t.num_particles, t.kl_warmup)  # fit's own rule, checked now
+    logger = run_logger(cfg, data, out)  # a missing tensorboard package: before anything is written
     if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
         resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)
     undo = _Undo(out) if rank == 0 else None
@@ -216,7 +224,9 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
                 # codes (a resumed run read its codes' model from that copy).
                 undo.created(out / FEATURES)
                 data.encoder.save(out / FEATURES)
-        train_seconds, history = _fit_run(cfg, model, data, out, resume, progress, world)
+            if logger is not None:
+                undo.created(out / TENSORBOARD)
+        train_seconds, history = _fit_run(cfg, model, data, out, resume, progress, world, logger)
     except BaseException:
         if undo is not None:
             undo.undo()
@@ -234,7 +244,26 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     return metrics
 
 
-def _fit_run(cfg: Config, model, data, out: Path, resume: bool, progress, world: int):
+def run_logger(cfg: Config, data, out: Path):
+    """The run's :class:`pvae.train.logging.TensorBoardLogger` (``train.logger:
+    tensorboard``), writing into ``out/tensorboard`` with the config as hyperparameters;
+    ``None`` without. Raises ``ImportError`` when the tensorboard package is missing."""
+    if cfg.train.logger != "tensorboard":
+        return None
+    import yaml
+
+    from pvae.train.logging import TensorBoardLogger
+
+    config = yaml.safe_load(cfg.to_yaml())
+    hparams = {f"{section}.{key}": value for section, values in config.items()
+               if isinstance(values, dict) for key, value in values.items()}
+    # a stacked run trains on codes: no images of them
+    return TensorBoardLogger(out / TENSORBOARD, hparams=hparams,
+                             image_shape=data.image_shape if data.source is None else None)
+
+
+def _fit_run(cfg: Config, model, data, out: Path, resume: bool, progress, world: int,
+             logger=None):
     """``fit`` as the config says, checkpointing into ``out``: (seconds, history)."""
     import torch
 
@@ -255,7 +284,7 @@ def _fit_run(cfg: Config, model, data, out: Path, resume: bool, progress, world:
         # codes of a stacked run: fit draws them for the raw inputs, as for training
         validation=data.source.val if data.source is not None else data.val,
         optimizer=t.optimizer, checkpoint_dir=out, checkpoint_every=t.checkpoint_every,
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, logger=logger,
     )
     return time.perf_counter() - t0, history
 

@@ -79,11 +79,35 @@ def calibrate_threshold(normal_scores, false_positive_rate: float = 0.05) -> flo
 def roc_auc(scores, is_anomaly) -> float:
     """Area under the ROC curve: P(score of an anomaly > score of a normal point), ties half.
 
-    ``scores``: shape (N,), finite; ``is_anomaly``: N labels, 1 (or True) for an
-    anomaly and 0 (False) for a normal point. Tensors, arrays or lists. Raises
-    ``ValueError`` before computing if the lengths differ, a label is not 0/1,
-    a score is NaN, or only one kind of point is present.
+    Computed by :func:`sklearn.metrics.roc_auc_score`, which counts a tie between an
+    anomaly and a normal point as half a correct ordering (the Mann-Whitney U over
+    ``n_anomalies * n_normal``). The area depends only on the order of the scores, so
+    they are passed as their ranks among the distinct values: infinite scores (a
+    likelihood of 0) keep their place, where scikit-learn would refuse them.
+
+    Parameters
+    ----------
+    scores
+        Shape ``(N,)``, higher for more anomalous points (e.g. -ELBO in nats); a
+        tensor, array or list; ``inf`` allowed, NaN not.
+    is_anomaly
+        ``N`` labels, 1 (or True) for an anomaly and 0 (False) for a normal point.
+        Unlike scikit-learn, other label values (-1/+1, 1/2) are refused rather than
+        guessed.
+
+    Returns
+    -------
+    float
+        The area, in [0, 1]; 0.5 for scores that do not separate the two kinds.
+
+    Raises
+    ------
+    ValueError
+        Before computing: the lengths differ, a label is not 0/1, a score is NaN,
+        or only one kind of point is present.
     """
+    from sklearn.metrics import roc_auc_score
+
     scores = torch.as_tensor(scores).double().flatten()
     labels = torch.as_tensor(is_anomaly).flatten()
     if labels.shape != scores.shape:
@@ -100,12 +124,5 @@ def roc_auc(scores, is_anomaly) -> float:
     is_anomaly = labels.bool()
     if is_anomaly.all() or not is_anomaly.any():
         raise ValueError("roc_auc needs both anomalies and normal points")
-    ranks = torch.empty_like(scores)
-    order = scores.argsort()
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    # average ranks of ties
-    uniq, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, ranks)
-    ranks = (sums / counts)[inverse]
-    n_pos, n_neg = int(is_anomaly.sum()), int((~is_anomaly).sum())
-    return ((ranks[is_anomaly].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()
+    order = torch.unique(scores, return_inverse=True)[1]  # same order, ties kept, inf finite
+    return float(roc_auc_score(is_anomaly.numpy(), order.numpy()))

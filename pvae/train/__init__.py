@@ -7,7 +7,8 @@
 - :mod:`pvae.train.checks`: every check made before any work;
 - :mod:`pvae.train.schedules`: :func:`kl_weight` and :func:`learning_rate`;
 - :mod:`pvae.train.history`: :class:`History`, one row per epoch;
-- :mod:`pvae.train.failure`: the error raised when training turns non-finite.
+- :mod:`pvae.train.failure`: the error raised when training turns non-finite;
+- :mod:`pvae.train.logging`: what each epoch reports to TensorBoard (``fit(logger=...)``).
 """
 
 from pvae.batching import as_batch_tensors, num_batches  # noqa: F401  (importable here before)

@@ -33,9 +33,12 @@ from pvae.train.checks import check_distributed, check_elbo, check_options, resu
 from pvae.train.data import TrainingData, evaluation_data
 from pvae.train.failure import numerical_failure
 from pvae.train.history import History
+from pvae.train.logging import Logger, open_logger
 from pvae.train.schedules import Schedule
 from pvae.train.state import TrainState, batch_generator, make_optimizer
 from pvae.train.step import Step
+
+_Dir = Optional[Union[str, os.PathLike]]
 
 #: The checkpoint's file name in ``checkpoint_dir``.
 CHECKPOINT = "checkpoint.pt"
@@ -48,9 +51,9 @@ def fit(
     seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
     validation=None, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     optimizer: str = "adam", weight_decay: float = 0.0,
-    checkpoint_dir: Optional[Union[str, os.PathLike]] = None, checkpoint_every: int = 1,
-    resume: bool = False, progress: Optional[bool] = None, monitor_size: int = 1024,
-    callback: Optional[Callable[[dict], None]] = None,
+    checkpoint_dir: _Dir = None, checkpoint_every: int = 1, resume: bool = False,
+    progress: Optional[bool] = None, monitor_size: int = 1024, log_dir: _Dir = None,
+    callback: Optional[Callable[[dict], None]] = None, logger: Union[None, str, Logger] = None,
 ) -> History:
     """Train a pvae model by stochastic variational inference; one torch optimiser.
 
@@ -82,6 +85,8 @@ def fit(
     progress : show a tqdm bar; default: only when stderr is a terminal.
     monitor_size : training points (a fixed subset) where ``recon``/``kl`` are measured.
     callback : called with each epoch's history row.
+    logger, log_dir : ``"tensorboard"`` (:mod:`pvae.train.logging`; files in ``log_dir``,
+        default ``checkpoint_dir``), ``None`` (none) or a :class:`Logger`.
 
     Returns
     -------
@@ -92,10 +97,12 @@ def fit(
     ------
     ValueError, TypeError : before any work: a bad option, an ELBO that does not suit
         the model (:func:`check_elbo`), bad data, a checkpoint it cannot resume.
+    ImportError : ``logger="tensorboard"`` without the package (``pip install pvae[tensorboard]``).
     FileExistsError : a checkpoint exists in ``checkpoint_dir`` without ``resume``.
     FloatingPointError : a non-finite loss, gradient or parameter, naming the sites.
     """
     # ---- every check before any work ----------------------------------------------------
+    log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
                   lr_factor)
     loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup)
@@ -123,23 +130,26 @@ def fit(
                 ddp=distributed.wrap(model, loss_elbo, device) if world > 1 else None)
 
     # ---- train -----------------------------------------------------------------------------
-    show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(range(state.epoch, epochs), initial=state.epoch, total=epochs, disable=not show,
-               desc=f"training {type(model).__name__}", unit="epoch")
+    bar = _progress(progress, state.epoch, epochs, model)
     # Pyro's own ELBOs find trainable parameters through param sites; pvae's lean ones need none.
     lean = traits(loss_elbo).lean_path
-    with pyro.validation_enabled(False), model.unregistered() if lean else nullcontext():
+    with pyro.validation_enabled(False), model.unregistered() if lean else nullcontext(), log:
         for epoch in bar:
             row = _epoch(model, train, step, state, schedule, epoch, val, ckpt_path)
             bar.set_postfix(elbo=f"{row['train_elbo']:.2f}")
-            if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0
-                                          or epoch + 1 == epochs):
-                _check_params(model, state.monitor, epoch, schedule.steps_per_epoch, ckpt_path)
-                state.save(model, ckpt_path, epoch + 1, rank)
+            _save(model, state, epoch, epochs, checkpoint_every, schedule, ckpt_path, rank)
             if callback is not None:
                 callback(row)
+            log(row, model, val or state.monitor)
     model.eval()
     return state.history
+
+
+def _progress(progress: Optional[bool], start: int, epochs: int, model) -> tqdm:
+    """The epochs as a tqdm bar, shown when ``progress`` (default: stderr is a terminal)."""
+    show = progress if progress is not None else sys.stderr.isatty()
+    return tqdm(range(start, epochs), initial=start, total=epochs, disable=not show,
+                desc=f"training {type(model).__name__}", unit="epoch")
 
 
 def _checkpoint(checkpoint_dir, resume: bool, model, optimizer: str, seed: Optional[int],
@@ -215,6 +225,15 @@ def _check_row(row: dict, model, monitor: tuple, epoch: int, i: int,
         raise numerical_failure(model, monitor, epoch, i,
                                 f"{bad[0]} became {row[bad[0]]}" if bad
                                 else "a monitored value became non-finite elsewhere", ckpt_path)
+
+
+def _save(model, state: TrainState, epoch: int, epochs: int, every: int, schedule: Schedule,
+          ckpt_path: Optional[Path], rank: int) -> None:
+    """After every ``every``-th epoch and the last, check the parameters
+    (:func:`_check_params`) and save the checkpoint (none without ``ckpt_path``)."""
+    if ckpt_path is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+        _check_params(model, state.monitor, epoch, schedule.steps_per_epoch, ckpt_path)
+        state.save(model, ckpt_path, epoch + 1, rank)
 
 
 def _check_params(model, monitor: tuple, epoch: int, epoch_steps: int,
