@@ -1,4 +1,4 @@
-"""Command line: ``pvae train``, ``evaluate``, ``compare``, ``plot``, ``sample``.
+"""Command line: ``pvae train``, ``evaluate``, ``compare``, ``plot``, ``sample``, ``config``.
 
 ``pvae train [--config configs/NAME.yaml] [--out runs/NAME] [--set key=value ...] [--resume]``
 trains the configured model and writes a run folder::
@@ -19,7 +19,8 @@ rate/distortion, active units); ``pvae compare --config X --elbos trace,iwae:5
 --epochs N --out DIR`` writes a table and a figure comparing estimators;
 ``pvae plot --run runs/NAME [--kind K]`` writes any figure for a trained run;
 ``pvae sample --run runs/NAME -n 64 [--y LABEL] [--seed S]`` writes samples as a
-PNG grid and a ``.npy`` array, ``sample-n64[-yLABEL]-seedS``.
+PNG grid and a ``.npy`` array, ``sample-n64[-yLABEL]-seedS``;
+``pvae config --schema`` prints the JSON schema of the config files (for editors).
 
 Result files are named by what made them and never replaced without
 ``--overwrite``; every file is written atomically (never half-written), and a
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pvae import results, runs
-from pvae.config import ConfigError, load_config
+from pvae.config import Config, ConfigError, load_config
 from pvae.figures import PLOT_KINDS
 
 
@@ -143,6 +144,15 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_config(args) -> int:
+    import json
+
+    if not args.schema:
+        raise ValueError("pass --schema to print the JSON schema of the config files")
+    print(json.dumps(Config.model_json_schema(), indent=2))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pvae", description="Variational autoencoders in Pyro.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +211,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--overwrite", action="store_true",
                    help="replace result files of the same name from an earlier run of this command")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("config", help="describe the config files")
+    p.add_argument("--schema", action="store_true",
+                   help="print the JSON schema of a config file (for editors' completion)")
+    p.set_defaults(func=_cmd_config)
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else None
     from pvae.checkpoint import WriteError

@@ -1,76 +1,119 @@
-"""Typed run configuration, loaded from YAML.
+"""Typed run configuration, loaded from YAML and validated by pydantic models.
 
-A config has four sections, each a dataclass whose field comments say why a
-default is what it is. Loading is strict: an unknown key, a value of the wrong
-type or an out-of-range value raises ``ConfigError`` naming the key and the
-fix. YAML is read with ``yaml.safe_load`` (no Python objects).
+A config has four sections (``data``, ``model``, ``train``, ``evaluate``), each a
+pydantic model whose field descriptions say why a default is what it is.
+Loading is strict: an unknown key, a value of the wrong type (no coercion: ``"5"``
+is not an int, ``2.0`` is not an int, ``1`` is not a bool) or an out-of-range value
+raises :class:`ConfigError` naming the dotted key (``'model.z_dim'``), the value and
+what is allowed. YAML is read with ``yaml.safe_load`` (no Python objects).
+``Config.model_json_schema()`` is the JSON schema editors use for completion
+(``pvae config --schema``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
-import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used."""
 
 
-@dataclass
-class DataConfig:
-    name: Literal["digits", "mnist", "fashion_mnist", "array"] = "digits"
-    root: str = "data"  # folder holding torchvision's MNIST/raw, FashionMNIST/raw
-    path: Optional[str] = None  # the .npy/.npz/.csv file for name: array
-    download: bool = False  # never fetch unless asked: runs must work offline
-    binarize: Optional[Literal["static", "dynamic"]] = None
-    flatten: bool = True  # MLP models take vectors; set false for arch: conv
-    val_fraction: float = 0.1
-    test_fraction: float = 0.15  # ignored for MNIST/Fashion-MNIST (own test set)
-    max_train: Optional[int] = None  # cap the training set for quick runs
-    num_labelled: Optional[int] = None  # ssvae: keep this many labels (class-balanced), hide the rest
-    seed: int = 0  # fixes the split, static binarisation and which labels are kept
-    features: Optional[str] = None  # a trained run folder or checkpoint: train on its codes (M1+M2)
+def _list_to_tuple(value: Any) -> Any:
+    # YAML gives lists; strict validation takes only tuples for a tuple field
+    return tuple(value) if isinstance(value, list) else value
 
-    def validate(self) -> None:
-        _require(0 <= self.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
-        _require(0 <= self.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
-        _require(self.max_train is None or self.max_train >= 1, "data.max_train",
-                 "must be a positive int or null")
+
+#: A YAML list of whole numbers, held as a tuple.
+IntList = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
+
+
+class _Section(BaseModel):
+    """Strict: no unknown keys, no type coercion; a null section is its defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_defaults(cls, values: Any) -> Any:
+        return {} if values is None else values
+
+
+class DataConfig(_Section):
+    """The ``data`` section: the data set, its splits and preprocessing (:func:`pvae.data.load`)."""
+
+    name: Literal["digits", "mnist", "fashion_mnist", "array"] = Field(
+        "digits", description="the data set; array: your .npy/.npz/.csv file (data.path)")
+    root: str = Field("data", description="folder holding torchvision's MNIST/raw, "
+                                          "FashionMNIST/raw")
+    path: Optional[str] = Field(None, description="the .npy/.npz/.csv file for name: array")
+    download: bool = Field(False, description="never fetch unless asked: runs must work offline")
+    binarize: Optional[Literal["static", "dynamic"]] = Field(
+        None, description="static: once, with data.seed; dynamic: a fresh draw every epoch")
+    flatten: bool = Field(True, description="MLP models take vectors; set false for arch: conv")
+    val_fraction: float = Field(0.1, ge=0, lt=1,
+                                description="share of the data held out for validation")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="ignored for MNIST/Fashion-MNIST "
+                                                               "(own test set)")
+    max_train: Optional[int] = Field(None, ge=1,
+                                     description="cap the training set for quick runs")
+    num_labelled: Optional[int] = Field(None, ge=0, description="ssvae: keep this many labels "
+                                                                "(class-balanced), hide the rest")
+    seed: int = Field(0, description="fixes the split, static binarisation and which labels "
+                                     "are kept")
+    features: Optional[str] = Field(None, description="a trained run folder or checkpoint: "
+                                                      "train on its codes (M1+M2)")
+
+    @model_validator(mode="after")
+    def _rules(self) -> "DataConfig":
         _require(self.name != "array" or self.path, "data.path",
                  "is needed for name: array (a .npy, .npz or .csv file)")
-        _require(self.num_labelled is None or self.num_labelled >= 0, "data.num_labelled",
-                 "must be >= 0 or null")
+        return self
 
 
-@dataclass
-class ModelConfig:
-    type: Literal["vae", "cvae", "ssvae", "hvae"] = "vae"
-    z_dim: int = 8  # digits are 8x8: a few latent dimensions suffice
-    z_dims: tuple[int, ...] = (32, 16)  # hvae: latent sizes, bottom layer first
-    hidden_dims: tuple[int, ...] = (256, 128)
-    likelihood: str = "continuous_bernoulli"  # digits are grey levels in [0, 1]
-    likelihood_kwargs: dict = field(default_factory=dict)  # e.g. {scale: 0.1} for gaussian
-    arch: Optional[Literal["mlp", "conv"]] = None  # None: conv for (C, H, W) data
-    activation: str = "relu"
-    beta: float = 1.0  # KL weight; 1 is the true ELBO
-    guide_flows: int = 0  # inverse autoregressive flows on q(z|x); 0 is mean-field
-    num_classes: Optional[int] = None  # cvae/ssvae: default from the data's labels
-    y_dim: Optional[int] = None  # cvae: condition on vectors y of this length, not class labels
-    learned_prior: bool = True  # cvae: p(z|y) by a network, else Normal(0, I)
-    aux_weight: float = 50.0  # ssvae: classifier term per labelled point (Kingma et al.'s alpha)
-    batching: Literal["balanced", "separate", "paired"] = "balanced"  # ssvae: see SemiSupervisedVAE
-    balance_weight: float = 0.0  # ssvae: class-balance term per unlabelled point; 0 is off
-    guide: Literal["top_down", "bottom_up"] = "bottom_up"  # hvae guide (Burda et al.); "top_down": Ladder VAE
+class ModelConfig(_Section):
+    """The ``model`` section: the model class and its settings (:func:`pvae.models.get`)."""
 
-    def validate(self) -> None:
+    type: Literal["vae", "cvae", "ssvae", "hvae"] = Field("vae", description="the model class "
+                                                                             "(pvae.models.get)")
+    z_dim: int = Field(8, description="digits are 8x8: a few latent dimensions suffice")
+    z_dims: IntList = Field((32, 16), description="hvae: latent sizes, bottom layer first")
+    hidden_dims: IntList = Field((256, 128), description="hidden layer widths of encoder "
+                                                         "and decoder")
+    likelihood: str = Field("continuous_bernoulli",
+                            description="digits are grey levels in [0, 1]")
+    likelihood_kwargs: dict = Field(default_factory=dict,
+                                    description="e.g. {scale: 0.1} for gaussian")
+    arch: Optional[Literal["mlp", "conv"]] = Field(None,
+                                                   description="null: conv for (C, H, W) data")
+    activation: str = Field("relu", description="hidden activation, a torch.nn name in "
+                                                "lower case")
+    beta: float = Field(1.0, description="KL weight; 1 is the true ELBO")
+    guide_flows: int = Field(0, description="inverse autoregressive flows on q(z|x); "
+                                            "0 is mean-field")
+    num_classes: Optional[int] = Field(None, description="cvae/ssvae: default from the "
+                                                         "data's labels")
+    y_dim: Optional[int] = Field(None, description="cvae: condition on vectors y of this "
+                                                   "length, not class labels")
+    learned_prior: bool = Field(True, description="cvae: p(z|y) by a network, else Normal(0, I)")
+    aux_weight: float = Field(50.0, description="ssvae: classifier term per labelled point "
+                                                "(Kingma et al.'s alpha)")
+    batching: Literal["balanced", "separate", "paired"] = Field(
+        "balanced", description="ssvae: see SemiSupervisedVAE")
+    balance_weight: float = Field(0.0, description="ssvae: class-balance term per unlabelled "
+                                                   "point; 0 is off")
+    guide: Literal["top_down", "bottom_up"] = Field(
+        "bottom_up", description='hvae guide (Burda et al.); "top_down": Ladder VAE')
+
+    @model_validator(mode="after")
+    def _rules(self) -> "ModelConfig":
         from pvae import likelihoods
         from pvae.models.checks import HparamError, check_hparams
 
@@ -91,27 +134,38 @@ class ModelConfig:
             likelihoods.get(self.likelihood, **self.likelihood_kwargs)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config key 'model.likelihood_kwargs': {e}") from None
+        return self
 
 
-@dataclass
-class TrainConfig:
-    elbo: str = "trace"  # trace, meanfield, tracegraph, enum, renyi[:alpha], iwae[:K], iwae_dreg[:K], jit_*
-    epochs: int = 100  # enough for the digits job to converge
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_steps: tuple[int, ...] = ()  # epochs after which the learning rate is multiplied by
-    lr_factor: float = 0.1  # lr_factor (a step schedule; none by default)
-    num_particles: int = 1
-    kl_warmup: float = 0.0  # epochs of linear KL warm-up
-    clip_norm: Optional[float] = None
-    seed: int = 0  # same seed, same numbers
-    device: str = "cpu"
-    num_threads: Optional[int] = 1  # torch intra-op threads (null: torch's default); tiny nets
-    # gain nothing from more, and extra threads contend for the cores of a busy machine
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    checkpoint_every: int = 10  # epochs between atomic checkpoints
-    logger: Literal["tensorboard", "none"] = "none"  # tensorboard: event files in the run
-    # folder's tensorboard/ (pip install pvae[tensorboard]); metrics.json/csv are written either way
+class TrainConfig(_Section):
+    """The ``train`` section: the settings of :func:`pvae.fit` and of the run."""
+
+    elbo: str = Field("trace", description="trace, meanfield, tracegraph, enum, renyi[:alpha], "
+                                           "iwae[:K], iwae_dreg[:K], jit_*")
+    epochs: int = Field(100, ge=1, description="enough for the digits job to converge")
+    batch_size: int = Field(128, ge=1, description="data points per step (per process when "
+                                                   "distributed)")
+    lr: float = Field(1e-3, gt=0, description="the optimiser's learning rate")
+    lr_steps: IntList = Field((), description="epochs after which the learning rate is "
+                                              "multiplied by lr_factor (a step schedule; "
+                                              "none by default)")
+    lr_factor: float = Field(0.1, gt=0, description="the step schedule's factor")
+    num_particles: int = Field(1, ge=1, description="samples of z per data point and step")
+    kl_warmup: float = Field(0.0, ge=0, description="epochs of linear KL warm-up")
+    clip_norm: Optional[float] = Field(None, gt=0, description="clip the gradient's norm to "
+                                                               "this; null: no clipping")
+    seed: int = Field(0, description="same seed, same numbers")
+    device: str = Field("cpu", description="a torch device: cpu, cuda, cuda:1, ...")
+    num_threads: Optional[int] = Field(
+        1, ge=1, description="torch intra-op threads (null: torch's default); tiny nets gain "
+                             "nothing from more, and extra threads contend for the cores of a "
+                             "busy machine")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="the torch "
+                                                                          "optimiser")
+    checkpoint_every: int = Field(10, ge=1, description="epochs between atomic checkpoints")
+    logger: Literal["tensorboard", "none"] = Field(
+        "none", description="write TensorBoard event files into the run folder "
+                            "(pip install pvae[tensorboard])")
 
     #: The fields that are keyword arguments of :func:`pvae.fit`, under the same names.
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
@@ -124,59 +178,52 @@ class TrainConfig:
         ``num_threads`` is not among them (it sets torch's threads for the process)."""
         return {k: getattr(self, k) for k in self.FIT_KEYS}
 
-    def validate(self) -> None:
+    @model_validator(mode="after")
+    def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES
 
-        _require(self.epochs >= 1, "train.epochs", "must be a positive int")
-        _require(self.batch_size >= 1, "train.batch_size", "must be a positive int")
-        _require(self.lr > 0, "train.lr", "must be positive")
         _require(all(1 <= e < self.epochs for e in self.lr_steps)
                  and list(self.lr_steps) == sorted(set(self.lr_steps)), "train.lr_steps",
                  f"must be increasing epochs in 1..{self.epochs - 1} (train.epochs - 1)")
-        _require(self.lr_factor > 0, "train.lr_factor", "must be positive")
-        _require(self.num_particles >= 1, "train.num_particles", "must be a positive int")
-        _require(self.kl_warmup >= 0, "train.kl_warmup", "must be >= 0")
-        _require(self.clip_norm is None or self.clip_norm > 0, "train.clip_norm",
-                 "must be positive or null")
-        _require(self.checkpoint_every >= 1, "train.checkpoint_every", "must be a positive int")
-        _require(self.num_threads is None or self.num_threads >= 1, "train.num_threads",
-                 "must be a positive int or null")
         _require(self.elbo.partition(":")[0] in ELBO_NAMES, "train.elbo",
                  f"must be one of {', '.join(ELBO_NAMES)} (renyi:ALPHA, iwae:K)")
-
-
-@dataclass
-class EvalConfig:
-    num_samples: int = 100  # importance samples for the test log-likelihood after training
-
-    def validate(self) -> None:
-        _require(self.num_samples >= 1, "evaluate.num_samples", "must be a positive int")
-
-
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvalConfig = field(default_factory=EvalConfig)
-
-    def validate(self) -> "Config":
-        for section in (self.data, self.model, self.train, self.evaluate):
-            section.validate()
         return self
 
+
+class EvalConfig(_Section):
+    """The ``evaluate`` section: the test evaluation after training."""
+
+    num_samples: int = Field(100, ge=1, description="importance samples for the test "
+                                                    "log-likelihood after training")
+
+
+class Config(_Section):
+    """A whole run's configuration: ``data``, ``model``, ``train`` and ``evaluate``.
+
+    Build it with :func:`load_config` or :func:`from_dict` (they raise
+    :class:`ConfigError`); ``Config.model_json_schema()`` gives its JSON schema.
+    """
+
+    data: DataConfig = Field(default_factory=DataConfig, description="the data set and its splits")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the model's class and "
+                                                                        "settings")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="pvae.fit's settings")
+    evaluate: EvalConfig = Field(default_factory=EvalConfig, description="the test evaluation "
+                                                                         "after training")
+
     def to_dict(self) -> dict:
+        """The config as plain nested dicts and lists (what YAML and :func:`from_dict` take)."""
         def plain(v):
-            if isinstance(v, tuple):
-                return list(v)
+            if isinstance(v, (tuple, list)):
+                return [plain(x) for x in v]
             if isinstance(v, dict):
                 return {k: plain(x) for k, x in v.items()}
             return v
 
-        return {s: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, s)).items()}
-                for s in ("data", "model", "train", "evaluate")}
+        return plain(self.model_dump())
 
     def to_yaml(self) -> str:
+        """The config as YAML text, sections and keys in their declared order."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
@@ -185,87 +232,139 @@ def _require(ok: Any, key: str, message: str) -> None:
         raise ConfigError(f"config key {key!r} {message}")
 
 
-# -- strict conversion --------------------------------------------------------------------
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
+# -- pydantic's errors in pvae's words ------------------------------------------------------
+_TYPE_WORDS = {  # pydantic error type -> what the key must be
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+    "string_type": "a string", "tuple_type": "a list", "list_type": "a list",
+    "dict_type": "a mapping",
+}
+
+
+def _field(loc: tuple) -> Any:
+    """The pydantic ``FieldInfo`` at ``loc`` (section, key), or None."""
+    cls: Any = Config
+    info = None
+    for part in loc:
+        fields = getattr(cls, "model_fields", None)
+        if not fields or part not in fields:
             return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else
-                          f"config key {key!r}: {value!r} fits none of the allowed types")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
-        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover
+        info = fields[part]
+        cls = info.annotation
+    return info
 
 
-def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+def _range_words(loc: tuple) -> str:
+    """The range a field's constraints allow, in words: 'a positive int', 'in [0, 1)'."""
+    info = _field(loc)
+    bound = {}  # pydantic keeps Field(ge=..., gt=..., lt=...) as metadata objects
+    for m in info.metadata:
+        bound.update({k: getattr(m, k) for k in ("ge", "gt", "lt") if hasattr(m, k)})
+    ge, gt, lt = bound.get("ge"), bound.get("gt"), bound.get("lt")
+    if ge is not None and lt is not None:
+        words = f"in [{ge:g}, {lt:g})"
+    elif ge == 1 and info.annotation in (int, Optional[int]):
+        words = "a positive int"
+    elif gt == 0:
+        words = "positive"
+    elif ge is not None:
+        words = f">= {ge:g}"
+    else:  # pragma: no cover - every constrained field is one of the above
+        words = "in range"
+    nullable = type(None) in typing.get_args(info.annotation)
+    return words + (" or null" if nullable else "")
+
+
+def _key(loc: tuple) -> str:
+    """``('model', 'hidden_dims', 1)`` -> ``'model.hidden_dims[1]'``."""
+    return (".".join(p for p in loc if isinstance(p, str))
+            + "".join(f"[{p}]" for p in loc if isinstance(p, int)))
+
+
+def _unknown(loc: tuple) -> ConfigError:
+    where, key = loc[:-1], str(loc[-1])
+    section = _field(where).annotation if where else Config
+    valid = list(section.model_fields) if section is not None else []
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {where}{key!r}{hint} Valid keys: {', '.join(valid)}")
+    prefix = "".join(f"{p}." for p in where)
+    return ConfigError(f"unknown config key {prefix}{key!r}{hint} Valid keys: {', '.join(valid)}")
 
 
-def _build(cls, values: Any, where: str):
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"config section {where.rstrip('.')!r} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise _unknown(str(key), names, where)
-        sub = hints[key]
-        if dataclasses.is_dataclass(sub):
-            kwargs[key] = _build(sub, value, f"{where}{key}.")
-        else:
-            kwargs[key] = _convert(value, sub, f"{where}{key}")
-    return cls(**kwargs)
+def _config_error(err: ValidationError) -> ConfigError:
+    """The first of pydantic's errors as a :class:`ConfigError` naming the key and the value
+    (an unknown key first: a misspelt key is the likeliest cause of the rest)."""
+    e = sorted(err.errors(), key=lambda e: e["type"] not in ("extra_forbidden", "invalid_key"))[0]
+    kind, loc, value = e["type"], tuple(e["loc"]), e.get("input")
+    cause = (e.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):  # a rule of ours, raised in a validator
+        return cause
+    if kind in ("extra_forbidden", "invalid_key"):
+        return _unknown(loc)
+    if kind in ("model_type", "model_attributes_type", "dict_type") and len(loc) == 1:
+        return ConfigError(f"config section {loc[0]!r} must be a mapping, got {value!r}")
+    key = _key(loc)
+    if kind == "literal_error":
+        allowed = list(typing.get_args(_literal(loc)))
+        return ConfigError(f"config key {key!r} must be one of {allowed}, got {value!r}")
+    if kind in _TYPE_WORDS:
+        return ConfigError(f"config key {key!r} must be {_TYPE_WORDS[kind]}, got {value!r}")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return ConfigError(f"config key {key!r} must be {_range_words(loc)}")
+    return ConfigError(f"config key {key!r}: {e['msg']}, got {value!r}")  # any other kind
+
+
+def _literal(loc: tuple) -> Any:
+    """The ``Literal[...]`` type of the field at ``loc`` (inside ``Optional``)."""
+    tp = _field(loc).annotation
+    if typing.get_origin(tp) is Literal:
+        return tp
+    return next(a for a in typing.get_args(tp) if typing.get_origin(a) is Literal)
 
 
 def from_dict(values: Any) -> Config:
-    """A validated :class:`Config` from nested dicts (strict: unknown keys are errors)."""
-    return _build(Config, values, "").validate()
+    """A validated :class:`Config` from nested dicts (strict: unknown keys are errors).
+
+    Parameters
+    ----------
+    values : dict or None
+        ``{section: {key: value}}``; a missing section or key keeps its default,
+        None is all defaults.
+
+    Raises
+    ------
+    ConfigError
+        An unknown section or key, a value of the wrong type or out of range, or
+        a model setting the model's constructor would refuse; the message names
+        the dotted key (e.g. ``'model.z_dim'``), the value and what is allowed.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config must be a mapping of sections (data, model, train, "
+                          f"evaluate), got {values!r}")
+    try:
+        return Config.model_validate(values)
+    except ValidationError as e:
+        raise _config_error(e) from None
 
 
 def load_config(path: Optional[Union[str, os.PathLike]] = None,
                 overrides: Optional[list[str]] = None) -> Config:
-    """Read a YAML config (defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    """Read a YAML config (defaults when ``path`` is None) and apply ``key=value`` overrides.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A YAML file of sections (``configs/*.yaml``); None: the defaults (the digits job).
+    overrides : list of str, optional
+        ``"section.key=value"`` items, the value read as YAML (``train.clip_norm=null``).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, an override is malformed, or the result
+        is refused by :func:`from_dict`.
+    """
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -289,6 +388,8 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from None
         section = values.setdefault(parts[0], {})
+        if section is None:  # an empty section in the file
+            section = values[parts[0]] = {}
         if not isinstance(section, dict):
             raise ConfigError(f"config section {parts[0]!r} must be a mapping")
         section[parts[1]] = value
