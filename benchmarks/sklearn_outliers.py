@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     lines = [
         "# Outlier detection on the digits: pvae.sklearn beside scikit-learn",
         "",
-        f"Command: `python benchmarks/sklearn_outliers.py {' '.join(given)}`".rstrip() + "",
+        f"Command: `{' '.join(['python benchmarks/sklearn_outliers.py', *given])}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads; "
         f"Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}, numpy {m['numpy']}, "
