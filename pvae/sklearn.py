@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from pvae.evaluate import CHUNK_ELEMENTS
 from pvae.models import VAE
 from pvae.train import fit as pvae_fit
 
@@ -44,8 +45,6 @@ ScoreMethod = Literal["elbo", "log_likelihood"]
 SCORE_METHODS = ("elbo", "log_likelihood")
 #: Seed of the standard-normal draws every score shares (common random numbers).
 SCORE_SEED = 0
-#: Rows scored at once (memory: rows x num_samples x features numbers).
-SCORE_ROWS = 256
 
 #: scikit-learn estimator checks each estimator is known to fail, check name -> reason.
 #: None today; :func:`expected_failed_checks` hands them to ``check_estimator`` or
@@ -106,10 +105,11 @@ def log_weights(model: VAE, x: torch.Tensor, num_samples: int,
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(num_samples, 1, model.z_dim, generator=gen, dtype=torch.float64)
     eps = eps.to(model64.device)
+    rows = max(1, CHUNK_ELEMENTS // (num_samples * max(x[0].numel(), 1)))  # bounded memory
     out = []
     with torch.no_grad():
-        for start in range(0, x.shape[0], SCORE_ROWS):
-            xs = x[start:start + SCORE_ROWS].to(model64.device, torch.float64)
+        for start in range(0, x.shape[0], rows):
+            xs = x[start:start + rows].to(model64.device, torch.float64)
             loc, scale = _encode(model64, xs)
             z = loc + scale * eps                                 # (K, n, z_dim)
             log_px = model64.decode(z).log_prob(xs)               # (K, n)

@@ -174,3 +174,11 @@ def test_digits_in_a_pipeline_with_bernoulli_likelihood(binary_digits):
                          random_state=0).fit(x)
     assert est.transform(x).shape == (300, 4)
     assert est.score(x) < 0  # log-probabilities of binary images
+
+
+def test_scores_in_chunks_equal_scores_at_once(fitted, table, monkeypatch):
+    """Equal to float64 rounding (the last bit may differ with the number of rows)."""
+    x = StandardScaler().fit_transform(table)
+    whole = fitted.score_samples(x)
+    monkeypatch.setattr("pvae.sklearn.CHUNK_ELEMENTS", 7 * fitted.num_samples * 6)  # 7 rows
+    np.testing.assert_allclose(fitted.score_samples(x), whole, rtol=1e-13, atol=0)
