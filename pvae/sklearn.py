@@ -153,8 +153,6 @@ class _VAEEstimator(BaseEstimator):
         with _seeded(seed):
             model = VAE(X.shape[1], self.z_dim, hidden_dims=self.hidden_dims,
                         likelihood=self.likelihood)
-            if not model.mean_field:  # pragma: no cover  (no flows are built here)
-                raise ValueError("VAE estimators need a Gaussian q(z | x)")
             history = pvae_fit(model, x, elbo=self.elbo, epochs=self.epochs,
                                batch_size=self.batch_size, lr=self.lr, seed=seed, progress=False)
         self.model_ = model
