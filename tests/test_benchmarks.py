@@ -19,6 +19,7 @@ SCRIPTS = {
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
     "reference": ([], ["reference.json"]),
     "run": ([], ["RESULTS.md", "results.json"]),
+    "sklearn_outliers": ([], ["SKLEARN.md"]),
     "ssvae_replica": ([], ["variants.json", "VARIANTS.md"]),
     "variants": (["--val", "1"], ["variants.json", "VARIANTS.md"]),
 }
