@@ -7,12 +7,15 @@
 
 Layers, bottom to top; a module imports only from its own layer or below:
 
-1. ``distributions``, ``nets``, ``likelihoods``, ``flows``, ``priors``
+0. utilities: ``data``, ``batching``, ``checkpoint`` (file I/O only), ``config``,
+   ``distributed``
+1. ``distributions``, ``nets``, ``likelihoods``, ``flows``
 2. ``models``
-3. ``elbos`` (with ``fast_elbo``, ``iwae``) and ``weights``
+3. ``elbos`` (with ``fast_elbo``, ``iwae``), ``weights`` and ``estimates``
 4. ``train``
 5. ``scores`` (pure), ``evaluate``, ``gradients``, ``latent``
-6. ``compare``, ``plots``, ``figures`` (the plot kinds of a run)
+6. ``compare``, ``plots``, ``figures`` (the plot kinds of a run), ``sklearn``
+   (scikit-learn estimators; imported on its own: ``from pvae.sklearn import ...``)
 7. ``runs`` (run folders) and ``results`` (what the commands make of a run)
 8. ``cli`` (parses arguments and prints)
 
