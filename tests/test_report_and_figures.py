@@ -7,7 +7,7 @@ import torch
 
 import pvae
 from pvae import figures
-from pvae.batching import History
+from pvae.train import History
 from pvae.data import Data, Split
 
 
