@@ -6,7 +6,12 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.infer import (
-    SVI, Predictive, RenyiELBO, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO,
+    SVI,
+    Predictive,
+    RenyiELBO,
+    Trace_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
 )
 
 import pvae
