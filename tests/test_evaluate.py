@@ -71,7 +71,8 @@ def test_importance_sampled_log_likelihood_matches_the_exact_marginal():
     assert (elbo < exact - 0.05).all()  # a strict bound here
     # within Monte Carlo error: the delta-method standard error of log mean(w) is
     # std(w) / (mean(w) sqrt(K)), measured from an independent draw of the weights
-    lw = pvae.evaluate._log_weights(pvae.evaluate.site_log_probs(vae, (x,), 5000))
+    parts = pvae.evaluate.site_log_probs(vae, (x,), 5000)  # log w = log p(x, z) - log q(z | x)
+    lw = sum(parts["observed"].values()) + sum(parts["model"].values()) - sum(parts["guide"].values())
     w = torch.exp(lw - lw.max(0).values)
     se = w.std(0) / (w.mean(0) * math.sqrt(5000))
     assert ((ll - exact).abs() < 5 * se + 1e-4).all(), ((ll - exact) / se)
