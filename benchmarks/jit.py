@@ -30,7 +30,7 @@ import pyro
 import pyro.infer
 import torch
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests/test_jit.py)
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests/test_elbos_jit.py)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pvae  # noqa: E402

@@ -1,16 +1,68 @@
-"""``pvae train`` end to end on the embedded digits."""
+"""The command line (``pvae.cli``) end to end on the embedded digits."""
 
 import json
 import subprocess
-import warnings
 import sys
+import warnings
 
 import pytest
 import torch
+from helpers import assert_png
 from PIL import Image
 
 import pvae
 from pvae.cli import main
+
+
+def test_compare_and_evaluate_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--set", "train.epochs=2", "--quiet",
+                 "--set", "evaluate.num_samples=5"]) == 0
+    assert main(["evaluate", "--run", str(run), "--num-samples", "20"]) == 0
+    result = json.loads((run / "evaluation-test-k20.json").read_text())
+    assert result["num_samples"] == 20 and result["log_likelihood"] >= result["elbo"] - 1
+    assert set(result["active_units"]) == {"z"} and len(result["kl_per_dim"]["z"]) == 8
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    out = tmp_path / "cmp"
+    assert main(["compare", "--elbos", "trace,renyi:0.5,iwae:2", "--epochs", "1", "--out", str(out),
+                 "--quiet", "--set", "evaluate.num_samples=5"]) == 0
+    assert (out / "comparison.csv").exists() and "renyi:0.5" in (out / "comparison.md").read_text()
+    assert main(["compare", "--elbos", "trace,bogus", "--out", str(tmp_path / "c2")]) == 2
+    assert not (tmp_path / "c2").exists()
+
+
+def test_plot_and_sample_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--quiet", "--set", "model.z_dim=2",
+                 "--set", "train.epochs=3", "--set", "evaluate.num_samples=5"]) == 0
+    assert main(["plot", "--run", str(run)]) == 0
+    for name in ("curves", "reconstructions", "samples", "latent", "interpolation", "traversal",
+                 "manifold"):
+        assert_png(run / f"{name}.png")
+    assert main(["plot", "--run", str(run), "--kind", "latent", "--method", "tsne"]) == 0
+    assert main(["plot", "--run", str(run), "--kind", "layer_kl"]) == 2
+    assert "does not apply" in capsys.readouterr().err
+    assert main(["sample", "--run", str(run), "-n", "12"]) == 0
+    import numpy as np
+
+    arr = np.load(run / "sample-n12-seed0.npy")
+    assert arr.shape == (12, 64) and 0 <= arr.min() and arr.max() <= 1
+    assert_png(run / "sample-n12-seed0.png", 100, 100)
+    assert main(["sample", "--run", str(run), "-n", "4", "--y", "3"]) == 2
+    assert "not conditional" in capsys.readouterr().err
+
+
+def test_conditional_sample_command(tmp_path):
+    run = tmp_path / "c"
+    assert main(["train", "--out", str(run), "--quiet", "--set", "model.type=cvae",
+                 "--set", "train.epochs=2", "--set", "evaluate.num_samples=5"]) == 0
+    assert main(["sample", "--run", str(run), "-n", "8", "--y", "4"]) == 0
+    assert (run / "sample-n8-y4-seed0.npy").exists()
+    assert main(["sample", "--run", str(run), "-n", "8", "--y", "12"]) == 2
+    assert main(["plot", "--run", str(run), "--kind", "conditional"]) == 0
+    assert_png(run / "conditional.png")
+
 
 QUICK = ["--set", "train.epochs=3", "--set", "evaluate.num_samples=10", "--quiet"]
 

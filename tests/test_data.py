@@ -1,4 +1,4 @@
-"""Data loading: digits, MNIST from the shared files, user arrays, binarisation."""
+"""Data loading: digits, MNIST from the shared files, user arrays and files, binarisation."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,48 @@ import torch
 
 import pvae
 from pvae.data import load, load_array
+
+
+# -- labels in a user's file, checked at load ---------------------------------------------------
+def _npz(tmp_path, y, n=30):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.random.default_rng(0).random((n, 4)).astype(np.float32), y=y)
+    return path
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.tile([0.4, 1.6, 2.9], 10), r"whole class ids, found 0.4 \(30 fractional"),
+    (np.array(["cat", "dog", "eel"] * 10), r"<U3 values, not class ids.*numpy.unique"),
+    (np.array([0.0, 1.0, np.nan] * 10), r"10 NaN or infinite"),
+    (np.tile([1000, 2000, 3000], 10), r"3 distinct value\(s\) but range up to 3000, which would "
+                                      r"make 3001 classes; re-index them to 0..2.*numpy.unique"),
+    (np.tile([0, 1, -2], 10), r"found -2"),
+])
+def test_bad_labels_in_a_users_file_are_refused_at_load(tmp_path, y, match):
+    with pytest.raises(ValueError, match=match):
+        pvae.data.load("array", path=_npz(tmp_path, y))
+    with pytest.raises(ValueError, match=match):
+        pvae.data.ArrayDataset(np.zeros((30, 4), np.float32), y)
+
+
+def test_a_matrix_y_in_a_file_is_condition_vectors_and_must_be_finite(tmp_path):
+    # (N, D) with D > 1 in a user's file: a CVAE's condition vectors (config model.y_dim)
+    y = np.random.default_rng(1).normal(size=(30, 3))
+    data = pvae.data.load("array", path=_npz(tmp_path, y))
+    assert data.train.y.dtype == torch.float32 and data.train.y.shape[1] == 3
+    y[4, 1] = np.nan
+    with pytest.raises(ValueError, match="condition vectors y must be finite"):
+        pvae.data.load("array", path=_npz(tmp_path, y))
+    # as class labels (ArrayDataset), a matrix is refused with the shape it has
+    with pytest.raises(ValueError, match=r"shape \(30, 3\)"):
+        pvae.data.ArrayDataset(np.zeros((30, 4), np.float32), np.zeros((30, 3)))
+
+
+def test_good_labels_in_a_users_file(tmp_path):
+    data = pvae.data.load("array", path=_npz(tmp_path, np.tile([0, 1, 2], 10)[:, None]))
+    assert data.train.y.dim() == 1 and data.num_classes == 3  # (N, 1) squeezed
+    data = pvae.data.load("array", path=_npz(tmp_path, np.tile([0.0, 2.0, -1.0], 10)))
+    assert data.num_classes == 3 and set(data.train.y.tolist()) <= {-1, 0, 2}
 
 
 def test_digits_splits_and_scaling():

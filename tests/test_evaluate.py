@@ -1,12 +1,16 @@
-"""Evaluation against closed forms: a linear-Gaussian model whose marginal likelihood is exact."""
+"""Evaluation (``pvae.evaluate``) against closed forms: a linear-Gaussian model whose
+marginal likelihood is exact; one report of a split; diagnostics, active units and
+anomaly scores."""
 
 import math
+import warnings
 
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pvae
+from pvae.data import Split
 
 
 class LinearDecoder(torch.nn.Module):
@@ -67,7 +71,8 @@ def test_importance_sampled_log_likelihood_matches_the_exact_marginal():
     assert (elbo < exact - 0.05).all()  # a strict bound here
     # within Monte Carlo error: the delta-method standard error of log mean(w) is
     # std(w) / (mean(w) sqrt(K)), measured from an independent draw of the weights
-    lw = pvae.evaluate._log_weights(pvae.evaluate.site_log_probs(vae, (x,), 5000))
+    parts = pvae.evaluate.site_log_probs(vae, (x,), 5000)  # log w = log p(x, z) - log q(z | x)
+    lw = sum(parts["observed"].values()) + sum(parts["model"].values()) - sum(parts["guide"].values())
     w = torch.exp(lw - lw.max(0).values)
     se = w.std(0) / (w.mean(0) * math.sqrt(5000))
     assert ((ll - exact).abs() < 5 * se + 1e-4).all(), ((ll - exact) / se)
@@ -162,3 +167,127 @@ def test_a_split_is_scored_as_fit_scores_it(binary_digits):
     pyro.set_rng_seed(0)
     b = pvae.evaluate.log_likelihood(m, d.test.x[:20], num_samples=5)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:posterior collapse")  # an untrained model
+def test_report_is_the_elbo_and_log_likelihood_evaluate_gives(binary_digits):
+    d = binary_digits
+    vae = pvae.VAE(64, 2, hidden_dims=(16,), likelihood="bernoulli")
+    x = d.test.x[:40]
+    r = pvae.evaluate.report(vae, x, num_samples=7, seed=3)
+    torch.manual_seed(3)
+    elbo = pvae.evaluate.elbo(vae, x).mean().item()
+    ll = pvae.evaluate.log_likelihood(vae, x, num_samples=7).mean().item()
+    assert r["elbo"] == pytest.approx(elbo) and r["log_likelihood"] == pytest.approx(ll)
+    assert r["num_samples"] == 7 and r["num_points"] == 40
+    assert r["bits_per_dim"] == pytest.approx(pvae.evaluate.bits_per_dim(-ll, 64))
+    assert "accuracy" not in r and "rate" not in r
+    with_diag = pvae.evaluate.report(vae, x, num_samples=7, seed=3, diagnostics=True)
+    assert with_diag["elbo"] == pytest.approx(elbo)
+    assert set(with_diag["active_units"]["z"]) == {"active", "dims"}
+    assert len(with_diag["kl_per_dim"]["z"]) == 2
+
+
+def test_report_scores_the_classifier_on_a_labelled_split(digits):
+    y = digits.test.y[:30].clone()
+    y[::2] = -1  # half unlabelled: not scored
+    ss = pvae.SemiSupervisedVAE(64, num_classes=10, z_dim=2, hidden_dims=(16,),
+                                likelihood="continuous_bernoulli")
+    r = pvae.evaluate.report(ss, Split(digits.test.x[:30], y), num_samples=3, seed=0)
+    assert r["num_labelled"] == 15 and 0 <= r["accuracy"] <= 1
+
+
+class PartlyActiveEncoder(torch.nn.Module):
+    """q(z|x): the first `active` means follow x, the rest are constant."""
+
+    def __init__(self, x_dim, z_dim, active):
+        super().__init__()
+        self.lin = torch.nn.Linear(x_dim, z_dim)
+        self.active = active
+        self.register_buffer("mask", (torch.arange(z_dim) < active).float())
+
+    def forward(self, x):
+        loc = self.lin(x) * self.mask
+        return loc, torch.full_like(loc, 0.5)
+
+
+def test_active_units_on_a_model_built_to_have_them(binary_digits):
+    torch.manual_seed(0)
+    enc = PartlyActiveEncoder(64, 6, active=2)
+    with torch.no_grad():
+        enc.lin.weight.mul_(5.0)  # active dimensions vary well above 0.01 across x
+    vae = pvae.VAE(64, 6, encoder=enc, hidden_dims=(16,))
+    x = binary_digits.test.x
+    au = pvae.evaluate.active_units(vae, x)
+    assert au["z"]["active"] == 2 and au["z"]["dims"] == 6
+    assert (au["z"]["variance"][:2] > 0.01).all() and (au["z"]["variance"][2:] < 1e-10).all()
+    enc0 = PartlyActiveEncoder(64, 6, active=0)
+    with pytest.warns(UserWarning, match="posterior collapse at site 'z': only 0 of 6"):
+        pvae.evaluate.active_units(pvae.VAE(64, 6, encoder=enc0), x)
+
+
+@pytest.mark.parametrize("model", ["vae", "hvae"])
+def test_active_units_are_undefined_on_fewer_than_two_points(binary_digits, model):
+    m = (pvae.VAE(64, 4, hidden_dims=(16,)) if model == "vae"
+         else pvae.HierarchicalVAE(64, (4, 2), hidden_dims=(16,)))
+    x = binary_digits.test.x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no collapse warning
+        with pytest.raises(ValueError, match="at least 2 data points.*got 1; pass more data"):
+            pvae.evaluate.active_units(m, x[:1])
+        with pytest.raises(ValueError, match="empty"):
+            pvae.evaluate.active_units(m, x[:0])
+        d = pvae.evaluate.diagnostics(m, x[:1])
+    assert d["active_units"] is None and torch.isfinite(torch.tensor(d["rate"]))
+    two = pvae.evaluate.active_units(m, x[:2], threshold=0.0)  # two points: defined, finite
+    assert all(torch.isfinite(v["variance"]).all() for v in two.values())
+
+
+def test_diagnostics_rate_distortion_and_kl_per_dimension(binary_digits):
+    vae = pvae.VAE(64, 4, hidden_dims=(32,))
+    pvae.fit(vae, binary_digits.train.x, epochs=5, seed=0)
+    x = binary_digits.test.x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = pvae.evaluate.diagnostics(vae, x, num_samples=200)
+    assert d["elbo"] == pytest.approx(-d["distortion"] - d["rate"], rel=1e-5)
+    assert d["rate_z"] == pytest.approx(d["rate"])
+    kl = d["kl_per_dim"]["z"]
+    assert kl.shape == (4,) and (kl >= 0).all()
+    # the analytic per-dimension KL sums to the Monte Carlo rate
+    assert kl.sum().item() == pytest.approx(d["rate"], rel=0.05)
+    hv = pvae.HierarchicalVAE(64, (4, 2), hidden_dims=(16,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dh = pvae.evaluate.diagnostics(hv, x[:50])
+    assert {"rate_z1", "rate_z2"} <= set(dh) and set(dh["active_units"]) == {"z1", "z2"}
+    flow = pvae.VAE(64, 3, guide_flows=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert pvae.evaluate.diagnostics(flow, x[:50])["kl_per_dim"]["z"] is None
+
+
+def test_anomaly_scores_threshold_and_auc(binary_digits):
+    """Hold digit 0 out of training: a VAE of the other digits flags it."""
+    d = binary_digits
+    train = d.train.x[d.train.y != 0]
+    vae = pvae.VAE(64, 4, hidden_dims=(64,))
+    pvae.fit(vae, train, epochs=30, seed=0, lr=3e-3)
+    val_normal = d.val.x[d.val.y != 0]
+    threshold = pvae.evaluate.calibrate_threshold(
+        pvae.evaluate.anomaly_scores(vae, val_normal), false_positive_rate=0.1)
+    scores = pvae.evaluate.anomaly_scores(vae, d.test.x)
+    is_anomaly = d.test.y == 0
+    auc = pvae.evaluate.roc_auc(scores, is_anomaly)
+    assert auc > 0.8
+    from sklearn.metrics import roc_auc_score
+
+    assert auc == pytest.approx(roc_auc_score(is_anomaly.numpy(), scores.numpy()), abs=1e-9)
+    fpr = (scores[~is_anomaly] > threshold).float().mean().item()
+    assert fpr < 0.25  # calibrated at 0.1 on validation data
+    ll_scores = pvae.evaluate.anomaly_scores(vae, d.test.x, score="log_likelihood", num_samples=50)
+    assert pvae.evaluate.roc_auc(ll_scores, is_anomaly) > 0.8
+    with pytest.raises(ValueError, match="both anomalies and normal"):
+        pvae.evaluate.roc_auc(scores, torch.zeros_like(is_anomaly))
+    with pytest.raises(ValueError, match="false_positive_rate"):
+        pvae.evaluate.calibrate_threshold(scores, 1.5)

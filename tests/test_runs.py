@@ -1,47 +1,21 @@
-"""The command line and its files: nothing overwritten, nothing half-written or left behind,
-every model type's figures on every data shape, and data too small for its splits."""
+"""Run folders (``pvae.runs``): nothing overwritten, nothing half-written or left behind."""
 
-import csv
 import errno
-import importlib
 import json
 import os
 
 import numpy as np
 import pytest
+from helpers import TABLE
 
 import pvae
 from pvae import checkpoint
 from pvae.cli import main
 
-compare_module = importlib.import_module("pvae.compare")  # pvae.compare is the function
-
-TABLE = ["--set", "model.likelihood=gaussian", "--set", "model.hidden_dims=[8]",
-         "--set", "model.z_dim=2", "--set", "train.epochs=1", "--set", "evaluate.num_samples=2",
-         "--quiet"]
-
-
-@pytest.fixture
-def table(tmp_path):
-    """A small table (40 rows, 5 features) with class labels, and its config options."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "table.npz"
-    np.savez(path, x=rng.normal(size=(40, 5)).astype("float32"), y=rng.integers(0, 3, 40))
-    return ["--set", "data.name=array", "--set", f"data.path={path}", *TABLE]
-
-
-@pytest.fixture
-def run(tmp_path, table):
-    out = tmp_path / "run"
-    assert main(["train", "--out", str(out), *table]) == 0
-    return out
-
 
 def snapshot(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
-
-# ---- nothing is overwritten without --overwrite ---------------------------------------------
 
 @pytest.mark.parametrize("resume", [False, True])
 def test_train_refuses_a_folder_of_the_users_files(tmp_path, table, capsys, resume):
@@ -69,123 +43,6 @@ def test_train_resumes_a_run_stopped_before_its_first_checkpoint(tmp_path, table
     assert (out / "checkpoint.pt").exists()
     assert main(["train", "--out", str(tmp_path / "empty"), *table]) == 0  # new folder: fine
 
-
-def test_evaluate_names_its_file_by_split_and_samples_and_keeps_earlier_ones(run, capsys):
-    assert main(["evaluate", "--run", str(run), "--num-samples", "3"]) == 0
-    test_file = run / "evaluation-test-k3.json"
-    before = test_file.read_bytes()
-    assert json.loads(before)["split"] == "test" and json.loads(before)["num_samples"] == 3
-    assert main(["evaluate", "--run", str(run), "--num-samples", "3", "--split", "val"]) == 0
-    assert json.loads((run / "evaluation-val-k3.json").read_text())["split"] == "val"
-    assert main(["evaluate", "--run", str(run), "--num-samples", "4"]) == 0
-    assert json.loads((run / "evaluation-test-k4.json").read_text())["num_samples"] == 4
-    assert test_file.read_bytes() == before
-    capsys.readouterr()
-    assert main(["evaluate", "--run", str(run), "--num-samples", "3"]) == 2
-    err = capsys.readouterr().err
-    assert str(test_file) in err and "--overwrite" in err
-    assert test_file.read_bytes() == before
-    assert main(["evaluate", "--run", str(run), "--num-samples", "3", "--overwrite"]) == 0
-
-
-def test_sample_names_its_files_by_seed_and_keeps_earlier_ones(run, capsys):
-    assert main(["sample", "--run", str(run), "-n", "5"]) == 0
-    seed0 = (run / "sample-n5-seed0.npy").read_bytes()
-    assert main(["sample", "--run", str(run), "-n", "5", "--seed", "1"]) == 0
-    assert (run / "sample-n5-seed0.npy").read_bytes() == seed0
-    s0, s1 = np.load(run / "sample-n5-seed0.npy"), np.load(run / "sample-n5-seed1.npy")
-    assert s0.shape == s1.shape == (5, 5) and not np.array_equal(s0, s1)
-    capsys.readouterr()
-    assert main(["sample", "--run", str(run), "-n", "5"]) == 2
-    assert "sample-n5-seed0.npy' already exists" in capsys.readouterr().err
-    assert (run / "sample-n5-seed0.npy").read_bytes() == seed0
-    assert main(["sample", "--run", str(run), "-n", "5", "--overwrite"]) == 0
-    assert np.array_equal(np.load(run / "sample-n5-seed0.npy"), s0)  # same seed, same draws
-
-
-def test_plot_keeps_the_figures_train_drew_unless_told(run, capsys):
-    kept = {n: (run / n).read_bytes() for n in ("curves.png", "reconstructions.png",
-                                                 "samples.png")}
-    capsys.readouterr()
-    assert main(["plot", "--run", str(run)]) == 0
-    printed = capsys.readouterr().out
-    for name, data in kept.items():
-        assert f"skipped {name[:-4]}: {run / name} exists; pass --overwrite" in printed
-        assert (run / name).read_bytes() == data
-    assert (run / "latent.png").exists() and (run / "manifold.png").exists()
-    assert main(["plot", "--run", str(run), "--kind", "samples"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert main(["plot", "--run", str(run), "--kind", "latent", "--method", "pca"]) == 0
-    assert (run / "latent-pca.png").exists()  # named by its method: latent.png is kept
-    assert main(["plot", "--run", str(run), "--kind", "samples", "--overwrite"]) == 0
-
-
-def test_compare_refuses_a_folder_holding_comparison_files(tmp_path, table, capsys,
-                                                             monkeypatch):
-    out = tmp_path / "cmp"
-    out.mkdir()
-    (out / "comparison.md").write_text("my notes")
-    calls = []
-    monkeypatch.setattr(compare_module, "fit", lambda *a, **k: calls.append(1))
-    assert main(["compare", *table, "--elbos", "trace", "--epochs", "1", "--out", str(out)]) == 2
-    assert "comparison.md' already exists" in capsys.readouterr().err
-    assert (out / "comparison.md").read_text() == "my notes" and calls == []
-
-
-# ---- compare: every estimator checked first, finished rows kept -----------------------------
-
-def test_compare_checks_every_estimator_before_training_the_first(tmp_path, table, capsys,
-                                                                  monkeypatch):
-    calls = []
-    monkeypatch.setattr(compare_module, "fit", lambda *a, **k: calls.append(1))
-    out = tmp_path / "cmp"
-    code = main(["compare", *table, "--set", "model.guide_flows=1", "--elbos",
-                 "trace,meanfield", "--epochs", "1", "--out", str(out)])
-    assert code == 2 and calls == [] and not out.exists()
-    err = capsys.readouterr().err
-    assert "estimator 'meanfield'" in err and "not mean-field" in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_compare_in_python_checks_every_estimator_first(digits, monkeypatch):
-    calls = []
-    monkeypatch.setattr(compare_module, "fit", lambda *a, **k: calls.append(1))
-    with pytest.raises(ValueError, match="estimator 'meanfield'.*nothing was trained"):
-        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,), guide_flows=1,
-                                                likelihood="continuous_bernoulli"),
-                               digits.train.x[:20], ["trace", "meanfield"], epochs=1)
-    with pytest.raises(ValueError, match="not 0 or 1; binarise"):  # the data too, once
-        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,), likelihood="bernoulli"),
-                               digits.train.x[:20], ["trace", "iwae:2"], epochs=1)
-    assert calls == []
-
-
-def test_compare_keeps_finished_rows_when_a_later_estimator_fails(tmp_path, table, capsys,
-                                                                  monkeypatch):
-    real = compare_module.fit
-
-    def fit(model, data, **kw):
-        if kw["elbo"] == "tracegraph":
-            raise RuntimeError("the loss became nan at step 3")
-        return real(model, data, **kw)
-
-    monkeypatch.setattr(compare_module, "fit", fit)
-    out = tmp_path / "cmp"
-    code = main(["compare", *table, "--elbos", "trace,tracegraph,iwae:2", "--epochs", "1",
-                 "--out", str(out)])
-    assert code == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
-    assert "1 of 3 estimators failed" in err and "tracegraph" in err and "comparison.md" in err
-    assert "every row is in" in err
-    rows = list(csv.DictReader(open(out / "comparison.csv")))
-    assert [r["elbo"] for r in rows] == ["trace", "tracegraph", "iwae:2"]
-    assert float(rows[0]["test_elbo"]) < 0 and float(rows[2]["test_elbo"]) < 0  # kept
-    assert rows[1]["test_elbo"] == "" and "nan at step 3" in rows[1]["error"]
-    assert (out / "comparison.png").exists() and "tracegraph" in (out / "comparison.md").read_text()
-
-
-# ---- atomic writes, and a full disk or read-only folder as one line ------------------------
 
 def _fail_after_writing(code):
     def fsync(fd):  # the data is in the temporary file; the disk fills before it is on disk
@@ -249,8 +106,6 @@ def test_train_on_a_full_disk_leaves_no_folder(tmp_path, table, capsys, monkeypa
     assert "cannot write" in capsys.readouterr().err and not out.exists()
 
 
-# ---- refused runs leave nothing behind ----------------------------------------------------
-
 def test_a_refused_estimator_is_refused_before_the_folder_is_made(tmp_path, table, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *table, "--set", "model.guide_flows=1",
@@ -284,8 +139,6 @@ def test_a_refused_resume_restores_the_runs_config(run, table, monkeypatch):
                  "--set", "train.lr=0.1"]) == 2
     assert snapshot(run) == before
 
-
-# ---- every model type draws its figures on every data shape ---------------------------------
 
 MODELS = {
     "vae": [],
@@ -325,32 +178,13 @@ def test_every_model_type_draws_its_figures_on_a_table(tmp_path, model, capsys):
     assert np.load(out / f"{name}.npy").shape == (6, 4) and (out / f"{name}.png").exists()
 
 
-def test_sample_takes_a_label_or_a_condition_vector_and_names_files_by_its_value(tmp_path,
-                                                                                 capsys):
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "t.npz", x=rng.normal(size=(30, 4)).astype("float32"),
-             y=rng.integers(0, 3, 30))
-    out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--set", "data.name=array", "--set",
-                 f"data.path={tmp_path / 't.npz'}", "--set", "model.type=cvae", *TABLE]) == 0
-    assert main(["sample", "--run", str(out), "-n", "3", "--y", "2"]) == 0
-    capsys.readouterr()
-    assert main(["sample", "--run", str(out), "-n", "3", "--y", "2.0"]) == 2  # the same label
-    assert "sample-n3-y2-seed0.npy' already exists" in capsys.readouterr().err
-    for bad in ("1.5", "3", "0.5,1"):
-        assert main(["sample", "--run", str(out), "-n", "3", "--y", bad]) == 2
-        assert "--y must be a label in 0..2" in capsys.readouterr().err
-    assert main(["sample", "--run", str(out), "-n", "3"]) == 2
-    assert "pass --y" in capsys.readouterr().err
-
-
 def test_a_cvae_with_condition_vectors_draws_its_figures_on_images(tmp_path):
     """No built-in image set has condition vectors, so this one is made here."""
     import torch
 
-    from pvae.train import History
-    from pvae.runs import write_figures
     from pvae.data import Data, Split
+    from pvae.runs import write_figures
+    from pvae.train import History
 
     g = torch.Generator().manual_seed(0)
     split = Split(torch.rand(12, 64, generator=g), torch.randn(12, 2, generator=g))
@@ -378,8 +212,6 @@ def test_every_model_type_draws_its_figures_on_images(tmp_path, model, capsys):
     expected |= {"manifold.png"} if model != "hvae" else set()
     assert expected <= set(os.listdir(out))
 
-
-# ---- data too small for its splits -----------------------------------------------------------
 
 def test_three_rows_are_refused_up_front_naming_the_fraction(tmp_path, capsys):
     path = tmp_path / "three.npz"
@@ -416,25 +248,3 @@ def test_a_run_with_one_test_point_skips_figures_that_need_two_and_says_so(tmp_p
     assert (out / "traversal.png").exists() and (out / "manifold.png").exists()
     assert main(["plot", "--run", str(out), "--kind", "interpolation"]) == 2
     assert "needs at least 2 test points" in capsys.readouterr().err
-
-
-def test_compare_in_python_keeps_rows_when_the_first_estimator_fails(tmp_path, digits,
-                                                                     monkeypatch):
-    real = compare_module.fit
-
-    def fit(model, data, **kw):
-        if kw["elbo"] == "trace":
-            raise FloatingPointError("the loss became inf")
-        return real(model, data, **kw)
-
-    monkeypatch.setattr(compare_module, "fit", fit)
-    with pytest.raises(compare_module.EstimatorFailed, match="1 of 2 estimators failed") as e:
-        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,),
-                                                likelihood="continuous_bernoulli"),
-                               digits.train.x[:40],
-                               ["trace", "iwae:2"], epochs=1, snr_estimates=2, out=tmp_path)
-    rows = e.value.rows
-    assert rows[0] == {"elbo": "trace", "epochs": 1,
-                       "error": "FloatingPointError: the loss became inf"}
-    assert rows[1]["elbo"] == "iwae:2" and rows[1]["final_train_objective"] < 0
-    assert sorted(os.listdir(tmp_path)) == ["comparison.csv", "comparison.md", "comparison.png"]

@@ -1,42 +1,11 @@
-"""One scoring of a split (``evaluate.report``) and one registry of plot kinds
-(``pvae.figures``), shared by ``pvae train``, ``pvae evaluate``, ``pvae plot``
-and ``compare``."""
+"""One registry of plot kinds (``pvae.figures``), shared by ``pvae train`` and ``pvae plot``."""
 
-import pytest
 import torch
 
 import pvae
 from pvae import figures
-from pvae.train import History
 from pvae.data import Data, Split
-
-
-@pytest.mark.filterwarnings("ignore:posterior collapse")  # an untrained model
-def test_report_is_the_elbo_and_log_likelihood_evaluate_gives(binary_digits):
-    d = binary_digits
-    vae = pvae.VAE(64, 2, hidden_dims=(16,), likelihood="bernoulli")
-    x = d.test.x[:40]
-    r = pvae.evaluate.report(vae, x, num_samples=7, seed=3)
-    torch.manual_seed(3)
-    elbo = pvae.evaluate.elbo(vae, x).mean().item()
-    ll = pvae.evaluate.log_likelihood(vae, x, num_samples=7).mean().item()
-    assert r["elbo"] == pytest.approx(elbo) and r["log_likelihood"] == pytest.approx(ll)
-    assert r["num_samples"] == 7 and r["num_points"] == 40
-    assert r["bits_per_dim"] == pytest.approx(pvae.evaluate.bits_per_dim(-ll, 64))
-    assert "accuracy" not in r and "rate" not in r
-    with_diag = pvae.evaluate.report(vae, x, num_samples=7, seed=3, diagnostics=True)
-    assert with_diag["elbo"] == pytest.approx(elbo)
-    assert set(with_diag["active_units"]["z"]) == {"active", "dims"}
-    assert len(with_diag["kl_per_dim"]["z"]) == 2
-
-
-def test_report_scores_the_classifier_on_a_labelled_split(digits):
-    y = digits.test.y[:30].clone()
-    y[::2] = -1  # half unlabelled: not scored
-    ss = pvae.SemiSupervisedVAE(64, num_classes=10, z_dim=2, hidden_dims=(16,),
-                                likelihood="continuous_bernoulli")
-    r = pvae.evaluate.report(ss, Split(digits.test.x[:30], y), num_samples=3, seed=0)
-    assert r["num_labelled"] == 15 and 0 <= r["accuracy"] <= 1
+from pvae.train import History
 
 
 def _view(model, history, n=12, image=(1, 8, 8)):
