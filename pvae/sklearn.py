@@ -27,7 +27,7 @@ import copy
 import math
 import random
 from numbers import Integral, Real
-from typing import Iterator, Literal, Optional, Sequence, Union
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import pyro.distributions as dist
