@@ -226,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (WriteError, EstimatorFailed) as e:  # the disk, or a failure during training
         print(f"pvae {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"pvae {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -266,7 +266,8 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
     where absent or -1. Raises ``ValueError`` for a missing or misshapen
     condition, or dims outside 0..D-1.
     """
-    z0 = encode(model, torch.as_tensor(x)[None], _point_condition(model, y))[0]
+    x = torch.as_tensor(x)
+    z0 = encode(model, x[None], _point_condition(model, y))[0]
     dims = list(range(z0.shape[0])) if dims is None else [int(d) for d in dims]
     if not all(0 <= d < z0.shape[0] for d in dims):
         raise ValueError(f"dims must be latent dimensions in 0..{z0.shape[0] - 1}, got {dims}")

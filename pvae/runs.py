@@ -20,6 +20,8 @@ prints.
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import shutil
 import time
@@ -252,8 +254,11 @@ def run_logger(cfg: Config, data, out: Path):
         return None
     import yaml
 
-    from pvae.train.logging import TensorBoardLogger
+    from pvae.train.logging import INSTALL, TensorBoardLogger
 
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError(f"config key 'train.logger: tensorboard' needs the tensorboard "
+                          f"package: {INSTALL}, or set train.logger: none")
     config = yaml.safe_load(cfg.to_yaml())
     hparams = {f"{section}.{key}": value for section, values in config.items()
                if isinstance(values, dict) for key, value in values.items()}

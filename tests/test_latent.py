@@ -193,6 +193,19 @@ def _recon(model, x, y):
 
 
 @pytest.mark.parametrize("kind", MODEL_TYPES)
+def test_latent_tools_take_numpy_inputs_as_tensors(binary_digits, kind):
+    x = binary_digits.test.x[:2]
+    model, y = _model_and_conditions(kind, len(x))
+    y0 = None if y is None else y[0].numpy()
+    z, decoded = latent.traverse(model, x[0].numpy(), y=y0, dims=[0], steps=3)
+    z_t, decoded_t = latent.traverse(model, x[0], y=None if y is None else y[0], dims=[0], steps=3)
+    torch.testing.assert_close(z, z_t)
+    y1 = None if y is None else y[1].numpy()
+    _, path = latent.interpolate(model, x[0].numpy(), x[1].numpy(), y_a=y0, y_b=y1, steps=3)
+    assert path.shape[0] == 3
+
+
+@pytest.mark.parametrize("kind", MODEL_TYPES)
 def test_every_latent_tool_works_for_every_model_type(binary_digits, kind):
     x = binary_digits.test.x[:6]
     model, y = _model_and_conditions(kind, len(x))

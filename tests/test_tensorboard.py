@@ -148,6 +148,24 @@ def test_pvae_train_logs_into_the_run_folder(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_pvae_train_without_the_package_is_one_line_naming_the_key(tmp_path, monkeypatch,
+                                                                    capsys):
+    import importlib.util
+
+    from pvae.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.logger=tensorboard",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "train.logger: tensorboard" in err and "pip install pvae[tensorboard]" in err
+    assert not out.exists()
+
+
 def test_a_run_failing_before_its_first_checkpoint_takes_its_event_files_back(tmp_path,
                                                                               monkeypatch):
     from pvae.cli import main
