@@ -180,13 +180,18 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
-        from pvae.elbos import ELBO_NAMES
+        from pvae.elbos import ELBO_NAMES, make_elbo
 
         _require(all(1 <= e < self.epochs for e in self.lr_steps)
                  and list(self.lr_steps) == sorted(set(self.lr_steps)), "train.lr_steps",
                  f"must be increasing epochs in 1..{self.epochs - 1} (train.epochs - 1)")
         _require(self.elbo.partition(":")[0] in ELBO_NAMES, "train.elbo",
                  f"must be one of {', '.join(ELBO_NAMES)} (renyi:ALPHA, iwae:K)")
+        try:  # its argument (iwae:K, renyi:ALPHA) and particles, by the parser fit uses
+            make_elbo(self.elbo, self.num_particles)
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.elbo' ({self.elbo!r}, with train.num_particles="
+                              f"{self.num_particles}): {e}") from None
         return self
 
 

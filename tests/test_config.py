@@ -120,3 +120,14 @@ def test_model_rules_are_the_constructors():
         pvae.VAE(4, z_dim=0)
     with pytest.raises(ConfigError, match=r"'model.num_classes' must be an int >= 2"):
         from_dict({"model": {"num_classes": 1}})
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"elbo": "iwae:abc"}, r"'train.elbo' \('iwae:abc'.*'abc' is not a whole number"),
+    ({"elbo": "renyi:x", "num_particles": 3}, r"'train.elbo' \('renyi:x'.*'x' is not a number"),
+    ({"elbo": "renyi:0.5"}, r"'train.elbo'.*train.num_particles=1.*renyi needs num_particles >= 2"),
+])
+def test_an_elbo_argument_fit_would_refuse_is_a_config_error_naming_the_key(train, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"train": train})
+    assert from_dict({"train": {"elbo": "renyi:0.5", "num_particles": 3}}).train.elbo == "renyi:0.5"
