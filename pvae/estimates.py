@@ -47,18 +47,14 @@ def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str,
     return w.sites
 
 
-def _log_weights(parts) -> torch.Tensor:
-    """log p(x, z) - log q(z | x), shape (K, N), from :func:`site_log_probs`."""
-    lw = sum(parts["observed"].values()) + sum(parts["model"].values())
-    return lw - sum(parts["guide"].values())
-
-
 class _Evaluation:
     """Batching, chunking and train/eval mode around a per-chunk computation."""
 
-    def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int):
+    def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int,
+                 checked: bool = False):
         self.model = model
-        self.batch = as_batch(data, model)
+        # data checked already (the training loop's monitor and validation batches) skip it
+        self.batch = tuple(data) if checked else as_batch(data, model)
         self.batch_size, self.num_samples = batch_size, num_samples
         x = self.batch[0]
         likelihood = getattr(model, "likelihood", None)
@@ -94,17 +90,21 @@ def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
 
 
 def elbo(model, data, num_samples: int = 1, *, batch_size: int = 1000,
-         max_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
-    """ELBO per data point (nats), averaged over ``num_samples`` guide samples."""
+         max_elements: int = CHUNK_ELEMENTS, checked: bool = False) -> torch.Tensor:
+    """ELBO per data point (nats), averaged over ``num_samples`` guide samples.
+
+    ``checked=True``: ``data`` is a tuple of tensors already checked against the
+    model (as :func:`pvae.batching.as_batch` returns it), so it is not checked again.
+    """
     out = []
-    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples):
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked):
         total = sum(_weights(model, sub, k, enumerate=False).sum(0) for k in sizes)
         out.append(total / num_samples)
     return torch.cat(out)
 
 
 def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 100,
-                   max_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+                   max_elements: int = CHUNK_ELEMENTS, checked: bool = False) -> torch.Tensor:
     """Importance-sampled log p(x) per data point (nats), with the guide as proposal.
 
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, the logsumexp taken per data
@@ -112,9 +112,10 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     stochastic lower bound that tightens as K grows. Discrete guide sites
     (the semi-supervised model's label) are enumerated here
     (``config_enumerate``) and summed out exactly inside each sample.
+    ``checked`` as for :func:`elbo`.
     """
     out = []
-    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples):
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked):
         lse = None
         for k in sizes:
             part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
@@ -123,11 +124,13 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     return torch.cat(out)
 
 
-def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[str, torch.Tensor]:
+def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000,
+          checked: bool = False) -> dict[str, torch.Tensor]:
     """Per data point: ``elbo``, ``recon`` (E_q log p(x | z)) and ``kl`` (E_q log q/p),
-    plus ``kl_<site>`` for each latent site; Monte Carlo over ``num_samples``."""
+    plus ``kl_<site>`` for each latent site; Monte Carlo over ``num_samples``.
+    ``checked`` as for :func:`elbo`."""
     acc: dict[str, list[torch.Tensor]] = {}
-    for sub, _ in _Evaluation(model, data, batch_size, 2**62, num_samples):
+    for sub, _ in _Evaluation(model, data, batch_size, 2**62, num_samples, checked):
         p = site_log_probs(model, sub, num_samples)
         recon = sum(p["observed"].values()).mean(0)
         row = {"recon": recon}
@@ -141,6 +144,3 @@ def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000) -> dict[
         for key, val in row.items():
             acc.setdefault(key, []).append(val)
     return {k: torch.cat(v) for k, v in acc.items()}
-
-
-# -- diagnostics ------------------------------------------------------------------------------

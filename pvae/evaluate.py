@@ -37,8 +37,7 @@ import torch
 
 from pvae.batching import as_batch, as_batch_tensors
 from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimates live there)
-    CHUNK_ELEMENTS, _Evaluation, _log_weights, _unvalidated, _weights, elbo, log_likelihood,
-    parts, site_log_probs,
+    CHUNK_ELEMENTS, _Evaluation, _unvalidated, elbo, log_likelihood, parts, site_log_probs,
 )
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, as_pair
@@ -47,10 +46,11 @@ from pvae.weights import log_weights
 
 Batch = tuple
 
+
 def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
     """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
     pair = as_pair(model)
-    with torch.no_grad():
+    with torch.no_grad(), _unvalidated(model):
         w = log_weights(pair.model, pair.guide, batch, num_samples,
                         max_plate_nesting=pair.max_plate_nesting,
                         enumerate=False)
@@ -116,7 +116,7 @@ def _kl_per_dim(model, batch: Batch) -> dict[str, Optional[torch.Tensor]]:
     import pyro.distributions as dist
 
     pair = as_pair(model)
-    with torch.no_grad():
+    with torch.no_grad(), _unvalidated(model):
         w = log_weights(pair.model, pair.guide, batch, 1,
                         max_plate_nesting=pair.max_plate_nesting, enumerate=False)
     out = {}
@@ -217,10 +217,12 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
         data = data.x  # a split without labels
     batch = model.evaluation_batch(as_batch_tensors(data, model, what))
     batch = tuple(t.to(model.device) for t in batch)
+    model.check_data(*batch)  # once, for every estimate below
     if seed is not None:
         torch.manual_seed(seed)
-    out = {"elbo": elbo(model, batch, num_samples=elbo_samples).mean().item(),
-           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples).mean().item(),
+    out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item(),
+           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples,
+                                            checked=True).mean().item(),
            "num_samples": num_samples, "num_points": batch[0].shape[0]}
     if diagnostics:
         out.update(_diagnostics_summary(model, batch))

@@ -205,14 +205,14 @@ def _monitor(model, monitor: tuple, val: Optional[tuple]) -> dict[str, float]:
     several) and ``val_elbo`` on the validation data, nats per data point."""
     row = {}
     with model.scaled_to(None):
-        p = estimates.parts(model, monitor)
+        p = estimates.parts(model, monitor, checked=True)  # checked once, before training
         row["recon"] = p["recon"].mean().item()
         row["kl"] = p["kl"].mean().item()
         site_kls = [k for k in p if k.startswith("kl_")]
         if len(site_kls) > 1:  # per latent site (hierarchical layers, labels)
             row.update({k: p[k].mean().item() for k in site_kls})
         if val is not None:
-            row["val_elbo"] = estimates.elbo(model, val).mean().item()
+            row["val_elbo"] = estimates.elbo(model, val, checked=True).mean().item()
     return row
 
 

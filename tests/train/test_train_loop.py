@@ -172,3 +172,16 @@ def test_dynamic_binarisation_transform(digits):
     assert len(h) == 2
     with pytest.raises(ValueError, match="binarise"):
         pvae.fit(small_vae(), digits.train.x[:300], epochs=1)
+
+
+def test_data_are_checked_before_training_not_again_every_epoch(binary_digits, monkeypatch):
+    calls = []
+    vae = pvae.VAE(64, 2, hidden_dims=(8,), likelihood="bernoulli")
+    real = vae.check_data
+    monkeypatch.setattr(vae, "check_data", lambda *b, **k: calls.append(1) or real(*b, **k))
+    x, val = binary_digits.train.x[:100], binary_digits.val.x[:40]
+    pvae.fit(vae, x, epochs=1, validation=val, batch_size=50)
+    once = len(calls)
+    calls.clear()
+    pvae.fit(vae, x, epochs=4, validation=val, batch_size=50)
+    assert len(calls) == once  # the same checks for 4 epochs as for 1
