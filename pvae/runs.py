@@ -282,16 +282,13 @@ def _fit_run(cfg: Config, model, data, out: Path, resume: bool, progress, world:
         data.encoder.to(device)
     t0 = time.perf_counter()
     history = fit(
-        model, data.train, elbo=t.elbo, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-        lr_steps=t.lr_steps, lr_factor=t.lr_factor,
-        num_particles=t.num_particles, kl_warmup=t.kl_warmup, clip_norm=t.clip_norm,
-        seed=t.seed, device=device, transform=data.transform,
+        model, data.train, **{**t.fit_kwargs(), "device": device}, transform=data.transform,
         # codes of a stacked run: fit draws them for the raw inputs, as for training
         validation=data.source.val if data.source is not None else data.val,
-        optimizer=t.optimizer, checkpoint_dir=out, checkpoint_every=t.checkpoint_every,
-        resume=resume, progress=progress, logger=logger,
+        checkpoint_dir=out, resume=resume, progress=progress, logger=logger,
     )
     return time.perf_counter() - t0, history
+
 
 def write_figures(model, data, history, out: Path) -> list[Path]:
     """The basic figures of a trained run (:mod:`pvae.figures`) that apply to its model and data."""
