@@ -142,13 +142,10 @@ def compare_run(cfg: Config, elbos: Sequence[str], out: Path, *, epochs: Optiona
                 num_particles: Optional[int] = None, progress: Optional[bool] = None,
                 overwrite: bool = False) -> list[dict]:
     """``pvae compare``: one model per estimator, as ``cfg`` says; the table and figure in
-    ``out`` (:func:`pvae.compare.compare`). Every estimator name is checked first."""
-    from pvae.compare import COMPARISON_FILES, compare
-    from pvae.elbos import make_elbo
+    ``out`` (:func:`pvae.compare.compare`, which checks every estimator, the data and the
+    output files before the first estimator trains)."""
+    from pvae.compare import compare
 
-    for e in elbos:  # every name checked before any training
-        make_elbo(e, num_particles or (5 if e.startswith("renyi") else 1))
-    refuse_existing([out / name for name in COMPARISON_FILES], overwrite)
     data = load_data(cfg)
     return compare(
         lambda: build_model(cfg, data.x_shape, data.num_classes), data.train, elbos,
