@@ -9,6 +9,7 @@ trains the configured model and writes a run folder::
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+    tensorboard/     with train.logger: tensorboard, TensorBoard's files
 
 ``--out`` must be a new or empty folder, or (with ``--resume``) a run to continue:
 a folder holding other files is refused, so nothing of the user's is overwritten.

@@ -3,7 +3,7 @@
 Each kind is a small function ``draw(view, path) -> path`` with the rule that
 says whether it applies to a model and its data (:class:`Kind`). ``pvae train``
 draws the ``basic`` kinds that apply; ``pvae plot`` draws any kind that applies
-(:func:`pvae.runs.plot_run`). Adding a figure is one function and one entry in
+(:func:`pvae.results.plot_run`). Adding a figure is one function and one entry in
 :data:`KINDS`.
 """
 
@@ -192,7 +192,6 @@ KINDS: dict[str, Kind] = {
 }
 PLOT_KINDS = tuple(KINDS)
 #: Test points a figure needs: two inputs to interpolate between, two to spread in a plane.
-MIN_POINTS = {name: k.min_points for name, k in KINDS.items() if k.min_points}
 
 
 def applicable(view: View, *, basic: bool = False) -> list[str]:

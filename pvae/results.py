@@ -196,7 +196,7 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
 
     Existing figure files are kept: for ``all`` they are skipped, a figure asked
     for by name is refused (``FileExistsError``), unless ``overwrite``. Figures
-    that need more test points than the run has (``pvae.figures.MIN_POINTS``)
+    that need more test points than the run has (each kind's ``min_points`` in :data:`pvae.figures.KINDS`)
     are skipped for ``all`` and refused by name (``ValueError``), as is a kind
     that does not apply to the run. ``report`` is told each figure skipped and
     why. Returns the paths written.

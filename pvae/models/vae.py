@@ -14,7 +14,7 @@ from torch import nn
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, takes_data
-from pvae.models.checks import Shape, as_shape, check_hparams, check_x, num_draws  # noqa: F401
+from pvae.models.checks import Shape, check_hparams, num_draws
 from pvae.models.registry import register
 from pvae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 

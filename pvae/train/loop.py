@@ -62,15 +62,15 @@ def fit(
     model : a pvae model (``VAE``, ...).
     data : x (tensor or numpy array), ``(x, y)`` for models with labels, a
         :class:`pvae.data.Split`, or a ``torch.utils.data.Dataset``.
-    elbo : a name from :data:`ELBO_NAMES` or a ``pyro.infer.ELBO`` (:func:`pvae.elbos.make_elbo`).
+    elbo : a name (:data:`pvae.elbos.ELBO_NAMES`) or a ``pyro.infer.ELBO`` (:func:`make_elbo`).
         ``renyi`` is per data point while every site is in the data plate; ``iwae`` always.
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied
-        by ``lr_factor`` (:func:`learning_rate`). A resumed run uses the ``lr``,
+        by ``lr_factor`` (:func:`pvae.train.learning_rate`). A resumed run uses the ``lr``,
         schedule and ``weight_decay`` passed now (the optimiser's moments are kept).
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
-        (:func:`kl_weight`, Sønderby et al. 2016); 0 for none.
+        (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
     clip_norm : clip the gradient's global norm to this value.
     seed : seeds torch, Pyro and the batch order: same model, same seed, same numbers.
     device : ``"cpu"``, ``"cuda"``, ...; default: where the model is.
