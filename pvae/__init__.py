@@ -7,12 +7,11 @@
 
 Layers, bottom to top; a module imports only from its own layer or below:
 
-0. utilities: ``data``, ``batching``, ``checkpoint`` (file I/O only), ``config``,
-   ``distributed``
+0. utilities: ``data``, ``batching``, ``checkpoint`` (file I/O only), ``distributed``
 1. ``distributions``, ``nets``, ``likelihoods``, ``flows``
 2. ``models``
 3. ``elbos`` (with ``fast_elbo``, ``iwae``), ``weights`` and ``estimates``
-4. ``train``
+4. ``train``, and ``config`` (typed configs, checked by the rules of the layers below)
 5. ``scores`` (pure), ``evaluate``, ``gradients``, ``latent``
 6. ``compare``, ``plots``, ``figures`` (the plot kinds of a run), ``sklearn``
    (scikit-learn estimators; imported on its own: ``from pvae.sklearn import ...``)

@@ -181,9 +181,9 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES, make_elbo
+        from pvae.train.schedules import valid_lr_steps
 
-        _require(all(1 <= e < self.epochs for e in self.lr_steps)
-                 and list(self.lr_steps) == sorted(set(self.lr_steps)), "train.lr_steps",
+        _require(valid_lr_steps(self.lr_steps, self.epochs), "train.lr_steps",
                  f"must be increasing epochs in 1..{self.epochs - 1} (train.epochs - 1)")
         _require(self.elbo.partition(":")[0] in ELBO_NAMES, "train.elbo",
                  f"must be one of {', '.join(ELBO_NAMES)} (renyi:ALPHA, iwae:K)")

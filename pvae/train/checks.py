@@ -12,6 +12,7 @@ from pyro.infer import ELBO
 from pvae import checkpoint as ckpt
 from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
+from pvae.train.schedules import valid_lr_steps
 
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
@@ -20,10 +21,9 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
     """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    steps = list(lr_steps)
-    if not all(isinstance(e, int) and 1 <= e < epochs for e in steps) or steps != sorted(set(steps)):
+    if not valid_lr_steps(lr_steps, epochs):
         raise ValueError(f"lr_steps must be increasing epochs in 1..{epochs - 1} (after which "
-                         f"the learning rate drops), got {tuple(steps)!r}")
+                         f"the learning rate drops), got {tuple(lr_steps)!r}")
     if not (isinstance(lr_factor, (int, float)) and 0 < lr_factor and math.isfinite(lr_factor)):
         raise ValueError(f"lr_factor must be a positive number, got {lr_factor!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):

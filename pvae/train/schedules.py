@@ -19,6 +19,14 @@ def kl_weight(epoch: int, step: int, steps_per_epoch: int, kl_warmup: float) -> 
     return min(1.0, (epoch * steps_per_epoch + step + 1) / warmup_steps)
 
 
+def valid_lr_steps(lr_steps: Sequence[int], epochs: int) -> bool:
+    """Whether ``lr_steps`` are strictly increasing whole epochs in ``1..epochs - 1``
+    (after each the rate drops; a drop after the last epoch would never take effect)."""
+    steps = list(lr_steps)
+    return (all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs
+                for e in steps) and steps == sorted(set(steps)))
+
+
 def learning_rate(epoch: int, lr: float, lr_steps: Sequence[int] = (),
                   lr_factor: float = 0.1) -> float:
     """The learning rate of ``epoch`` (0-based): ``lr`` times ``lr_factor`` for each
