@@ -19,6 +19,8 @@ ELBO is its class, its name in :data:`ELBOS` and its line in :data:`TRAITS`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
@@ -316,6 +318,11 @@ class ELBOTraits:
     refusal
         Why ``make_elbo`` and ``fit`` refuse the class, a message with ``{name}`` for
         the class's name (``None``: they take it).
+    differentiable
+        Gives its loss as a tensor to differentiate (``differentiable_loss``), which
+        ``fit``'s one optimiser and distributed training use; otherwise ``fit``
+        takes its gradients through ``loss_and_grads``. Read from the class by
+        :func:`traits`, not declared in the table.
     """
 
     linear_in_plate_scale: bool = True
@@ -325,6 +332,7 @@ class ELBOTraits:
     jit: bool = False
     enumerates: bool = False
     refusal: Optional[str] = None
+    differentiable: bool = True
 
     @property
     def allows_kl_weight(self) -> bool:
@@ -363,10 +371,9 @@ def traits(elbo: Union[ELBO, type]) -> ELBOTraits:
     :data:`TRAITS` decides (any ``pyro.infer.ELBO`` has at least the defaults).
     """
     cls = elbo if isinstance(elbo, type) else type(elbo)
-    for base in cls.__mro__:
-        if base in TRAITS:
-            return TRAITS[base]
-    return ELBOTraits()
+    found = next((TRAITS[base] for base in cls.__mro__ if base in TRAITS), ELBOTraits())
+    return dataclasses.replace(found, differentiable=callable(
+        getattr(cls, "differentiable_loss", None)))
 
 
 def check_kl_weight(elbo: ELBO, beta: float = 1.0, kl_warmup: float = 0) -> None:

@@ -17,6 +17,7 @@ from pyro import poutine
 from pyro.infer import ELBO
 
 from pvae.batching import as_batch
+from pvae.elbos import make_elbo, traits
 from pvae.models.sites import as_pair
 
 
@@ -46,8 +47,6 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
     if not (isinstance(num_estimates, int) and num_estimates >= 2):
         raise ValueError(f"num_estimates must be an int >= 2 (a variance over repeated "
                          f"estimates), got {num_estimates!r}")
-    from pvae.elbos import make_elbo
-
     batch = as_batch(data, model)
     groups = _groups(model, batch)
     results = {}
@@ -58,7 +57,7 @@ def gradient_stats(model, data, elbos: Sequence[Union[str, ELBO]] = ("trace",), 
         for _ in range(num_estimates):
             model.zero_grad(set_to_none=True)
             with pyro.validation_enabled(False):
-                if hasattr(elbo, "differentiable_loss"):
+                if traits(elbo).differentiable:
                     elbo.differentiable_loss(model.model, model.guide, *batch).backward()
                 else:
                     elbo.loss_and_grads(model.model, model.guide, *batch)

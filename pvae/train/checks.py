@@ -68,7 +68,7 @@ def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
     """Raise ``ValueError`` when ``world > 1`` processes cannot train this pair."""
     if world <= 1:
         return
-    if not hasattr(loss_elbo, "differentiable_loss"):
+    if not traits(loss_elbo).differentiable:
         raise ValueError(f"distributed training needs an ELBO with differentiable_loss; "
                          f"{type(loss_elbo).__name__} has none (use trace, meanfield, enum "
                          "or iwae)")

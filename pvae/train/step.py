@@ -44,7 +44,7 @@ class Step:
         self.num_data, self.transform, self.streamed = num_data, transform, streamed
         self.clip_norm, self.ddp, self.checkpoint = clip_norm, ddp, checkpoint
         self.linear = traits(elbo).linear_in_plate_scale
-        self.differentiable = hasattr(elbo, "differentiable_loss")
+        self.differentiable = traits(elbo).differentiable
 
     def __call__(self, parts: list, epoch: int, i: int, weight: float = 1.0) -> tuple[float, int]:
         """Take step ``i`` of ``epoch`` on ``parts`` (``(minibatch, num_data)`` pairs) with
