@@ -17,13 +17,12 @@ from typing import Callable, Optional
 import torch
 
 from pvae import latent, plots
-from pvae.models import Classifier
 
 
 def needs_condition(model) -> bool:
-    """Whether ``model`` generates only for a given condition ``y`` (a CVAE, with class
-    labels or vectors; the semi-supervised model draws its label from p(y) itself)."""
-    return "y" in model.batch_parts and not isinstance(model, Classifier)
+    """Whether ``model`` generates only for a given condition ``y``
+    (:attr:`pvae.models.PVAEModel.needs_condition`)."""
+    return model.needs_condition
 
 
 class View:

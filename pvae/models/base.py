@@ -101,6 +101,13 @@ class PVAEModel(LikelihoodHead, PyroModule):
     #: steps, like the semi-supervised one's labelled/unlabelled pairs, sets False).
     shardable: ClassVar[bool] = True
 
+    @property
+    def needs_condition(self) -> bool:
+        """Whether generating needs a given condition ``y`` (a CVAE, with labels or
+        vectors): ``y`` is a required part of its batches. A model whose ``y`` is
+        optional (the semi-supervised one) draws its label from p(y) itself."""
+        return "y" in self.batch_parts and "y" not in self.optional_parts
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MODEL_CLASSES[cls.__name__] = cls

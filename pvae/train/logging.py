@@ -160,8 +160,8 @@ class TensorBoardLogger(Logger):
         recon = model.reconstruct(*part).reshape(n, *shape).float()
         pairs = torch.cat([x, recon], dim=2)  # each original above its reconstruction
         self.writer.add_images("images/reconstructions", pairs.clamp(0, 1).cpu(), step)
-        needs_y = "y" in model.batch_parts and "y" not in getattr(model, "optional_parts", ())
-        draws = model.sample(n, part[1]) if needs_y else model.sample(self.num_images)
+        draws = (model.sample(n, part[1]) if model.needs_condition
+                 else model.sample(self.num_images))
         self.writer.add_images("images/prior_samples",
                                draws.reshape(len(draws), *shape).float().clamp(0, 1).cpu(), step)
 

@@ -59,6 +59,8 @@ def test_models_declare_their_batches_codes_and_classifier(make, parts, code_dim
     assert m.batch_parts == parts and m.code_dim == code_dim
     assert isinstance(m, pvae.models.Classifier) == classifies
     assert type(m).batch_parts == parts  # declared on the class
+    # only the CVAE needs its condition given to generate (the SSVAE draws its label)
+    assert m.needs_condition == (parts == ("x", "y") and not classifies)
     assert m.embed(*((torch.rand(4, 64),) + ((torch.arange(4),) if "y" in parts else ()))
                    ).shape == (4, code_dim)
 
