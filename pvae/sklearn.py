@@ -92,12 +92,18 @@ def _encode(model64: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return model64.encoder(model64._encoder_input(x.to(model64.device, torch.float64)))
 
 
-def log_weights(model: VAE, x: torch.Tensor, num_samples: int,
-                seed: int = SCORE_SEED) -> torch.Tensor:
+def _common_draw_log_weights(model: VAE, x: torch.Tensor, num_samples: int,
+                             seed: int = SCORE_SEED) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k | x) per row, shape ``(num_samples, N)``, float64, nats.
 
     ``z_k = loc(x) + scale(x) * eps_k`` with the same ``eps_k`` (drawn from
-    ``seed``) for every row: each row's weights depend on that row alone.
+    ``seed``) for every row: each row's weights depend on that row alone, as
+    scikit-learn's checks on subsets and row order require. That is why this
+    evaluates the estimator's own VAE (standard normal prior, Gaussian guide, no
+    flows: the only model the estimators build) directly instead of through
+    :mod:`pvae.weights`, whose guide draws fresh noise per row;
+    ``tests/test_sklearn.py`` checks its means against :func:`pvae.evaluate.elbo`
+    and :func:`pvae.evaluate.log_likelihood`.
     ``model`` is a :class:`pvae.VAE` with the default networks and no flows;
     ``x`` has shape ``(N, x_dim)`` and was checked against the model.
     """
@@ -167,7 +173,7 @@ class _VAEEstimator(BaseEstimator):
 
     def _scores(self, x: torch.Tensor) -> np.ndarray:
         self.model_.check_data(x)  # the likelihood's support, as fit checks it
-        lw = log_weights(self.model_, x, self.num_samples)
+        lw = _common_draw_log_weights(self.model_, x, self.num_samples)
         if self.score_method == "elbo":
             s = lw.mean(0)
         else:
