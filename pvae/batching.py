@@ -64,10 +64,12 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
 
 
 def as_batch(data, model=None, what: str = "data") -> tuple[torch.Tensor, ...]:
-    """A batch from ``data``, checked against ``model`` when it can check data.
+    """A batch from ``data``, checked against ``model`` when it is a pvae model.
 
-    ``data`` is anything :func:`as_batch_tensors` takes; a ``pvae.data.Split``
-    gives the part the model scores in evaluation (``model.evaluation_batch``).
+    ``data`` is anything :func:`as_batch_tensors` takes. A pvae model (one that
+    declares its ``batch_parts``) checks the batch as ``fit`` does, and of a
+    ``pvae.data.Split`` takes the part it scores in evaluation
+    (``model.evaluation_batch``); a pair of callables gets the tensors as they are.
 
     Raises
     ------
@@ -75,10 +77,11 @@ def as_batch(data, model=None, what: str = "data") -> tuple[torch.Tensor, ...]:
         As :func:`as_batch_tensors`, or ``model.check_data``.
     """
     batch = as_batch_tensors(data, model, what)
-    if hasattr(data, "x") and hasattr(data, "y") and hasattr(model, "evaluation_batch"):
-        batch = model.evaluation_batch(batch)  # a pvae.data.Split: score what fit scores
-    if hasattr(model, "check_data"):
-        model.check_data(*batch)
+    if getattr(model, "batch_parts", None) is None:  # a pair of callables: nothing declared
+        return batch
+    if hasattr(data, "x") and hasattr(data, "y"):  # a pvae.data.Split: score what fit scores
+        batch = model.evaluation_batch(batch)
+    model.check_data(*batch)
     return batch
 
 
