@@ -140,4 +140,6 @@ class Likelihood(nn.Module):
         return {}
 
     def extra_repr(self) -> str:
-        return f"x_shape={self.x_shape}"
+        """The data shape and the constructor arguments (:meth:`hparams`)."""
+        return ", ".join([f"x_shape={self.x_shape}"]
+                         + [f"{k}={v!r}" for k, v in self.hparams().items()])

@@ -115,9 +115,6 @@ class _LocScale(Likelihood):
     def hparams(self) -> dict:
         return {"scale": self.scale}
 
-    def extra_repr(self) -> str:
-        return f"x_shape={self.x_shape}, scale={self.scale!r}"
-
 
 @register
 class Gaussian(_LocScale):

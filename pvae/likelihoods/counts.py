@@ -75,9 +75,6 @@ class Categorical(Likelihood):
     def hparams(self) -> dict:
         return {"num_levels": self.num_levels}
 
-    def extra_repr(self) -> str:
-        return f"x_shape={self.x_shape}, num_levels={self.num_levels}"
-
 
 @register
 class Poisson(Likelihood):
@@ -129,9 +126,6 @@ class _Dispersed(Likelihood):
 
     def hparams(self) -> dict:
         return {"dispersion": self.dispersion}
-
-    def extra_repr(self) -> str:
-        return f"x_shape={self.x_shape}, dispersion={self.dispersion!r}"
 
 
 @register
