@@ -212,7 +212,8 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
             raise ValueError(
                 f"{name}={f:g} of {n} data points rounds the {name[:-9]} split to 0 points; "
                 f"set {name} (config key data.{name}) to at least {1 / n:.3g} for one point, "
-                "or 0 for no such split, or use more data")
+                + ("or use more data (pvae train scores a test split)" if name == "test_fraction"
+                   else "or 0 for no such split, or use more data"))
     if n - n_val - n_test < 1:
         raise ValueError(f"{n} data points leave no training data after the splits "
                          f"(val_fraction={val_fraction:g}, test_fraction={test_fraction:g}; "
