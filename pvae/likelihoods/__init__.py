@@ -35,14 +35,14 @@ a tuple of such tensors otherwise, and for ``categorical`` one tensor of shape
 ``(*x_shape, num_levels)``.
 """
 
-from pvae.likelihoods.base import (  # noqa: F401  (_REGISTRY: read by pvae.models)
-    _REGISTRY, Likelihood, Params, get, names, register, resolve)
+from pvae.likelihoods.base import (  # noqa: F401
+    Likelihood, Params, get, is_registered, names, register, resolve)
 from pvae.likelihoods.continuous import Beta, Bernoulli, ContinuousBernoulli, Gaussian, Laplace
 from pvae.likelihoods.counts import (
     Categorical, NegativeBinomialLikelihood, Poisson, ZeroInflatedNegativeBinomialLikelihood)
 
 __all__ = [
-    "Likelihood", "get", "names", "register", "resolve", "Bernoulli", "ContinuousBernoulli",
-    "Gaussian", "Laplace", "Beta", "Categorical", "Poisson", "NegativeBinomialLikelihood",
+    "Likelihood", "get", "names", "register", "resolve", "is_registered", "Bernoulli",
+    "ContinuousBernoulli", "Gaussian", "Laplace", "Beta", "Categorical", "Poisson", "NegativeBinomialLikelihood",
     "ZeroInflatedNegativeBinomialLikelihood",
 ]

@@ -26,6 +26,12 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_registered(likelihood: "Likelihood") -> bool:
+    """Whether ``likelihood``'s class is the one registered under its name, so that
+    ``get(likelihood.name, **likelihood.hparams())`` rebuilds it (save and load)."""
+    return _REGISTRY.get(likelihood.name) is type(likelihood)
+
+
 def get(name: str, **kwargs) -> "Likelihood":
     """A new likelihood instance by name; ``kwargs`` go to its constructor."""
     if name not in _REGISTRY:

@@ -177,7 +177,7 @@ class PVAEModel(LikelihoodHead, PyroModule):
         parts = [f"a custom {net}" for net in ("encoder", "decoder")
                  if not getattr(self, f"_default_{net}", True)]
         lik = getattr(self, "likelihood", None)
-        if isinstance(lik, lk.Likelihood) and lk._REGISTRY.get(lik.name) is not type(lik):
+        if isinstance(lik, lk.Likelihood) and not lk.is_registered(lik):
             parts.append(f"a likelihood not in pvae's registry ({type(lik).__name__})")
         if not parts and not self._rebuildable:
             parts.append("custom networks")
