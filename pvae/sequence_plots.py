@@ -11,6 +11,7 @@ Padding is never drawn: a series of length ``L`` shows its steps ``0..L-1``.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -137,7 +138,7 @@ def text_table(columns: Mapping[str, Sequence[str]], path: PathLike, *, title: s
 def anomaly_timeline(series, scores, path: PathLike, *,
                      region: Optional[tuple[int, int]] = None, margin: int = 100,
                      title: str = "Anomaly scores over time",
-                     score_label: str = "score (nats, higher is more anomalous)") -> Path:
+                     score_label: str = "anomaly score (nats)") -> Path:
     """A long series (top) and its per-step anomaly score (bottom), with the labelled
     anomaly ``region`` shaded, the region widened by ``margin`` steps each side shaded
     lightly (the UCR archive's tolerance), and the highest-scoring step marked.
