@@ -85,7 +85,7 @@ def lm_nll(model: CharLM, x: torch.Tensor, lengths: torch.Tensor,
 def bits_per_char(nll_nats: torch.Tensor, lengths: torch.Tensor) -> float:
     """Total NLL over total scored steps, in bits: each word's characters and its end
     event (so a model that ignores where words end cannot look better)."""
-    return float(nll_nats.sum() / (lengths.sum() + len(lengths)) / math.log(2))
+    return float(nll_nats.detach().sum() / (lengths.sum() + len(lengths)) / math.log(2))
 
 
 def knn_accuracy(train: np.ndarray, train_y: np.ndarray, test: np.ndarray,
