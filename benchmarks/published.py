@@ -125,6 +125,15 @@ def markdown(res: dict) -> str:
                         for p in r.get("curve", []))
         lines.append(f"- {name}: {pts}")
     lines += ["", f"![curve]({PNG})", ""]
+    if "earlier" in res:
+        e = res["earlier"]
+        lines += ["## Earlier runs", "", e["note"] + ":", "",
+                  "| model | measured | epochs | train minutes | test ELBO | test log p(x) | "
+                  "command |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['description']} | {r['date']}, commit {r['commit']} | {r['epochs']} | "
+                  f"{r['train_minutes']} | {r['final_test_elbo']:.2f} | {r['test_ll']:.2f} | "
+                  f"`{r['command']}` |" for r in e["runs"].values()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -185,7 +194,8 @@ def main(argv=None) -> dict:
 
     res = json.loads(out.read_text()) if out.exists() else {}
     if res.get("k") != args.k or res.get("test_points") != args.test_points:
-        res = {"runs": {}}  # scores on another test set or K do not go in one curve
+        # scores on another test set or K do not go in one curve; earlier results stay
+        res = {"runs": {}, **({"earlier": res["earlier"]} if "earlier" in res else {})}
     res.update(k=args.k, test_points=args.test_points, machine=machine(),
                command="python benchmarks/published.py " + " ".join(
                    f"--run {r}" for r in args.run) + f" --k {args.k} --test-points "
