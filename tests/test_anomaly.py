@@ -136,7 +136,7 @@ def test_window_scores_of_a_pvae_model_find_the_anomaly():
     test[500:515] = 0.0  # the anomaly: the rhythm stops
     train = windows(normal, 25, 5)
     vae = pvae.VAE(25, 2, hidden_dims=(32,), likelihood="gaussian")
-    pvae.fit(vae, train.x.flatten(1), epochs=60, seed=0, lr=1e-2, batch_size=64)
+    pvae.fit(vae, train.x.flatten(1), epochs=30, seed=0, lr=1e-2, batch_size=64)
     w = windows(test, 25, 5)
     torch.manual_seed(0)
     scores = pvae.evaluate.window_scores(vae, w, num_samples=20)
@@ -144,6 +144,6 @@ def test_window_scores_of_a_pvae_model_find_the_anomaly():
     direct = pvae.evaluate.anomaly_scores(vae, w.x.flatten(1), num_samples=20)
     assert torch.allclose(scores, direct)  # the same -ELBO, on windows reshaped to x_shape
     steps = pvae.evaluate.step_scores(vae, w, num_samples=20)
-    assert ucr_hit(steps, 500, 515, slack=25)
+    assert ucr_hit(steps, 500, 515, slack=0)  # inside the flat stretch itself (seeds 0-3: 505)
     with pytest.raises(ValueError, match="cut windows of the length the model was trained on"):
         pvae.evaluate.window_scores(vae, windows(test, 20, 5))

@@ -229,3 +229,10 @@ def test_images_unchanged():
     d = pvae.data.load("digits", flatten=True, binarize="static")
     assert d.kind == "image" and d.x_shape == (64,) and d.vocab is None and d.max_len is None
     assert d.step_dim is None and d.vocab_size is None and isinstance(d.train, pvae.data.Split)
+
+
+def test_every_name_is_listed_once():
+    import typing
+
+    assert sorted(typing.get_args(pvae.data.DataName)) == sorted(pvae.data.DATASETS)
+    assert len(set(pvae.data.DATASETS)) == len(pvae.data.DATASETS)

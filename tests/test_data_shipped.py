@@ -112,3 +112,23 @@ def test_unknown_name_and_missing_package(monkeypatch):
     for name in ("gunpoint", "ucr_anomaly_135", "words"):
         with pytest.raises(ImportError, match=r"pip install pvae\[sequences\]"):
             pvae.data.load(name)
+
+
+def test_ucr_anomaly_windowed():
+    pytest.importorskip("aeon")
+    a = pvae.data.load("ucr_anomaly_135")
+    d = a.windowed(100, 25, val_fraction=0.2, seed=0)
+    assert d.kind == "series" and d.x_shape == (100, 1) and d.step_dim == 1
+    assert len(d.train) + len(d.val) == (1200 - 100) // 25 + 1 and len(d.val) == 9
+    whole = torch.cat([d.train.x, d.val.x])
+    assert abs(whole.mean()) < 0.1 and abs(whole.std() - 1) < 0.1  # standardised by train
+    w = d.test  # the test series' windows in order, with their starts
+    assert isinstance(w, pvae.data.Windows) and w.series_length == 7501
+    assert w.starts[-1] == 7401 and torch.allclose(w.x[0, :, 0], (a.test[:100] - a.train.mean())
+                                                   / a.train.std())
+    assert not pvae.data.window_steps(torch.zeros(len(w)), w).isnan().any()
+
+
+def test_ucr_anomaly_refuses_split_options():
+    with pytest.raises(ValueError, match=r"max_train do\(es\) not apply.*\.windowed"):
+        pvae.data.load("ucr_anomaly_135", max_train=10)

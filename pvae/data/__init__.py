@@ -81,8 +81,13 @@ _binary = binarize  # ``load`` has an argument of the same name
 _split_sizes = split_sizes
 
 
+DataName = Literal["digits", "mnist", "fashion_mnist", "array", "sequences", "gunpoint",
+                   "italy_power_demand", "arrow_head", "japanese_vowels", "words",
+                   "ucr_anomaly_135"]
+
+
 def load(
-    name: str = "digits",
+    name: DataName = "digits",
     *,
     root: Union[str, os.PathLike] = "data",
     path: Optional[Union[str, os.PathLike]] = None,
@@ -139,7 +144,9 @@ def load(
     ------
     ValueError
         An unknown name (the valid ones are listed), or arguments that do not
-        apply to the data set.
+        apply to the data set (``binarize``/``flatten`` for sequences; for
+        ``ucr_anomaly_135`` also ``path``, ``max_train``, ``num_labelled``; the
+        split fractions and ``seed`` do not apply to it and are ignored).
     ImportError
         A packaged sequence set without its package: ``pip install pvae[sequences]``.
     """
@@ -150,6 +157,12 @@ def load(
     if max_train is not None and max_train < 1:
         raise ValueError(f"max_train must be a positive int or None, got {max_train}")
     if name in ANOMALY_SETS:
+        given = [k for k, v in (("path", path), ("binarize", binarize), ("flatten", flatten),
+                                ("max_train", max_train), ("num_labelled", num_labelled)) if v]
+        if given:
+            raise ValueError(f"{name!r} is one long series, returned as an AnomalySeries: "
+                             f"{', '.join(given)} do(es) not apply; leave them unset, and cut "
+                             "training windows with its .windowed(length, stride)")
         return ANOMALY_SETS[name]()
     if name in SEQUENCE_DATASETS:
         if binarize is not None or flatten:

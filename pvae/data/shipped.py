@@ -122,6 +122,33 @@ class AnomalySeries:
     region_start: int
     region_end: int
 
+    def windowed(self, length: int, stride: int = 1, *, val_fraction: float = 0.1,
+                 seed: int = 0, standardize: bool = True):
+        """The series as windows to train and score a sequence model on, as a
+        :class:`pvae.data.Data`.
+
+        ``train`` and ``val`` are windows of the anomaly-free training series
+        (every ``stride`` steps, split at random with ``seed``); ``test`` holds
+        the :class:`pvae.data.Windows` of the whole test series, in order, whose
+        ``starts`` map window scores back to its steps
+        (:func:`pvae.data.window_steps`). With ``standardize``, both series are
+        shifted and scaled by the training series' mean and standard deviation
+        (a model's scores then do not depend on the sensor's units). Errors as
+        :func:`pvae.data.windows`.
+        """
+        from pvae.data.base import Data, split, split_sizes
+        from pvae.data.windows import windows
+
+        train, test = self.train, self.test
+        if standardize:
+            mean, std = train.mean(), train.std()
+            train, test = (train - mean) / std, (test - mean) / std
+        cut = windows(train, length, stride)
+        n_val, _ = split_sizes(len(cut), val_fraction, 0.0)
+        fit, val, _ = split(cut, n_val, 0, seed)
+        return Data(name=self.name, train=fit, val=val, test=windows(test, length, stride),
+                    x_shape=(length, 1), step_dim=1)
+
     def hit(self, step_scores, slack: int = UCR_SLACK) -> bool:
         """The archive's criterion on per-step scores ``(T_test,)``:
         :func:`pvae.evaluate.ucr_hit`."""
