@@ -19,7 +19,7 @@ from typing import Callable, Literal, Union
 
 import torch
 
-from pvae.data.windows import Windows, ucr_hit, window_steps
+from pvae.data.windowing import Windows, ucr_hit, window_steps
 from pvae.estimates import elbo, log_likelihood
 from pvae.scores import calibrate_threshold, roc_auc
 

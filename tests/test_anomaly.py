@@ -147,3 +147,14 @@ def test_window_scores_of_a_pvae_model_find_the_anomaly():
     assert ucr_hit(steps, 500, 515, slack=0)  # inside the flat stretch itself (seeds 0-3: 505)
     with pytest.raises(ValueError, match="cut windows of the length the model was trained on"):
         pvae.evaluate.window_scores(vae, windows(test, 20, 5))
+
+
+def test_a_split_of_windows_keeps_their_starts():
+    from pvae.data.base import split
+
+    series = torch.arange(50.0)
+    train, val, test = split(windows(series, 5, 3), 4, 3, seed=0)
+    for part in (train, val, test):
+        assert isinstance(part, Windows) and part.series_length == 50
+        assert torch.equal(part.x[:, 0, 0], part.starts.float())  # window i starts at starts[i]
+    assert len(train) + len(val) + len(test) == len(windows(series, 5, 3))

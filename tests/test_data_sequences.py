@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pvae
 from pvae.data import Sequences, Vocabulary
@@ -185,6 +187,24 @@ def test_char_vocabulary_round_trip():
     assert (x[2, 1:] == v.pad_id).all()  # padded with <pad>; no <bos>/<eos> written
     assert not ((x == v.bos_id) | (x == v.eos_id)).any()
     assert v.decode(x, lengths) == texts
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
+                        max_size=12), min_size=1, max_size=8))
+def test_char_round_trip_of_any_text(texts):
+    v = Vocabulary.build(texts, "char")
+    assert v.decode(*v.encode(texts)) == texts
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["a", "bb", "the", "x1", "é"]), min_size=1, max_size=6),
+                min_size=1, max_size=8))
+def test_word_round_trip_of_any_sentence(sentences):
+    texts = [" ".join(words) for words in sentences]
+    v = Vocabulary.build(texts, "word")
+    x, lengths = v.encode(texts)
+    assert lengths.tolist() == [len(w) for w in sentences] and v.decode(x, lengths) == texts
 
 
 def test_word_vocabulary_unknown_and_round_trip():

@@ -61,7 +61,7 @@ from pvae.data.vocab import SPECIALS, Vocabulary
 from pvae.data.shipped import (
     AEON_SETS, ANOMALY_SETS, AnomalySeries, aeon_series, english_words,
 )
-from pvae.data.windows import Windows, ucr_hit, window_steps, windows
+from pvae.data.windowing import Windows, ucr_hit, window_steps, windows
 
 __all__ = [
     "DATASETS", "SEQUENCE_DATASETS", "ANOMALY_DATASETS", "Data", "Split", "Sequences", "Windows",
@@ -78,7 +78,6 @@ ANOMALY_DATASETS = tuple(ANOMALY_SETS)
 DATASETS = ("digits", "mnist", "fashion_mnist", "array", *SEQUENCE_DATASETS, *ANOMALY_DATASETS)
 
 _binary = binarize  # ``load`` has an argument of the same name
-_split_sizes = split_sizes
 
 
 DataName = Literal["digits", "mnist", "fashion_mnist", "array", "sequences", "gunpoint",

@@ -39,6 +39,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from pvae.data.arrays import check_labels_array
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -249,8 +251,6 @@ def _from_arrays(x, lengths, y) -> Sequences:
     elif lengths is None:
         raise ValueError(f"x has shape {x.shape}; expected (N, T, D) or (N, T)")
     if y is not None:
-        from pvae.data.arrays import check_labels_array
-
         y = check_labels_array(y, "sequences")
     return Sequences(x, np.asarray(lengths), y)
 
@@ -304,7 +304,5 @@ def _read_long_csv(path: Path) -> Sequences:
         arrays.append(np.array([steps[sid][s] for s in t], dtype=np.float32))
     y = np.array([labels[s] for s in ids]) if label_col is not None else None
     if y is not None:
-        from pvae.data.arrays import check_labels_array
-
         y = check_labels_array(y, "sequences")
     return Sequences.from_list(arrays, y)

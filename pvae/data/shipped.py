@@ -38,7 +38,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from pvae.data.base import Data, split, split_sizes
 from pvae.data.sequences import Sequences
+from pvae.data.windowing import ucr_hit, windows
 
 #: Class-labelled series sets and the aeon loader of each.
 AEON_SETS = {"gunpoint": "load_gunpoint", "italy_power_demand": "load_italy_power_demand",
@@ -123,7 +125,7 @@ class AnomalySeries:
     region_end: int
 
     def windowed(self, length: int, stride: int = 1, *, val_fraction: float = 0.1,
-                 seed: int = 0, standardize: bool = True):
+                 seed: int = 0, standardize: bool = True) -> Data:
         """The series as windows to train and score a sequence model on, as a
         :class:`pvae.data.Data`.
 
@@ -136,9 +138,6 @@ class AnomalySeries:
         (a model's scores then do not depend on the sensor's units). Errors as
         :func:`pvae.data.windows`.
         """
-        from pvae.data.base import Data, split, split_sizes
-        from pvae.data.windows import windows
-
         train, test = self.train, self.test
         if standardize:
             mean, std = train.mean(), train.std()
@@ -152,8 +151,6 @@ class AnomalySeries:
     def hit(self, step_scores, slack: int = UCR_SLACK) -> bool:
         """The archive's criterion on per-step scores ``(T_test,)``:
         :func:`pvae.evaluate.ucr_hit`."""
-        from pvae.data.windows import ucr_hit
-
         return ucr_hit(step_scores, self.region_start, self.region_end, slack=slack)
 
 
