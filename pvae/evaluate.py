@@ -21,11 +21,15 @@ diagnostics take all ``num_samples`` of a batch at once: keep
 :func:`elbo`, :func:`log_likelihood`, :func:`parts` and :func:`site_log_probs`
 live in :mod:`pvae.estimates` (below the training loop, which reports them) and
 are re-exported here. Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
-units), :func:`report` (one split scored as ``pvae train``, ``pvae evaluate``
-and :func:`pvae.compare` report it) and :func:`anomaly_scores`. Re-exported
-from the modules they live in: :func:`accuracy`, :func:`bits_per_dim`,
-:func:`calibrate_threshold` and :func:`roc_auc` (:mod:`pvae.scores`), and
-:func:`gradient_stats` (:mod:`pvae.gradients`).
+units) and :func:`report` (one split scored as ``pvae train``, ``pvae evaluate``
+and :func:`pvae.compare` report it). Re-exported from the modules they live in:
+:func:`accuracy`, :func:`bits_per_dim`, :func:`calibrate_threshold` and
+:func:`roc_auc` (:mod:`pvae.scores`); :func:`gradient_stats`
+(:mod:`pvae.gradients`); and the anomaly scores of :mod:`pvae.anomaly`:
+:func:`anomaly_scores` per data point, :func:`window_scores` per window of a
+long series, :func:`step_scores` per time step (:func:`window_steps` maps
+windows to steps), :func:`step_report` (ROC AUC, calibrated threshold) and
+:func:`ucr_hit` (the UCR archive's criterion).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from typing import Optional
 
 import torch
 
+from pvae.anomaly import (  # noqa: F401  (re-exported: anomaly scores live there)
+    anomaly_scores, step_report, step_scores, ucr_hit, window_scores, window_steps,
+)
 from pvae.batching import as_batch, as_batch_tensors
 from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimates live there)
     CHUNK_ELEMENTS, _Evaluation, _unvalidated, elbo, log_likelihood, parts, site_log_probs,
@@ -247,17 +254,3 @@ def _diagnostics_summary(model, batch: Batch) -> dict:
         out["active_units_note"] = (f"undefined on {batch[0].shape[0]} point(s): a variance over "
                                     "the data needs at least 2")
     return out
-
-
-# -- anomaly scores -----------------------------------------------------------------------------
-def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
-                   batch_size: int = 500) -> torch.Tensor:
-    """Per data point: ``-ELBO`` (``score="elbo"``) or ``-log p(x)``
-    (``score="log_likelihood"``); higher means more anomalous."""
-    if score == "elbo":
-        return -elbo(model, data, num_samples, batch_size=batch_size)
-    if score == "log_likelihood":
-        return -log_likelihood(model, data, num_samples, batch_size=batch_size)
-    raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
-
-
