@@ -34,6 +34,7 @@ windows to steps), :func:`step_report` (ROC AUC, calibrated threshold) and
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Optional
 
@@ -48,7 +49,8 @@ from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimate
 )
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, as_pair
-from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
+from pvae.scores import (  # noqa: F401  (re-exported)
+    accuracy, bits_per_dim, bits_per_step, calibrate_threshold, roc_auc)
 from pvae.weights import log_weights
 
 Batch = tuple
@@ -208,7 +210,9 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
     dict
         ``elbo``, ``log_likelihood`` (nats per data point, means over the data),
         ``num_samples``, ``num_points``; ``bits_per_dim`` where the likelihood is
-        discrete; ``accuracy`` and ``num_labelled`` (:func:`accuracy`) where the
+        discrete; for sequence models instead ``log_likelihood_per_step`` (nats) and,
+        for discrete data, ``bits_per_step`` (:func:`bits_per_step`); ``accuracy``
+        and ``num_labelled`` (:func:`accuracy`) where the
         model classifies and ``data`` has labels; with ``diagnostics``, also
         ``distortion``, ``rate``, ``rate_<site>``, ``active_units``
         (``{site: {"active", "dims"}}``, or ``None`` with ``active_units_note``
@@ -220,24 +224,36 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
         Data the model cannot score (as :func:`elbo`).
     """
     labels = getattr(data, "y", None) if hasattr(data, "x") else None
-    if hasattr(data, "x") and labels is None:
+    if hasattr(data, "x") and labels is None and not hasattr(data, "lengths"):
         data = data.x  # a split without labels
     batch = model.evaluation_batch(as_batch_tensors(data, model, what))
     batch = tuple(t.to(model.device) for t in batch)
     model.check_data(*batch)  # once, for every estimate below
     if seed is not None:
         torch.manual_seed(seed)
+    ll = log_likelihood(model, batch, num_samples=num_samples, checked=True)
     out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item(),
-           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples,
-                                            checked=True).mean().item(),
+           "log_likelihood": ll.mean().item(),
            "num_samples": num_samples, "num_points": batch[0].shape[0]}
     if diagnostics:
         out.update(_diagnostics_summary(model, batch))
-    if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
+    if "lengths" in model.batch_parts:  # sequences: per step, over the real steps only
+        out.update(_per_step(model, ll, batch[1]))
+    elif model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
         out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
     if isinstance(model, Classifier) and labels is not None:
         # on the labelled points only (None when there are none), and how many there were
         out.update(accuracy(model.classify(batch[0]).cpu(), labels))
+    return out
+
+
+def _per_step(model, ll: torch.Tensor, lengths: torch.Tensor) -> dict:
+    """Sequences' log-likelihood per step (nats) and, for discrete data, bits per step;
+    token models count their end-of-sequence event as a step (:func:`bits_per_step`)."""
+    end = bool(getattr(model, "tokens", False))
+    out = {"log_likelihood_per_step": -bits_per_step(-ll, lengths, end_event=end) * math.log(2)}
+    if model.likelihood.discrete:
+        out["bits_per_step"] = bits_per_step(-ll, lengths, end_event=end)
     return out
 
 
