@@ -26,11 +26,11 @@ default dtype and random state are left as they are.
 from pvae import data, evaluate, latent, likelihoods, plots
 from pvae.models import load
 from pvae.compare import compare
-from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE
+from pvae.models import CVAE, VAE, HierarchicalVAE, SemiSupervisedVAE, SequenceVAE
 from pvae.train import fit
 
 __version__ = "0.1.0"
 __all__ = [
-    "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "fit", "load", "compare",
+    "VAE", "CVAE", "SemiSupervisedVAE", "HierarchicalVAE", "SequenceVAE", "fit", "load", "compare",
     "likelihoods", "evaluate", "data", "latent", "plots",
 ]

@@ -1,7 +1,8 @@
 """Batches from what users pass: tuples of tensors, loaders over a torch ``Dataset``.
 
-A batch is a tuple of tensors with one row per data point: ``(x,)``, or ``(x, y)``
-for models with labels or conditions; x is float32. This module reads models
+A batch is a tuple of tensors with one row per data point: ``(x,)``, ``(x, y)``
+for models with labels or conditions, or ``(x, lengths)`` for sequences; x is
+float32 (token ids of a model declaring ``x_dtype = torch.int64`` stay exact). This module reads models
 only through their attributes (``batch_parts``, ``num_classes``,
 ``evaluation_batch``, ``check_data``) and imports nothing else of pvae."""
 
@@ -24,9 +25,22 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return max(n // batch_size, 1) if drop_last else math.ceil(n / batch_size)
 
 
+def _x_dtype(model):
+    """The dtype a model's x travels in: its declared ``x_dtype`` (token ids: int64), else
+    float32."""
+    return getattr(model, "x_dtype", None) or torch.float32
+
+
 def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...]:
-    """Tensors (x,) or (x, y) from a tensor, array, tuple, or pvae.data split."""
-    if hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
+    """Tensors (x,), (x, y) or (x, lengths) from a tensor, array, tuple, pvae.data split
+    or any object with ``x`` and ``lengths`` attributes (sequences, e.g. pvae.data.Sequences).
+
+    x becomes float32, except for a model that declares ``x_dtype = torch.int64`` (token
+    ids): integer ids become int64 and float ids stay floats (exact; the model checks that
+    the real steps hold whole ids and converts them)."""
+    if hasattr(data, "x") and hasattr(data, "lengths"):  # padded sequences with their lengths
+        data = (data.x, data.lengths)
+    elif hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
         data = (data.x, data.y) if "y" in getattr(model, "batch_parts", ("x",)) else data.x
     parts = data if isinstance(data, (tuple, list)) else (data,)
     out = []
@@ -50,7 +64,9 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
     if x.is_complex() or x.dtype not in _REAL_DTYPES:
         raise TypeError(f"{what} has dtype {x.dtype}; pvae needs real numbers "
                         "(float32, or integers/booleans, which are converted)")
-    if x.dtype != torch.float32:
+    if _x_dtype(model) == torch.int64:
+        x = x if x.is_floating_point() else x.long()
+    elif x.dtype != torch.float32:
         x = x.float()
     out[0] = x
     n = x.shape[0] if x.dim() else 0
@@ -79,7 +95,8 @@ def as_batch(data, model=None, what: str = "data") -> tuple[torch.Tensor, ...]:
     batch = as_batch_tensors(data, model, what)
     if getattr(model, "batch_parts", None) is None:  # a pair of callables: nothing declared
         return batch
-    if hasattr(data, "x") and hasattr(data, "y"):  # a pvae.data.Split: score what fit scores
+    if hasattr(data, "x") and hasattr(data, "y") and not hasattr(data, "lengths"):
+        # a pvae.data.Split: score what fit scores
         batch = model.evaluation_batch(batch)
     model.check_data(*batch)
     return batch

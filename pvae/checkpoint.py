@@ -109,6 +109,13 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def copy_file(src: PathLike, dst: PathLike) -> None:
+    """Copy the file ``src`` to ``dst``, atomically (see :func:`atomic_write`)."""
+    with open(src, "rb") as f:
+        data = f.read()
+    atomic_write(dst, lambda out: out.write(data), mode="wb")
+
+
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write a text file, atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda f: f.write(text), mode="w")

@@ -195,6 +195,9 @@ class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="the torch "
                                                                           "optimiser")
     checkpoint_every: int = Field(10, ge=1, description="epochs between atomic checkpoints")
+    keep_every: int = Field(0, ge=0, description="also keep a copy checkpoint-eEPOCH.pt every "
+                                                 "this many epochs, for a long run's curve "
+                                                 "(0: none)")
     logger: Literal["tensorboard", "none"] = Field(
         "none", description="write TensorBoard event files into the run folder "
                             "(pip install pvae[tensorboard])")
@@ -202,7 +205,8 @@ class TrainConfig(_Section):
     #: The fields that are keyword arguments of :func:`pvae.fit`, under the same names.
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
         "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
-        "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every")
+        "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every",
+        "keep_every")
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`pvae.fit` this section sets:

@@ -21,27 +21,36 @@ diagnostics take all ``num_samples`` of a batch at once: keep
 :func:`elbo`, :func:`log_likelihood`, :func:`parts` and :func:`site_log_probs`
 live in :mod:`pvae.estimates` (below the training loop, which reports them) and
 are re-exported here. Also here: :func:`diagnostics` (rate, distortion, KL per dimension, active
-units), :func:`report` (one split scored as ``pvae train``, ``pvae evaluate``
-and :func:`pvae.compare` report it) and :func:`anomaly_scores`. Re-exported
-from the modules they live in: :func:`accuracy`, :func:`bits_per_dim`,
-:func:`calibrate_threshold` and :func:`roc_auc` (:mod:`pvae.scores`), and
-:func:`gradient_stats` (:mod:`pvae.gradients`).
+units) and :func:`report` (one split scored as ``pvae train``, ``pvae evaluate``
+and :func:`pvae.compare` report it). Re-exported from the modules they live in:
+:func:`accuracy`, :func:`bits_per_dim`, :func:`calibrate_threshold` and
+:func:`roc_auc` (:mod:`pvae.scores`); :func:`gradient_stats`
+(:mod:`pvae.gradients`); and the anomaly scores of :mod:`pvae.anomaly`:
+:func:`anomaly_scores` per data point, :func:`window_scores` per window of a
+long series, :func:`step_scores` per time step (:func:`window_steps` maps
+windows to steps), :func:`step_report` (ROC AUC, calibrated threshold) and
+:func:`ucr_hit` (the UCR archive's criterion).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Optional
 
 import torch
 
+from pvae.anomaly import (  # noqa: F401  (re-exported: anomaly scores live there)
+    anomaly_scores, step_report, step_scores, ucr_hit, window_scores, window_steps,
+)
 from pvae.batching import as_batch, as_batch_tensors
 from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimates live there)
     CHUNK_ELEMENTS, _Evaluation, _unvalidated, elbo, log_likelihood, parts, site_log_probs,
 )
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, as_pair
-from pvae.scores import accuracy, bits_per_dim, calibrate_threshold, roc_auc  # noqa: F401
+from pvae.scores import (  # noqa: F401  (re-exported)
+    accuracy, bits_per_dim, bits_per_step, calibrate_threshold, roc_auc)
 from pvae.weights import log_weights
 
 Batch = tuple
@@ -201,7 +210,9 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
     dict
         ``elbo``, ``log_likelihood`` (nats per data point, means over the data),
         ``num_samples``, ``num_points``; ``bits_per_dim`` where the likelihood is
-        discrete; ``accuracy`` and ``num_labelled`` (:func:`accuracy`) where the
+        discrete; for sequence models instead ``log_likelihood_per_step`` (nats) and,
+        for discrete data, ``bits_per_step`` (:func:`bits_per_step`); ``accuracy``
+        and ``num_labelled`` (:func:`accuracy`) where the
         model classifies and ``data`` has labels; with ``diagnostics``, also
         ``distortion``, ``rate``, ``rate_<site>``, ``active_units``
         (``{site: {"active", "dims"}}``, or ``None`` with ``active_units_note``
@@ -213,24 +224,36 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
         Data the model cannot score (as :func:`elbo`).
     """
     labels = getattr(data, "y", None) if hasattr(data, "x") else None
-    if hasattr(data, "x") and labels is None:
+    if hasattr(data, "x") and labels is None and not hasattr(data, "lengths"):
         data = data.x  # a split without labels
     batch = model.evaluation_batch(as_batch_tensors(data, model, what))
     batch = tuple(t.to(model.device) for t in batch)
     model.check_data(*batch)  # once, for every estimate below
     if seed is not None:
         torch.manual_seed(seed)
+    ll = log_likelihood(model, batch, num_samples=num_samples, checked=True)
     out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item(),
-           "log_likelihood": log_likelihood(model, batch, num_samples=num_samples,
-                                            checked=True).mean().item(),
+           "log_likelihood": ll.mean().item(),
            "num_samples": num_samples, "num_points": batch[0].shape[0]}
     if diagnostics:
         out.update(_diagnostics_summary(model, batch))
-    if model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
+    if "lengths" in model.batch_parts:  # sequences: per step, over the real steps only
+        out.update(_per_step(model, ll, batch[1]))
+    elif model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
         out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
     if isinstance(model, Classifier) and labels is not None:
         # on the labelled points only (None when there are none), and how many there were
         out.update(accuracy(model.classify(batch[0]).cpu(), labels))
+    return out
+
+
+def _per_step(model, ll: torch.Tensor, lengths: torch.Tensor) -> dict:
+    """Sequences' log-likelihood per step (nats) and, for discrete data, bits per step;
+    token models count their end-of-sequence event as a step (:func:`bits_per_step`)."""
+    end = bool(getattr(model, "tokens", False))
+    out = {"log_likelihood_per_step": -bits_per_step(-ll, lengths, end_event=end) * math.log(2)}
+    if model.likelihood.discrete:
+        out["bits_per_step"] = bits_per_step(-ll, lengths, end_event=end)
     return out
 
 
@@ -247,17 +270,3 @@ def _diagnostics_summary(model, batch: Batch) -> dict:
         out["active_units_note"] = (f"undefined on {batch[0].shape[0]} point(s): a variance over "
                                     "the data needs at least 2")
     return out
-
-
-# -- anomaly scores -----------------------------------------------------------------------------
-def anomaly_scores(model, data, *, score: str = "elbo", num_samples: int = 10,
-                   batch_size: int = 500) -> torch.Tensor:
-    """Per data point: ``-ELBO`` (``score="elbo"``) or ``-log p(x)``
-    (``score="log_likelihood"``); higher means more anomalous."""
-    if score == "elbo":
-        return -elbo(model, data, num_samples, batch_size=batch_size)
-    if score == "log_likelihood":
-        return -log_likelihood(model, data, num_samples, batch_size=batch_size)
-    raise ValueError(f"score must be 'elbo' or 'log_likelihood', got {score!r}")
-
-

@@ -32,7 +32,31 @@ def _conditioned(model) -> bool:
     return "y" in getattr(model, "batch_parts", ("x",))
 
 
+def _sequential(model) -> bool:
+    """Whether the model's batches are sequences with their lengths (``(x, lengths)``)."""
+    return "lengths" in getattr(model, "batch_parts", ("x",))
+
+
+def _one_sequence(x) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sequence as a batch of one: ``x`` of shape ``(L,)`` / ``(L, D)`` (its length is
+    L), or a pair ``(x, length)`` for a padded one."""
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError("give one sequence as x of shape (L,) or (L, D), or as a pair "
+                             "(x, length)")
+        x, length = torch.as_tensor(x[0]), torch.as_tensor(x[1]).reshape(1)
+    else:
+        x = torch.as_tensor(x)
+        length = torch.tensor([x.shape[0] if x.dim() else 0])
+    return x[None], length
+
+
 def _batch(model, x, y):
+    if _sequential(model):
+        if y is None:
+            raise ValueError(f"{type(model).__name__} encodes sequences with their lengths: "
+                             "pass lengths")
+        return (x, y)
     if _conditioned(model):
         if y is None and not isinstance(model, Classifier):
             raise ValueError(f"{type(model).__name__} needs the condition y of the inputs")
@@ -89,8 +113,11 @@ def _cond(model, y, n: int, x: Optional[torch.Tensor] = None) -> tuple:
 
 @torch.no_grad()
 def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
-           batch_size: int = 1000) -> torch.Tensor:
+           lengths: Optional[torch.Tensor] = None, batch_size: int = 1000) -> torch.Tensor:
     """Posterior means of the main latent for every row of ``x``, shape (N, D).
+
+    Sequence models (:class:`pvae.SequenceVAE`) take the sequences' ``lengths``
+    (shape (N,)), as a keyword or in place of ``y``.
 
     ``y``: the inputs' conditions for conditional models, one per row (labels
     of shape (N,), or (N, y_dim) vectors; -1 for a SemiSupervisedVAE's
@@ -100,7 +127,9 @@ def encode(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, *,
     (``ValueError`` / ``TypeError`` naming the problem), before any work;
     values outside the likelihood's support are encoded as they are.
     """
-    if y is not None and _conditioned(model) and len(y) != len(x):
+    if _sequential(model) and lengths is not None:
+        y = lengths
+    if y is not None and (_conditioned(model) or _sequential(model)) and len(y) != len(x):
         raise ValueError(f"y has {len(y)} rows for {len(x)} inputs; pass one condition per row")
     batch = model.checked_batch(*_batch(model, x, y), support=False)
     x, y = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -232,7 +261,9 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
 
     ``x_a``, ``x_b``: single data points (shape ``x_shape``). Returns
     ``(z, decoded)`` of shapes (steps, D) and (steps, *x_shape). The ends decode
-    to the inputs' mean reconstructions. ``y_a``/``y_b``: their conditions (for
+    to the inputs' mean reconstructions. For a sequence model each input is one
+    sequence, of shape ``(L,)`` or ``(L, D)`` or a pair ``(x, length)``, and
+    ``decoded`` is the pair ``(x, lengths)`` of greedy decodings (Bowman et al. 2016). ``y_a``/``y_b``: their conditions (for
     encoding with conditional models: a label, or a vector of ``y_dim``
     numbers); ``y``: the condition to decode with, one point's or one per step
     (default ``y_a``; a SemiSupervisedVAE predicts ``x_a``'s label where it is
@@ -242,10 +273,14 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
         raise ValueError(f"steps must be >= 2, got {steps}")
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    ya, yb = _point_condition(model, y_a), _point_condition(model, y_b)
-    za = encode(model, torch.as_tensor(x_a)[None], ya)[0]
-    zb = encode(model, torch.as_tensor(x_b)[None], yb)[0]
-    cond = _cond(model, y if y is not None else y_a, steps, torch.as_tensor(x_a))
+    if _sequential(model):  # Bowman et al. 2016's homotopies between two sequences
+        za, zb = (encode(model, *_one_sequence(v))[0] for v in (x_a, x_b))
+        cond: tuple = ()
+    else:
+        ya, yb = _point_condition(model, y_a), _point_condition(model, y_b)
+        za = encode(model, torch.as_tensor(x_a)[None], ya)[0]
+        zb = encode(model, torch.as_tensor(x_b)[None], yb)[0]
+        cond = _cond(model, y if y is not None else y_a, steps, torch.as_tensor(x_a))
     t = torch.linspace(0, 1, steps)
     z = (1 - t)[:, None] * za + t[:, None] * zb if method == "linear" else _slerp(za, zb, t)
     return z, model.decode_mean(z, *cond)
@@ -264,10 +299,15 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
     condition for conditional models (a label, or a vector of ``y_dim``
     numbers), used to encode and to decode; a SemiSupervisedVAE predicts it
     where absent or -1. Raises ``ValueError`` for a missing or misshapen
-    condition, or dims outside 0..D-1.
+    condition, or dims outside 0..D-1. For a sequence model ``x`` is one sequence
+    (as for :func:`interpolate`) and ``decoded`` the pair ``(x, lengths)``.
     """
-    x = torch.as_tensor(x)
-    z0 = encode(model, x[None], _point_condition(model, y))[0]
+    if _sequential(model):
+        z0 = encode(model, *_one_sequence(x))[0]
+        x, y = torch.zeros(0), None
+    else:
+        x = torch.as_tensor(x)
+        z0 = encode(model, x[None], _point_condition(model, y))[0]
     dims = list(range(z0.shape[0])) if dims is None else [int(d) for d in dims]
     if not all(0 <= d < z0.shape[0] for d in dims):
         raise ValueError(f"dims must be latent dimensions in 0..{z0.shape[0] - 1}, got {dims}")
@@ -277,6 +317,8 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
         z[i, :, d] = values
     flat = z.reshape(-1, z0.shape[0])
     decoded = model.decode_mean(flat, *_cond(model, y, flat.shape[0], x))
+    if isinstance(decoded, tuple):  # sequences: (x, lengths)
+        return z, tuple(d.reshape(len(dims), steps, *d.shape[1:]) for d in decoded)
     return z, decoded.reshape(len(dims), steps, *decoded.shape[1:])
 
 

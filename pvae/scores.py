@@ -1,6 +1,7 @@
 """Scores of predictions and of per-point values: pure tensor functions, no models.
 
-Accuracy of a classifier on its labelled points, bits per dimension from nats,
+Accuracy of a classifier on its labelled points, bits per dimension (and per
+sequence step) from nats,
 and for anomaly detection a calibrated threshold and the ROC AUC. Re-exported
 by :mod:`pvae.evaluate`, which computes the values these take.
 """
@@ -17,6 +18,32 @@ def bits_per_dim(nats: Union[torch.Tensor, float], x_dim: Union[int, Sequence[in
     """Convert nats per data point to bits per dimension (for discrete data: -log2 p / D)."""
     d = x_dim if isinstance(x_dim, int) else math.prod(x_dim)
     return nats / (d * math.log(2))
+
+
+def bits_per_step(nats: Union[torch.Tensor, Sequence[float]],
+                  lengths: Union[torch.Tensor, Sequence[int]], *, end_event: bool = False) -> float:
+    """Bits per step (per character, for character-level text) over a set of sequences.
+
+    ``nats``: the negative log-likelihood of each sequence in nats, shape ``(N,)``
+    (e.g. ``-pvae.evaluate.log_likelihood(model, (x, lengths))``); ``lengths``:
+    the sequences' lengths, shape ``(N,)``. Returns the total in bits divided by
+    the total number of steps, ``sum(nats) / (ln 2 * sum(lengths + end_event))``.
+    ``end_event=True`` counts the end-of-sequence event of token models as one
+    more step per sequence, as language-model bits per character do when the
+    model scores the end of each word or sentence (:class:`pvae.SequenceVAE` with
+    ``vocab_size`` scores it; series are modelled given their length, so False).
+
+    Raises ``ValueError`` for shapes that differ or a length below 1.
+    """
+    nats = torch.as_tensor(nats, dtype=torch.float64).reshape(-1)
+    lengths = torch.as_tensor(lengths).reshape(-1)
+    if nats.shape != lengths.shape:
+        raise ValueError(f"nats has {nats.numel()} values for {lengths.numel()} lengths; pass "
+                         "one of each per sequence")
+    if lengths.numel() == 0 or (lengths < 1).any():
+        raise ValueError("lengths must be at least 1 for every sequence (and there must be one)")
+    steps = (lengths.double() + float(end_event)).sum()
+    return float(nats.sum() / (steps * math.log(2)))
 
 
 def accuracy(probs: torch.Tensor, y: torch.Tensor) -> dict:

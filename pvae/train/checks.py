@@ -17,7 +17,8 @@ from pvae.train.schedules import valid_lr_steps
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
                   clip_norm: Optional[float], checkpoint_every: int,
-                  lr_steps: Sequence[int] = (), lr_factor: float = 0.1) -> None:
+                  lr_steps: Sequence[int] = (), lr_factor: float = 0.1,
+                  keep_every: int = 0) -> None:
     """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -36,6 +37,8 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
         raise ValueError(f"clip_norm must be positive or None, got {clip_norm!r}")
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
+    if not (isinstance(keep_every, int) and keep_every >= 0):
+        raise ValueError(f"keep_every must be an int >= 0 (0: keep no copies), got {keep_every!r}")
 
 
 

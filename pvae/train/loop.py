@@ -27,6 +27,7 @@ import torch
 from pyro.infer import ELBO
 from tqdm import tqdm
 
+from pvae import checkpoint as ckpt
 from pvae import distributed, estimates
 from pvae.elbos import traits
 from pvae.train.checks import check_distributed, check_elbo, check_options, resume_record
@@ -51,7 +52,8 @@ def fit(
     seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
     validation=None, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     optimizer: str = "adam", weight_decay: float = 0.0,
-    checkpoint_dir: _Dir = None, checkpoint_every: int = 1, resume: bool = False,
+    checkpoint_dir: _Dir = None, checkpoint_every: int = 1, keep_every: int = 0,
+    resume: bool = False,
     progress: Optional[bool] = None, monitor_size: int = 1024, log_dir: _Dir = None,
     callback: Optional[Callable[[dict], None]] = None, logger: Union[None, str, Logger] = None,
 ) -> History:
@@ -82,6 +84,9 @@ def fit(
         ``resume=True`` continues it with its random streams (``epochs`` is the
         total to reach; :func:`resume_record` says what must match); without
         ``resume`` an existing checkpoint is never overwritten.
+    keep_every : also keep a copy of the checkpoint after every ``keep_every``-th epoch
+        as ``checkpoint_dir/checkpoint-eEPOCH.pt`` (0: none), so a long run's curve can
+        be scored afterwards (``pvae.load`` reads them like ``checkpoint.pt``).
     progress : show a tqdm bar; default: only when stderr is a terminal.
     monitor_size : training points (a fixed subset) where ``recon``/``kl`` are measured.
     callback : called with each epoch's history row.
@@ -104,7 +109,7 @@ def fit(
     # ---- every check before any work ----------------------------------------------------
     log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
-                  lr_factor)
+                  lr_factor, keep_every)
     loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup)
     rank, world = distributed.context()
     check_distributed(model, loss_elbo, world)
@@ -137,7 +142,8 @@ def fit(
         for epoch in bar:
             row = _epoch(model, train, step, state, schedule, epoch, val, ckpt_path)
             bar.set_postfix(elbo=f"{row['train_elbo']:.2f}")
-            _save(model, state, epoch, epochs, checkpoint_every, schedule, ckpt_path, rank)
+            _save(model, state, epoch, epochs, (checkpoint_every, keep_every), schedule,
+                  ckpt_path, rank)
             if callback is not None:
                 callback(row)
             log(row, model, val or state.monitor)
@@ -227,13 +233,20 @@ def _check_row(row: dict, model, monitor: tuple, epoch: int, i: int,
                                 else "a monitored value became non-finite elsewhere", ckpt_path)
 
 
-def _save(model, state: TrainState, epoch: int, epochs: int, every: int, schedule: Schedule,
-          ckpt_path: Optional[Path], rank: int) -> None:
-    """After every ``every``-th epoch and the last, check the parameters
-    (:func:`_check_params`) and save the checkpoint (none without ``ckpt_path``)."""
-    if ckpt_path is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+def _save(model, state: TrainState, epoch: int, epochs: int, every: tuple[int, int],
+          schedule: Schedule, ckpt_path: Optional[Path], rank: int) -> None:
+    """After every ``every[0]``-th epoch and the last, check the parameters
+    (:func:`_check_params`) and save the checkpoint (none without ``ckpt_path``); after
+    every ``every[1]``-th epoch (when positive) also keep a copy ``checkpoint-eEPOCH.pt``."""
+    if ckpt_path is None:
+        return
+    done = epoch + 1
+    keep = every[1] > 0 and done % every[1] == 0
+    if done % every[0] == 0 or done == epochs or keep:
         _check_params(model, state.monitor, epoch, schedule.steps_per_epoch, ckpt_path)
-        state.save(model, ckpt_path, epoch + 1, rank)
+        state.save(model, ckpt_path, done, rank)
+    if keep and rank == 0:
+        ckpt.copy_file(ckpt_path, ckpt_path.with_name(f"{ckpt_path.stem}-e{done}.pt"))
 
 
 def _check_params(model, monitor: tuple, epoch: int, epoch_steps: int,

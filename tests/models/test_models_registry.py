@@ -8,7 +8,7 @@ from pvae.checkpoint import CheckpointError
 
 
 def test_models_are_built_by_name_with_their_options_checked():
-    assert pvae.models.names() == ["cvae", "hvae", "ssvae", "vae"]
+    assert pvae.models.names() == ["cvae", "hvae", "seqvae", "ssvae", "vae"]
     m = pvae.models.get("ssvae", x_dim=64, num_classes=10, z_dim=3)
     assert type(m) is pvae.SemiSupervisedVAE and m.z_dim == 3
     assert pvae.models.get(type(m).config_name, **m.hparams).hparams == m.hparams

@@ -185,3 +185,28 @@ def test_data_are_checked_before_training_not_again_every_epoch(binary_digits, m
     calls.clear()
     pvae.fit(vae, x, epochs=4, validation=val, batch_size=50)
     assert len(calls) == once  # the same checks for 4 epochs as for 1
+
+
+def test_keep_every_keeps_copies_that_load_as_the_model_was_then(x, tmp_path):
+    torch.manual_seed(0)
+    model = small_vae()
+    pvae.fit(model, x, epochs=2, seed=1, checkpoint_dir=tmp_path, checkpoint_every=3,
+             keep_every=2)
+    at2 = {k: v.clone() for k, v in model.state_dict().items()}
+    pvae.fit(model, x, epochs=4, seed=1, checkpoint_dir=tmp_path, checkpoint_every=3,
+             keep_every=2, resume=True)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-e*.pt")) == [
+        "checkpoint-e2.pt", "checkpoint-e4.pt"]
+    kept = pvae.load(tmp_path / "checkpoint-e2.pt")
+    for k, v in kept.state_dict().items():
+        assert torch.equal(v, at2[k]), k
+    final = pvae.load(tmp_path / "checkpoint-e4.pt")
+    assert not torch.equal(final.state_dict()[k], at2[k])
+    assert torch.load(tmp_path / "checkpoint-e2.pt", weights_only=False)["training"]["epoch"] == 2
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2"])
+def test_keep_every_must_be_a_whole_number_of_epochs(x, tmp_path, bad):
+    with pytest.raises(ValueError, match="keep_every"):
+        pvae.fit(small_vae(), x, epochs=1, checkpoint_dir=tmp_path, keep_every=bad)
+    assert not any(tmp_path.iterdir())

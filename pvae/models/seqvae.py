@@ -1,0 +1,304 @@
+"""The sequence VAE: a recurrent encoder and an autoregressive recurrent decoder."""
+
+from __future__ import annotations
+
+import operator
+from typing import Literal, Optional, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import pyro_method
+
+from pvae import likelihoods as lk
+from pvae.flows import GaussianPosterior
+from pvae.models.base import PVAEModel
+from pvae.models.checks import check_hparams, num_draws
+from pvae.models.registry import register
+from pvae.models.seqchecks import check_sequences, clean
+from pvae.models.seqdist import MaskedSequence, step_mask
+from pvae.models.seqgen import generate
+from pvae.nets_recurrent import SequenceDecoder, SequenceEncoder, SeriesInputs, TokenInputs
+
+
+def _positive(name: str, value) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        v = 0
+    if isinstance(value, bool) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return v
+
+
+@register
+class SequenceVAE(PVAEModel):
+    r"""Variational autoencoder of variable-length sequences (Fabius & van Amersfoort 2014;
+    Bowman et al. 2016, "Generating sentences from a continuous space").
+
+    Data are the pair ``(x, lengths)``: float series ``x`` of shape ``(N, T, D)``
+    (``SequenceVAE(x_dim=D, ...)``) or token ids of shape ``(N, T)``
+    (``SequenceVAE(vocab_size=V, ...)``), and ``lengths`` of shape ``(N,)`` in
+    ``1..T``. Values beyond a length (padding) may be anything, NaN included:
+    they are replaced before any computation and never scored.
+
+    Generative story, for each sequence ``n`` in ``pyro.plate("data")``::
+
+        z_n ~ Normal(0, I)                                   # site "z", (z_dim,)
+        h_0 = tanh(W z_n);  h_t = RNN(h_{t-1}, input(x_{t-1}))
+        x_nt ~ likelihood(out(h_t)),  t < L_n                # site "x", (T, D) or (T,)
+
+    The decoder is autoregressive (teacher forcing on the observed steps). For
+    tokens the categories are ``0..V-1`` and an end-of-sequence event ``V``,
+    scored after the last token, so p(x) includes the length (a sequence has at
+    least one token: no end event at the first step). Series are modelled given
+    their length. Site ``"x"`` is a :class:`pvae.models.seqdist.MaskedSequence`:
+    one log-probability per sequence, in nats.
+
+    Guide::
+
+        z_n ~ Normal(encoder(x_n[:L_n]))                     # site "z"
+
+    from a (bidirectional) GRU/LSTM that reads only the real steps (packed),
+    optionally followed by ``guide_flows`` inverse autoregressive flows.
+
+    Parameters
+    ----------
+    x_dim
+        Features per step of real-valued or binary series; give this or ``vocab_size``.
+    z_dim
+        Latent dimensions.
+    vocab_size
+        Number of token ids ``V`` (ids ``0..V-1``) for token sequences.
+    likelihood
+        Per-step likelihood by name (:func:`pvae.likelihoods.names`): ``"gaussian"``
+        (default for series), ``"laplace"``, ``"bernoulli"`` (binary series), ...;
+        tokens always use ``"categorical"`` over ``V + 1`` categories.
+    hidden_dim, rnn, num_layers
+        The recurrent networks' width, cell (``"gru"`` or ``"lstm"``) and depth.
+    bidirectional_encoder
+        Whether the encoder reads the sequence both ways.
+    embedding_dim
+        Token embedding size (default ``hidden_dim``).
+    word_dropout
+        Probability, in training only, of replacing each decoder input by an
+        unknown token (a zeroed, flagged step for series), Bowman et al.'s
+        remedy for posterior collapse; use it with ``pvae.fit(kl_warmup=...)``.
+    beta, guide_flows, likelihood_kwargs
+        As for :class:`pvae.VAE`.
+    max_len
+        Default maximum length of :meth:`sample`, :meth:`decode_mean` and of the
+        model run without x.
+
+    Raises
+    ------
+    ValueError
+        For neither or both of ``x_dim`` and ``vocab_size``, a likelihood other
+        than categorical for tokens, or a bad size, rate or option.
+    """
+
+    config_name = "seqvae"
+    batch_parts = ("x", "lengths")
+
+    def __init__(self, x_dim: Optional[Union[int, tuple, list]] = None, z_dim: int = 16, *,
+                 vocab_size: Optional[int] = None, likelihood: Optional[str] = None,
+                 hidden_dim: int = 128, rnn: Literal["gru", "lstm"] = "gru", num_layers: int = 1,
+                 bidirectional_encoder: bool = True, embedding_dim: Optional[int] = None,
+                 word_dropout: float = 0.0, beta: float = 1.0,
+                 likelihood_kwargs: Optional[dict] = None, guide_flows: int = 0,
+                 max_len: int = 100) -> None:
+        super().__init__()
+        check_hparams(z_dim=z_dim, beta=beta, guide_flows=guide_flows)
+        if (x_dim is None) == (vocab_size is None):
+            raise ValueError("give x_dim=D for real-valued series of shape (N, T, D) or "
+                             "vocab_size=V for token ids of shape (N, T), not both or neither")
+        if isinstance(x_dim, (tuple, list)) and len(x_dim) == 1:
+            x_dim = x_dim[0]
+        hidden_dim = _positive("hidden_dim", hidden_dim)
+        num_layers = _positive("num_layers", num_layers)
+        self.max_len = _positive("max_len", max_len)
+        if not (isinstance(word_dropout, (int, float)) and 0 <= word_dropout < 1):
+            raise ValueError(f"word_dropout must be a probability in [0, 1), got {word_dropout!r}")
+        self.z_dim, self.beta, self.word_dropout = z_dim, float(beta), float(word_dropout)
+        self.tokens = vocab_size is not None
+        self.vocab_size = None if vocab_size is None else _positive("vocab_size", vocab_size)
+        self.x_dim = None if x_dim is None else _positive("x_dim", x_dim)
+        self._default_encoder = self._default_decoder = True
+        if self.tokens:
+            if likelihood not in (None, "categorical") or likelihood_kwargs:
+                raise ValueError("token sequences use the categorical likelihood over the "
+                                 f"vocabulary and an end event; got likelihood={likelihood!r}"
+                                 + (f", likelihood_kwargs={likelihood_kwargs!r}"
+                                    if likelihood_kwargs else ""))
+            self.x_shape = ()
+            self.likelihood = lk.get("categorical", num_levels=self.vocab_size + 1).setup(())
+            embedding_dim = _positive("embedding_dim", embedding_dim or hidden_dim)
+            self.enc_inputs = TokenInputs(self.vocab_size, embedding_dim)
+            self.dec_inputs = TokenInputs(self.vocab_size, embedding_dim)
+            enc_dim, out_dim = embedding_dim, self.vocab_size + 1
+        else:
+            self.x_shape = (self.x_dim,)
+            self.likelihood = lk.resolve(likelihood or "gaussian",
+                                         **(likelihood_kwargs or {})).setup(self.x_shape)
+            self.dec_inputs = SeriesInputs(self.x_dim)
+            enc_dim, out_dim = self.x_dim, self.likelihood.num_params * self.x_dim
+        self.encoder = SequenceEncoder(enc_dim, z_dim, hidden_dim, rnn, num_layers,
+                                       bool(bidirectional_encoder))
+        self.decoder = SequenceDecoder(self.dec_inputs.dim, z_dim, hidden_dim, out_dim, rnn,
+                                       num_layers)
+        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        self._remember(
+            x_dim=self.x_dim, z_dim=z_dim, vocab_size=self.vocab_size,
+            likelihood=self.likelihood.name if not self.tokens else None,
+            likelihood_kwargs=self.likelihood.hparams() if not self.tokens else None,
+            hidden_dim=hidden_dim, rnn=rnn, num_layers=num_layers,
+            bidirectional_encoder=bool(bidirectional_encoder),
+            embedding_dim=embedding_dim if self.tokens else None,
+            word_dropout=self.word_dropout, beta=self.beta, guide_flows=guide_flows,
+            max_len=self.max_len)
+
+    # -- data ---------------------------------------------------------------------------------
+    #: The dtype token ids travel in (pvae.batching keeps them exact); None: float32.
+    @property
+    def x_dtype(self) -> Optional[torch.dtype]:
+        return torch.int64 if self.tokens else None
+
+    def check_data(self, x, *rest, support: bool = True) -> None:
+        """Raise ``ValueError`` (``TypeError`` for non-tensors) unless ``(x, lengths)`` is data
+        this model takes: shapes, lengths in ``1..T``, ids in the vocabulary, finite
+        values (and the likelihood's support where ``support``) on the real steps."""
+        if len(rest) != 1:
+            raise ValueError(self._parts_message(1 + len(rest)))
+        check_sequences(x, rest[0], vocab_size=self.vocab_size, x_dim=self.x_dim,
+                        likelihood=self._modules["likelihood"] if support else None)
+
+    def _checked(self, x, lengths, support: bool = False):
+        return clean(*self.checked_batch(x, lengths, support=support), self.tokens)
+
+    # -- networks ------------------------------------------------------------------------------
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor):
+        if self.tokens:
+            inputs = self.enc_inputs.embedding(x)
+        else:
+            inputs = self._encoder_input(x)
+        return self.encoder(inputs, lengths)
+
+    def _px(self, z: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor,
+            draw: Optional[torch.Tensor] = None) -> MaskedSequence:
+        """p(x | z) by teacher forcing on cleaned ``x``: batch ``z.shape[:-1]``."""
+        p = self.word_dropout if self.training else 0.0
+        k = 1 if self.tokens else 2  # x's dims per sequence
+        inputs = self.dec_inputs.teacher(x.reshape(-1, *x.shape[x.dim() - k:]), p)
+        out = self.decoder(inputs.reshape(*x.shape[: x.dim() - k], *inputs.shape[1:]), z)
+        if not self.tokens:
+            steps = self.likelihood(self.likelihood.unflatten(out))
+            return MaskedSequence(steps, lengths, draw=draw)
+        logits = self._no_empty(out)
+        steps = self.likelihood(logits[..., :-1, :])
+        end = torch.log_softmax(logits, -1)[..., self.vocab_size]
+        return MaskedSequence(steps, lengths, end, draw=draw)
+
+    def _no_empty(self, logits: torch.Tensor) -> torch.Tensor:
+        """Token logits with the end event impossible at the first step (lengths >= 1)."""
+        first = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
+        first[0, self.vocab_size] = True
+        return logits.masked_fill(first, float("-inf"))
+
+    # -- public methods ------------------------------------------------------------------------
+    def encode(self, x, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_loc, z_scale)`` of q(z | x) (the base Gaussian, with flows), each ``(N, z_dim)``.
+
+        ``x``, ``lengths`` are checked as ``pvae.fit`` checks them (``ValueError`` /
+        ``TypeError`` naming the problem)."""
+        return self._encode(*self._checked(x, lengths))
+
+    @torch.no_grad()
+    def embed(self, x, lengths) -> torch.Tensor:
+        """Posterior means E_q[z | x], shape ``(N, z_dim)`` (before flows)."""
+        return self.encode(x, lengths)[0]
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor, *, max_len: Optional[int] = None):
+        """Greedy decoding of codes ``z`` ``(N, z_dim)``: ``(x, lengths)`` with the most
+        probable token (the mean step, for series) fed back at each step."""
+        return self.generate(z, max_len=max_len, temperature=0.0)
+
+    @torch.no_grad()
+    def reconstruct(self, x, lengths, *, max_len: Optional[int] = None):
+        """Greedy decoding from the posterior means: ``(x_hat, lengths_hat)``. Series keep
+        their lengths (padding is 0); tokens stop at the end event or ``max_len``
+        (default: the longer of ``T + 1`` and the model's ``max_len``)."""
+        x, lengths = self._checked(x, lengths)
+        z = self._encode(x, lengths)[0]
+        if not self.tokens:
+            out, _ = self.generate(z, max_len=x.shape[1], temperature=0.0)
+            return torch.where(step_mask(lengths, x.shape[1])[..., None], out, 0.0), lengths
+        return self.generate(z, max_len=max_len or max(x.shape[1] + 1, self.max_len),
+                             temperature=0.0)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, max_len: Optional[int] = None, temperature: float = 1.0):
+        """``n`` sequences from the model: ``(x, lengths)``, x padded with 0.
+
+        Tokens stop at the end event (or are cut at ``max_len``); series run
+        ``max_len`` steps (default: the model's ``max_len``). ``temperature``
+        divides token and Bernoulli logits; for continuous likelihoods it scales
+        each draw's deviation from the step's mean; 0 is greedy. ``ValueError``
+        for a bad ``n``, ``max_len`` or temperature.
+        """
+        z = torch.randn(num_draws(n), self.z_dim, device=self.device)
+        return self.generate(z, max_len=max_len, temperature=temperature)
+
+    def generate(self, z: torch.Tensor, *, max_len: Optional[int] = None,
+                 temperature: float = 1.0):
+        """Run the decoder from codes ``z`` ``(..., z_dim)``: ``(x, lengths)`` of batch
+        shape ``z.shape[:-1]`` (see :meth:`sample`)."""
+        max_len = self.max_len if max_len is None else _positive("max_len", max_len)
+        if not (isinstance(temperature, (int, float)) and temperature >= 0):
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        return generate(self, z, max_len, float(temperature))
+
+    # -- Pyro program --------------------------------------------------------------------------
+    def _size(self, x, lengths, batch_size):
+        for t in (x, lengths):
+            if t is not None:
+                return t.shape[0], t.device
+        return (1 if batch_size is None else int(batch_size)), self.device
+
+    @pyro_method
+    def model(self, x: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None, *,
+              batch_size: Optional[int] = None, max_len: Optional[int] = None):
+        """p(z) p(x | z). Without x it generates ``batch_size`` sequences (or one per given
+        length): series of the given lengths, tokens until their end event; the
+        lengths drawn are recorded at the deterministic site ``"lengths"``."""
+        n, device = self._size(x, lengths, batch_size)
+        self.decoder  # registers the decoder with Pyro (pyro.module)
+        if x is not None:
+            if lengths is None:
+                raise ValueError("the model needs the lengths of x: call model(x, lengths)")
+            x, lengths = clean(x, lengths, self.tokens)
+        with self.data_plate(n, device):
+            with self.kl_scale():
+                z = pyro.sample("z", dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0)
+                                .to_event(1))
+            if x is not None:
+                return pyro.sample("x", self._px(z, x, lengths), obs=x)
+            steps = int(lengths.max()) if lengths is not None and not self.tokens else max_len
+            draw, drawn = self.generate(z, max_len=steps)
+            if lengths is not None and not self.tokens:
+                drawn = lengths.long().expand(drawn.shape)
+                draw = torch.where(step_mask(drawn, steps)[..., None], draw, 0.0)
+            pyro.deterministic("lengths", drawn)
+            return pyro.sample("x", self._px(z, draw, drawn, draw=draw))
+
+    @pyro_method
+    def guide(self, x: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None,
+              **kwargs):
+        """q(z | x) = Normal(encoder(x, lengths)) (then the flows)."""
+        if x is None or lengths is None:
+            raise ValueError("the guide needs data: call guide(x, lengths)")
+        x, lengths = clean(x, lengths, self.tokens)
+        with self.data_plate(x.shape[0], x.device):
+            z_loc, z_scale = self._encode(x, lengths)
+            with self.kl_scale():
+                return pyro.sample("z", self.posterior(z_loc, z_scale))
