@@ -51,6 +51,7 @@ def _units(units) -> str:
 
 
 def _series(s: dict) -> list[str]:
+    s = {name: r for name, r in s.items() if isinstance(r, dict)}  # the data sets
     lines = ["## UCR series: likelihood and the latent space's classes", "",
              "1-nearest-neighbour (Euclidean, scikit-learn) trained on the training split, "
              "scored on the test split: on the raw series and on the VAE's latent means.", "",

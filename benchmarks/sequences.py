@@ -130,6 +130,9 @@ def series(args, folder: Path) -> dict:
     for name in SERIES_SETS:
         d = pvae.data.load(name, val_fraction=0.0, seed=0)
         tr, te = d.train, d.test
+        if args.series_test:
+            te = pvae.data.Sequences(te.x[:args.series_test], te.lengths[:args.series_test],
+                                     te.y[:args.series_test])
         torch.manual_seed(0)
         model = pvae.SequenceVAE(x_dim=d.step_dim, z_dim=args.series_z, hidden_dim=args.hidden,
                                  likelihood="gaussian")  # one learned scale per variable
@@ -143,10 +146,10 @@ def series(args, folder: Path) -> dict:
         coords, how = latent.embed_2d(z_te, "auto")
         plots.latent_scatter(coords, folder / f"sequences_{name}_latent.png", labels=te.y,
                              method=how, title=f"{name}: test series' latent means")
-        rx, _ = model.reconstruct(te.x[:8], te.lengths[:8])
-        sequence_plots.sequence_lines(te.x[:8], te.lengths[:8],
+        rx, _ = model.reconstruct(te.x[:4], te.lengths[:4])
+        sequence_plots.sequence_lines(te.x[:4], te.lengths[:4],
                                       folder / f"sequences_{name}_recon.png", reconstruction=rx,
-                                      labels=te.y[:8].tolist(),
+                                      labels=te.y[:4].tolist(),
                                       title=f"{name}: test series and reconstructions")
         out[name] = {"train": len(tr), "test": len(te), "length": d.max_len,
                      "epochs": args.series_epochs, "z_dim": args.series_z,
@@ -213,13 +216,15 @@ def _options(argv):
     p.add_argument("--train-stride", type=int, default=1)
     p.add_argument("--test-stride", type=int, default=5)
     p.add_argument("--num-samples", type=int, default=20, help="words sampled from the VAE")
+    p.add_argument("--series-test", type=int, default=None, help="cap the series' test sets")
     p.add_argument("--threads", type=int, default=None)
     add_smoke_options(p, HERE)
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
     if args.smoke:
         args.words_epochs, args.series_epochs, args.anomaly_epochs = 1, 1, 1
         args.words_train, args.k, args.anomaly_k, args.hidden = 300, 5, 2, 16
-        args.anomaly_hidden, args.train_stride, args.test_stride = 8, 20, 200
+        args.anomaly_hidden, args.train_stride, args.test_stride = 8, 20, 100
+        args.series_test = 64
     return args
 
 

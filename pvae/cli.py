@@ -100,6 +100,8 @@ def _cmd_train(args) -> int:
             f"({test['num_samples']} importance samples), nats per data point, higher is better")
     if "bits_per_dim" in test:
         line += f"; {test['bits_per_dim']:.3f} bits/dim"
+    if "bits_per_step" in test:  # text: its characters (tokens) and end events
+        line += f"; {test['bits_per_step']:.3f} bits per step"
     print(line)
     _print_accuracy(test, "test ")
     if "anomaly" in metrics:  # a long series: where the model found the anomaly

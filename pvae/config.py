@@ -87,6 +87,9 @@ class DataConfig(_Section):
                  "is for images and arrays: leave it unset for sequence data")
         _require(self.name not in ANOMALY_DATA or self.window, "data.window",
                  f"is needed for name: {self.name} (steps per window, about the series' period)")
+        _require(self.window is None or self.test_stride <= self.window, "data.test_stride",
+                 f"({self.test_stride}) must not exceed data.window ({self.window}): every step "
+                 "of the test series needs a window that scores it")
         return self
 
 

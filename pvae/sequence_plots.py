@@ -86,7 +86,8 @@ def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: st
             ax.plot(steps, xs[i, : lens[i], j], color=f"C{j}", lw=1.2,
                     label="data" if j == 0 else None)
             if rec is not None:
-                ax.plot(steps, rec[i, : lens[i], j], color=f"C{j}", lw=1.2, ls="--", alpha=0.8,
+                ax.plot(steps, rec[i, : lens[i], j], color="k" if d == 1 else f"C{j}", lw=1.0,
+                        ls="--", alpha=0.8,
                         label="reconstruction" if j == 0 else None)
         name = f"series {i}" + (f", class {labels[i]}" if labels is not None else "")
         ax.set_title(name, fontsize=9)
@@ -97,7 +98,9 @@ def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: st
             ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # fixed spacing: tight_layout measures every tick label, seconds on a busy machine
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14 / nrow + 0.04,
+                        top=1 - 0.5 / (2.3 * nrow + 0.6), wspace=0.25, hspace=0.55)
     return _save(fig, path)
 
 
@@ -190,5 +193,5 @@ def anomaly_timeline(series, scores, path: PathLike, *,
         inside = region[0] - margin <= top <= region[1] - 1 + margin
         hit = " (inside the widened region)" if inside else " (outside the widened region)"
     axes[0].set_title(title + f": top step {top}{hit}")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.1, top=0.92, hspace=0.12)
     return _save(fig, path)
