@@ -7,9 +7,15 @@ WORDS_GAP, WORDS_KL = 0.05, 1.0  # the targets: bits per character, nats per wor
 
 def _machine(res: dict) -> list[str]:
     m = res["machine"]
-    return [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, torch threads "
-            f"{m['torch_threads']}), python {m['python']}, torch {m['torch']}, pyro {m['pyro']}, "
-            f"numpy {m['numpy']}, commit {m['commit']}.", "", f"Command: `{res['command']}`", ""]
+    lines = [f"The last run: {m['date']} on {m['cpu']} ({m['cores']} cores, torch threads "
+             f"{m['torch_threads']}), python {m['python']}, torch {m['torch']}, pyro "
+             f"{m['pyro']}, numpy {m['numpy']}. Each section was measured by its command:", ""]
+    for name in ("words", "series", "anomaly"):
+        if name in res:
+            r = res[name]
+            lines.append(f"- {name} ({r['date']}, commit {r['commit']}, {r['seconds'] / 60:.1f} "
+                         f"minutes): `{r['command']}`")
+    return lines + [""]
 
 
 def _words(w: dict) -> list[str]:
@@ -51,7 +57,6 @@ def _units(units) -> str:
 
 
 def _series(s: dict) -> list[str]:
-    s = {name: r for name, r in s.items() if isinstance(r, dict)}  # the data sets
     lines = ["## UCR series: likelihood and the latent space's classes", "",
              "1-nearest-neighbour (Euclidean, scikit-learn) trained on the training split, "
              "scored on the test split: on the raw series and on the VAE's latent means.", "",
@@ -98,9 +103,9 @@ def _anomaly(a: dict) -> list[str]:
 def markdown(res: dict) -> str:
     lines = ["# Sequence VAEs: words, UCR series, a UCR anomaly", ""] + _machine(res)
     if "words" in res:
-        lines += _words(res["words"])
+        lines += _words(res["words"]["results"])
     if "series" in res:
-        lines += _series(res["series"])
+        lines += _series(res["series"]["results"])
     if "anomaly" in res:
-        lines += _anomaly(res["anomaly"])
+        lines += _anomaly(res["anomaly"]["results"])
     return "\n".join(lines)

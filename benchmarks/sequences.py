@@ -27,6 +27,8 @@ SEQUENCES.md, figures beside them, in ``--out``, default ``benchmarks/``):
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import sys
 import time
 from pathlib import Path
@@ -116,12 +118,10 @@ def _pair(words_: list[str]) -> tuple[int, int]:
     return 0, 1
 
 
-@torch.no_grad()
 def _interpolation(model, te, a: int, b: int, steps: int = 8):
     """Greedy decodings along the line between two test words' latent means."""
-    z = model.embed(te.x[[a, b]], te.lengths[[a, b]])
-    w = torch.linspace(0, 1, steps)[:, None]
-    return model.decode_mean((1 - w) * z[0] + w * z[1])
+    return latent.interpolate(model, (te.x[a], te.lengths[a]), (te.x[b], te.lengths[b]),
+                              steps=steps)[1]
 
 
 def series(args, folder: Path) -> dict:
@@ -134,7 +134,8 @@ def series(args, folder: Path) -> dict:
             te = pvae.data.Sequences(te.x[:args.series_test], te.lengths[:args.series_test],
                                      te.y[:args.series_test])
         torch.manual_seed(0)
-        model = pvae.SequenceVAE(x_dim=d.step_dim, z_dim=args.series_z, hidden_dim=args.hidden,
+        model = pvae.SequenceVAE(x_dim=d.step_dim, z_dim=args.series_z,
+                                 hidden_dim=args.series_hidden,
                                  likelihood="gaussian")  # one learned scale per variable
         hist, secs = _fit(model, tr, args, args.series_epochs, batch_size=32)
         model.eval()
@@ -197,7 +198,7 @@ def anomaly(args, folder: Path) -> dict:
 def _options(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=",".join(SECTIONS))
-    p.add_argument("--words-epochs", type=int, default=15)
+    p.add_argument("--words-epochs", type=int, default=20)
     p.add_argument("--words-train", type=int, default=None, help="cap the training words")
     p.add_argument("--series-epochs", type=int, default=150)
     p.add_argument("--anomaly-epochs", type=int, default=30)
@@ -205,9 +206,10 @@ def _options(argv):
     p.add_argument("--embed", type=int, default=32, help="character embedding size")
     p.add_argument("--z-dim", type=int, default=16, help="words: latent size")
     p.add_argument("--series-z", type=int, default=8)
+    p.add_argument("--series-hidden", type=int, default=64)
     p.add_argument("--anomaly-hidden", type=int, default=64)
-    p.add_argument("--word-dropout", type=float, default=0.25)
-    p.add_argument("--kl-warmup", type=float, default=5.0, help="epochs of KL warm-up (words)")
+    p.add_argument("--word-dropout", type=float, default=0.1)
+    p.add_argument("--kl-warmup", type=float, default=10.0, help="epochs of KL warm-up (words)")
     p.add_argument("--batch-size", type=int, default=128, help="words: batch size (VAE and LM)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--k", type=int, default=100, help="importance samples for test NLL")
@@ -224,6 +226,7 @@ def _options(argv):
         args.words_epochs, args.series_epochs, args.anomaly_epochs = 1, 1, 1
         args.words_train, args.k, args.anomaly_k, args.hidden = 300, 5, 2, 16
         args.anomaly_hidden, args.train_stride, args.test_stride = 8, 20, 100
+        args.series_hidden = 8
         args.series_test = 64
     return args
 
@@ -237,16 +240,31 @@ def main(argv=None) -> dict:
     bad = sorted(set(only) - set(SECTIONS))
     if bad:
         raise SystemExit(f"--only: unknown section {bad[0]!r}; valid: {', '.join(SECTIONS)}")
-    res = {"machine": machine(), "command": "python benchmarks/sequences.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])}
+    here = machine()
+    command = "python benchmarks/sequences.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
     runners = {"words": words, "series": series, "anomaly": anomaly}
+    res: dict = {}
     for name in only:
         t0 = time.perf_counter()
-        res[name] = runners[name](args, folder)
-        res[name]["section_seconds"] = time.perf_counter() - t0
-        print(f"{name}: done in {res[name]['section_seconds']:.0f} s", flush=True)
-    write_json(folder / OUT, res)
-    (folder / MD).write_text(markdown(res))
+        section = {"results": runners[name](args, folder), "command": command,
+                   "date": here["date"], "commit": here["commit"],
+                   "seconds": time.perf_counter() - t0}
+        res = _record(folder, name, section, here)
+        print(f"{name}: done in {section['seconds']:.0f} s", flush=True)
+    return res
+
+
+def _record(folder: Path, name: str, section: dict, here: dict) -> dict:
+    """Add one measured section to sequences.json (under a lock: runs of other sections may
+    write at the same time) and rewrite SEQUENCES.md from it; returns the whole record."""
+    with open(folder / ".sequences.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = folder / OUT
+        res = json.loads(out.read_text()) if out.exists() else {}
+        res.update({name: section, "machine": here})
+        write_json(out, res)
+        (folder / MD).write_text(markdown(res))
     return res
 
 

@@ -73,10 +73,10 @@ def codes(view, batch_size: int = 1000) -> torch.Tensor:
 def interpolation(view, path: Path, steps: int = 8) -> Path:
     """Greedy decodings along the line between the latent means of the first two test
     sequences (Bowman et al. 2016's homotopy)."""
-    model = view.model
-    z = model.embed(view.x[:2].to(model.device), view.lengths[:2].to(model.device))
-    w = torch.linspace(0, 1, steps, device=z.device)[:, None]
-    xs, ls = model.decode_mean((1 - w) * z[0] + w * z[1])
+    from pvae import latent
+
+    ends = [(view.x[i], view.lengths[i]) for i in (0, 1)]
+    _, (xs, ls) = latent.interpolate(view.model, *ends, steps=steps)
     if is_text(view):
         ends = texts(view, view.x[:2], view.lengths[:2])
         return sequence_plots.text_table(
