@@ -33,9 +33,10 @@ def test_words_train_evaluate_sample_plot(tmp_path, capsys):
     drawn = np.load(run / "sample-n5-seed0.npz")
     assert drawn["x"].shape[0] == 5 and len(drawn["text"]) == 5
     assert all(len(w) >= 1 for w in drawn["text"]) and (drawn["lengths"] >= 1).all()
-    assert main(["plot", "--run", str(run), "--kind", "latent", "--kind", "interpolation"]) == 0
+    assert main(["plot", "--run", str(run)]) == 0  # every kind that applies to text
     assert_png(run / "latent.png")
     assert_png(run / "interpolation.png", 100, 100)
+    assert not any((run / f"{k}.png").exists() for k in ("traversal", "manifold", "anomaly"))
     assert main(["plot", "--run", str(run), "--kind", "traversal"]) == 2
     assert "does not apply" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run), "--num-samples", "2", "--split", "val"]) == 0
@@ -68,6 +69,10 @@ def test_anomaly_series_reports_the_criterion_and_draws_the_scores(tmp_path, cap
     lo, hi = anomaly["region"]
     assert anomaly["ucr_hit"] == (lo - 100 <= anomaly["top_step"] <= hi - 1 + 100)
     assert 0 <= anomaly["roc_auc"] <= 1
+    assert_png(run / "anomaly.png", 600, 250)
+    assert main(["plot", "--run", str(run), "--kind", "anomaly"]) == 2  # kept without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["plot", "--run", str(run), "--kind", "anomaly", "--overwrite"]) == 0
     assert_png(run / "anomaly.png", 600, 250)
 
 
