@@ -28,22 +28,21 @@ from pvae.data import Data
 class WindowedSeries(Data):
     """A :class:`pvae.data.Data` of windows of one long series, with the series itself.
 
-    ``train``: windows of the standardised training series; ``test``: windows of
-    the standardised test series. ``series`` is the :class:`pvae.data.AnomalySeries`
-    as loaded (original units), ``mean`` and ``std`` the training part's, which
-    standardised both.
+    ``train`` and ``val``: windows of the standardised training series; ``test``:
+    windows of the standardised test series, in order
+    (:meth:`pvae.data.AnomalySeries.windowed`). ``series`` is the
+    :class:`pvae.data.AnomalySeries` as loaded (original units).
     """
 
     series: Any = None
     window: int = 0
-    mean: float = 0.0
-    std: float = 1.0
 
 
 def load_windowed(d) -> WindowedSeries:
-    """The anomaly series ``d.name`` (a ``DataConfig``) as training and test windows.
-
-    Raises :class:`ConfigError` when ``data.window`` is longer than the training series.
+    """The anomaly series ``d.name`` (a ``DataConfig``) as training, validation and test
+    windows: ``data.window`` steps, every ``data.stride`` steps of the training series
+    (``data.val_fraction`` of them for validation) and every ``data.test_stride`` of the
+    test series. Raises :class:`ConfigError` when a window is longer than the training series.
     """
     from pvae import data
 
@@ -51,12 +50,10 @@ def load_windowed(d) -> WindowedSeries:
     if d.window > len(a.train):
         raise ConfigError(f"config key 'data.window' ({d.window}) is longer than the training "
                           f"series ({len(a.train)} steps): use fewer steps per window")
-    mean, std = float(a.train.mean()), float(a.train.std())
-    train = data.windows((a.train - mean) / std, d.window, d.stride)
-    test = data.windows((a.test - mean) / std, d.window, d.test_stride)
-    return WindowedSeries(name=a.name, train=train, val=None, test=test,
-                          x_shape=tuple(train.x.shape[1:]), step_dim=train.x.shape[2],
-                          series=a, window=d.window, mean=mean, std=std)
+    fit = a.windowed(d.window, d.stride, val_fraction=d.val_fraction, seed=d.seed)
+    test = a.windowed(d.window, d.test_stride, val_fraction=0.0).test
+    return WindowedSeries(name=a.name, train=fit.train, val=fit.val, test=test,
+                          x_shape=fit.x_shape, step_dim=fit.step_dim, series=a, window=d.window)
 
 
 def check_model_for_data(cfg, data_name: str) -> None:
