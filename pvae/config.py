@@ -83,8 +83,9 @@ class DataConfig(_Section):
     def _rules(self) -> "DataConfig":
         _require(self.name not in ("array", "sequences") or self.path, "data.path",
                  f"is needed for name: {self.name} (a .npy, .npz or .csv file)")
-        _require(self.name not in SEQUENCE_DATA or self.binarize is None, "data.binarize",
-                 "is for images and arrays: leave it unset for sequence data")
+        for key in ("binarize", "features", "num_labelled"):
+            _require(self.name not in SEQUENCE_DATA or getattr(self, key) is None, f"data.{key}",
+                     "is for images and arrays: leave it unset for sequence data")
         _require(self.name not in ANOMALY_DATA or self.window, "data.window",
                  f"is needed for name: {self.name} (steps per window, about the series' period)")
         _require(self.window is None or self.test_stride <= self.window, "data.test_stride",

@@ -38,6 +38,17 @@ class WindowedSeries(Data):
     window: int = 0
 
 
+def load_sequence_data(d):
+    """The sequence data set a ``DataConfig`` ``d`` names: splits of padded sequences
+    (:func:`pvae.data.load`), or an anomaly series as windows (:func:`load_windowed`)."""
+    from pvae import data
+
+    if d.name in ANOMALY_DATA:
+        return load_windowed(d)
+    return data.load(d.name, path=d.path, val_fraction=d.val_fraction,
+                     test_fraction=d.test_fraction, max_train=d.max_train, seed=d.seed)
+
+
 def load_windowed(d) -> WindowedSeries:
     """The anomaly series ``d.name`` (a ``DataConfig``) as training, validation and test
     windows: ``data.window`` steps, every ``data.stride`` steps of the training series
@@ -141,5 +152,5 @@ def draw_anomaly(data: WindowedSeries, scores: torch.Tensor, path) -> Any:
         title=f"{a.name}: -ELBO per step (mean over windows of {data.window})")
 
 
-__all__ = ["WindowedSeries", "load_windowed", "check_model_for_data", "seqvae_kwargs",
+__all__ = ["WindowedSeries", "load_sequence_data", "load_windowed", "check_model_for_data", "seqvae_kwargs",
            "build_seqvae", "anomaly_report", "draw_anomaly", "ANOMALY_DATA"]

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pvae.config import ANOMALY_DATA, SEQUENCE_DATA, Config, ConfigError, load_config
+from pvae.config import SEQUENCE_DATA, Config, ConfigError, load_config
 
 
 def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None, *,
@@ -63,12 +63,15 @@ TENSORBOARD = "tensorboard"  # the folder of TensorBoard's files (train.logger: 
 
 def load_data(cfg: Config, run: Optional[Path] = None):
     """The config's data set; with ``data.features``, as that trained model's latent codes
-    (from the run folder's own copy, ``features.pt``, once ``run`` has one)."""
+    (from the run folder's own copy, ``features.pt``, once ``run`` has one). Sequence data:
+    :func:`pvae.run_sequences.load_sequence_data`."""
     from pvae import data, latent
 
     d = cfg.data
     if d.name in SEQUENCE_DATA:
-        return _sequence_data(d)
+        from pvae.run_sequences import load_sequence_data
+
+        return load_sequence_data(d)
     encoder = None
     if d.features:
         copy = run / FEATURES if run is not None else None
@@ -79,17 +82,6 @@ def load_data(cfg: Config, run: Optional[Path] = None):
         max_train=d.max_train, num_labelled=d.num_labelled, seed=d.seed,
     )
     return latent.code_data(loaded, encoder) if encoder is not None else loaded
-
-
-def _sequence_data(d):
-    """Sequence data: splits of padded sequences, or an anomaly series as windows."""
-    from pvae import data
-    from pvae.run_sequences import load_windowed
-
-    if d.name in ANOMALY_DATA:
-        return load_windowed(d)
-    return data.load(d.name, path=d.path, val_fraction=d.val_fraction,
-                     test_fraction=d.test_fraction, max_train=d.max_train, seed=d.seed)
 
 
 def model_for(cfg: Config, data):
