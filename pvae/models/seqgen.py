@@ -24,10 +24,11 @@ def _step(likelihood, params, temperature: float) -> torch.Tensor:
     return mean + temperature * (draw - mean)
 
 
-def generate(model, z: torch.Tensor, max_len: int, temperature: float):
+def generate(model, z: torch.Tensor, max_len: int, temperature: float, trim: bool = True):
     """``(x, lengths)`` decoded from codes ``z`` ``(..., z_dim)`` by ``model`` (a
     :class:`pvae.models.seqvae.SequenceVAE`): tokens until the end event (then padded
-    with 0; a sequence without one by ``max_len`` is cut there), series ``max_len`` steps."""
+    with 0; a sequence without one by ``max_len`` is cut there), series ``max_len`` steps.
+    Token x has ``max(lengths)`` columns with ``trim``, else ``max_len``."""
     lead = z.shape[:-1]
     flat = z.reshape(-1, z.shape[-1])
     b, device = flat.shape[0], flat.device
@@ -51,7 +52,7 @@ def generate(model, z: torch.Tensor, max_len: int, temperature: float):
             alive &= ~ended
             token = torch.where(alive, token, torch.zeros_like(token))
             steps.append(token)
-            if not alive.any():
+            if not alive.any() and trim:
                 break
             step_in = inputs.next(token)
         else:
@@ -59,6 +60,6 @@ def generate(model, z: torch.Tensor, max_len: int, temperature: float):
             steps.append(x_t)
             step_in = inputs.next(x_t)
     x = torch.stack(steps, 1)
-    if model.tokens:
+    if model.tokens and trim:
         x = x[:, : int(lengths.max())]
     return x.reshape(*lead, *x.shape[1:]), lengths.reshape(lead)

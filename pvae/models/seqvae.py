@@ -250,13 +250,14 @@ class SequenceVAE(PVAEModel):
         return self.generate(z, max_len=max_len, temperature=temperature)
 
     def generate(self, z: torch.Tensor, *, max_len: Optional[int] = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, trim: bool = True):
         """Run the decoder from codes ``z`` ``(..., z_dim)``: ``(x, lengths)`` of batch
-        shape ``z.shape[:-1]`` (see :meth:`sample`)."""
+        shape ``z.shape[:-1]`` (see :meth:`sample`); token x has ``max(lengths)`` steps
+        with ``trim``, else ``max_len``."""
         max_len = self.max_len if max_len is None else _positive("max_len", max_len)
         if not (isinstance(temperature, (int, float)) and temperature >= 0):
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        return generate(self, z, max_len, float(temperature))
+        return generate(self, z, max_len, float(temperature), trim)
 
     # -- Pyro program --------------------------------------------------------------------------
     def _size(self, x, lengths, batch_size):
@@ -284,7 +285,7 @@ class SequenceVAE(PVAEModel):
             if x is not None:
                 return pyro.sample("x", self._px(z, x, lengths), obs=x)
             steps = int(lengths.max()) if lengths is not None and not self.tokens else max_len
-            draw, drawn = self.generate(z, max_len=steps)
+            draw, drawn = self.generate(z, max_len=steps, trim=False)  # one event shape
             if lengths is not None and not self.tokens:
                 drawn = lengths.long().expand(drawn.shape)
                 draw = torch.where(step_mask(drawn, steps)[..., None], draw, 0.0)
