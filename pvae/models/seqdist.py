@@ -22,6 +22,21 @@ def step_mask(lengths: torch.Tensor, num_steps: int) -> torch.Tensor:
     return torch.arange(num_steps, device=lengths.device) < lengths[..., None]
 
 
+def clean(x: torch.Tensor, lengths: torch.Tensor, tokens: bool):
+    """``(x, lengths)`` with padding replaced by 0 (ids as int64, series as float32) and
+    lengths as int64: nothing beyond a length can reach a computation or its gradient.
+
+    ``x``: ``(..., T)`` token ids or ``(..., T, D)`` series; ``lengths``: its
+    leading shape, or broadcasting to it.
+    """
+    lengths = lengths.long()
+    mask = step_mask(lengths, x.shape[-1 if tokens else -2])
+    if not tokens:
+        mask, x = mask[..., None], x.float()
+    x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return (x.long() if tokens else x), lengths
+
+
 #: ``score(z, x) -> (log p per step (..., T), log p(end) per step (..., T + 1) or None)``.
 Score = Callable[[torch.Tensor, torch.Tensor], tuple]
 #: ``sample(z, lengths) -> (x, lengths)``: the decoder run step by step from codes z.
@@ -76,18 +91,12 @@ class MaskedSequence(TorchDistribution):
     def support(self):
         return constraints.independent(self.step_support, 1)
 
-    def clean(self, value: torch.Tensor) -> torch.Tensor:
-        """``value`` broadcast to the batch, padding replaced by 0 (token ids as int64)."""
-        step_dims = len(self.event_shape) - 1
-        mask = self.mask.reshape(*self.mask.shape, *([1] * step_dims))
-        value = value.expand(*self.batch_shape, *self.event_shape)
-        x = torch.where(mask, value, torch.zeros((), dtype=value.dtype, device=value.device))
-        return x if step_dims else x.long()  # a step of its own shape: series; else token ids
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._cache is not None and self._cache[0] is value:
             return self._cache[1]
-        step_lp, end_lp = self.score(self.z, self.clean(value))
+        x, _ = clean(value.expand(*self.batch_shape, *self.event_shape), self.lengths,
+                     tokens=len(self.event_shape) == 1)
+        step_lp, end_lp = self.score(self.z, x)
         lp = torch.where(self.mask, step_lp, torch.zeros((), dtype=step_lp.dtype,
                                                           device=step_lp.device)).sum(-1)
         if end_lp is not None:

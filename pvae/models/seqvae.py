@@ -17,8 +17,8 @@ from pvae.flows import GaussianPosterior
 from pvae.models.base import ObservedSites, PVAEModel
 from pvae.models.checks import check_hparams, num_draws
 from pvae.models.registry import register
-from pvae.models.seqchecks import check_sequences, clean
-from pvae.models.seqdist import MaskedSequence, step_mask
+from pvae.models.seqchecks import check_sequences
+from pvae.models.seqdist import MaskedSequence, clean, step_mask
 from pvae.models.seqgen import generate, teacher_score
 from pvae.nets_recurrent import SequenceDecoder, SequenceEncoder, SeriesInputs, TokenInputs
 
