@@ -231,9 +231,9 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
     model.check_data(*batch)  # once, for every estimate below
     if seed is not None:
         torch.manual_seed(seed)
+    out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item()}
     ll = log_likelihood(model, batch, num_samples=num_samples, checked=True)
-    out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item(),
-           "log_likelihood": ll.mean().item(),
+    out = {**out, "log_likelihood": ll.mean().item(),
            "num_samples": num_samples, "num_points": batch[0].shape[0]}
     if diagnostics:
         out.update(_diagnostics_summary(model, batch))

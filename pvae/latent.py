@@ -263,7 +263,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
     ``(z, decoded)`` of shapes (steps, D) and (steps, *x_shape). The ends decode
     to the inputs' mean reconstructions. For a sequence model each input is one
     sequence, of shape ``(L,)`` or ``(L, D)`` or a pair ``(x, length)``, and
-    ``decoded`` is the pair ``(x, lengths)`` of greedy decodings (Bowman et al. 2016). ``y_a``/``y_b``: their conditions (for
+    ``decoded`` is the pair ``(x, lengths)`` of greedy decodings (Bowman et al. 2016),
+    series as long as the longer input, tokens until their end event. ``y_a``/``y_b``: their conditions (for
     encoding with conditional models: a label, or a vector of ``y_dim``
     numbers); ``y``: the condition to decode with, one point's or one per step
     (default ``y_a``; a SemiSupervisedVAE predicts ``x_a``'s label where it is
@@ -273,9 +274,13 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
         raise ValueError(f"steps must be >= 2, got {steps}")
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
+    options: dict = {}
     if _sequential(model):  # Bowman et al. 2016's homotopies between two sequences
-        za, zb = (encode(model, *_one_sequence(v))[0] for v in (x_a, x_b))
+        (xa, la), (xb, lb) = _one_sequence(x_a), _one_sequence(x_b)
+        za, zb = encode(model, xa, la)[0], encode(model, xb, lb)[0]
         cond: tuple = ()
+        if not getattr(model, "tokens", False):  # series: as long as the longer input
+            options["max_len"] = int(max(la.max(), lb.max()))
     else:
         ya, yb = _point_condition(model, y_a), _point_condition(model, y_b)
         za = encode(model, torch.as_tensor(x_a)[None], ya)[0]
@@ -283,7 +288,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int = 8,
         cond = _cond(model, y if y is not None else y_a, steps, torch.as_tensor(x_a))
     t = torch.linspace(0, 1, steps)
     z = (1 - t)[:, None] * za + t[:, None] * zb if method == "linear" else _slerp(za, zb, t)
-    return z, model.decode_mean(z, *cond)
+    return z, model.decode_mean(z, *cond, **options)
 
 
 @torch.no_grad()

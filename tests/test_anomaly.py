@@ -158,3 +158,38 @@ def test_a_split_of_windows_keeps_their_starts():
         assert isinstance(part, Windows) and part.series_length == 50
         assert torch.equal(part.x[:, 0, 0], part.starts.float())  # window i starts at starts[i]
     assert len(train) + len(val) + len(test) == len(windows(series, 5, 3))
+
+
+def _shared_level_pair():
+    """x_t = z + eps_t over the real steps, z ~ N(0, 1), eps ~ N(0, 1); the guide is the exact
+    posterior N(sum_t x_t / (n + 1), 1 / (n + 1)), so every ELBO sample equals log p(x)."""
+    import pyro
+    import pyro.distributions as dist
+
+    def model(x, lengths):
+        mask = pvae.data.step_mask(lengths, x.shape[1])[..., None]
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            loc = z[..., None, None].expand(*z.shape, *x.shape[1:])  # (samples..., N, T, D)
+            px = dist.Normal(loc, 1.0).mask(mask).to_event(2)
+            pyro.sample("x", px, obs=x)
+
+    def guide(x, lengths):
+        mask = pvae.data.step_mask(lengths, x.shape[1])[..., None]
+        n = lengths.float()
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal((x * mask).sum((1, 2)) / (n + 1), (n + 1) ** -0.5))
+
+    return model, guide
+
+
+def test_window_scores_of_an_x_lengths_pair_are_exact():
+    series = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    w = windows(series, 6, 4)
+    pair = _shared_level_pair()
+    for score in ("elbo", "log_likelihood"):
+        got = pvae.evaluate.window_scores(pair, w, score=score, num_samples=3)
+        cov = torch.eye(6, dtype=torch.float64) + 1.0  # marginal covariance I + 1 1^T
+        exact = -torch.distributions.MultivariateNormal(torch.zeros(6, dtype=torch.float64),
+                                                        cov).log_prob(w.x[..., 0].double())
+        assert torch.allclose(got.double(), exact, atol=1e-4), score

@@ -132,3 +132,5 @@ def test_ucr_anomaly_windowed():
 def test_ucr_anomaly_refuses_split_options():
     with pytest.raises(ValueError, match=r"max_train do\(es\) not apply.*\.windowed"):
         pvae.data.load("ucr_anomaly_135", max_train=10)
+    with pytest.raises(ValueError, match=r"num_labelled do\(es\) not apply"):
+        pvae.data.load("ucr_anomaly_135", num_labelled=0)

@@ -48,3 +48,17 @@ def test_roc_auc_ties_and_exact_values():
     y = torch.tensor([0, 0, 1, 1])
     assert pvae.evaluate.roc_auc(s, y) == pytest.approx(0.75)
     assert pvae.evaluate.roc_auc(torch.ones(4), y) == pytest.approx(0.5)
+
+
+def test_bits_per_step_divides_total_bits_by_total_steps():
+    import math
+
+    nats = torch.tensor([2.0, 6.0]) * math.log(2)  # 2 and 6 bits
+    lengths = torch.tensor([1, 3])
+    assert pvae.evaluate.bits_per_step(nats, lengths) == pytest.approx(8 / 4)
+    # a token model's end-of-sequence event counts as one more step per sequence
+    assert pvae.evaluate.bits_per_step(nats, lengths, end_event=True) == pytest.approx(8 / 6)
+    with pytest.raises(ValueError, match="2 values for 3 lengths"):
+        pvae.evaluate.bits_per_step(nats, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="at least 1"):
+        pvae.evaluate.bits_per_step(nats, torch.tensor([0, 2]))

@@ -157,7 +157,8 @@ def load(
         raise ValueError(f"max_train must be a positive int or None, got {max_train}")
     if name in ANOMALY_SETS:
         given = [k for k, v in (("path", path), ("binarize", binarize), ("flatten", flatten),
-                                ("max_train", max_train), ("num_labelled", num_labelled)) if v]
+                                ("max_train", max_train), ("num_labelled", num_labelled))
+                 if v is not None and v is not False]
         if given:
             raise ValueError(f"{name!r} is one long series, returned as an AnomalySeries: "
                              f"{', '.join(given)} do(es) not apply; leave them unset, and cut "

@@ -75,6 +75,8 @@ def config_kwargs(model_cfg, x_shape: tuple[int, ...],
     name = model_cfg.type
     fields = dict(vars(model_cfg))
     fields["x_dim"] = tuple(x_shape)
+    if "lengths" in _class(name).batch_parts:  # sequences: x_shape is (T, D), or (T,) for ids
+        fields["x_dim"] = _sequence_x_dim(name, tuple(x_shape), fields.get("vocab_size"))
     if name == "cvae" and model_cfg.y_dim:  # a vector condition, not labels
         fields["num_classes"] = None
     else:
@@ -85,6 +87,21 @@ def config_kwargs(model_cfg, x_shape: tuple[int, ...],
                              "or use a data set with labels")
     taken = set(options(name))
     return {k: v for k, v in fields.items() if k in taken}
+
+
+def _sequence_x_dim(name: str, x_shape: tuple[int, ...], vocab_size) -> Optional[int]:
+    """A sequence model's ``x_dim`` from one padded sequence's shape: D of ``(T, D)``
+    series, None for token ids ``(T,)`` (which need ``vocab_size``)."""
+    if vocab_size:
+        if len(x_shape) != 1:
+            raise ValueError(f"model.type {name} with model.vocab_size takes token ids of "
+                             f"shape (N, T), but the data's sequences have shape {x_shape}")
+        return None
+    if len(x_shape) != 2:
+        raise ValueError(f"model.type {name} takes series of shape (N, T, D) or, with "
+                         f"model.vocab_size, token ids (N, T); the data's sequences have shape "
+                         f"{x_shape}: set model.vocab_size for token ids")
+    return x_shape[1]
 
 
 def from_config(model_cfg, x_shape: tuple[int, ...],

@@ -3,7 +3,7 @@
 Every rule raises before any work, naming the problem and the fix. Values
 beyond a sequence's length (padding) may be anything, NaN and garbage ids
 included: they are never checked and :func:`clean` replaces them before any
-computation reads them.
+computation reads them (:func:`pvae.models.seqdist.clean`).
 """
 
 from __future__ import annotations
@@ -94,15 +94,3 @@ def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[in
                              "own or build the model with a larger vocab_size")
     elif likelihood is not None:
         likelihood.check_support(real)
-
-
-def clean(x: torch.Tensor, lengths: torch.Tensor, tokens: bool):
-    """``(x, lengths)`` with padding replaced by 0 (ids as int64, series as float32) and
-    lengths as int64: nothing beyond a length can reach a computation or its gradient."""
-    lengths = lengths.long()
-    mask = step_mask(lengths, x.shape[1])
-    if tokens:
-        x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
-    else:
-        x = torch.where(mask[..., None], x.float(), torch.zeros((), device=x.device))
-    return x, lengths

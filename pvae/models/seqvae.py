@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Literal, Optional, Union
 
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from pyro.nn import pyro_method
 
 from pvae import likelihoods as lk
 from pvae.flows import GaussianPosterior
-from pvae.models.base import PVAEModel
+from pvae.models.base import ObservedSites, PVAEModel
 from pvae.models.checks import check_hparams, num_draws
 from pvae.models.registry import register
-from pvae.models.seqchecks import check_sequences, clean
-from pvae.models.seqdist import MaskedSequence, step_mask
-from pvae.models.seqgen import generate
+from pvae.models.seqchecks import check_sequences
+from pvae.models.seqdist import MaskedSequence, clean, step_mask
+from pvae.models.seqgen import generate, teacher_score
 from pvae.nets_recurrent import SequenceDecoder, SequenceEncoder, SeriesInputs, TokenInputs
 
 
@@ -183,26 +185,9 @@ class SequenceVAE(PVAEModel):
             inputs = self._encoder_input(x)
         return self.encoder(inputs, lengths)
 
-    def _px(self, z: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor,
-            draw: Optional[torch.Tensor] = None) -> MaskedSequence:
-        """p(x | z) by teacher forcing on cleaned ``x``: batch ``z.shape[:-1]``."""
-        p = self.word_dropout if self.training else 0.0
-        k = 1 if self.tokens else 2  # x's dims per sequence
-        inputs = self.dec_inputs.teacher(x.reshape(-1, *x.shape[x.dim() - k:]), p)
-        out = self.decoder(inputs.reshape(*x.shape[: x.dim() - k], *inputs.shape[1:]), z)
-        if not self.tokens:
-            steps = self.likelihood(self.likelihood.unflatten(out))
-            return MaskedSequence(steps, lengths, draw=draw)
-        logits = self._no_empty(out)
-        steps = self.likelihood(logits[..., :-1, :])
-        end = torch.log_softmax(logits, -1)[..., self.vocab_size]
-        return MaskedSequence(steps, lengths, end, draw=draw)
-
-    def _no_empty(self, logits: torch.Tensor) -> torch.Tensor:
-        """Token logits with the end event impossible at the first step (lengths >= 1)."""
-        first = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
-        first[0, self.vocab_size] = True
-        return logits.masked_fill(first, float("-inf"))
+    @torch.no_grad()
+    def _draw(self, num_steps: int, z: torch.Tensor, lengths: Optional[torch.Tensor]):
+        return generate(self, z, num_steps, 1.0, False, lengths)
 
     # -- public methods ------------------------------------------------------------------------
     def encode(self, x, lengths) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,13 +235,14 @@ class SequenceVAE(PVAEModel):
         return self.generate(z, max_len=max_len, temperature=temperature)
 
     def generate(self, z: torch.Tensor, *, max_len: Optional[int] = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, trim: bool = True):
         """Run the decoder from codes ``z`` ``(..., z_dim)``: ``(x, lengths)`` of batch
-        shape ``z.shape[:-1]`` (see :meth:`sample`)."""
+        shape ``z.shape[:-1]`` (see :meth:`sample`); token x has ``max(lengths)`` steps
+        with ``trim``, else ``max_len``."""
         max_len = self.max_len if max_len is None else _positive("max_len", max_len)
         if not (isinstance(temperature, (int, float)) and temperature >= 0):
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        return generate(self, z, max_len, float(temperature))
+        return generate(self, z, max_len, float(temperature), trim)
 
     # -- Pyro program --------------------------------------------------------------------------
     def _size(self, x, lengths, batch_size):
@@ -268,28 +254,67 @@ class SequenceVAE(PVAEModel):
     @pyro_method
     def model(self, x: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None, *,
               batch_size: Optional[int] = None, max_len: Optional[int] = None):
-        """p(z) p(x | z). Without x it generates ``batch_size`` sequences (or one per given
-        length): series of the given lengths, tokens until their end event; the
-        lengths drawn are recorded at the deterministic site ``"lengths"``."""
+        """p(z) p(x | z), site ``"x"`` a :class:`pvae.models.seqdist.MaskedSequence`.
+
+        Without x (``batch_size`` sequences, or one per given length) the site is
+        drawn unless a handler conditions it: of ``max_len`` steps (default: the
+        longest given length, else the model's ``max_len``); of the given
+        ``lengths`` (tokens with the end event forbidden before them), else series
+        of all the steps and tokens until their end event. The site's lengths are
+        recorded at the deterministic site ``"lengths"``.
+        """
+        self._check_program_data(x, lengths)
         n, device = self._size(x, lengths, batch_size)
-        self.decoder  # registers the decoder with Pyro (pyro.module)
         if x is not None:
             if lengths is None:
                 raise ValueError("the model needs the lengths of x: call model(x, lengths)")
             x, lengths = clean(x, lengths, self.tokens)
+            num_steps = x.shape[1]
+        else:
+            num_steps = self._num_steps(lengths, max_len)
+            lengths = None if lengths is None else lengths.long()
+        score = functools.partial(
+            teacher_score, self.decoder, self.dec_inputs, self.likelihood, self.vocab_size,
+            self.word_dropout if self.training else 0.0)  # the networks, registered here
         with self.data_plate(n, device):
             with self.kl_scale():
                 z = pyro.sample("z", dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0)
                                 .to_event(1))
-            if x is not None:
-                return pyro.sample("x", self._px(z, x, lengths), obs=x)
-            steps = int(lengths.max()) if lengths is not None and not self.tokens else max_len
-            draw, drawn = self.generate(z, max_len=steps)
-            if lengths is not None and not self.tokens:
-                drawn = lengths.long().expand(drawn.shape)
-                draw = torch.where(step_mask(drawn, steps)[..., None], draw, 0.0)
-            pyro.deterministic("lengths", drawn)
-            return pyro.sample("x", self._px(z, draw, drawn, draw=draw))
+            px = MaskedSequence(score, z, lengths, num_steps, self.x_shape, self._step_support(),
+                                functools.partial(self._draw, num_steps))
+            with ObservedSites() as sites:
+                value = pyro.sample("x", px, obs=x)
+            if not sites.observed["x"]:  # drawn here, not given or conditioned
+                pyro.deterministic("lengths", px.lengths)
+            return value
+
+    def _check_program_data(self, x, lengths) -> None:
+        """Refuse outer batch dimensions (data sets inside a user's plate) at entry."""
+        want = 2 if self.tokens else 3
+        for name, t, dims in (("x", x, want), ("lengths", lengths, 1)):
+            if isinstance(t, torch.Tensor) and t.dim() > dims:
+                shape = "(N, T)" if self.tokens else f"(N, T, {self.x_dim})"
+                raise ValueError(
+                    f"{name} has shape {tuple(t.shape)}, but SequenceVAE.model and .guide take "
+                    f"x of shape {shape} and lengths of shape (N,): one data set of N "
+                    "sequences. Outer batch dimensions (e.g. S data sets inside your own "
+                    "pyro.plate) are not supported: the plate name 'data' and its dim -1 are "
+                    "reserved for the model's plate over the N sequences. Flatten the data "
+                    "sets into one batch or call the model once per data set.")
+
+    def _num_steps(self, lengths, max_len) -> int:
+        longest = None if lengths is None else int(lengths.max())
+        if max_len is None:
+            return longest or self.max_len
+        max_len = _positive("max_len", max_len)
+        if longest is not None and longest > max_len:
+            raise ValueError(f"a length of {longest} is above max_len={max_len}")
+        return max_len
+
+    def _step_support(self):
+        if self.tokens:
+            return constraints.integer_interval(0, self.vocab_size - 1)
+        return constraints.independent(constraints.real, 1)
 
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, lengths: Optional[torch.Tensor] = None,
@@ -297,6 +322,7 @@ class SequenceVAE(PVAEModel):
         """q(z | x) = Normal(encoder(x, lengths)) (then the flows)."""
         if x is None or lengths is None:
             raise ValueError("the guide needs data: call guide(x, lengths)")
+        self._check_program_data(x, lengths)
         x, lengths = clean(x, lengths, self.tokens)
         with self.data_plate(x.shape[0], x.device):
             z_loc, z_scale = self._encode(x, lengths)

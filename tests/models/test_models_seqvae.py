@@ -249,7 +249,7 @@ def test_reconstruct_and_interpolate():
     assert z.shape == (5, 3) and xi.shape[0] == 5 and li.shape == (5,)
     series_m = series_model()
     z, (xs, ls) = pvae.latent.interpolate(series_m, series()[0, :4], series()[1, :6], steps=4)
-    assert xs.shape == (4, series_m.max_len, 2)
+    assert xs.shape == (4, 6, 2) and (ls == 6).all()  # as long as the longer input
     xr, lr = series_m.reconstruct(series(), LENGTHS)
     assert xr.shape == (6, 7, 2) and torch.equal(lr, LENGTHS) and (xr[2, 1:] == 0).all()
     assert pvae.latent.encode(series_m, series(), lengths=LENGTHS).shape == (6, 3)
@@ -273,6 +273,8 @@ def test_sequence_objects_enter_as_x_and_lengths():
     (token_model, lambda: (torch.zeros(2, 3).long(), torch.tensor([3, 3, 3])), r"shape \(3,\)"),
     (token_model, lambda: (torch.zeros(2, 3).long(), torch.tensor([[3, 3]])), "one row per"),
     (token_model, lambda: (torch.zeros(2, 3).long(), torch.tensor([2.5, 3])), "whole numbers"),
+    (token_model, lambda: (torch.zeros(2, 3).long(), torch.tensor([True, True])), "dtype"),
+    (token_model, lambda: (torch.zeros(2, 3).long(), [3, 3]), "tensor"),
     (token_model, lambda: (torch.zeros(2, 3).long(),), r"\(x, lengths\)"),
     (series_model, lambda: (torch.zeros(2, 3), torch.tensor([3, 3])), r"x\[\.\.\., None\]"),
     (series_model, lambda: (torch.zeros(2, 3, 5), torch.tensor([3, 3])), "x_dim=2"),
@@ -304,7 +306,26 @@ def test_bad_options_are_refused():
         token_model().sample(0)
 
 
-def test_registry_builds_it_by_name():
+def test_registry_builds_it_by_name_and_from_a_config():
     model = pvae.models.get("seqvae", vocab_size=7, z_dim=2, hidden_dim=8)
     assert isinstance(model, pvae.SequenceVAE) and model.config_name == "seqvae"
     assert pvae.models.get("seqvae", x_dim=(3,), z_dim=2).x_dim == 3
+    cfg = types.SimpleNamespace(type="seqvae", z_dim=4, hidden_dim=8, vocab_size=None,
+                                num_classes=None, y_dim=None)
+    assert pvae.models.from_config(cfg, (20, 3)).x_dim == 3  # series (T, D)
+    with pytest.raises(ValueError, match="set model.vocab_size"):
+        pvae.models.from_config(cfg, (20,))
+    cfg.vocab_size = 30
+    assert pvae.models.from_config(cfg, (20,)).vocab_size == 30  # token ids (T,)
+
+
+def test_the_model_without_data_generates_and_traverse_decodes():
+    torch.manual_seed(0)
+    model = token_model()
+    out = Predictive(model.model, num_samples=3, return_sites=["x", "lengths"])(
+        None, None, batch_size=4, max_len=6)
+    x, lengths = out["x"], out["lengths"]
+    assert x.shape == (3, 4, 6) and lengths.shape == (3, 4)
+    assert ((1 <= lengths) & (lengths <= 6)).all()
+    z, (xt, lt) = pvae.latent.traverse(model, torch.tensor([1, 2, 3]), steps=3)
+    assert z.shape == (3, 3, 3) and xt.shape[:2] == (3, 3) and lt.shape == (3, 3)
