@@ -135,11 +135,12 @@ def series(args, folder: Path) -> dict:
                                      te.y[:args.series_test])
         torch.manual_seed(0)
         model = pvae.SequenceVAE(x_dim=d.step_dim, z_dim=args.series_z,
-                                 hidden_dim=args.series_hidden,
-                                 likelihood="gaussian")  # one learned scale per variable
-        hist, secs = _fit(model, tr, args, args.series_epochs, batch_size=32)
+                                 hidden_dim=args.series_hidden, likelihood="gaussian",
+                                 word_dropout=args.series_word_dropout)
+        hist, secs = _fit(model, tr, args, args.series_epochs, batch_size=32,
+                          kl_warmup=args.series_kl_warmup)
         model.eval()
-        rep = pvae.evaluate.report(model, te, num_samples=args.k, seed=1)
+        rep = pvae.evaluate.report(model, te, num_samples=args.k, seed=1, diagnostics=True)
         z_tr = model.embed(tr.x, tr.lengths)
         z_te = model.embed(te.x, te.lengths)
         raw = ref.knn_accuracy(tr.x.numpy(), tr.y.numpy(), te.x.numpy(), te.y.numpy())
@@ -154,6 +155,9 @@ def series(args, folder: Path) -> dict:
                                       title=f"{name}: test series and reconstructions")
         out[name] = {"train": len(tr), "test": len(te), "length": d.max_len,
                      "epochs": args.series_epochs, "z_dim": args.series_z,
+                     "word_dropout": args.series_word_dropout,
+                     "kl_warmup": args.series_kl_warmup,
+                     "kl": rep.get("rate"),
                      "test_elbo": rep["elbo"], "test_ll": rep["log_likelihood"],
                      "test_ll_per_step": rep["log_likelihood"] / d.max_len,
                      "knn_raw": raw, "knn_latent": lat, "train_seconds": secs,
@@ -207,6 +211,9 @@ def _options(argv):
     p.add_argument("--z-dim", type=int, default=16, help="words: latent size")
     p.add_argument("--series-z", type=int, default=8)
     p.add_argument("--series-hidden", type=int, default=64)
+    p.add_argument("--series-word-dropout", type=float, default=0.0,
+                   help="series: decoder inputs dropped in training (against collapse)")
+    p.add_argument("--series-kl-warmup", type=float, default=0.0)
     p.add_argument("--anomaly-hidden", type=int, default=64)
     p.add_argument("--word-dropout", type=float, default=0.1)
     p.add_argument("--kl-warmup", type=float, default=10.0, help="epochs of KL warm-up (words)")
