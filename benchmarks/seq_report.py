@@ -10,11 +10,10 @@ def _machine(res: dict) -> list[str]:
     lines = [f"The last run: {m['date']} on {m['cpu']} ({m['cores']} cores, torch threads "
              f"{m['torch_threads']}), python {m['python']}, torch {m['torch']}, pyro "
              f"{m['pyro']}, numpy {m['numpy']}. Each section was measured by its command:", ""]
-    for name in ("words", "series", "anomaly"):
-        if name in res:
-            r = res[name]
-            lines.append(f"- {name} ({r['date']}, commit {r['commit']}, {r['seconds'] / 60:.1f} "
-                         f"minutes): `{r['command']}`")
+    for name in _sections(res):
+        r = res[name]
+        lines.append(f"- {name} ({r['date']}, commit {r['commit']}, {r['seconds'] / 60:.1f} "
+                     f"minutes): `{r['command']}`")
     return lines + [""]
 
 
@@ -46,7 +45,7 @@ def _words(w: dict) -> list[str]:
         f"- Interpolation (greedy decoding along the line between the latent means of "
         f"`{w['interpolation']['from']}` and `{w['interpolation']['to']}`): "
         + " → ".join(f"`{s}`" for s in w["interpolation"]["path"]) + ".", "",
-        "![words](sequences_words.png)", ""]
+        f"![words]({w.get('figure', 'sequences_words.png')})", ""]
     return lines
 
 
@@ -74,9 +73,10 @@ def _series(s: dict) -> list[str]:
                      f"{kl} | {r['knn_raw']:.3f} | {r['knn_latent']:.3f} | "
                      f"{r['train_seconds']:.0f} |")
     lines.append("")
-    for name in s:
-        lines += [f"![{name}](sequences_{name}_latent.png) "
-                  f"![{name} reconstructions](sequences_{name}_recon.png)", ""]
+    for name, r in s.items():
+        latent, recon = r.get("figures", (f"sequences_{name}_latent.png",
+                                          f"sequences_{name}_recon.png"))
+        lines += [f"![{name}]({latent}) ![{name} reconstructions]({recon})", ""]
     return lines
 
 
@@ -102,16 +102,25 @@ def _anomaly(a: dict) -> list[str]:
                          f"{'yes' if d['hit'] else 'no'} | {d['seconds']:.1f} |")
     lines += ["", f"ROC AUC of the VAE's per-step scores against the step labels: "
               f"{a['roc_auc_steps']:.3f}. MERLIN marks discords rather than scoring steps; its "
-              "location is the middle marked step.", "", "![anomaly](sequences_anomaly.png)", ""]
+              "location is the middle marked step.", "",
+              f"![anomaly]({a.get('figure', 'sequences_anomaly.png')})", ""]
     return lines
+
+
+def _sections(res: dict) -> list[str]:
+    """The measured sections, words, series, anomaly, each with its tagged variants."""
+    order = ("words", "series", "anomaly")
+    return sorted((k for k in res if k.partition("-")[0] in order),
+                  key=lambda k: (order.index(k.partition("-")[0]), k))
 
 
 def markdown(res: dict) -> str:
     lines = ["# Sequence VAEs: words, UCR series, a UCR anomaly", ""] + _machine(res)
-    if "words" in res:
-        lines += _words(res["words"]["results"])
-    if "series" in res:
-        lines += _series(res["series"]["results"])
-    if "anomaly" in res:
-        lines += _anomaly(res["anomaly"]["results"])
+    draw = {"words": _words, "series": _series, "anomaly": _anomaly}
+    for name in _sections(res):
+        tag = name.partition("-")[2]
+        part = draw[name.partition("-")[0]](res[name]["results"])
+        if tag:  # another setting of the same section, measured beside the default one
+            part[0] += f" ({tag})"
+        lines += part
     return "\n".join(lines)

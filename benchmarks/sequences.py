@@ -46,6 +46,11 @@ SECTIONS = ("words", "series", "anomaly")
 SERIES_SETS = ("gunpoint", "italy_power_demand")
 
 
+def _png(args, folder: Path, stem: str) -> Path:
+    """A figure's file: ``sequences_STEM.png``, or ``sequences_STEM-TAG.png`` with ``--tag``."""
+    return folder / f"sequences_{stem}{'-' + args.tag if args.tag else ''}.png"
+
+
 def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64):
     t0 = time.perf_counter()
     history = pvae.fit(model, data, epochs=epochs, batch_size=batch_size, lr=args.lr,
@@ -93,7 +98,7 @@ def words(args, folder: Path) -> dict:
                                "reconstruction": _decode_text(d.vocab, rx, rl),
                                "sample": samples[:12],
                                "interpolation": words_between},
-                              folder / "sequences_words.png",
+                              _png(args, folder, "words"),
                               title="Character VAE on English words")
     return {
         "train_words": len(tr), "test_words": len(te), "vocab_size": v, "epochs":
@@ -106,6 +111,7 @@ def words(args, folder: Path) -> dict:
         "last_epoch": hist[-1], "samples": samples,
         "new_samples": sum(s not in known for s in samples),
         "interpolation": {"from": originals[a], "to": originals[b], "path": words_between},
+        "figure": _png(args, folder, "words").name,
     }
 
 
@@ -146,11 +152,11 @@ def series(args, folder: Path) -> dict:
         raw = ref.knn_accuracy(tr.x.numpy(), tr.y.numpy(), te.x.numpy(), te.y.numpy())
         lat = ref.knn_accuracy(z_tr.numpy(), tr.y.numpy(), z_te.numpy(), te.y.numpy())
         coords, how = latent.embed_2d(z_te, "auto")
-        plots.latent_scatter(coords, folder / f"sequences_{name}_latent.png", labels=te.y,
+        plots.latent_scatter(coords, _png(args, folder, f"{name}_latent"), labels=te.y,
                              method=how, title=f"{name}: test series' latent means")
         rx, _ = model.reconstruct(te.x[:4], te.lengths[:4])
         sequence_plots.sequence_lines(te.x[:4], te.lengths[:4],
-                                      folder / f"sequences_{name}_recon.png", reconstruction=rx,
+                                      _png(args, folder, f"{name}_recon"), reconstruction=rx,
                                       labels=te.y[:4].tolist(),
                                       title=f"{name}: test series and reconstructions")
         out[name] = {"train": len(tr), "test": len(te), "length": d.max_len,
@@ -161,7 +167,8 @@ def series(args, folder: Path) -> dict:
                      "test_elbo": rep["elbo"], "test_ll": rep["log_likelihood"],
                      "test_ll_per_step": rep["log_likelihood"] / d.max_len,
                      "knn_raw": raw, "knn_latent": lat, "train_seconds": secs,
-                     "last_epoch": hist[-1]}
+                     "last_epoch": hist[-1], "figures": [
+                         _png(args, folder, f"{name}_{k}").name for k in ("latent", "recon")]}
     return out
 
 
@@ -184,7 +191,7 @@ def anomaly(args, folder: Path) -> dict:
     steps = pvae.evaluate.step_scores(model, test_w, num_samples=args.anomaly_k)
     score_s = time.perf_counter() - t0
     report = pvae.evaluate.step_report(steps, a.labels)
-    sequence_plots.anomaly_timeline(a.test, steps, folder / "sequences_anomaly.png",
+    sequence_plots.anomaly_timeline(a.test, steps, _png(args, folder, "anomaly"),
                                     region=region, title=f"{a.name}: -ELBO per step (mean over "
                                                          f"windows of {length} steps)")
     only = ("KMeansAD",) if args.smoke else None  # STOMP and MERLIN compile for a minute
@@ -196,7 +203,8 @@ def anomaly(args, folder: Path) -> dict:
             "epochs": args.anomaly_epochs, "score_samples": args.anomaly_k,
             "top_step": report["top_step"], "hit": report["ucr_hit"],
             "roc_auc_steps": report["roc_auc"], "train_seconds": secs,
-            "score_seconds": score_s, "detectors": detectors}
+            "score_seconds": score_s, "detectors": detectors,
+            "figure": _png(args, folder, "anomaly").name}
 
 
 def _options(argv):
@@ -226,6 +234,8 @@ def _options(argv):
     p.add_argument("--test-stride", type=int, default=5)
     p.add_argument("--num-samples", type=int, default=20, help="words sampled from the VAE")
     p.add_argument("--series-test", type=int, default=None, help="cap the series' test sets")
+    p.add_argument("--tag", default="", help="record the sections as NAME-TAG (another "
+                   "setting beside the default one)")
     p.add_argument("--threads", type=int, default=None)
     add_smoke_options(p, HERE)
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
@@ -257,7 +267,7 @@ def main(argv=None) -> dict:
         section = {"results": runners[name](args, folder), "command": command,
                    "date": here["date"], "commit": here["commit"],
                    "seconds": time.perf_counter() - t0}
-        res = _record(folder, name, section, here)
+        res = _record(folder, name + (f"-{args.tag}" if args.tag else ""), section, here)
         print(f"{name}: done in {section['seconds']:.0f} s", flush=True)
     return res
 
