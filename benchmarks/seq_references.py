@@ -122,6 +122,7 @@ def aeon_detectors(train: np.ndarray, test: np.ndarray, region: tuple[int, int],
     MERLIN marks discords (binary): its location is the middle flagged step."""
     from aeon.anomaly_detection.series.distance_based import MERLIN, STOMP, KMeansAD
 
+    train, test = (np.asarray(a, dtype=np.float64) for a in (train, test))  # stumpy's dtype
     runs = {
         "STOMP": (lambda: STOMP(window_size=period).fit_predict(test),
                   f"window_size={period}"),
@@ -137,8 +138,9 @@ def aeon_detectors(train: np.ndarray, test: np.ndarray, region: tuple[int, int],
         t0 = time.perf_counter()
         try:
             scores = np.asarray(run(), dtype=float)
-        except ModuleNotFoundError as e:  # STOMP needs stumpy, a soft dependency of aeon
-            rows.append({"detector": name, "settings": settings, "error": str(e).split(".")[0]})
+        except Exception as e:  # e.g. STOMP needs stumpy, a soft dependency of aeon
+            rows.append({"detector": name, "settings": settings,
+                         "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
             continue
         seconds = time.perf_counter() - t0
         if name == "MERLIN":
