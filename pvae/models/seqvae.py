@@ -279,6 +279,10 @@ class SequenceVAE(PVAEModel):
         ``lengths`` (tokens with the end event forbidden before them), else series
         of all the steps and tokens until their end event. The site's lengths are
         recorded at the deterministic site ``"lengths"``.
+
+        ``ValueError`` (before any work) for x with outer batch dimensions, x without
+        lengths, or data that is not padded sequences (as :meth:`check_data`); the
+        guide checks its data the same way.
         """
         self._check_program_data(x, lengths)
         n, device = self._size(x, lengths, batch_size)
@@ -307,7 +311,10 @@ class SequenceVAE(PVAEModel):
             return value
 
     def _check_program_data(self, x, lengths) -> None:
-        """Refuse outer batch dimensions (data sets inside a user's plate) at entry."""
+        """Refuse outer batch dimensions (data sets inside a user's plate) at entry, and
+        data that is not padded sequences (:func:`pvae.models.seqchecks.check_sequences`:
+        shapes, lengths in ``1..T``, ids, finite real steps) with the messages of
+        :meth:`check_data`; the likelihood's support is left to Pyro's validation."""
         want = 2 if self.tokens else 3
         for name, t, dims in (("x", x, want), ("lengths", lengths, 1)):
             if isinstance(t, torch.Tensor) and t.dim() > dims:
@@ -319,6 +326,10 @@ class SequenceVAE(PVAEModel):
                     "pyro.plate) are not supported: the plate name 'data' and its dim -1 are "
                     "reserved for the model's plate over the N sequences. Flatten the data "
                     "sets into one batch or call the model once per data set.")
+        if isinstance(x, torch.Tensor) and lengths is not None:
+            # Pyro's own tools (SVI, Predictive, poutine) reach here without pvae.fit's check
+            check_sequences(x, lengths, vocab_size=self.vocab_size, x_dim=self.x_dim,
+                            excluded_ids=self.excluded_ids)
 
     def _num_steps(self, lengths, max_len) -> int:
         longest = None if lengths is None else int(lengths.max())
