@@ -245,8 +245,9 @@ class SequenceVAE(PVAEModel):
         Tokens stop at the end event (or are cut at ``max_len``); series run
         ``max_len`` steps (default: the model's ``max_len``). ``temperature``
         divides token and Bernoulli logits; for continuous likelihoods it scales
-        each draw's deviation from the step's mean; 0 is greedy. ``ValueError``
-        for a bad ``n``, ``max_len`` or temperature.
+        each draw's deviation from the step's mean; 0 is greedy (the most probable
+        token, the mean step, rounded for counts); other discrete likelihoods take
+        only 0 or 1. ``ValueError`` for a bad ``n``, ``max_len`` or temperature.
         """
         z = torch.randn(num_draws(n), self.z_dim, device=self.device)
         return self.generate(z, max_len=max_len, temperature=temperature)
@@ -259,6 +260,12 @@ class SequenceVAE(PVAEModel):
         max_len = self.max_len if max_len is None else _positive("max_len", max_len)
         if not (isinstance(temperature, (int, float)) and temperature >= 0):
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        lik = self.likelihood
+        if (not self.tokens and lik.discrete and lik.name != "bernoulli"
+                and temperature not in (0, 1)):
+            raise ValueError(f"temperature={temperature!r} is defined for token and Bernoulli "
+                             "logits and for continuous likelihoods; the "
+                             f"{lik.name!r} likelihood draws at temperature 1 (or greedily, 0)")
         return generate(self, z, max_len, float(temperature), trim)
 
     # -- Pyro program --------------------------------------------------------------------------
