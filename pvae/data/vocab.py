@@ -73,7 +73,9 @@ class Vocabulary:
         """``(pad_id, bos_id, eos_id)``: the ids :meth:`encode` never writes within a
         sequence's length (``<unk>`` it writes for unknown tokens). Pass them to
         ``pvae.SequenceVAE(vocab_size=len(vocab), excluded_ids=vocab.excluded_ids)``
-        so that the model never scores or samples them."""
+        so that the model never scores or samples them; add ``unk_id`` where no text
+        holds an unknown token (as in ``pvae.data.load("words")``, whose vocabulary
+        holds every letter of its words)."""
         return (self.pad_id, self.bos_id, self.eos_id)
 
     @classmethod
