@@ -8,8 +8,9 @@ with ``<pad>`` (a token not in the vocabulary becomes ``<unk>``); it adds no
 ``<bos>``/``<eos>``: a sequence model scores its own end-of-sequence event
 after the last real token (``lengths`` says where). The special ids are there
 for models and decoders that need a start or unknown input, and so that
-``vocab_size = len(vocab)`` covers them. Encoded text never holds ``<pad>``,
-``<bos>`` or ``<eos>`` within its lengths (:attr:`Vocabulary.excluded_ids`): a
+``vocab_size = len(vocab)`` covers them. Encoded text holds ``<pad>``, ``<bos>``
+or ``<eos>`` within its lengths only where a text spells them as words
+(:attr:`Vocabulary.excluded_ids`): a
 :class:`pvae.SequenceVAE` built with ``excluded_ids=vocab.excluded_ids`` gives
 them probability 0, so its samples decode to text without them.
 """
@@ -71,7 +72,8 @@ class Vocabulary:
     @property
     def excluded_ids(self) -> tuple[int, ...]:
         """``(pad_id, bos_id, eos_id)``: the ids :meth:`encode` never writes within a
-        sequence's length (``<unk>`` it writes for unknown tokens). Pass them to
+        sequence's length, unless a word-level text holds the word ``<pad>``,
+        ``<bos>`` or ``<eos>`` itself (``<unk>`` it writes for unknown tokens). Pass them to
         ``pvae.SequenceVAE(vocab_size=len(vocab), excluded_ids=vocab.excluded_ids)``
         so that the model never scores or samples them; add ``unk_id`` where no text
         holds an unknown token (as in ``pvae.data.load("words")``, whose vocabulary
