@@ -12,11 +12,11 @@ def no_empty(logits: torch.Tensor, vocab_size: int,
     """Token logits ``(..., T + 1, V + 1)`` with the end event (category ``V``) impossible
     at the first step (a sequence has at least one token) and, where ``excluded`` (a
     boolean mask ``(V + 1,)``) is True, impossible at every step."""
-    first = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
-    first[0, vocab_size] = True
+    impossible = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
+    impossible[0, vocab_size] = True
     if excluded is not None:
-        first = first | excluded
-    return logits.masked_fill(first, float("-inf"))
+        impossible = impossible | excluded
+    return logits.masked_fill(impossible, float("-inf"))
 
 
 def teacher_score(decoder, inputs, likelihood, vocab_size: Optional[int], word_dropout: float,
