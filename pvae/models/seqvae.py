@@ -314,7 +314,7 @@ class SequenceVAE(PVAEModel):
             with ObservedSites() as sites:
                 value = pyro.sample("x", px, obs=x)
             if not sites.observed["x"]:  # drawn here, not given or conditioned
-                pyro.deterministic("lengths", px.lengths)
+                pyro.deterministic("lengths", px.drawn_lengths)
             return value
 
     def _check_program_data(self, x, lengths) -> None:
