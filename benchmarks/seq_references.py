@@ -29,13 +29,18 @@ class CharLM(nn.Module):
 
     Inputs are a start symbol (id V) followed by the characters; outputs are
     V + 1 classes, the last one the end of the word. Padding (steps at or past
-    a sequence's length) is replaced before it is read and never scored.
+    a sequence's length) is replaced before it is read and never scored. Ids in
+    ``excluded_ids`` (special tokens no word holds) get probability 0, as in the
+    VAE it is compared with.
     """
 
     def __init__(self, vocab_size: int, *, hidden_dim: int, embed_dim: int, num_layers: int = 1,
-                 rnn: str = "gru") -> None:
+                 rnn: str = "gru", excluded_ids: tuple = ()) -> None:
         super().__init__()
         self.vocab_size = vocab_size
+        mask = torch.zeros(vocab_size + 1, dtype=torch.bool)
+        mask[list(excluded_ids)] = True
+        self.register_buffer("excluded", mask)
         self.embed = nn.Embedding(vocab_size + 1, embed_dim)
         cell = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn]
         self.rnn = cell(embed_dim, hidden_dim, num_layers=num_layers, batch_first=True)
@@ -52,7 +57,8 @@ class CharLM(nn.Module):
         targets = torch.cat([x, torch.zeros_like(start)], 1)
         targets[torch.arange(n), lengths] = self.vocab_size  # the end event after the last id
         h, _ = self.rnn(self.embed(inputs))
-        logp = torch.log_softmax(self.out(h), -1).gather(-1, targets[..., None])[..., 0]
+        logits = self.out(h).masked_fill(self.excluded, float("-inf"))
+        logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
         scored = steps[None] <= lengths[:, None]  # the characters and the end event
         return -(logp * scored).sum(1)
 

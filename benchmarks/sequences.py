@@ -71,11 +71,12 @@ def words(args, folder: Path) -> dict:
     v, h, e = d.vocab_size, args.hidden, args.embed
     torch.manual_seed(0)
     vae = pvae.SequenceVAE(vocab_size=v, z_dim=args.z_dim, hidden_dim=h, embedding_dim=e,
-                           word_dropout=args.word_dropout, bidirectional_encoder=True)
+                           word_dropout=args.word_dropout, bidirectional_encoder=True,
+                           excluded_ids=d.vocab.excluded_ids)
     hist, vae_s = _fit(vae, tr, args, args.words_epochs, kl_warmup=args.kl_warmup,
                        batch_size=args.batch_size)
     torch.manual_seed(0)
-    lm = ref.CharLM(v, hidden_dim=h, embed_dim=e)
+    lm = ref.CharLM(v, hidden_dim=h, embed_dim=e, excluded_ids=d.vocab.excluded_ids)
     lm_s = ref.train_lm(lm, tr.x, tr.lengths, epochs=args.words_epochs,
                         batch_size=args.batch_size, lr=args.lr)
     vae.eval()

@@ -79,9 +79,11 @@ def check_model_for_data(cfg, data_name: str) -> None:
                           f"{', '.join(SEQUENCE_DATA)}), not {data_name}")
 
 
-def seqvae_kwargs(m, x_shape: tuple[int, ...], vocab_size: Optional[int]) -> dict:
+def seqvae_kwargs(m, x_shape: tuple[int, ...], vocab_size: Optional[int],
+                  excluded_ids: tuple[int, ...] = ()) -> dict:
     """The :class:`pvae.SequenceVAE` arguments a ``ModelConfig`` ``m`` describes for padded
-    sequences of shape ``x_shape`` (``(T,)`` token ids with ``vocab_size``, or ``(T, D)``)."""
+    sequences of shape ``x_shape`` (``(T,)`` token ids with ``vocab_size``, the ids in
+    ``excluded_ids`` given probability 0; or ``(T, D)``)."""
     kwargs = dict(z_dim=m.z_dim, hidden_dim=m.hidden_dim, rnn=m.rnn, num_layers=m.num_layers,
                   bidirectional_encoder=m.bidirectional_encoder, word_dropout=m.word_dropout,
                   beta=m.beta, guide_flows=m.guide_flows, max_len=m.max_len or x_shape[0])
@@ -92,7 +94,8 @@ def seqvae_kwargs(m, x_shape: tuple[int, ...], vocab_size: Optional[int]) -> dic
         if m.likelihood != "categorical":
             raise ConfigError(f"config key 'model.likelihood' must be categorical for text "
                               f"(token ids), got {m.likelihood}")
-        return {**kwargs, "vocab_size": vocab_size, "embedding_dim": m.embedding_dim}
+        return {**kwargs, "vocab_size": vocab_size, "embedding_dim": m.embedding_dim,
+                "excluded_ids": tuple(excluded_ids)}
     if len(x_shape) != 2:
         raise ConfigError(f"model.type seqvae takes sequences of shape (T,) or (T, D), got data "
                           f"points of shape {x_shape}")
@@ -103,11 +106,12 @@ def seqvae_kwargs(m, x_shape: tuple[int, ...], vocab_size: Optional[int]) -> dic
             "likelihood_kwargs": dict(m.likelihood_kwargs) or None}
 
 
-def build_seqvae(m, x_shape: tuple[int, ...], vocab_size: Optional[int] = None):
+def build_seqvae(m, x_shape: tuple[int, ...], vocab_size: Optional[int] = None,
+                 excluded_ids: tuple[int, ...] = ()):
     """:class:`pvae.SequenceVAE` from a ``ModelConfig``; its ``ValueError`` as a ConfigError."""
     from pvae.models import get
 
-    kwargs = seqvae_kwargs(m, x_shape, vocab_size)
+    kwargs = seqvae_kwargs(m, x_shape, vocab_size, excluded_ids)
     try:
         return get("seqvae", **kwargs)
     except ValueError as e:

@@ -34,21 +34,22 @@ from pvae.config import SEQUENCE_DATA, Config, ConfigError, load_config
 
 
 def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None, *,
-                vocab_size: Optional[int] = None):
+                vocab_size: Optional[int] = None, excluded_ids: tuple[int, ...] = ()):
     """The model a config describes, for data points of shape ``x_shape``.
 
     Built through the model registry (:func:`pvae.models.from_config`); its
     ``ValueError`` (e.g. a labelled model without a number of classes) is raised
     as a :class:`ConfigError`. A sequence VAE (``model.type: seqvae``) takes padded
     sequences, ``x_shape`` ``(T,)`` token ids of a ``vocab_size`` vocabulary or
-    ``(T, D)`` series (:func:`pvae.run_sequences.build_seqvae`).
+    ``(T, D)`` series (:func:`pvae.run_sequences.build_seqvae`), the vocabulary's
+    ``excluded_ids`` (special tokens no text holds) given probability 0.
     """
     from pvae.models import from_config
 
     if cfg.model.type == "seqvae":
         from pvae.run_sequences import build_seqvae
 
-        return build_seqvae(cfg.model, tuple(x_shape), vocab_size)
+        return build_seqvae(cfg.model, tuple(x_shape), vocab_size, excluded_ids)
     try:
         return from_config(cfg.model, x_shape, num_classes)
     except ConfigError:
@@ -86,8 +87,10 @@ def load_data(cfg: Config, run: Optional[Path] = None):
 
 def model_for(cfg: Config, data):
     """:func:`build_model` for the data set ``data`` (its shape, classes, vocabulary)."""
+    vocab = getattr(data, "vocab", None)
     return build_model(cfg, data.x_shape, data.num_classes,
-                       vocab_size=getattr(data, "vocab_size", None))
+                       vocab_size=getattr(data, "vocab_size", None),
+                       excluded_ids=tuple(vocab.excluded_ids) if vocab is not None else ())
 
 
 def load_features(path: str):

@@ -45,3 +45,23 @@ def test_sequence_data_and_the_sequence_model_go_together():
         check_model_for_data(from_dict({"data": {"name": "words"}}), "words")
     with pytest.raises(ConfigError, match="model.type seqvae takes sequence data"):
         check_model_for_data(from_dict({"model": {"type": "seqvae"}}), "digits")
+
+
+def test_a_text_run_gives_the_vocabularys_special_tokens_probability_zero():
+    import torch
+
+    import pvae
+    from pvae.runs import model_for
+
+    vocab = pvae.data.Vocabulary.build(["ab", "ba", "abc"], level="char")
+    x, lengths = vocab.encode(["ab", "ba", "abc"])
+    split = pvae.data.Sequences(x, lengths)
+    data = pvae.data.Data(name="tiny", train=split, val=None, test=split, x_shape=(3,),
+                          vocab=vocab)
+    cfg = from_dict({"model": {"type": "seqvae", "likelihood": "categorical", "z_dim": 2,
+                               "hidden_dim": 8}})
+    model = model_for(cfg, data)
+    assert set(model.excluded_ids) == set(vocab.excluded_ids)
+    xs, ls = model.sample(20, max_len=3)
+    steps = torch.arange(xs.shape[1]) < ls[:, None]
+    assert not torch.isin(xs[steps], torch.tensor(vocab.excluded_ids)).any()
