@@ -115,7 +115,8 @@ class SequenceVAE(PVAEModel):
                  vocab_size: Optional[int] = None, likelihood: Optional[str] = None,
                  hidden_dim: int = 128, rnn: Literal["gru", "lstm"] = "gru", num_layers: int = 1,
                  bidirectional_encoder: bool = True, embedding_dim: Optional[int] = None,
-                 excluded_ids: tuple = (), word_dropout: float = 0.0, beta: float = 1.0,
+                 excluded_ids: tuple = (), word_dropout: float = 0.0, z_every_step: bool = True,
+                 decoder_history: Optional[str] = None, beta: float = 1.0,
                  likelihood_kwargs: Optional[dict] = None, guide_flows: int = 0,
                  max_len: int = 100) -> None:
         super().__init__()
@@ -161,8 +162,11 @@ class SequenceVAE(PVAEModel):
             enc_dim, out_dim = self.x_dim, self.likelihood.num_params * self.x_dim
         self.encoder = SequenceEncoder(enc_dim, z_dim, hidden_dim, rnn, num_layers,
                                        bool(bidirectional_encoder))
+        if not isinstance(z_every_step, bool):
+            raise ValueError(f"z_every_step must be True or False, got {z_every_step!r}")
+        decoder_history = decoder_history or "full"
         self.decoder = SequenceDecoder(self.dec_inputs.dim, z_dim, hidden_dim, out_dim, rnn,
-                                       num_layers)
+                                       num_layers, z_every_step, decoder_history)
         self.posterior = GaussianPosterior(z_dim, guide_flows)
         self._remember(
             x_dim=self.x_dim, z_dim=z_dim, vocab_size=self.vocab_size,
@@ -171,7 +175,8 @@ class SequenceVAE(PVAEModel):
             hidden_dim=hidden_dim, rnn=rnn, num_layers=num_layers,
             bidirectional_encoder=bool(bidirectional_encoder),
             embedding_dim=embedding_dim if self.tokens else None,
-            excluded_ids=list(self.excluded_ids), word_dropout=self.word_dropout, beta=self.beta,
+            excluded_ids=list(self.excluded_ids), word_dropout=self.word_dropout,
+            z_every_step=z_every_step, decoder_history=decoder_history, beta=self.beta,
             guide_flows=guide_flows,
             max_len=self.max_len)
 
@@ -190,6 +195,15 @@ class SequenceVAE(PVAEModel):
         check_sequences(x, rest[0], vocab_size=self.vocab_size, x_dim=self.x_dim,
                         likelihood=self._modules["likelihood"] if support else None,
                         excluded_ids=self.excluded_ids)
+
+    def working_numbers(self, x: torch.Tensor) -> tuple[int, int]:
+        """``(per_point, per_sample)``: floats one sequence of the padded batch ``x``
+        (``(N, T)`` or ``(N, T, D)``) holds in the encoder (once) and in the decoder
+        (per sample of z) while the model runs: ``T`` times the recurrent networks'
+        numbers per step. Evaluation sizes its chunks by it (:mod:`pvae.estimates`)."""
+        num_steps = x.shape[1] + (1 if self.tokens else 0)  # tokens: the end event's step
+        return (x.shape[1] * self.encoder.numbers_per_step(),
+                num_steps * self.decoder.numbers_per_step())
 
     def _checked(self, x, lengths, support: bool = False):
         return clean(*self.checked_batch(x, lengths, support=support), self.tokens)
