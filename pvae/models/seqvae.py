@@ -47,10 +47,14 @@ class SequenceVAE(PVAEModel):
     Generative story, for each sequence ``n`` in ``pyro.plate("data")``::
 
         z_n ~ Normal(0, I)                                   # site "z", (z_dim,)
-        h_0 = tanh(W z_n);  h_t = RNN(h_{t-1}, input(x_{t-1}))
+        h_0 = tanh(W z_n);  h_t = RNN(h_{t-1}, [input(x_{t-1}), z_n])
         x_nt ~ likelihood(out(h_t)),  t < L_n                # site "x", (T, D) or (T,)
 
-    The decoder is autoregressive (teacher forcing on the observed steps). For
+    The decoder is autoregressive (teacher forcing on the observed steps). z sets
+    its initial state and, with ``z_every_step`` (default), joins every step's
+    input. With ``decoder_history="previous"`` the RNN reads z alone and a head maps
+    ``(h_t, input(x_{t-1}))`` to the step's parameters: p(x_t | x_{t-1}, z), a local
+    autoregressive context that leaves the series' shape to z (Chen et al. 2017). For
     tokens the categories are ``0..V-1`` and an end-of-sequence event ``V``,
     scored after the last token, so p(x) includes the length (a sequence has at
     least one token: no end event at the first step). Series are modelled given
@@ -94,6 +98,12 @@ class SequenceVAE(PVAEModel):
         Probability, in training only, of replacing each decoder input by an
         unknown token (a zeroed, flagged step for series), Bowman et al.'s
         remedy for posterior collapse; use it with ``pvae.fit(kl_warmup=...)``.
+    z_every_step
+        Feed z to every decoder step as well as to its initial state (default True).
+    decoder_history
+        ``"full"`` (default): the decoder's RNN reads every previous step;
+        ``"previous"``: it reads z only and the output head sees the previous step
+        (series whose shape z should carry; see the measurements below).
     beta, guide_flows, likelihood_kwargs
         As for :class:`pvae.VAE`.
     max_len
@@ -165,6 +175,10 @@ class SequenceVAE(PVAEModel):
         if not isinstance(z_every_step, bool):
             raise ValueError(f"z_every_step must be True or False, got {z_every_step!r}")
         decoder_history = decoder_history or "full"
+        if decoder_history not in ("full", "previous"):
+            raise ValueError("decoder_history must be 'full' (the decoder reads every previous "
+                             "step) or 'previous' (only the last one), got "
+                             f"{decoder_history!r}")
         self.decoder = SequenceDecoder(self.dec_inputs.dim, z_dim, hidden_dim, out_dim, rnn,
                                        num_layers, z_every_step, decoder_history)
         self.posterior = GaussianPosterior(z_dim, guide_flows)

@@ -108,3 +108,52 @@ def test_parts_bounds_the_rows_that_hold_all_their_samples_at_once():
     assert ev.batch_size * (per_point + 50 * per_sample) <= WORKING_ELEMENTS < 1000 * per_sample
     out = pvae.evaluate.parts(model, (x[:4], lengths[:4]), num_samples=2)
     assert out["elbo"].shape == (4,)
+
+
+def _decoder_outputs(model, x, z):
+    inputs = model.dec_inputs.teacher(x)
+    return model.decoder(inputs, z)
+
+
+def test_z_reaches_every_step_not_only_the_initial_state():
+    torch.manual_seed(0)
+    for history in (None, "previous"):  # the default decoder, and the local one
+        kw = {} if history is None else {"decoder_history": history}
+        model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=8, **kw)
+        with torch.no_grad():
+            model.decoder.init.weight.zero_()  # no path from z through the initial state
+        x, _ = series_data(3, 12)
+        z = torch.randn(3, 2)
+        a, b = _decoder_outputs(model, x, z), _decoder_outputs(model, x, z + 1.0)
+        assert (a - b)[:, -1].abs().min() > 1e-4, history  # the last step still sees z
+
+
+def test_the_previous_step_decoder_reads_only_the_previous_step():
+    torch.manual_seed(0)
+    model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=8, decoder_history="previous")
+    x, _ = series_data(2, 10)
+    z = torch.randn(2, 2)
+    y = x.clone()
+    y[:, 3] += 5.0  # x_3 informs the prediction of x_4 only
+    a, b = _decoder_outputs(model, x, z), _decoder_outputs(model, y, z)
+    changed = (a - b).abs().amax((0, 2)) > 1e-6
+    assert changed.tolist() == [t == 4 for t in range(10)]
+    full = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=8)
+    a, b = _decoder_outputs(full, x, z), _decoder_outputs(full, y, z)
+    assert ((a - b).abs().amax((0, 2)) > 1e-6).tolist() == [t >= 4 for t in range(10)]
+
+
+@pytest.mark.parametrize("kw, match", [(dict(z_every_step=1), "z_every_step"),
+                                       (dict(decoder_history="last"), "decoder_history")])
+def test_bad_decoder_options_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        pvae.SequenceVAE(x_dim=1, z_dim=2, **kw)
+
+
+def test_decoder_options_survive_save_and_load(tmp_path):
+    model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=8, z_every_step=False,
+                             decoder_history="previous")
+    model.save(tmp_path / "m.pt")
+    again = pvae.load(tmp_path / "m.pt")
+    assert again.hparams == model.hparams
+    assert (again.decoder.history, again.decoder.z_every_step) == ("previous", True)
