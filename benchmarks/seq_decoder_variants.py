@@ -26,14 +26,14 @@ def knn1(train_x, train_y, test_x, test_y) -> float:
 
 def run(variant: str, args, data) -> dict:
     where, p = variant.split(":")
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = pvae.SequenceVAE(x_dim=1, z_dim=args.z_dim, hidden_dim=args.hidden_dim,
                              word_dropout=float(p), z_every_step=(where != "init"),
                              decoder_history="previous" if where == "previous" else "full")
     tr, te = data.train, data.test
     t0 = time.time()
     pvae.fit(model, (tr.x, tr.lengths), epochs=args.epochs, kl_warmup=args.kl_warmup,
-             batch_size=args.batch_size, lr=args.lr, seed=0, progress=False, logger=None)
+             batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=False, logger=None)
     secs = time.time() - t0
     model.eval()
     parts = pvae.evaluate.parts(model, (te.x, te.lengths), num_samples=10)
@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--hidden-dim", type=int, default=128)
     ap.add_argument("-k", type=int, default=200)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

@@ -117,15 +117,14 @@ def _decoder_outputs(model, x, z):
 
 def test_z_reaches_every_step_not_only_the_initial_state():
     torch.manual_seed(0)
-    for history in (None, "previous"):  # the default decoder, and the local one
-        kw = {} if history is None else {"decoder_history": history}
+    for kw in (dict(z_every_step=True), dict(decoder_history="previous")):
         model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=8, **kw)
         with torch.no_grad():
             model.decoder.init.weight.zero_()  # no path from z through the initial state
         x, _ = series_data(3, 12)
         z = torch.randn(3, 2)
         a, b = _decoder_outputs(model, x, z), _decoder_outputs(model, x, z + 1.0)
-        assert (a - b)[:, -1].abs().min() > 1e-4, history  # the last step still sees z
+        assert (a - b)[:, -1].abs().min() > 1e-4, kw  # the last step still sees z
 
 
 def test_the_previous_step_decoder_reads_only_the_previous_step():
