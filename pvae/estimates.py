@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import Optional
 
 import pyro
 import torch
@@ -24,6 +25,10 @@ Batch = tuple
 
 #: Decoder-output numbers per evaluation chunk (see the module docstring).
 CHUNK_ELEMENTS = 2**21
+#: Working numbers a model declares (:func:`working_numbers`: a recurrent network's
+#: hidden states and gates) per evaluation chunk: 256 MB of float32. Recurrent networks
+#: need chunks of hundreds of sequences to run at speed; smaller budgets are slower.
+WORKING_ELEMENTS = 2**26
 
 
 def _unvalidated(model):
@@ -47,19 +52,60 @@ def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str,
     return w.sites
 
 
+def _outputs(model, x: torch.Tensor) -> int:
+    """Decoder outputs per guide sample of one data point of the batch ``x``."""
+    likelihood = getattr(model, "likelihood", None)
+    return max(math.prod(x.shape[1:]) * max(getattr(likelihood, "num_params", 1), 1), 1)
+
+
+def working_numbers(model, x: torch.Tensor) -> tuple[int, int]:
+    """``(per_point, per_sample)``: the floats one data point of the batch ``x`` holds in
+    the model's networks while the model and guide run on it, once per point (the
+    encoder) and once more per guide sample (the decoder), as the model declares them
+    with ``model.working_numbers(x)``; ``(0, 0)`` for a model that declares none
+    (feed-forward networks, whose working size is of the order of their outputs).
+
+    Recurrent models declare their hidden states and gates at every time step
+    (:meth:`pvae.SequenceVAE.working_numbers`): at 128 units about 700 floats per
+    step, where the decoder outputs two.
+    """
+    declared = getattr(model, "working_numbers", None)
+    if not callable(declared):
+        return 0, 0
+    per_point, per_sample = declared(x)
+    return int(per_point), int(per_sample)
+
+
 class _Evaluation:
-    """Batching, chunking and train/eval mode around a per-chunk computation."""
+    """Batching, chunking and train/eval mode around a per-chunk computation.
+
+    A chunk of ``b`` points and ``k`` samples holds ``b * k * outputs`` decoder outputs
+    (at most ``max_elements``) and ``b * (per_point + k * per_sample)`` declared
+    working numbers (:func:`working_numbers`; at most ``max_working``): batches shrink
+    below ``batch_size`` when even one sample per point (``together`` samples, for
+    callers that take all their samples at once) would exceed either."""
 
     def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int,
-                 checked: bool = False):
+                 checked: bool = False, max_working: Optional[int] = None, together: int = 1):
         self.model = model
         # data checked already (the training loop's monitor and validation batches) skip it
         self.batch = tuple(data) if checked else as_batch(data, model)
-        self.batch_size, self.num_samples = batch_size, num_samples
-        x = self.batch[0]
-        likelihood = getattr(model, "likelihood", None)
-        per_sample = math.prod(x.shape[1:]) * max(getattr(likelihood, "num_params", 1), 1)
-        self.per_point_chunk = lambda b: max(1, min(num_samples, max_elements // max(b * per_sample, 1)))
+        self.num_samples, self.max_elements = num_samples, max_elements
+        self.max_working = max_elements if max_working is None else max_working
+        self.outputs = _outputs(model, self.batch[0])
+        self.per_point, self.per_sample = working_numbers(model, self.batch[0])
+        # rows per batch: ``together`` samples of each (1 where samples are chunked) fit
+        room = self.per_point + together * self.per_sample
+        self.batch_size = max(1, min(batch_size, max_elements // (together * self.outputs),
+                                     self.max_working // max(room, 1)))
+
+    def per_point_chunk(self, b: int) -> int:
+        """Guide samples per chunk for ``b`` data points (at least 1, at most ``num_samples``)."""
+        b = max(b, 1)
+        k = min(self.num_samples, self.max_elements // (b * self.outputs))
+        if self.per_sample:
+            k = min(k, (self.max_working // b - self.per_point) // self.per_sample)
+        return max(1, k)
 
     def __iter__(self):
         was_training = bool(getattr(self.model, "training", False))
@@ -90,21 +136,28 @@ def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
 
 
 def elbo(model, data, num_samples: int = 1, *, batch_size: int = 1000,
-         max_elements: int = CHUNK_ELEMENTS, checked: bool = False) -> torch.Tensor:
+         max_elements: int = CHUNK_ELEMENTS, checked: bool = False,
+         max_working: int = WORKING_ELEMENTS) -> torch.Tensor:
     """ELBO per data point (nats), averaged over ``num_samples`` guide samples.
+
+    Memory: each chunk of points and samples holds at most ``max_elements`` decoder
+    outputs and ``max_working`` of the working numbers a model declares
+    (:func:`working_numbers`; a recurrent model's hidden states), float32 each.
 
     ``checked=True``: ``data`` is a tuple of tensors already checked against the
     model (as :func:`pvae.batching.as_batch` returns it), so it is not checked again.
     """
     out = []
-    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked):
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked,
+                                  max_working):
         total = sum(_weights(model, sub, k, enumerate=False).sum(0) for k in sizes)
         out.append(total / num_samples)
     return torch.cat(out)
 
 
 def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 100,
-                   max_elements: int = CHUNK_ELEMENTS, checked: bool = False) -> torch.Tensor:
+                   max_elements: int = CHUNK_ELEMENTS, checked: bool = False,
+                   max_working: int = WORKING_ELEMENTS) -> torch.Tensor:
     """Importance-sampled log p(x) per data point (nats), with the guide as proposal.
 
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, the logsumexp taken per data
@@ -112,10 +165,11 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     stochastic lower bound that tightens as K grows. Discrete guide sites
     (the semi-supervised model's label) are enumerated here
     (``config_enumerate``) and summed out exactly inside each sample.
-    ``checked`` as for :func:`elbo`.
+    ``checked``, ``max_elements`` and ``max_working`` as for :func:`elbo`.
     """
     out = []
-    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked):
+    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked,
+                                  max_working):
         lse = None
         for k in sizes:
             part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
@@ -128,9 +182,13 @@ def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000,
           checked: bool = False) -> dict[str, torch.Tensor]:
     """Per data point: ``elbo``, ``recon`` (E_q log p(x | z)) and ``kl`` (E_q log q/p),
     plus ``kl_<site>`` for each latent site; Monte Carlo over ``num_samples``.
-    ``checked`` as for :func:`elbo`."""
+    ``checked`` as for :func:`elbo`. All samples of a batch are drawn at once; for a
+    model that declares its working size (:func:`working_numbers`), batches hold at
+    most :data:`WORKING_ELEMENTS` of it."""
     acc: dict[str, list[torch.Tensor]] = {}
-    for sub, _ in _Evaluation(model, data, batch_size, 2**62, num_samples, checked):
+    # all samples of a batch at once: only the declared working size bounds its rows
+    for sub, _ in _Evaluation(model, data, batch_size, 2**62, num_samples, checked,
+                              WORKING_ELEMENTS, together=num_samples):
         p = site_log_probs(model, sub, num_samples)
         recon = sum(p["observed"].values()).mean(0)
         row = {"recon": recon}

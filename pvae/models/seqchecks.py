@@ -127,3 +127,14 @@ def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[in
                              "model without excluding it")
     elif likelihood is not None:
         likelihood.check_support(real)
+
+
+def positive(name: str, value) -> int:
+    """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive int."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        v = 0
+    if isinstance(value, bool) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return v

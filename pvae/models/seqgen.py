@@ -79,7 +79,7 @@ def generate(model, z: torch.Tensor, max_len: int, temperature: float, trim: boo
     lengths = torch.full((b,), max_len, dtype=torch.long, device=device)
     alive = torch.ones(b, dtype=torch.bool, device=device)
     for t in range(max_len):
-        out, state = decoder.step(step_in, state)
+        out, state = decoder.step(step_in, state, flat)
         out = out[:, 0]
         if model.tokens:
             end = model.vocab_size
