@@ -45,7 +45,8 @@ from pvae.anomaly import (  # noqa: F401  (re-exported: anomaly scores live ther
 )
 from pvae.batching import as_batch, as_batch_tensors
 from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimates live there)
-    CHUNK_ELEMENTS, _Evaluation, _unvalidated, elbo, log_likelihood, parts, site_log_probs,
+    CHUNK_ELEMENTS, WORKING_ELEMENTS, _Evaluation, _unvalidated, elbo, log_likelihood, parts,
+    site_log_probs,
 )
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, as_pair
@@ -96,7 +97,10 @@ def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100
         With fewer than two data points, where a variance over the data is
         undefined (and no collapse can be told apart).
     """
-    evaluation = _Evaluation(model, data, batch_size, 2**62, 1)
+    # all num_samples draws of a batch are taken at once: rows shrink so that they stay
+    # within the chunk's budgets (decoder outputs, a recurrent model's working numbers)
+    evaluation = _Evaluation(model, data, batch_size, CHUNK_ELEMENTS, 1,
+                             max_working=WORKING_ELEMENTS, together=num_samples)
     n = evaluation.batch[0].shape[0]
     if n < MIN_POINTS_ACTIVE_UNITS:
         raise ValueError(f"active units need at least {MIN_POINTS_ACTIVE_UNITS} data points (a "

@@ -156,3 +156,28 @@ def test_decoder_options_survive_save_and_load(tmp_path):
     again = pvae.load(tmp_path / "m.pt")
     assert again.hparams == model.hparams
     assert (again.decoder.history, again.decoder.z_every_step) == ("previous", True)
+
+
+def test_active_units_draws_within_the_working_budget(monkeypatch):
+    """active_units takes all its samples of a batch at once: its batches shrink so that
+    rows x samples x a recurrent model's declared working numbers stay in the budget."""
+    import pvae.evaluate as ev
+    from pvae.estimates import working_numbers
+
+    torch.manual_seed(0)
+    model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=16)
+    x = torch.randn(40, 30, 1)
+    lengths = torch.full((40,), 30)
+    per_point, per_sample = working_numbers(model, x)
+    budget = 20 * (per_point + 10 * per_sample)  # room for 20 rows of 10 samples
+    monkeypatch.setattr(ev, "WORKING_ELEMENTS", budget)
+    seen, real = [], ev.log_weights
+
+    def spy(m, g, batch, k, **kw):
+        seen.append((batch[0].shape[0], k))
+        return real(m, g, batch, k, **kw)
+
+    monkeypatch.setattr(ev, "log_weights", spy)
+    out = ev.active_units(model, (x, lengths), num_samples=10)
+    assert out["z"]["dims"] == 2
+    assert sum(b for b, _ in seen) == 40 and max(b for b, _ in seen) <= 20
