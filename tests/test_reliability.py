@@ -88,6 +88,30 @@ def test_two_processes_match_one_with_the_same_effective_batch(tmp_path):
     pvae.load(two / "checkpoint.pt")  # rank 0 wrote a complete checkpoint
 
 
+def test_a_sequence_model_trains_on_two_processes(tmp_path):
+    """DistributedDataParallel on the sequence VAE (packed recurrent encoder, masked
+    site x): two processes of half the batch follow one process's curve."""
+    pytest.importorskip("aeon")
+    common = ["--config", str(ROOT / "configs" / "gunpoint.yaml"), "--set", "train.epochs=4",
+              "--set", "model.hidden_dim=8", "--set", "evaluate.num_samples=4", "--quiet"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = subprocess.run([sys.executable, "-m", "pvae", "train", "--out", str(one),
+                         "--set", "train.batch_size=16", *common],
+                        env=ENV, capture_output=True, text=True, timeout=600)
+    r2 = subprocess.run([sys.executable, "-m", "pvae", "train", "--nproc", "2", "--out", str(two),
+                         "--set", "train.batch_size=8", *common],
+                        env=ENV, capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr
+    assert r2.returncode == 0, r2.stderr
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    assert m1["processes"] == 1 and m2["processes"] == 2
+    assert len(m2["history"]) == len(m1["history"]) == 4
+    for a, b in zip(m1["history"], m2["history"]):
+        assert abs(a["train_elbo"] - b["train_elbo"]) < 0.05 * abs(a["train_elbo"]) + 2
+    assert isinstance(pvae.load(two / "checkpoint.pt"), pvae.SequenceVAE)
+
+
 def test_a_run_writes_only_inside_its_folder(tmp_path):
     from pvae.cli import main
 
