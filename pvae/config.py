@@ -148,11 +148,12 @@ class ModelConfig(_Section):
 def _check_prior(cfg: "ModelConfig") -> None:
     """``model.prior`` and ``model.prior_components`` as the model's constructor checks them."""
     from pvae import priors
-    from pvae.models.registry import _class
+    from pvae.models.registry import model_class
 
     try:
         priors.check(cfg.prior, cfg.prior_components,
-                     getattr(_class(cfg.type), "refused_priors", None), f"model.type {cfg.type}")
+                     getattr(model_class(cfg.type), "refused_priors", None),
+                     f"model.type {cfg.type}")
     except ValueError as e:
         raise ConfigError(f"config key 'model.prior': {e}") from None
 
