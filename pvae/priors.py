@@ -87,7 +87,9 @@ class DiagonalNormalMixture(dist.MixtureSameFamily):
         components = dist.Normal(loc.expand(*batch_shape, k, d),
                                  scale.expand(*batch_shape, k, d)).to_event(1)
         super().__init__(mixture, components, validate_args=False)
-        self._validate_args = bool(validate_args) if validate_args is not None else False
+        # Pyro's and torch's validation setting, as every distribution follows it
+        self._validate_args = (torch.distributions.Distribution._validate_args
+                               if validate_args is None else bool(validate_args))
 
     @property
     def num_components(self) -> int:
