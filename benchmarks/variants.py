@@ -18,6 +18,9 @@ committed results):
 - ssvae: test accuracy of q(y|x) after each epoch, with 100 and 3000 labels
          (mean over seeds), for a chosen batching, aux_weight and lr.
 - ssvae_baseline: q(y|x)'s network trained on the labelled images alone.
+- priors: the VAE with the standard prior, the VampPrior and a mixture of
+         Gaussians (``--priors standard,vamp,mog``): test log-likelihood per seed
+         (variants_priors.py).
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import numpy as np
 import torch
 
 import pvae
+import variants_priors
 from common import HERE, add_smoke_options, machine, mnist, output_dir, write_json
 from pvae.nets import MLP
 
 OUT, MD = "variants.json", "VARIANTS.md"  # in the output folder
-SECTIONS = ("cvae", "hvae", "iaf", "ssvae", "ssvae_baseline", "ssvae_m1m2")
+SECTIONS = ("cvae", "hvae", "iaf", "ssvae", "ssvae_baseline", "ssvae_m1m2", "priors")
 
 
 def per_seed(r) -> tuple[str, str]:
@@ -174,6 +178,7 @@ def markdown(res) -> str:
         lines += ["", "Pyro's tutorial reports 0.932 (100 labels) and 0.958 (3000 labels), the "
                   "test accuracy at the epoch of best accuracy on 10,000 labelled validation "
                   "images; Kingma et al. report 0.88 for M2 alone with 100 labels."]
+    lines += variants_priors.markdown(res)
     return "\n".join(lines) + "\n"
 
 
@@ -488,6 +493,7 @@ def main(argv=None) -> dict:
     p.add_argument("--k", type=int, default=1000, help="importance samples for test LL")
     p.add_argument("--test-points", type=int, default=2000)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--priors", default="standard,vamp,mog", help="priors: which to train")
     add_smoke_options(p, HERE)
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
     if args.smoke:  # every section, one seed, one epoch, tiny K
@@ -530,6 +536,9 @@ def main(argv=None) -> dict:
     if "ssvae_m1m2" in only:
         bench_ssvae_m1m2(args, res)
         save(res, args.folder)
+    if "priors" in only:
+        variants_priors.bench_priors(args, res, mnist=mnist, fit_timed=fit_timed,
+                                     test_ll=test_ll, save=save)
     print((args.folder / MD).read_text())
     return json.loads(out.read_text())
 

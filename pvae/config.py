@@ -111,6 +111,13 @@ class ModelConfig(_Section):
                                                    "point; 0 is off")
     guide: Literal["top_down", "bottom_up"] = Field(
         "bottom_up", description='hvae guide (Burda et al.); "top_down": Ladder VAE')
+    # -- learned priors (pvae.priors) ------------------------------------------------------
+    prior: Literal["standard", "vamp", "mog"] = Field(
+        "standard", description="p(z) of vae/hvae (top layer)/ssvae: Normal(0, I), the "
+                                "VampPrior or a mixture of Gaussians")
+    prior_components: Optional[int] = Field(
+        None, description="K: pseudo-inputs of vamp (null: 500) or Gaussians of mog (null: 10)")
+    # -- end of learned priors -------------------------------------------------------------
 
     @model_validator(mode="after")
     def _rules(self) -> "ModelConfig":
@@ -128,6 +135,7 @@ class ModelConfig(_Section):
                  "is for model.type cvae (a vector condition)")
         _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
                  "and model.num_classes exclude each other: set one")
+        _check_prior(self)  # learned priors (pvae.priors)
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
                  f"must be one of {', '.join(likelihoods.names())}")
         try:
@@ -135,6 +143,19 @@ class ModelConfig(_Section):
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config key 'model.likelihood_kwargs': {e}") from None
         return self
+
+
+def _check_prior(cfg: "ModelConfig") -> None:
+    """``model.prior`` and ``model.prior_components`` as the model's constructor checks them."""
+    from pvae import priors
+    from pvae.models.registry import model_class
+
+    try:
+        priors.check(cfg.prior, cfg.prior_components,
+                     getattr(model_class(cfg.type), "refused_priors", None),
+                     f"model.type {cfg.type}")
+    except ValueError as e:
+        raise ConfigError(f"config key 'model.prior': {e}") from None
 
 
 class TrainConfig(_Section):

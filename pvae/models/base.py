@@ -119,6 +119,14 @@ class PVAEModel(LikelihoodHead, PyroModule):
         return all(p.mean_field for p in self.modules() if isinstance(p, GaussianPosterior))
 
     @property
+    def monte_carlo_kl_sites(self) -> tuple[str, ...]:
+        """Latent sites whose KL(q || p) has no closed form because p is a learned prior
+        (:mod:`pvae.priors`, at the top latent site): ``TraceMeanField_ELBO`` estimates
+        those terms by Monte Carlo. Empty with the standard prior."""
+        prior = self._modules.get("latent_prior")
+        return () if getattr(prior, "analytic_kl", True) else (self.latent_sites[-1],)
+
+    @property
     def code_dim(self) -> int:
         """Size of the main latent code (``"z"``; ``"z1"``, the bottom layer, for hierarchies):
         the width of :meth:`embed`'s output and of :meth:`decode_mean`'s input."""

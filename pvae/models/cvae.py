@@ -13,6 +13,7 @@ from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import ObservedSites, PVAEModel, takes_data
 from pvae.models.checks import (  # noqa: F401  (check_labels: its old home)
@@ -79,10 +80,17 @@ class CVAE(PVAEModel):
         the likelihood's parameters.
     learned_prior
         Learn p(z | y) with a network (default) or use Normal(0, I).
+    prior, prior_components
+        Only ``"standard"`` / ``None`` (``ValueError`` otherwise): the CVAE's
+        prior is the conditional p(z | y) above, not one of :mod:`pvae.priors`.
     """
 
     batch_parts = ("x", "y")
     config_name = "cvae"
+    #: Priors this model cannot take (:mod:`pvae.priors`), and why.
+    refused_priors = dict.fromkeys(("vamp", "mog"), (
+        "its prior is the conditional p(z | y) (learned_prior=True: a network of y; False: "
+        "Normal(0, I)), not an unconditional p(z); use learned_prior"))
 
     def __init__(
         self,
@@ -100,8 +108,11 @@ class CVAE(PVAEModel):
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
     ) -> None:
         super().__init__()
+        priors.check(prior, prior_components, self.refused_priors, "CVAE")
         if (num_classes is None) == (y_dim is None):
             raise ValueError("give exactly one of num_classes (class labels) or y_dim "
                              "(a continuous condition vector)")

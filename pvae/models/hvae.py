@@ -12,6 +12,7 @@ from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.checks import Shape, check_hparams
@@ -26,13 +27,19 @@ def precision_weighted(loc_a, scale_a, loc_b, scale_b):
     return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
 
 
+#: Why the bottom-up guide (more than one layer) cannot take the VampPrior.
+VAMP_BOTTOM_UP = ("with guide='bottom_up', q(z_L | x) integrates over the layers below "
+                  "and has no closed form to push the pseudo-inputs through; use "
+                  "guide='top_down' (whose q(z_L | x) is a Gaussian of x) or prior='mog'")
+
+
 @register
 class HierarchicalVAE(PVAEModel):
     r"""VAE with L stochastic layers (Burda et al. 2015; Sønderby et al. 2016).
 
     Generative story, for each data point in ``pyro.plate("data")``::
 
-        z_L ~ Normal(0, I)                            # site "zL"
+        z_L ~ p(z_L)                                  # site "zL"; Normal(0, I) by default
         z_l ~ Normal(top_down_l(z_{l+1}))             # sites "z{L-1}", ..., "z1"
         x   ~ likelihood(decoder(z_1))                # site "x"
 
@@ -58,6 +65,12 @@ class HierarchicalVAE(PVAEModel):
         Latent sizes from the bottom layer (z1, next to x) to the top (zL).
     hidden_dims
         Hidden sizes of every deterministic network (MLPs on flattened x).
+    prior, prior_components
+        p(z_L) of the top layer, as for :class:`pvae.VAE` (:mod:`pvae.priors`).
+        ``"vamp"`` pushes the pseudo-inputs through q(z_L | x), which is a
+        Gaussian of x only with ``guide="top_down"`` or one layer (the
+        bottom-up guide's q(z_L | x) integrates over the layers below it:
+        ``ValueError``).
     Others as for :class:`pvae.VAE`.
     """
 
@@ -75,10 +88,14 @@ class HierarchicalVAE(PVAEModel):
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
     ) -> None:
         super().__init__()
         check_hparams(z_dims=z_dims, hidden_dims=hidden_dims, beta=beta, guide_flows=guide_flows)
         z_dims = tuple(int(z) for z in z_dims)
+        priors.check(prior, prior_components, {"vamp": VAMP_BOTTOM_UP} if (
+            guide == "bottom_up" and len(z_dims) > 1) else None, "HierarchicalVAE")
         if guide not in ("top_down", "bottom_up"):
             raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
@@ -107,10 +124,13 @@ class HierarchicalVAE(PVAEModel):
                 for i in range(L)
             )
         self.posteriors = nn.ModuleList(GaussianPosterior(z, guide_flows) for z in z_dims)
+        self.latent_prior = priors.build(prior, prior_components, z_dim=z_dims[-1],
+                                         x_shape=self.x_shape, likelihood=self.likelihood)
         self._remember(
             x_dim=list(self.x_shape), z_dims=list(z_dims), hidden_dims=list(hidden_dims),
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, guide=guide, activation=activation, guide_flows=guide_flows,
+            prior=prior, prior_components=self.latent_prior.num_components,
         )
 
     @property
@@ -130,6 +150,11 @@ class HierarchicalVAE(PVAEModel):
         return "it has normalising flows"
 
     # -- pieces -----------------------------------------------------------------------------------
+    def pz(self, n: int, device: Optional[torch.device] = None):
+        """p(z_L) of the top layer, batch shape ``(n,)`` (:mod:`pvae.priors`)."""
+        encode = priors.guide_gaussian(self._guide_body, self.latent_sites[-1])
+        return self.latent_prior((n,), device or self.device, encode)
+
     def prior(self, layer: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of p(z_layer | z_{layer+1}) (layers counted from 1)."""
         return split_loc_scale(self.top_down[layer - 1](z_above))
@@ -164,7 +189,7 @@ class HierarchicalVAE(PVAEModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        z = torch.randn(num_draws(n), self.z_dims[-1], device=self.device)
+        z = self.pz(num_draws(n)).sample()
         for layer in range(len(self.z_dims) - 1, 0, -1):
             loc, scale = self.prior(layer, z)
             z = loc + scale * torch.randn_like(loc)
@@ -180,8 +205,7 @@ class HierarchicalVAE(PVAEModel):
         decoder = self.decoder
         plate = self.data_plate(n, device)
         with plate, self.kl_scale():
-            loc = torch.zeros(n, self.z_dims[-1], device=device)
-            z = pyro.sample(f"z{L}", dist.Normal(loc, 1.0).to_event(1))
+            z = pyro.sample(f"z{L}", self.pz(n, device))
             for layer in range(L - 1, 0, -1):
                 loc, scale = self.prior(layer, z)
                 z = pyro.sample(f"z{layer}", dist.Normal(loc, scale).to_event(1))

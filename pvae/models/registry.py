@@ -40,6 +40,12 @@ def options(name: str) -> list[str]:
     return [p for p in inspect.signature(_class(name).__init__).parameters if p != "self"]
 
 
+def model_class(name: str) -> type[PVAEModel]:
+    """The class registered as ``name`` (to read its declared traits); ``ValueError`` for an
+    unknown name, naming the valid ones."""
+    return _class(name)
+
+
 def _class(name: str) -> type[PVAEModel]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(names())}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -64,7 +65,22 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
     check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
+    warn_monte_carlo_kl(model, loss_elbo)
     return loss_elbo
+
+
+def warn_monte_carlo_kl(model, loss_elbo: ELBO) -> None:
+    """Warn that an analytic-KL ELBO takes the KL of a learned prior's sites by Monte Carlo
+    (pyro's ``TraceMeanField_ELBO`` and pvae's lean one fall back to log q - log p at the
+    guide's sample where ``kl_divergence`` has no closed form: correct, not analytic)."""
+    sites = getattr(model, "monte_carlo_kl_sites", ())
+    if traits(loss_elbo).needs_mean_field_guide and sites:
+        prior = type(model.latent_prior).__name__
+        warnings.warn(
+            f"{type(loss_elbo).__name__}: the KL of site(s) {', '.join(map(repr, sites))} "
+            f"from {type(model).__name__}'s {prior} (a learned mixture) has no closed form, "
+            "so it is estimated by Monte Carlo at the guide's sample, as Trace_ELBO does; "
+            "only the other sites' KL is analytic", stacklevel=3)
 
 
 def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
