@@ -120,7 +120,9 @@ class VAE(PVAEModel):
             )
         self.encoder = encoder
         self.decoder = decoder
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        # IAF context: the default encoder's last hidden layer (Kingma et al. 2016)
+        self.posterior = GaussianPosterior(
+            z_dim, guide_flows, encoder.hidden_dim if self._default_encoder else None)
         self._remember(
             rebuildable=self._default_encoder and self._default_decoder,
             x_dim=list(self.x_shape), z_dim=z_dim, hidden_dims=list(hidden_dims),
@@ -196,6 +198,7 @@ class VAE(PVAEModel):
         if x is None:
             raise ValueError("the guide needs data: call guide(x)")
         with self.data_plate(*self._batch(x)):
-            z_loc, z_scale = self.encode(x)
+            qz = self.posterior(*(self.encoder.with_hidden(self._encoder_input(x))
+                                  if self._default_encoder else self.encode(x)))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
