@@ -40,7 +40,7 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
 
 
 def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
-               kl_warmup: float = 0) -> ELBO:
+               kl_warmup: float = 0, free_bits: float = 0) -> ELBO:
     """The ELBO ``fit`` would train ``model`` with, or the ``ValueError`` it would raise.
 
     Every rule on which estimator suits which model lives here, read from the
@@ -51,8 +51,11 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
     ------
     ValueError
         For an unknown or malformed ``elbo`` (:func:`pvae.elbos.make_elbo`), an
-        analytic-KL ELBO on a guide that is not mean-field, or beta != 1 /
-        ``kl_warmup`` with an ELBO that cannot weight its latent terms.
+        analytic-KL ELBO on a guide that is not mean-field, beta != 1 /
+        ``kl_warmup`` with an ELBO that cannot weight its latent terms, or
+        ``free_bits`` with an ELBO that cannot take it
+        (:func:`pvae.elbos.with_free_bits`; the ELBO returned is then
+        :class:`pvae.free_bits.FreeBits`).
     """
     loss_elbo = elbos.make_elbo(elbo, num_particles, model=model)
     if traits(loss_elbo).needs_mean_field_guide and not getattr(model, "mean_field", True):
@@ -61,7 +64,7 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
     check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
-    return loss_elbo
+    return elbos.with_free_bits(loss_elbo, free_bits)
 
 
 def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
