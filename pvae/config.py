@@ -187,7 +187,8 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
-        from pvae.elbos import ELBO_NAMES, make_elbo, with_free_bits
+        from pvae.elbos import ELBO_NAMES, make_elbo
+        from pvae.train.checks import with_free_bits
         from pvae.train.schedules import valid_lr_steps
 
         _require(valid_lr_steps(self.lr_steps, self.epochs), "train.lr_steps",
@@ -199,7 +200,7 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.elbo' ({self.elbo!r}, with train.num_particles="
                               f"{self.num_particles}): {e}") from None
-        try:  # free bits: the ELBOs it can be built on (pvae.elbos.with_free_bits)
+        try:  # free bits: the ELBOs it can be built on (pvae.train.checks.with_free_bits)
             with_free_bits(make_elbo(self.elbo, self.num_particles), self.free_bits)
         except ValueError as e:
             raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "

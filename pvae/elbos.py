@@ -12,7 +12,7 @@ unchanged; Pyro's own JIT ELBOs are refused (they bake the data plate's size,
 beta and the warm-up weight into their compiled loss).
 
 Free bits (``fit(free_bits=...)``) is :class:`pvae.free_bits.FreeBits`, built by
-:func:`with_free_bits` from ``"trace"`` or ``"meanfield"``.
+:func:`pvae.train.checks.with_free_bits` from ``"trace"`` or ``"meanfield"``.
 
 What each class can do (linear in the plate scale, needs a mean-field guide,
 takes a KL weight, takes free bits, ...) is declared once, in :data:`TRAITS`, and read through
@@ -38,7 +38,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
-from pvae.free_bits import FreeBits, check_free_bits
+from pvae.free_bits import FreeBits
 from pvae.iwae import IWAE
 from pvae.weights import IWAE_AS_WRITTEN, kl_weight_error
 
@@ -408,28 +408,3 @@ def check_kl_weight(elbo: ELBO, beta: float = 1.0, kl_warmup: float = 0) -> None
     if refusal is not None and (kl_warmup or beta != 1.0):
         raise kl_weight_error(type(elbo).__name__, refusal)
 
-
-def with_free_bits(elbo: ELBO, free_bits: float) -> ELBO:
-    """``elbo`` trained with free bits ``free_bits`` (nats per latent dimension):
-    :class:`pvae.free_bits.FreeBits`; ``elbo`` itself when ``free_bits`` is 0.
-
-    Raises
-    ------
-    ValueError
-        For ``free_bits`` negative or not finite, an ELBO whose traits refuse free bits
-        (:attr:`ELBOTraits.free_bits_refusal`: Renyi, IWAE, enum, tracegraph, JIT), or
-        several particles.
-    """
-    free_bits = check_free_bits(free_bits)
-    if not free_bits:
-        return elbo
-    refusal = traits(elbo).free_bits_refusal
-    if refusal is not None:
-        raise ValueError(f"free_bits cannot be used with {type(elbo).__name__}: {refusal}; "
-                         "use elbo='trace' or 'meanfield' (one particle), or free_bits=0")
-    if elbo.num_particles != 1:
-        raise ValueError(f"free_bits averages each dimension's KL over the minibatch, one "
-                         f"sample per point; got num_particles={elbo.num_particles}: use "
-                         "num_particles=1, or free_bits=0")
-    return FreeBits(free_bits, analytic=isinstance(elbo, TraceMeanField_ELBO),
-                    max_plate_nesting=elbo.max_plate_nesting)

@@ -131,7 +131,7 @@ def free_bits_terms(model_sites: dict, guide_sites: dict, free_bits: float,
 class FreeBits(ELBO):
     """pvae's ``"trace"`` (or, ``analytic=True``, ``"meanfield"``) ELBO trained with free
     bits: the objective of :mod:`pvae.free_bits`. Build it with
-    :func:`pvae.elbos.with_free_bits` (``pvae.fit(free_bits=...)`` does), which refuses
+    :func:`pvae.train.checks.with_free_bits` (``pvae.fit(free_bits=...)`` does), which refuses
     the ELBOs it cannot stand for.
 
     Parameters

@@ -7,9 +7,10 @@ import torch
 
 import pvae
 from pvae.config import ConfigError, TrainConfig
-from pvae.elbos import make_elbo, traits, with_free_bits
+from pvae.elbos import make_elbo, traits
 from pvae.fast_elbo import FastTraceMeanField_ELBO
 from pvae.free_bits import FreeBits
+from pvae.train.checks import with_free_bits
 
 
 def _model():

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from pyro.infer import ELBO
+from pyro.infer import ELBO, TraceMeanField_ELBO
 
 from pvae import checkpoint as ckpt
 from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
+from pvae.free_bits import FreeBits, check_free_bits
 from pvae.train.schedules import valid_lr_steps
 
 
@@ -54,7 +55,7 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
         analytic-KL ELBO on a guide that is not mean-field, beta != 1 /
         ``kl_warmup`` with an ELBO that cannot weight its latent terms, or
         ``free_bits`` with an ELBO that cannot take it
-        (:func:`pvae.elbos.with_free_bits`; the ELBO returned is then
+        (:func:`with_free_bits`; the ELBO returned is then
         :class:`pvae.free_bits.FreeBits`).
     """
     loss_elbo = elbos.make_elbo(elbo, num_particles, model=model)
@@ -64,7 +65,33 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
     check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
-    return elbos.with_free_bits(loss_elbo, free_bits)
+    return with_free_bits(loss_elbo, free_bits)
+
+
+def with_free_bits(elbo: ELBO, free_bits: float) -> ELBO:
+    """``elbo`` trained with free bits ``free_bits`` (nats per latent dimension):
+    :class:`pvae.free_bits.FreeBits`; ``elbo`` itself when ``free_bits`` is 0.
+
+    Raises
+    ------
+    ValueError
+        For ``free_bits`` negative or not finite, an ELBO whose traits refuse free bits
+        (:attr:`ELBOTraits.free_bits_refusal`: Renyi, IWAE, enum, tracegraph, JIT), or
+        several particles.
+    """
+    free_bits = check_free_bits(free_bits)
+    if not free_bits:
+        return elbo
+    refusal = traits(elbo).free_bits_refusal
+    if refusal is not None:
+        raise ValueError(f"free_bits cannot be used with {type(elbo).__name__}: {refusal}; "
+                         "use elbo='trace' or 'meanfield' (one particle), or free_bits=0")
+    if elbo.num_particles != 1:
+        raise ValueError(f"free_bits averages each dimension's KL over the minibatch, one "
+                         f"sample per point; got num_particles={elbo.num_particles}: use "
+                         "num_particles=1, or free_bits=0")
+    return FreeBits(free_bits, analytic=isinstance(elbo, TraceMeanField_ELBO),
+                    max_plate_nesting=elbo.max_plate_nesting)
 
 
 def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
