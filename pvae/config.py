@@ -173,6 +173,12 @@ class TrainConfig(_Section):
     lr_factor: float = Field(0.1, gt=0, description="the step schedule's factor")
     num_particles: int = Field(1, ge=1, description="samples of z per data point and step")
     kl_warmup: float = Field(0.0, ge=0, description="epochs of linear KL warm-up")
+    # -- free bits (Kingma et al. 2016; pvae.free_bits) ----------------------------------
+    free_bits: float = Field(0.0, ge=0, allow_inf_nan=False,
+                             description="nats: the floor on each latent dimension's KL "
+                                         "averaged over the minibatch (free bits); 0: none. "
+                                         "elbo trace or meanfield, one particle")
+    # -- end free bits ----------------------------------------------------------------------
     clip_norm: Optional[float] = Field(None, gt=0, description="clip the gradient's norm to "
                                                                "this; null: no clipping")
     seed: int = Field(0, description="same seed, same numbers")
@@ -195,7 +201,7 @@ class TrainConfig(_Section):
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
         "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
         "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every",
-        "keep_every")
+        "keep_every", "free_bits")
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`pvae.fit` this section sets:
@@ -206,6 +212,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES, make_elbo
+        from pvae.train.checks import with_free_bits
         from pvae.train.schedules import valid_lr_steps
 
         _require(valid_lr_steps(self.lr_steps, self.epochs), "train.lr_steps",
@@ -217,6 +224,11 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.elbo' ({self.elbo!r}, with train.num_particles="
                               f"{self.num_particles}): {e}") from None
+        try:  # free bits: the ELBOs it can be built on (pvae.train.checks.with_free_bits)
+            with_free_bits(make_elbo(self.elbo, self.num_particles), self.free_bits)
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
+                              f"train.elbo={self.elbo!r}): {e}") from None
         return self
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-HELPERS = {"common", "variants_priors"}  # imported by the scripts, not run
+HELPERS = {"common", "variants_priors", "variants_iaf"}  # imported by the scripts, not run
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),

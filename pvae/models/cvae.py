@@ -132,7 +132,8 @@ class CVAE(PVAEModel):
                                       self.likelihood.num_params * x_numel, activation)
         self.prior_net = (MLP(c_dim, hidden_dims[-1:], 2 * z_dim, activation)
                           if learned_prior else None)
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        self.posterior = GaussianPosterior(  # IAF context: the encoder's last hidden layer
+            z_dim, guide_flows, self.encoder.hidden_dim if self._default_encoder else None)
         self._remember(
             rebuildable=self._default_encoder and self._default_decoder,
             x_dim=list(self.x_shape), z_dim=z_dim, num_classes=num_classes, y_dim=y_dim,
@@ -160,13 +161,19 @@ class CVAE(PVAEModel):
         ``x`` (N, *x_shape) and ``y`` (N,) labels or (N, y_dim) vectors are
         checked and cast as ``pvae.fit`` does (``ValueError`` naming the problem).
         """
+        return self._encode(x, y)[:2]
+
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """``(z_loc, z_scale, h)`` with the default encoder (h: its last hidden layer, the
+        IAF's context); ``(z_loc, z_scale)`` with a custom one."""
         c = self.features(y)
         if not self._default_encoder:
             return self._checked_encoder_output(self.encoder(x, c),
                                                 x.shape[: x.dim() - len(self.x_shape)])
         x = self._encoder_input(x)
         h = x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
-        return split_loc_scale(self.encoder(cat_broadcast(h, c)))
+        out, hidden = self.encoder.with_hidden(cat_broadcast(h, c))
+        return (*split_loc_scale(out), hidden)  # (z_loc, z_scale, h: the IAF's context)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
         """p(x | z, y): the distribution, or its mean with ``mean=True``."""
@@ -258,9 +265,9 @@ class CVAE(PVAEModel):
         if x is None or y is None:
             raise ValueError("the CVAE guide needs data and condition: call guide(x, y)")
         with self.data_plate(*self._batch(x)):
-            z_loc, z_scale = self.encode(x, y)
+            qz = self.posterior(*self._encode(x, y))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
 
     # -- checks ------------------------------------------------------------------------------------
     def check_part(self, name: str, y: torch.Tensor, n: int) -> None:

@@ -123,7 +123,8 @@ class HierarchicalVAE(PVAEModel):
                 MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation)
                 for i in range(L)
             )
-        self.posteriors = nn.ModuleList(GaussianPosterior(z, guide_flows) for z in z_dims)
+        self.posteriors = nn.ModuleList(  # IAF context: each layer's hidden features
+            GaussianPosterior(z, guide_flows, hidden_dims[-1]) for z in z_dims)
         self.latent_prior = priors.build(prior, prior_components, z_dim=z_dims[-1],
                                          x_shape=self.x_shape, likelihood=self.likelihood)
         self._remember(
@@ -216,25 +217,26 @@ class HierarchicalVAE(PVAEModel):
         L = len(self.z_dims)
         h = self._flat(x)
 
-        def draw(layer, loc, scale):
-            q = self.posteriors[layer - 1](loc, scale)
+        def draw(layer, loc, scale, context):
+            q = self.posteriors[layer - 1](loc, scale, context)
             if use_mean:
                 return pyro.sample(f"z{layer}", dist.Delta(loc).to_event(1))
             return pyro.sample(f"z{layer}", q)
 
         if self.guide_type == "bottom_up":
             for layer in range(1, L + 1):
-                loc, scale = split_loc_scale(self.up[layer - 1](h))
-                h = draw(layer, loc, scale)
+                out, context = self.up[layer - 1].with_hidden(h)
+                h = draw(layer, *split_loc_scale(out), context)
             return
-        evidence = []
+        evidence, contexts = [], []
         for layer in range(1, L + 1):
             h = self.up[layer - 1](h)
             evidence.append(split_loc_scale(self.up_heads[layer - 1](h)))
-        z = draw(L, *evidence[-1])
+            contexts.append(h)
+        z = draw(L, *evidence[-1], contexts[-1])
         for layer in range(L - 1, 0, -1):
             loc, scale = precision_weighted(*evidence[layer - 1], *self.prior(layer, z))
-            z = draw(layer, loc, scale)
+            z = draw(layer, loc, scale, contexts[layer - 1])
 
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):

@@ -187,7 +187,8 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         self.encoder = MLP(x_numel + num_classes, hidden_dims, 2 * z_dim, activation)
         self.decoder = MLP(z_dim + num_classes, hidden_dims[::-1],
                            self.likelihood.num_params * x_numel, activation)
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        # IAF context: the encoder's last hidden layer (Kingma et al. 2016)
+        self.posterior = GaussianPosterior(z_dim, guide_flows, self.encoder.hidden_dim)
         self.latent_prior = priors.build(prior, prior_components, z_dim=z_dim)
         self._remember(
             x_dim=list(self.x_shape), num_classes=num_classes, z_dim=z_dim,
@@ -212,8 +213,13 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     @takes_data
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters ``(z_loc, z_scale)`` of q(z | x, y); inputs checked as by ``fit``."""
-        return split_loc_scale(self.encoder(cat_broadcast(self._flat(x),
-                                                          one_hot(y, self.num_classes))))
+        return self._encode(x, y)[:2]
+
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """``(z_loc, z_scale, h)``, h the encoder's last hidden layer (the IAF's context)."""
+        out, h = self.encoder.with_hidden(cat_broadcast(self._flat(x),
+                                                        one_hot(y, self.num_classes)))
+        return (*split_loc_scale(out), h)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
         """p(x | z, y): the distribution, or its mean with ``mean=True``."""
@@ -312,9 +318,9 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         with self.data_plate(*self._batch(x)):
             if y is None:
                 y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)))
-            z_loc, z_scale = self.encode(x, y)
+            qz = self.posterior(*self._encode(x, y))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
 
     # -- data -------------------------------------------------------------------------------------
     def check_part(self, name: str, y: torch.Tensor, n: int) -> None:

@@ -133,7 +133,9 @@ class VAE(PVAEModel):
             )
         self.encoder = encoder
         self.decoder = decoder
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        # IAF context: the default encoder's last hidden layer (Kingma et al. 2016)
+        self.posterior = GaussianPosterior(
+            z_dim, guide_flows, encoder.hidden_dim if self._default_encoder else None)
         self.latent_prior = priors.build(prior, prior_components, z_dim=z_dim,
                                          x_shape=self.x_shape, likelihood=self.likelihood)
         self._remember(
@@ -215,6 +217,7 @@ class VAE(PVAEModel):
         if x is None:
             raise ValueError("the guide needs data: call guide(x)")
         with self.data_plate(*self._batch(x)):
-            z_loc, z_scale = self.encode(x)
+            qz = self.posterior(*(self.encoder.with_hidden(self._encoder_input(x))
+                                  if self._default_encoder else self.encode(x)))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
