@@ -111,6 +111,9 @@ class ModelConfig(_Section):
                                                    "point; 0 is off")
     guide: Literal["top_down", "bottom_up"] = Field(
         "bottom_up", description='hvae guide (Burda et al.); "top_down": Ladder VAE')
+    norm: Optional[Literal["none", "layer"]] = Field(
+        None, description='hvae: "layer" normalisation in every network, or "none"; '
+                          'null: "layer" for the top_down guide, "none" for bottom_up')
 
     @model_validator(mode="after")
     def _rules(self) -> "ModelConfig":
