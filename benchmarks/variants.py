@@ -24,6 +24,9 @@ committed results):
 - priors: the VAE with the standard prior, the VampPrior and a mixture of
          Gaussians (``--priors standard,vamp,mog``): test log-likelihood per seed
          (variants_priors.py).
+- ladder, ladder_small: the Ladder VAE against the bottom-up hierarchy and the one-layer
+         VAE (benchmarks/ladder.py): the long runs' folders scored, and the issue's small
+         budget trained here.
 """
 
 from __future__ import annotations
@@ -40,13 +43,14 @@ import torch
 
 import pvae
 import variants_priors
+import ladder
 from common import HERE, add_smoke_options, machine, mnist, output_dir, write_json
 from variants_iaf import bench_free_bits, bench_iaf, markdown as flows_markdown
 from pvae.nets import MLP
 
 OUT, MD = "variants.json", "VARIANTS.md"  # in the output folder
 SECTIONS = ("cvae", "hvae", "iaf", "free_bits", "ssvae", "ssvae_baseline", "ssvae_m1m2",
-            "priors")
+            "priors", "ladder", "ladder_small")
 
 
 def per_seed(r) -> tuple[str, str]:
@@ -180,6 +184,7 @@ def markdown(res) -> str:
             curve = ", ".join(f"{a:.3f}" for a in r["curve"])
             lines.append(f"| {r['labels']} | {r['init']} | {r['seed']} | {len(r['curve'])} | "
                          f"{curve} | {r['minutes']:.1f} |")
+    lines += ladder.markdown(res)
     if "ssvae" in res or "ssvae_m1m2" in res:
         lines += ["", "Pyro's tutorial reports 0.932 (100 labels) and 0.958 (3000 labels), the "
                   "test accuracy at the epoch of best accuracy on 10,000 labelled validation "
@@ -501,6 +506,15 @@ def main(argv=None) -> dict:
                         "default_init")
     p.add_argument("--free-bits", type=float, default=0.5,
                    help="free_bits: the floor lambda (nats per latent dimension)")
+    p.add_argument("--ladder-runs", default="/work/main/runs",
+                   help="ladder: the folder holding the run folders ladder_NAME")
+    p.add_argument("--ladder-small", default="flat,bottom_up/none,top_down/none,"
+                   "bottom_up/layer,top_down/layer",
+                   help="ladder_small: models (flat or GUIDE/NORM), each without and with warm-up")
+    p.add_argument("--ladder-small-n", type=int, default=20000,
+                   help="ladder_small: training images")
+    p.add_argument("--ladder-warmup", type=float, default=3.0,
+                   help="ladder_small: epochs of KL warm-up of the second run of each model")
     p.add_argument("--only", default="cvae,hvae,iaf,ssvae")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--labels", default="100,3000", help="ssvae: numbers of labels")
@@ -557,6 +571,12 @@ def main(argv=None) -> dict:
     if "priors" in only:
         variants_priors.bench_priors(args, res, mnist=mnist, fit_timed=fit_timed,
                                      test_ll=test_ll, save=save)
+    if "ladder" in only and not args.smoke:  # reads run folders: nothing to smoke-test on
+        ladder.bench_ladder(args, res)
+        save(res, args.folder)
+    if "ladder_small" in only:
+        ladder.bench_ladder_small(args, res, mnist)
+        save(res, args.folder)
     print((args.folder / MD).read_text())
     return json.loads(out.read_text())
 

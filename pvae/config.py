@@ -118,6 +118,9 @@ class ModelConfig(_Section):
     prior_components: Optional[int] = Field(
         None, description="K: pseudo-inputs of vamp (null: 500) or Gaussians of mog (null: 10)")
     # -- end of learned priors -------------------------------------------------------------
+    norm: Optional[Literal["none", "layer"]] = Field(
+        None, description='hvae: "layer" normalisation in every network, or "none"; '
+                          'null: "layer" for the top_down guide, "none" for bottom_up')
 
     @model_validator(mode="after")
     def _rules(self) -> "ModelConfig":

@@ -1,4 +1,10 @@
-"""Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide."""
+"""Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide.
+
+The pieces of the Ladder VAE (Sønderby et al. 2016) live here as plain functions
+so that they can be tested on their own: :func:`precision_weighted` (the merge
+of eq. 18-19) and :func:`normed_mlp` (an MLP with per-point layer
+normalisation, pvae's stand-in for the paper's batch normalisation).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,17 @@ from pvae.models.registry import register
 from pvae.nets import MLP, activation as make_activation, split_loc_scale
 
 
+Norm = Literal["none", "layer"]
+NORMS = ("none", "layer")
+
+
 def precision_weighted(loc_a, scale_a, loc_b, scale_b):
-    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19)."""
+    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19).
+
+    ``sigma^2 = 1 / (sigma_a^-2 + sigma_b^-2)``, ``mu = (mu_a sigma_a^-2 + mu_b sigma_b^-2)
+    sigma^2``: the normalised product N(mu_a, sigma_a^2) N(mu_b, sigma_b^2). Tensors of any
+    one broadcastable shape; returns ``(loc, scale)``.
+    """
     prec_a, prec_b = scale_a.pow(-2), scale_b.pow(-2)
     var = 1.0 / (prec_a + prec_b)
     return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
@@ -31,6 +46,33 @@ def precision_weighted(loc_a, scale_a, loc_b, scale_b):
 VAMP_BOTTOM_UP = ("with guide='bottom_up', q(z_L | x) integrates over the layers below "
                   "and has no closed form to push the pseudo-inputs through; use "
                   "guide='top_down' (whose q(z_L | x) is a Gaussian of x) or prior='mog'")
+class NormedMLP(nn.Sequential):
+    """Linear layers, each hidden one followed by ``LayerNorm`` and the activation.
+
+    Layer normalisation (Ba et al. 2016) normalises each data point's hidden
+    units by their own mean and spread, so, unlike batch normalisation, no
+    point's output depends on the other points of its batch: the per-point
+    ELBO, minibatch scaling, K-sample evaluation and data-parallel training
+    stay exact.
+    """
+
+    with_hidden = MLP.with_hidden  # (output, last hidden layer): the IAF context
+    hidden_dim = MLP.hidden_dim
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu"):
+        dims = [in_dim, *hidden_dims, out_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers += [nn.LayerNorm(b), make_activation(act)]
+        super().__init__(*layers)
+
+
+def normed_mlp(norm: Norm, in_dim: int, hidden_dims: Sequence[int], out_dim: int,
+               act: str = "relu") -> nn.Sequential:
+    """:class:`pvae.nets.MLP` (``norm="none"``) or :class:`NormedMLP` (``"layer"``)."""
+    return (NormedMLP if norm == "layer" else MLP)(in_dim, hidden_dims, out_dim, act)
 
 
 @register
@@ -53,8 +95,17 @@ class HierarchicalVAE(PVAEModel):
         each layer a Gaussian "likelihood" term; then, from the top, q(z_L | x)
         is that term and q(z_l | z_{l+1}, x) combines it, precision-weighted,
         with the model's own p(z_l | z_{l+1}): the deterministic paths of
-        model and guide are shared. Sites are drawn in the model's order,
-        so ``TraceMeanField_ELBO`` applies.
+        model and guide are shared, and computed from the guide's own draw of
+        z_{l+1}. Sites are drawn in the model's order, so ``TraceMeanField_ELBO``
+        applies.
+
+    Training the top-down guide: Sønderby et al. found KL warm-up and
+    normalisation necessary, and so do we. Without them the guide collapses
+    in the first epoch (q(z_l | .) settles on the model's prior, whose scale
+    then shrinks so that z_l becomes a deterministic function of z_{l+1}) and
+    never recovers; measured figures are in ``benchmarks/VARIANTS.md``. Use
+    ``norm="layer"`` (the default for this guide) and ``pvae.fit(...,
+    kl_warmup=E)`` with E a few epochs (the paper: 200 of 2000).
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
@@ -71,7 +122,18 @@ class HierarchicalVAE(PVAEModel):
         Gaussian of x only with ``guide="top_down"`` or one layer (the
         bottom-up guide's q(z_L | x) integrates over the layers below it:
         ``ValueError``).
+    norm
+        ``"layer"``: layer normalisation after every hidden linear layer of
+        every network (per data point; see :class:`NormedMLP`); ``"none"``:
+        plain MLPs. Default (None): ``"layer"`` for ``guide="top_down"``,
+        ``"none"`` for ``"bottom_up"``. Batch normalisation, as in the paper,
+        is not offered: it ties the points of a batch together.
     Others as for :class:`pvae.VAE`.
+
+    Raises
+    ------
+    ValueError
+        A bad ``guide``, ``norm``, latent or hidden size (before anything is built).
     """
 
     config_name = "hvae"
@@ -90,6 +152,7 @@ class HierarchicalVAE(PVAEModel):
         guide_flows: int = 0,
         prior: priors.PriorName = "standard",
         prior_components: Optional[int] = None,
+        norm: Optional[Norm] = None,
     ) -> None:
         super().__init__()
         check_hparams(z_dims=z_dims, hidden_dims=hidden_dims, beta=beta, guide_flows=guide_flows)
@@ -98,29 +161,36 @@ class HierarchicalVAE(PVAEModel):
             guide == "bottom_up" and len(z_dims) > 1) else None, "HierarchicalVAE")
         if guide not in ("top_down", "bottom_up"):
             raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
+        if norm is None:
+            norm = "layer" if guide == "top_down" else "none"
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))} (or None for the "
+                             f"guide's default), got {norm!r}")
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
-        self.z_dims, self.guide_type, self.beta = z_dims, guide, float(beta)
+        self.z_dims, self.guide_type, self.beta, self.norm = z_dims, guide, float(beta), norm
         self.latent_sites = tuple(f"z{i + 1}" for i in range(len(z_dims)))
         x_numel = math.prod(self.x_shape)
         L, h = len(z_dims), hidden_dims[-1]
         self._default_decoder = True
-        self.decoder = MLP(z_dims[0], hidden_dims[::-1], self.likelihood.num_params * x_numel,
-                           activation)
+        self.decoder = normed_mlp(norm, z_dims[0], hidden_dims[::-1],
+                                  self.likelihood.num_params * x_numel, activation)
         # p(z_l | z_{l+1}) for l = 1 .. L-1 (index l-1)
         self.top_down = nn.ModuleList(
-            MLP(z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation) for i in range(L - 1)
+            normed_mlp(norm, z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation)
+            for i in range(L - 1)
         )
-        if guide == "top_down":
+        if guide == "top_down":  # deterministic d_l = f_l(d_{l-1}) and its Gaussian term
             self.up = nn.ModuleList(
-                nn.Sequential(MLP(x_numel if i == 0 else h, hidden_dims, h, activation),
-                              make_activation(activation))
+                nn.Sequential(normed_mlp(norm, x_numel if i == 0 else h, hidden_dims, h,
+                                         activation), make_activation(activation))
                 for i in range(L)
             )
             self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in z_dims)
         else:
             self.up = nn.ModuleList(
-                MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation)
+                normed_mlp(norm, x_numel if i == 0 else z_dims[i - 1], hidden_dims,
+                           2 * z_dims[i], activation)
                 for i in range(L)
             )
         self.posteriors = nn.ModuleList(  # IAF context: each layer's hidden features
@@ -132,6 +202,7 @@ class HierarchicalVAE(PVAEModel):
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, guide=guide, activation=activation, guide_flows=guide_flows,
             prior=prior, prior_components=self.latent_prior.num_components,
+            norm=norm,
         )
 
     @property
@@ -213,6 +284,24 @@ class HierarchicalVAE(PVAEModel):
         with plate:
             return pyro.sample("x", self.likelihood(self._likelihood_params(decoder(z))), obs=x)
 
+    def evidence(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Top-down guide: the bottom-up pass's Gaussian terms ``(mu_hat_l, sigma_hat_l)``
+        of layers l = 1 .. L, each of shape (N, z_dims[l-1]) (Sønderby et al. 2016, eq. 16-17).
+        """
+        if self.guide_type != "top_down":
+            raise ValueError("evidence() is the top-down guide's bottom-up pass; this model "
+                             "has guide='bottom_up'")
+        return self._evidence_with_contexts(x)[0]
+
+    def _evidence_with_contexts(self, x: torch.Tensor) -> tuple[list, list]:
+        """:meth:`evidence` and each layer's hidden features (the IAF context)."""
+        h, out, contexts = self._flat(x), [], []
+        for up, head in zip(self.up, self.up_heads):
+            h = up(h)
+            out.append(split_loc_scale(head(h)))
+            contexts.append(h)
+        return out, contexts
+
     def _guide_body(self, x: torch.Tensor, use_mean: bool = False):
         L = len(self.z_dims)
         h = self._flat(x)
@@ -228,11 +317,7 @@ class HierarchicalVAE(PVAEModel):
                 out, context = self.up[layer - 1].with_hidden(h)
                 h = draw(layer, *split_loc_scale(out), context)
             return
-        evidence, contexts = [], []
-        for layer in range(1, L + 1):
-            h = self.up[layer - 1](h)
-            evidence.append(split_loc_scale(self.up_heads[layer - 1](h)))
-            contexts.append(h)
+        evidence, contexts = self._evidence_with_contexts(x)
         z = draw(L, *evidence[-1], contexts[-1])
         for layer in range(L - 1, 0, -1):
             loc, scale = precision_weighted(*evidence[layer - 1], *self.prior(layer, z))
