@@ -173,8 +173,9 @@ def _why(runs: dict) -> list[str]:
                    "loss of pvae's earlier flows (-1.60 nats of log p(x) at 30 epochs in the "
                    "table above, measured at an earlier commit on another machine), and at "
                    "5 epochs the IAF row is the best flow variant; "
-                   "untried for lack of time: more flows, wider or narrower flow networks, "
-                   "longer training, other seeds.")]
+                   "untried for lack of time: more flows at 30 epochs (at 5 epochs 4 flows "
+                   "trailed 2, rows above), wider or narrower flow networks, longer training, "
+                   "other seeds.")]
     return out
 
 
