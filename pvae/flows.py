@@ -35,8 +35,8 @@ gradients trained into the encoder's shared hidden layer slowed the encoder's ow
 learning; and the networks' outputs are scaled by 0.1 (``output_scale``): Adam moves
 each weight at about the learning rate whatever its gradient's size, so fresh flows
 otherwise start moving z faster than the encoder and decoder can follow. On binarised
-MNIST after 5 epochs each change alone gained 2.1-2.4 nats of test log-likelihood over
-the flows without them.
+MNIST after 5 epochs each change alone gained 2.2-2.6 nats of test log-likelihood over
+the flows without them (`benchmarks/VARIANTS.md`).
 
 Checkpoints: the flows' parameters are ``flows.{i}.arn.*``. A checkpoint written
 by an earlier pvae, whose flows were Pyro's ``conditional_affine_autoregressive``
