@@ -156,7 +156,7 @@ def test_log_det_equals_the_autograd_jacobian():
         assert torch.allclose(flow.log_abs_det_jacobian(z, y), torch.linalg.slogdet(jac)[1],
                               atol=1e-5)
         # the inverse, without the cache, undoes the flow
-        fresh = GatedIAF(flow.arn, h, flow.gate_bias)
+        fresh = GatedIAF(flow.arn, h, flow.gate_bias, flow.output_scale)
         assert torch.allclose(fresh._inverse(y), z, atol=1e-5)
 
 
@@ -250,3 +250,26 @@ def test_bad_flow_options_are_refused():
         GaussianPosterior(8, 1, hidden_dims=(4,))
     with pytest.raises(ValueError, match="context_dim"):
         GaussianPosterior(3, 1, context_dim=0)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detached_context_trains_no_encoder_through_the_flows(detach):
+    torch.manual_seed(0)
+    post = GaussianPosterior(3, 2, context_dim=4, detach_context=detach)
+    _randomise(post)
+    h = torch.randn(5, 4, requires_grad=True)
+    q = post(torch.zeros(5, 3), torch.ones(5, 3), h)
+    q.rsample().sum().backward()
+    assert (h.grad is None) == detach
+    assert post.flows[0].arn.layers[-1].weight.grad is not None  # the flows still learn
+
+
+def test_output_scale_scales_the_networks_outputs():
+    torch.manual_seed(0)
+    post = GaussianPosterior(3, 1, context_dim=4, output_scale=0.1)
+    _randomise(post)
+    h, z = torch.randn(4), torch.randn(3)
+    (flow,) = post(torch.zeros(3), torch.ones(3), h).transforms
+    m, s = flow.arn(z, h)
+    m2, logit = flow._params(z)
+    assert torch.allclose(m2, 0.1 * m) and torch.allclose(logit, 0.1 * s + GATE_BIAS)

@@ -61,7 +61,9 @@ class VAE(PVAEModel):
         Options for a likelihood given by name, e.g. ``{"scale": 0.1}``.
     guide_flows
         Number of inverse autoregressive flows on q(z | x) (0: the diagonal
-        Gaussian, mean-field). With flows, use ``elbo="trace"``.
+        Gaussian, mean-field), conditioned on the encoder's last hidden layer and
+        initialised near the identity (:mod:`pvae.flows`, Kingma et al. 2016).
+        With flows, use ``elbo="trace"``.
     prior
         p(z) (:mod:`pvae.priors`): ``"standard"`` Normal(0, I); ``"vamp"``, the
         VampPrior (Tomczak & Welling 2018), a mixture of q(z | u_k) at K learned
