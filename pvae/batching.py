@@ -39,6 +39,13 @@ def as_batch_tensors(data, model, what: str = "data") -> tuple[torch.Tensor, ...
     ids): integer ids become int64 and float ids stay floats (exact; the model checks that
     the real steps hold whole ids and converts them)."""
     if hasattr(data, "x") and hasattr(data, "lengths"):  # padded sequences with their lengths
+        parts = getattr(model, "batch_parts", None)
+        if parts is not None and "lengths" not in parts:
+            raise ValueError(
+                f"{what}: {type(model).__name__} takes fixed-size data points, but got padded "
+                "sequences with their lengths; train pvae.SequenceVAE on them, or, when every "
+                "length is the padded size T, pass the sequences as fixed-size points "
+                "(seqs.x, or seqs.x.flatten(1) for an MLP)")
         data = (data.x, data.lengths)
     elif hasattr(data, "x") and hasattr(data, "y"):  # pvae.data.Split
         data = (data.x, data.y) if "y" in getattr(model, "batch_parts", ("x",)) else data.x

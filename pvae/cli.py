@@ -8,7 +8,8 @@ trains the configured model and writes a run folder::
     features.pt      with data.features: the run's copy of the model whose codes it learns
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
-    curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+    curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models,
+                     anomaly.png for an anomaly series)
     tensorboard/     with train.logger: tensorboard, TensorBoard's files
 
 ``--out`` must be a new or empty folder, or (with ``--resume``) a run to continue:
@@ -20,7 +21,8 @@ rate/distortion, active units); ``pvae compare --config X --elbos trace,iwae:5
 --epochs N --out DIR`` writes a table and a figure comparing estimators;
 ``pvae plot --run runs/NAME [--kind K]`` writes any figure for a trained run;
 ``pvae sample --run runs/NAME -n 64 [--y LABEL] [--seed S]`` writes samples as a
-PNG grid and a ``.npy`` array, ``sample-n64[-yLABEL]-seedS``;
+PNG grid and a ``.npy`` array, ``sample-n64[-yLABEL]-seedS`` (sequences: a table of
+text or line plots, and ``.npz`` with ``x`` and ``lengths``);
 ``pvae config --schema`` prints the JSON schema of the config files (for editors).
 
 Result files are named by what made them and never replaced without
@@ -98,8 +100,17 @@ def _cmd_train(args) -> int:
             f"({test['num_samples']} importance samples), nats per data point, higher is better")
     if "bits_per_dim" in test:
         line += f"; {test['bits_per_dim']:.3f} bits/dim"
+    if "bits_per_step" in test:  # text: its characters (tokens) and end events
+        line += f"; {test['bits_per_step']:.3f} bits per step"
     print(line)
     _print_accuracy(test, "test ")
+    if "anomaly" in metrics:  # a long series: where the model found the anomaly
+        a = metrics["anomaly"]
+        lo, hi = a["region"]
+        print(f"anomaly: highest-scoring step {a['top_step']}, "
+              f"{'inside' if a['ucr_hit'] else 'outside'} the labelled region {lo}..{hi - 1} "
+              f"widened by 100 steps (the UCR criterion); ROC AUC over steps {a['roc_auc']:.3f}; "
+              "anomaly.png")
     print(f"run folder: {out}")
     return 0
 

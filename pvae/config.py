@@ -12,7 +12,6 @@ what is allowed. YAML is read with ``yaml.safe_load`` (no Python objects).
 
 from __future__ import annotations
 
-import difflib
 import os
 import typing
 from pathlib import Path
@@ -21,9 +20,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used."""
+from pvae.config_errors import ConfigError, config_error
 
 
 def _list_to_tuple(value: Any) -> Any:
@@ -49,15 +46,19 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """The ``data`` section: the data set, its splits and preprocessing (:func:`pvae.data.load`)."""
 
-    name: Literal["digits", "mnist", "fashion_mnist", "array"] = Field(
-        "digits", description="the data set; array: your .npy/.npz/.csv file (data.path)")
+    name: Literal["digits", "mnist", "fashion_mnist", "array", "sequences", "gunpoint",
+                  "italy_power_demand", "arrow_head", "japanese_vowels", "words",
+                  "ucr_anomaly_135"] = Field(
+        "digits", description="the data set; array: your .npy/.npz/.csv file (data.path); "
+                              "sequences: your padded sequences (.npz with x, lengths)")
     root: str = Field("data", description="folder holding torchvision's MNIST/raw, "
                                           "FashionMNIST/raw")
     path: Optional[str] = Field(None, description="the .npy/.npz/.csv file for name: array")
     download: bool = Field(False, description="never fetch unless asked: runs must work offline")
     binarize: Optional[Literal["static", "dynamic"]] = Field(
         None, description="static: once, with data.seed; dynamic: a fresh draw every epoch")
-    flatten: bool = Field(True, description="MLP models take vectors; set false for arch: conv")
+    flatten: bool = Field(True, description="MLP models take vectors; set false for arch: conv "
+                                            "(images only: sequences keep their shape)")
     val_fraction: float = Field(0.1, ge=0, lt=1,
                                 description="share of the data held out for validation")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="ignored for MNIST/Fashion-MNIST "
@@ -71,18 +72,39 @@ class DataConfig(_Section):
     features: Optional[str] = Field(None, description="a trained run folder or checkpoint: "
                                                       "train on its codes (M1+M2)")
 
+    # -- sequences: a long series cut into windows (the anomaly series) ----------------------
+    window: Optional[int] = Field(None, ge=1, description="anomaly series only: steps per "
+                                                          "window; about the series' period")
+    stride: int = Field(1, ge=1, description="anomaly series: steps between training windows")
+    test_stride: int = Field(1, ge=1, description="anomaly series: steps between the scored "
+                                                  "windows of the test series")
+
     @model_validator(mode="after")
     def _rules(self) -> "DataConfig":
-        _require(self.name != "array" or self.path, "data.path",
-                 "is needed for name: array (a .npy, .npz or .csv file)")
+        _require(self.name not in ("array", "sequences") or self.path, "data.path",
+                 f"is needed for name: {self.name} (a .npy, .npz or .csv file)")
+        for key in ("binarize", "features", "num_labelled"):
+            _require(self.name not in SEQUENCE_DATA or getattr(self, key) is None, f"data.{key}",
+                     "is for images and arrays: leave it unset for sequence data")
+        _require(self.name not in ANOMALY_DATA or self.window, "data.window",
+                 f"is needed for name: {self.name} (steps per window, about the series' period)")
+        _require(self.window is None or self.test_stride <= self.window, "data.test_stride",
+                 f"({self.test_stride}) must not exceed data.window ({self.window}): every step "
+                 "of the test series needs a window that scores it")
         return self
+
+
+#: Data names whose splits are padded sequences with lengths, and the long anomaly series.
+SEQUENCE_DATA = ("sequences", "gunpoint", "italy_power_demand", "arrow_head", "japanese_vowels",
+                 "words", "ucr_anomaly_135")
+ANOMALY_DATA = ("ucr_anomaly_135",)
 
 
 class ModelConfig(_Section):
     """The ``model`` section: the model class and its settings (:func:`pvae.models.get`)."""
 
-    type: Literal["vae", "cvae", "ssvae", "hvae"] = Field("vae", description="the model class "
-                                                                             "(pvae.models.get)")
+    type: Literal["vae", "cvae", "ssvae", "hvae", "seqvae"] = Field(
+        "vae", description="the model class (pvae.models.get); seqvae for sequence data")
     z_dim: int = Field(8, description="digits are 8x8: a few latent dimensions suffice")
     z_dims: IntList = Field((32, 16), description="hvae: latent sizes, bottom layer first")
     hidden_dims: IntList = Field((256, 128), description="hidden layer widths of encoder "
@@ -121,6 +143,20 @@ class ModelConfig(_Section):
     norm: Optional[Literal["none", "layer"]] = Field(
         None, description='hvae: "layer" normalisation in every network, or "none"; '
                           'null: "layer" for the top_down guide, "none" for bottom_up')
+
+    # -- sequences (model.type: seqvae, pvae.SequenceVAE) -------------------------------------
+    hidden_dim: int = Field(128, ge=1, description="seqvae: width of the recurrent encoder "
+                                                   "and decoder")
+    rnn: Literal["gru", "lstm"] = Field("gru", description="seqvae: the recurrent cell")
+    num_layers: int = Field(1, ge=1, description="seqvae: stacked recurrent layers")
+    bidirectional_encoder: bool = Field(True, description="seqvae: the encoder reads both ways")
+    embedding_dim: Optional[int] = Field(None, ge=1, description="seqvae, tokens: embedding "
+                                                                 "size; null: hidden_dim")
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="seqvae: decoder inputs replaced "
+                                "by an unknown token in training (Bowman et al.: with "
+                                "train.kl_warmup, keeps the KL from collapsing)")
+    max_len: Optional[int] = Field(None, ge=1, description="seqvae: longest sample; null: the "
+                                                           "data's padded length")
 
     @model_validator(mode="after")
     def _rules(self) -> "ModelConfig":
@@ -241,6 +277,10 @@ class EvalConfig(_Section):
     num_samples: int = Field(100, ge=1, description="importance samples for the test "
                                                     "log-likelihood after training")
 
+    # -- sequences: an anomaly series' windows --------------------------------------------------
+    anomaly_samples: int = Field(10, ge=1, description="anomaly series: samples of the ELBO "
+                                                       "per scored window")
+
 
 class Config(_Section):
     """A whole run's configuration: ``data``, ``model``, ``train`` and ``evaluate``.
@@ -277,95 +317,6 @@ def _require(ok: Any, key: str, message: str) -> None:
         raise ConfigError(f"config key {key!r} {message}")
 
 
-# -- pydantic's errors in pvae's words ------------------------------------------------------
-_TYPE_WORDS = {  # pydantic error type -> what the key must be
-    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
-    "string_type": "a string", "tuple_type": "a list", "list_type": "a list",
-    "dict_type": "a mapping",
-}
-
-
-def _field(loc: tuple) -> Any:
-    """The pydantic ``FieldInfo`` at ``loc`` (section, key), or None."""
-    cls: Any = Config
-    info = None
-    for part in loc:
-        fields = getattr(cls, "model_fields", None)
-        if not fields or part not in fields:
-            return None
-        info = fields[part]
-        cls = info.annotation
-    return info
-
-
-def _range_words(loc: tuple) -> str:
-    """The range a field's constraints allow, in words: 'a positive int', 'in [0, 1)'."""
-    info = _field(loc)
-    bound = {}  # pydantic keeps Field(ge=..., gt=..., lt=...) as metadata objects
-    for m in info.metadata:
-        bound.update({k: getattr(m, k) for k in ("ge", "gt", "lt") if hasattr(m, k)})
-    ge, gt, lt = bound.get("ge"), bound.get("gt"), bound.get("lt")
-    if ge is not None and lt is not None:
-        words = f"in [{ge:g}, {lt:g})"
-    elif ge == 1 and info.annotation in (int, Optional[int]):
-        words = "a positive int"
-    elif gt == 0:
-        words = "positive"
-    elif ge is not None:
-        words = f">= {ge:g}"
-    else:  # pragma: no cover - every constrained field is one of the above
-        words = "in range"
-    nullable = type(None) in typing.get_args(info.annotation)
-    return words + (" or null" if nullable else "")
-
-
-def _key(loc: tuple) -> str:
-    """``('model', 'hidden_dims', 1)`` -> ``'model.hidden_dims[1]'``."""
-    return (".".join(p for p in loc if isinstance(p, str))
-            + "".join(f"[{p}]" for p in loc if isinstance(p, int)))
-
-
-def _unknown(loc: tuple) -> ConfigError:
-    where, key = loc[:-1], str(loc[-1])
-    section = _field(where).annotation if where else Config
-    valid = list(section.model_fields) if section is not None else []
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    prefix = "".join(f"{p}." for p in where)
-    return ConfigError(f"unknown config key {prefix}{key!r}{hint} Valid keys: {', '.join(valid)}")
-
-
-def _config_error(err: ValidationError) -> ConfigError:
-    """The first of pydantic's errors as a :class:`ConfigError` naming the key and the value
-    (an unknown key first: a misspelt key is the likeliest cause of the rest)."""
-    e = sorted(err.errors(), key=lambda e: e["type"] not in ("extra_forbidden", "invalid_key"))[0]
-    kind, loc, value = e["type"], tuple(e["loc"]), e.get("input")
-    cause = (e.get("ctx") or {}).get("error")
-    if isinstance(cause, ConfigError):  # a rule of ours, raised in a validator
-        return cause
-    if kind in ("extra_forbidden", "invalid_key"):
-        return _unknown(loc)
-    if kind in ("model_type", "model_attributes_type", "dict_type") and len(loc) == 1:
-        return ConfigError(f"config section {loc[0]!r} must be a mapping, got {value!r}")
-    key = _key(loc)
-    if kind == "literal_error":
-        allowed = list(typing.get_args(_literal(loc)))
-        return ConfigError(f"config key {key!r} must be one of {allowed}, got {value!r}")
-    if kind in _TYPE_WORDS:
-        return ConfigError(f"config key {key!r} must be {_TYPE_WORDS[kind]}, got {value!r}")
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return ConfigError(f"config key {key!r} must be {_range_words(loc)}")
-    return ConfigError(f"config key {key!r}: {e['msg']}, got {value!r}")  # any other kind
-
-
-def _literal(loc: tuple) -> Any:
-    """The ``Literal[...]`` type of the field at ``loc`` (inside ``Optional``)."""
-    tp = _field(loc).annotation
-    if typing.get_origin(tp) is Literal:
-        return tp
-    return next(a for a in typing.get_args(tp) if typing.get_origin(a) is Literal)
-
-
 def from_dict(values: Any) -> Config:
     """A validated :class:`Config` from nested dicts (strict: unknown keys are errors).
 
@@ -390,7 +341,7 @@ def from_dict(values: Any) -> Config:
     try:
         return Config.model_validate(values)
     except ValidationError as e:
-        raise _config_error(e) from None
+        raise config_error(e, Config) from None
 
 
 def load_config(path: Optional[Union[str, os.PathLike]] = None,

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from pvae import latent, plots
+from pvae import sequence_figures as seq
 
 
 def needs_condition(model) -> bool:
@@ -55,6 +56,9 @@ class View:
         self.title = f"{data.name}: {type(model).__name__} training"
         self.x = data.test.x[:points]
         self.y = data.test.y[:points] if data.test.y is not None else None
+        # sequences: each test sequence's length; None for fixed-size data
+        lengths = getattr(data.test, "lengths", None)
+        self.lengths = lengths[:points] if lengths is not None else None
         self.cond = self.y if "y" in model.batch_parts else None
         self.first_label = None
         if "y" in model.batch_parts and self.y is not None:  # a label, or a condition vector (y_dim)
@@ -74,6 +78,8 @@ def _curves(v: View, path: Path) -> Path:
 
 
 def _reconstructions(v: View, path: Path) -> Path:
+    if v.lengths is not None:
+        return seq.reconstructions(v, path)
     return plots.reconstructions(v.model, v.x, path, image_shape=v.image, y=v.cond,
                                  decode=v.decode, originals=v.src.test.x[:v.points])
 
@@ -84,6 +90,8 @@ def _samples(v: View, path: Path) -> Path:
     needs a condition (a CVAE) is given conditions drawn from the test set's (so the
     samples follow p(x) = E_y p(x | y), comparable with the data)."""
     model, data = v.model, v.data
+    if v.lengths is not None:
+        return seq.samples(v, path)
     if "y" in model.batch_parts and v.num_classes and v.image is not None:
         return _conditional(v, path)
     y = None
@@ -104,7 +112,7 @@ def _conditional(v: View, path: Path) -> Path:
 
 
 def _latent(v: View, path: Path) -> Path:
-    z = latent.encode(v.model, v.x, v.cond)
+    z = seq.codes(v) if v.lengths is not None else latent.encode(v.model, v.x, v.cond)
     coords, used = latent.embed_2d(z, v.method)
     labels = v.y if v.y is not None and v.y.dim() == 1 else None  # not condition vectors
     return plots.latent_scatter(coords, path, labels=labels, method=used,
@@ -112,6 +120,8 @@ def _latent(v: View, path: Path) -> Path:
 
 
 def _interpolation(v: View, path: Path) -> Path:
+    if v.lengths is not None:
+        return seq.interpolation(v, path)
     x, cond = v.x, v.cond
     ya, yb = (cond[0], cond[1]) if cond is not None else (None, None)
     rows = []
@@ -176,6 +186,16 @@ def _many_layers(v: View) -> bool:
     return len(getattr(v.model, "latent_sites", ())) > 1
 
 
+def _fixed_size(v: View) -> bool:
+    return v.lengths is None
+
+
+def _windowed(v: View) -> bool:
+    from pvae.run_sequences import is_windowed
+
+    return is_windowed(v.data)
+
+
 #: Every plot kind, in the order ``pvae plot`` draws them.
 KINDS: dict[str, Kind] = {
     "curves": Kind(_curves, lambda v: v.has_history, basic=True),
@@ -185,9 +205,12 @@ KINDS: dict[str, Kind] = {
                         and v.image is not None),
     "latent": Kind(_latent, min_points=2),
     "interpolation": Kind(_interpolation, min_points=2),
-    "traversal": Kind(_traversal, min_points=1),
-    "manifold": Kind(_manifold, lambda v: v.z_dim == 2),
+    "traversal": Kind(_traversal, _fixed_size, min_points=1),
+    "manifold": Kind(_manifold, lambda v: v.z_dim == 2 and _fixed_size(v)),
     "layer_kl": Kind(_layer_kl, lambda v: _many_layers(v) and v.has_history, basic=True),
+    # an anomaly series: per-step scores of its test series (pvae train writes it itself,
+    # with the scores it reports)
+    "anomaly": Kind(seq.anomaly, _windowed),
 }
 PLOT_KINDS = tuple(KINDS)
 #: Test points a figure needs: two inputs to interpolate between, two to spread in a plane.

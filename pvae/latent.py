@@ -171,6 +171,11 @@ class Features:
         if _conditioned(model):
             raise ValueError(f"Features takes an unconditional model (q(z | x)); "
                              f"{type(model).__name__} encodes with a condition y")
+        if _sequential(model):
+            raise ValueError(f"Features and code_data stack models on fixed-size inputs; "
+                             f"{type(model).__name__} encodes sequences with their lengths: "
+                             "take its codes with pvae.latent.encode(model, x, lengths=lengths) "
+                             "and train the next model on them")
         self.model, self.sample, self.transform = model, sample, transform
         self.batch_size = batch_size
         model.eval()
@@ -334,7 +339,9 @@ def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]
     Returns ``(z, decoded)`` of shapes (n*n, 2) and (n*n, *x_shape); row-major,
     with z_2 decreasing down the rows and z_1 increasing along them.
     Conditional models decode with ``y`` (one point's condition, or one per
-    grid point); hierarchical models grid their bottom layer z1.
+    grid point); hierarchical models grid their bottom layer z1; sequence models
+    (:class:`pvae.SequenceVAE`) give ``decoded`` as the pair ``(x, lengths)`` of
+    greedy decodings.
     """
     z_dim = model.code_dim
     if z_dim != 2:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from pvae.config import Config
-from pvae.runs import build_model, load_data, load_run, refuse_existing
+from pvae.runs import load_data, load_run, model_for, refuse_existing
 
 
 def evaluation_file(run: Path, split: str, num_samples: int) -> Path:
@@ -102,6 +102,8 @@ def sample_run(run: Path, n: int = 64, y: Optional[str] = None, seed: int = 0, *
                overwrite: bool = False) -> tuple[Path, Path]:
     """Draw ``n`` samples of a run (for the condition ``y``, as ``--y`` gives it) and write
     them as a PNG grid (tables: histograms) and a ``.npy`` array; returns (png, npy).
+    A sequence run writes ``.npz`` (``x``, ``lengths``; text also as ``text``) and draws
+    text as a table, series as line plots.
 
     Raises
     ------
@@ -121,9 +123,14 @@ def sample_run(run: Path, n: int = 64, y: Optional[str] = None, seed: int = 0, *
         raise ValueError(f"-n must be >= 1, got {n}")
     stem = sample_stem(n, y, seed)
     npy, png = run / f"{stem}.npy", run / f"{stem}.png"
+    if (run / "config.yaml").exists() and _sequence_run(run):
+        npy = run / f"{stem}.npz"  # padded sequences and their lengths
     refuse_existing([npy, png], overwrite)
     cfg, model, data = load_run(run)
     label = _parse_condition(model, y)
+    if "lengths" in model.batch_parts:
+        torch.manual_seed(seed)
+        return _sequence_samples(model, data, n, png, npy)
     torch.manual_seed(seed)
     samples = model.sample(n, y=label) if "y" in model.batch_parts else model.sample(n)
     samples = data.decode(samples.cpu())  # a stacked run: codes to its source's space
@@ -138,6 +145,37 @@ def sample_run(run: Path, n: int = 64, y: Optional[str] = None, seed: int = 0, *
     return png, npy
 
 
+def _sequence_run(run: Path) -> bool:
+    from pvae.config import load_config
+
+    return load_config(run / "config.yaml").model.type == "seqvae"
+
+
+def _sequence_samples(model, data, n: int, png: Path, npz: Path) -> tuple[Path, Path]:
+    """Sequences from a sequence model: ``x`` and ``lengths`` in ``npz``; text as a table
+    of strings (and their ``text`` in ``npz``), series as line plots, in ``png``."""
+    import numpy as np
+
+    from pvae import sequence_plots
+    from pvae.checkpoint import atomic_write
+
+    x, lengths = (t.cpu() for t in model.sample(n))
+    arrays = {"x": x.numpy(), "lengths": lengths.numpy()}
+    if not x.is_floating_point():
+        vocab = getattr(data, "vocab", None)
+        text = (list(vocab.decode(x, lengths)) if vocab is not None else
+                [" ".join(str(int(t)) for t in row[:k]) for row, k in zip(x, lengths)])
+        arrays["text"] = np.array(text)
+        sequence_plots.text_table({"sample": text}, png, max_rows=n,
+                                  title=f"{n} samples from the prior")
+    else:
+        sequence_plots.sequence_lines(x, lengths, png, max_series=min(n, 16),
+                                      title=f"{n} samples from the prior (the first "
+                                            f"{min(n, 16)} drawn)")
+    atomic_write(npz, lambda f: np.savez(f, **arrays))
+    return png, npz
+
+
 def compare_run(cfg: Config, elbos: Sequence[str], out: Path, *, epochs: Optional[int] = None,
                 num_particles: Optional[int] = None, progress: Optional[bool] = None,
                 overwrite: bool = False) -> list[dict]:
@@ -148,7 +186,7 @@ def compare_run(cfg: Config, elbos: Sequence[str], out: Path, *, epochs: Optiona
 
     data = load_data(cfg)
     return compare(
-        lambda: build_model(cfg, data.x_shape, data.num_classes), data.train, elbos,
+        lambda: model_for(cfg, data), data.train, elbos,
         test=data.test, epochs=epochs or cfg.train.epochs, batch_size=cfg.train.batch_size,
         lr=cfg.train.lr, seed=cfg.train.seed, num_particles=num_particles,
         num_samples=cfg.evaluate.num_samples, transform=data.transform, out=out,

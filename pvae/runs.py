@@ -8,6 +8,8 @@
     metrics.json     per-epoch history and the final test evaluation
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
+    anomaly.png      an anomaly series (data.name: ucr_anomaly_135): its per-step scores;
+                     metrics.json then holds "anomaly" (top step, UCR criterion, ROC AUC)
     tensorboard/     with train.logger: tensorboard, TensorBoard's files (tensorboard --logdir)
 
 The folder must be new or empty, or (resuming) a run to continue: a folder
@@ -28,18 +30,26 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pvae.config import Config, ConfigError, load_config
+from pvae.config import SEQUENCE_DATA, Config, ConfigError, load_config
 
 
-def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None):
+def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None, *,
+                vocab_size: Optional[int] = None, excluded_ids: tuple[int, ...] = ()):
     """The model a config describes, for data points of shape ``x_shape``.
 
     Built through the model registry (:func:`pvae.models.from_config`); its
     ``ValueError`` (e.g. a labelled model without a number of classes) is raised
-    as a :class:`ConfigError`.
+    as a :class:`ConfigError`. A sequence VAE (``model.type: seqvae``) takes padded
+    sequences, ``x_shape`` ``(T,)`` token ids of a ``vocab_size`` vocabulary or
+    ``(T, D)`` series (:func:`pvae.run_sequences.build_seqvae`), the vocabulary's
+    ``excluded_ids`` (special tokens no text holds) given probability 0.
     """
     from pvae.models import from_config
 
+    if cfg.model.type == "seqvae":
+        from pvae.run_sequences import build_seqvae
+
+        return build_seqvae(cfg.model, tuple(x_shape), vocab_size, excluded_ids)
     try:
         return from_config(cfg.model, x_shape, num_classes)
     except ConfigError:
@@ -54,10 +64,15 @@ TENSORBOARD = "tensorboard"  # the folder of TensorBoard's files (train.logger: 
 
 def load_data(cfg: Config, run: Optional[Path] = None):
     """The config's data set; with ``data.features``, as that trained model's latent codes
-    (from the run folder's own copy, ``features.pt``, once ``run`` has one)."""
+    (from the run folder's own copy, ``features.pt``, once ``run`` has one). Sequence data:
+    :func:`pvae.run_sequences.load_sequence_data`."""
     from pvae import data, latent
 
     d = cfg.data
+    if d.name in SEQUENCE_DATA:
+        from pvae.run_sequences import load_sequence_data
+
+        return load_sequence_data(d)
     encoder = None
     if d.features:
         copy = run / FEATURES if run is not None else None
@@ -68,6 +83,14 @@ def load_data(cfg: Config, run: Optional[Path] = None):
         max_train=d.max_train, num_labelled=d.num_labelled, seed=d.seed,
     )
     return latent.code_data(loaded, encoder) if encoder is not None else loaded
+
+
+def model_for(cfg: Config, data):
+    """:func:`build_model` for the data set ``data`` (its shape, classes, vocabulary)."""
+    vocab = getattr(data, "vocab", None)
+    return build_model(cfg, data.x_shape, data.num_classes,
+                       vocab_size=getattr(data, "vocab_size", None),
+                       excluded_ids=tuple(vocab.excluded_ids) if vocab is not None else ())
 
 
 def load_features(path: str):
@@ -192,6 +215,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     from pvae import distributed, evaluate
     from pvae.batching import as_batch_tensors
     from pvae.checkpoint import atomic_write_text, writing
+    from pvae.run_sequences import anomaly_report, draw_anomaly, is_windowed
     from pvae.train import CHECKPOINT, check_elbo, resume_record
 
     distributed.init_from_env(cfg.train.device)
@@ -202,12 +226,15 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    from pvae.run_sequences import check_model_for_data
+
+    check_model_for_data(cfg, cfg.data.name)
     data = load_data(cfg, out if resume else None)  # a resumed run keeps its codes
     if len(data.test) == 0:
         raise ConfigError("the test split is empty, and pvae train reports the test ELBO: "
                           "set data.test_fraction above 0")
     torch.manual_seed(t.seed)  # the same initial weights for the same seed
-    model = build_model(cfg, data.x_shape, data.num_classes)
+    model = model_for(cfg, data)
     # Check the data and the estimator against the model before anything is written.
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
@@ -240,10 +267,16 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
                            seed=t.seed, what="test data")
     metrics = {"history": list(history), "test": test, "train_seconds": train_seconds,
                "processes": world}
+    anomaly_scores = None
+    if is_windowed(data):  # a long series: the anomaly found, by the archive's criterion
+        metrics["anomaly"], anomaly_scores = anomaly_report(
+            model, data, cfg.evaluate.anomaly_samples)
+    model.cpu()
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     history.to_csv(out / "metrics.csv")
-    model.cpu()
     write_figures(model, data, history, out)
+    if anomaly_scores is not None:
+        draw_anomaly(data, anomaly_scores, out / "anomaly.png")
     return metrics
 
 
@@ -311,7 +344,7 @@ def load_run(run: Path):
         )
     cfg = load_config(run / "config.yaml")
     data = load_data(cfg, run)
-    model = build_model(cfg, data.x_shape, data.num_classes)
+    model = model_for(cfg, data)
     pvae.load(run / "checkpoint.pt", model=model)
     return cfg, model, data
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-HELPERS = {"common", "variants_priors", "variants_iaf"}  # imported by the scripts, not run
+# imported by the scripts, not run
+HELPERS = {"common", "variants_priors", "variants_iaf", "seq_references", "seq_report"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
@@ -19,6 +20,8 @@ SCRIPTS = {
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
     "reference": ([], ["reference.json"]),
     "run": ([], ["RESULTS.md", "results.json"]),
+    "sequences": ([], ["sequences.json", "SEQUENCES.md", "sequences_words.png",
+                       "sequences_gunpoint_latent.png", "sequences_anomaly.png"]),
     "sklearn_outliers": ([], ["SKLEARN.md"]),
     "ssvae_replica": ([], ["variants.json", "VARIANTS.md"]),
     "variants": (["--val", "1"], ["variants.json", "VARIANTS.md"]),
@@ -43,8 +46,13 @@ def test_every_script_is_smoke_tested():
     assert scripts == set(SCRIPTS)
 
 
+NEEDS = {"sequences": ("aeon", "wordfreq")}  # script -> packages of pvae[sequences] it needs
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_smoke_run_writes_its_results_into_out(name, script, tmp_path):
+    for package in NEEDS.get(name, ()):
+        pytest.importorskip(package)
     before = committed_results()
     extra, files = SCRIPTS[name]
     module = script(name)  # importing runs nothing
@@ -63,3 +71,35 @@ def test_smoke_refuses_to_write_into_benchmarks(name, script):
     with pytest.raises(SystemExit, match="--smoke writes no results"):
         script(name).main(["--smoke", "--out", str(BENCH)])
     assert committed_results() == before
+
+
+def test_sequence_references_score_what_they_say(script):
+    """The plain language model of benchmarks/sequences.py: padding never counts, its NLL is
+    the sum of the step-by-step log-probabilities (characters and the end event), and an
+    untrained uniform model scores log(V + 1) nats per step."""
+    import math
+
+    import torch
+
+    ref = script("seq_references")
+    torch.manual_seed(0)
+    lm = ref.CharLM(5, hidden_dim=8, embed_dim=4).eval()
+    x = torch.tensor([[1, 2, 3, 0], [4, 0, 0, 0]])
+    lengths = torch.tensor([3, 1])
+    nll = lm(x, lengths)
+    assert torch.allclose(lm(x.masked_fill(x == 0, 4), lengths), nll)  # other padding
+    h, steps = None, []
+    for t, token in enumerate([5, 1, 2, 3]):  # start symbol, then the word "1 2 3"
+        out, h = lm.rnn(lm.embed(torch.tensor([[token]])), h)
+        logp = torch.log_softmax(lm.out(out[0, 0]), -1)
+        steps.append(logp[[1, 2, 3, 5][t]])  # next id; after the last one, the end event
+    assert torch.allclose(nll[0], -torch.stack(steps).sum(), atol=1e-5)
+    with torch.no_grad():
+        lm.out.weight.zero_()
+        lm.out.bias.zero_()
+    assert torch.allclose(lm(x, lengths), (lengths + 1) * math.log(6))
+    bpc = ref.bits_per_char(lm(x, lengths), lengths)
+    assert abs(bpc - math.log2(6)) < 1e-5
+    assert ref.ucr_hit(4287, (4187, 4199)) and not ref.ucr_hit(4299, (4187, 4199))
+    assert ref.ucr_hit(4087, (4187, 4199)) and not ref.ucr_hit(4086, (4187, 4199))
+    assert ref.estimate_period(torch.sin(torch.arange(1000) * 2 * math.pi / 50).numpy()) == 50

@@ -44,13 +44,20 @@ def test_defaults_are_the_digits_config():
     ({"train": 3}, r"section 'train' must be a mapping"),
     ({"model": {"likelihood": "gaussian", "likelihood_kwargs": {"sigma": 1}}},
      r"likelihood 'gaussian' has no option 'sigma'; its options are: scale"),
-    ({"model": {"type": "gan"}}, r"'model.type' must be one of \['vae', 'cvae', 'ssvae', 'hvae'\]"),
+    ({"model": {"type": "gan"}}, r"'model.type' must be one of \['vae', 'cvae', 'ssvae', 'hvae', 'seqvae'\]"),
     ({"model": {"guide": "sideways"}}, r"'model.guide' must be one of"),
     ({"model": {"balance_weight": -1}}, r"'model.balance_weight' must be >= 0 \(0 is off\)"),
     ({"train": {"epochs": 10, "lr_steps": [10]}}, r"'train.lr_steps' must be increasing "
      r"epochs in 1..9"),
     ({"train": {"lr_steps": [50, 20]}}, r"'train.lr_steps' must be increasing"),
     ({"train": {"lr_factor": 0}}, r"'train.lr_factor' must be positive"),
+    ({"model": {"word_dropout": 1.0}}, r"'model.word_dropout' must be in \[0, 1\)"),
+    ({"model": {"rnn": "transformer"}}, r"'model.rnn' must be one of \['gru', 'lstm'\]"),
+    ({"data": {"name": "ucr_anomaly_135"}}, r"'data.window' is needed for name: ucr_anomaly_135"),
+    ({"data": {"name": "words", "binarize": "static"}}, r"'data.binarize' is for images"),
+    ({"data": {"name": "sequences"}}, r"'data.path' is needed for name: sequences"),
+    ({"data": {"name": "ucr_anomaly_135", "window": 50, "test_stride": 60}},
+     r"'data.test_stride' \(60\) must not exceed data.window \(50\)"),
 ])
 def test_bad_configs(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -91,12 +98,16 @@ def test_models_from_configs_match_the_command_line(path):
     from pvae.runs import build_model
 
     cfg = load_config(path)
-    x_shape = (1, 28, 28) if cfg.model.arch == "conv" else (64,)
-    model = build_model(cfg, x_shape, num_classes=10)
+    x_shape, vocab = ((1, 28, 28) if cfg.model.arch == "conv" else (64,)), None
+    if cfg.model.type == "seqvae":  # padded sequences: text (T,) ids or series (T, D)
+        x_shape, vocab = ((20,), 26) if cfg.data.name == "words" else ((150, 1), None)
+    model = build_model(cfg, x_shape, num_classes=10, vocab_size=vocab)
     # the class the config names, with every setting the config gives that it takes
     assert type(model).config_name == cfg.model.type
     assert type(model) is type(pvae.models.get(cfg.model.type, **model.hparams))
     for key, value in vars(cfg.model).items():
+        if (key == "likelihood_kwargs" and not value) or (key == "likelihood" and vocab):
+            continue  # none given: the model records its defaults; text is categorical
         if key in model.hparams and value is not None and key not in ("num_classes", "y_dim"):
             saved = model.hparams[key]
             assert (tuple(saved) if isinstance(saved, list) else saved) == \

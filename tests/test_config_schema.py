@@ -42,9 +42,12 @@ def test_schema_is_json_naming_every_section_and_key(capsys):
     assert "latent" in model["z_dim"]["description"]
     assert model["hidden_dims"] == {**model["hidden_dims"], "type": "array",
                                     "items": {"type": "integer"}}
-    assert model["type"]["enum"] == ["vae", "cvae", "ssvae", "hvae"]
+    assert model["type"]["enum"] == ["vae", "cvae", "ssvae", "hvae", "seqvae"]
+    assert model["rnn"]["enum"] == ["gru", "lstm"]
+    assert model["word_dropout"]["minimum"] == 0 and model["word_dropout"]["exclusiveMaximum"] == 1
     data = _section(schema, "data")["properties"]
     assert data["val_fraction"]["minimum"] == 0 and data["val_fraction"]["exclusiveMaximum"] == 1
+    assert {"words", "gunpoint", "ucr_anomaly_135"} <= set(data["name"]["enum"])
     train = _section(schema, "train")["properties"]
     assert train["epochs"]["minimum"] == 1 and train["lr"]["exclusiveMinimum"] == 0
     assert train["logger"]["enum"] == ["tensorboard", "none"]

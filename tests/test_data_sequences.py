@@ -256,3 +256,12 @@ def test_every_name_is_listed_once():
 
     assert sorted(typing.get_args(pvae.data.DataName)) == sorted(pvae.data.DATASETS)
     assert len(set(pvae.data.DATASETS)) == len(pvae.data.DATASETS)
+
+
+def test_sequences_given_to_a_fixed_size_model_are_refused_naming_the_fix():
+    seqs = Sequences(torch.randn(5, 4, 2), torch.tensor([4, 4, 3, 2, 1]))
+    vae = pvae.VAE(8, 2, likelihood="gaussian")
+    for run in (lambda: pvae.evaluate.elbo(vae, seqs),
+                lambda: pvae.fit(vae, seqs, epochs=1, progress=False, logger=None)):
+        with pytest.raises(ValueError, match=r"VAE takes fixed-size .*SequenceVAE.*x\.flatten\(1\)"):
+            run()

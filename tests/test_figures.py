@@ -35,3 +35,35 @@ def test_one_registry_decides_which_figures_apply():
         assert all(figures.KINDS[k].basic for k in basic)
     assert figures.figure_name("latent", "pca") == "latent-pca.png"
     assert figures.figure_name("samples") == "samples.png"
+
+
+def _sequence_view(tokens: bool):
+    from pvae.data import Sequences, Vocabulary
+
+    g = torch.Generator().manual_seed(0)
+    if tokens:
+        vocab = Vocabulary.build(["cat", "dog", "bird", "fish", "cow"])
+        x, lengths = vocab.encode(["cat", "dog", "bird", "fish", "cow", "cod"])
+        model = pvae.SequenceVAE(vocab_size=len(vocab), z_dim=2, hidden_dim=8, max_len=6)
+    else:
+        vocab = None
+        x, lengths = torch.randn(6, 12, 2, generator=g), torch.tensor([12, 10, 8, 12, 5, 3])
+        model = pvae.SequenceVAE(x_dim=2, z_dim=2, hidden_dim=8, max_len=12)
+    split = Sequences(x, lengths, torch.tensor([0, 1, 0, 1, 0, 1]))
+    data = Data(name="made", train=split, val=None, test=split, x_shape=tuple(x.shape[1:]),
+                num_classes=2, vocab=vocab, step_dim=None if tokens else 2)
+    history = History([{"epoch": 1, "train_elbo": -50.0, "recon": -40.0, "kl": 10.0}])
+    return figures.View(model.eval(), data, history)
+
+
+def test_sequence_runs_get_the_figures_of_their_data_shape(tmp_path):
+    from helpers import assert_png
+
+    for tokens in (True, False):
+        view = _sequence_view(tokens)
+        kinds = figures.applicable(view)
+        # z_dim 2, yet no grid of decoded points: a sequence is not a tile of an image
+        assert kinds == ["curves", "reconstructions", "samples", "latent", "interpolation"]
+        assert figures.applicable(view, basic=True) == ["curves", "reconstructions", "samples"]
+        for kind in kinds:
+            assert_png(figures.draw(view, kind, tmp_path / f"{tokens}-{kind}.png"), 100, 80)

@@ -274,3 +274,15 @@ def test_features_and_code_data_take_unconditional_models_and_refuse_the_others(
     torch.testing.assert_close(codes, latent.encode(model, digits.test.x[:5]))
     coded = latent.code_data(digits, model)
     assert coded.test.x.shape == (len(digits.test), 2)
+
+
+def test_stacking_refuses_a_sequence_model_naming_encode_with_lengths():
+    model = pvae.SequenceVAE(x_dim=1, z_dim=2, hidden_dim=4)
+    seqs = pvae.data.Sequences(torch.randn(4, 3, 1), torch.tensor([3, 2, 1, 3]))
+    data = pvae.data.Data(name="toy", train=seqs, val=None, test=seqs, x_shape=(3, 1),
+                          step_dim=1)
+    for run in (lambda: latent.Features(model), lambda: latent.code_data(data, model)):
+        with pytest.raises(ValueError, match=r"sequences.*encode\(model, x, lengths=lengths\)"):
+            run()
+    z, (x, lengths) = latent.manifold(model, n=3)  # a sequence model decodes (x, lengths)
+    assert z.shape == (9, 2) and x.shape[0] == lengths.shape[0] == 9

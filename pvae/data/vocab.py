@@ -8,7 +8,11 @@ with ``<pad>`` (a token not in the vocabulary becomes ``<unk>``); it adds no
 ``<bos>``/``<eos>``: a sequence model scores its own end-of-sequence event
 after the last real token (``lengths`` says where). The special ids are there
 for models and decoders that need a start or unknown input, and so that
-``vocab_size = len(vocab)`` covers them.
+``vocab_size = len(vocab)`` covers them. Encoded text holds ``<pad>``, ``<bos>``
+or ``<eos>`` within its lengths only where a text spells them as words
+(:attr:`Vocabulary.excluded_ids`): a
+:class:`pvae.SequenceVAE` built with ``excluded_ids=vocab.excluded_ids`` gives
+them probability 0, so its samples decode to text without them.
 """
 
 from __future__ import annotations
@@ -64,6 +68,17 @@ class Vocabulary:
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
 
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    @property
+    def excluded_ids(self) -> tuple[int, ...]:
+        """``(pad_id, bos_id, eos_id)``: the ids :meth:`encode` never writes within a
+        sequence's length, unless a word-level text holds the word ``<pad>``,
+        ``<bos>`` or ``<eos>`` itself (``<unk>`` it writes for unknown tokens). Pass them to
+        ``pvae.SequenceVAE(vocab_size=len(vocab), excluded_ids=vocab.excluded_ids)``
+        so that the model never scores or samples them; add ``unk_id`` where no text
+        holds an unknown token (as in ``pvae.data.load("words")``, whose vocabulary
+        holds every letter of its words)."""
+        return (self.pad_id, self.bos_id, self.eos_id)
 
     @classmethod
     def build(cls, texts: Iterable[str], level: Literal["char", "word"] = "char", *,
@@ -124,10 +139,13 @@ class Vocabulary:
         return torch.from_numpy(x), torch.from_numpy(lengths)
 
     def decode(self, x, lengths=None) -> list[str]:
-        """Ids ``(N, T)`` (and ``lengths`` ``(N,)``; default: all ``T``) back to texts.
+        """Ids ``(N, T)`` (and ``lengths`` ``(N,)``) back to texts.
 
-        Only the first ``lengths[i]`` ids of row ``i`` are read. Special tokens
-        are written by name (``<unk>``). ``ValueError`` for an id outside
+        With ``lengths``, exactly the first ``lengths[i]`` ids of row ``i`` are
+        read; without, row ``i`` ends before its first ``<pad>`` or ``<eos>``
+        (else at ``T``), so that padded ids, as :meth:`encode` and a model's
+        ``sample`` give them, decode to their texts. Special tokens read are
+        written by name (``<unk>``). ``ValueError`` for an id outside
         ``0..len(self)-1`` or lengths that do not fit ``x``.
         """
         x = torch.as_tensor(x)
@@ -135,8 +153,11 @@ class Vocabulary:
             x = x[None]
         if x.dim() != 2:
             raise ValueError(f"decode takes ids of shape (N, T), got {tuple(x.shape)}")
-        lengths = (torch.full((x.shape[0],), x.shape[1]) if lengths is None
-                   else torch.as_tensor(lengths).reshape(-1))
+        if lengths is None:
+            ends = (x == self.pad_id) | (x == self.eos_id)
+            lengths = torch.where(ends.any(1), ends.long().argmax(1), x.shape[1])
+        else:
+            lengths = torch.as_tensor(lengths).reshape(-1)
         if lengths.shape[0] != x.shape[0] or (lengths < 0).any() or (lengths > x.shape[1]).any():
             raise ValueError(f"lengths {lengths.tolist()[:5]}... do not fit ids of shape "
                              f"{tuple(x.shape)}: one length in 0..T per row")

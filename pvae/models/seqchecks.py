@@ -8,6 +8,7 @@ computation reads them (:func:`pvae.models.seqdist.clean`).
 
 from __future__ import annotations
 
+import operator
 from typing import Optional
 
 import torch
@@ -63,13 +64,38 @@ def _check_shape(x: torch.Tensor, vocab_size: Optional[int], x_dim: Optional[int
                          "of at least one step")
 
 
+def check_excluded_ids(excluded_ids, vocab_size: Optional[int]) -> tuple[int, ...]:
+    """``excluded_ids`` as a sorted tuple of ints; ``ValueError`` unless they are distinct
+    whole ids in ``0..vocab_size-1`` that leave at least one id, for token models only."""
+    ids = tuple(excluded_ids or ())
+    if not ids:
+        return ()
+    if vocab_size is None:
+        raise ValueError("excluded_ids are for token models (SequenceVAE(vocab_size=V, ...)); "
+                         "a series model has no ids to exclude")
+    try:
+        if any(isinstance(i, bool) for i in ids):
+            raise TypeError
+        ids = tuple(operator.index(i) for i in ids)
+    except TypeError:
+        raise ValueError(f"excluded_ids must be whole token ids, got {list(ids)!r}") from None
+    if min(ids) < 0 or max(ids) >= vocab_size:
+        raise ValueError(f"excluded_ids {list(ids)} must lie in the vocabulary 0..{vocab_size - 1}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"excluded_ids {list(ids)} name an id twice; give each once")
+    if len(ids) == vocab_size:
+        raise ValueError("excluded_ids exclude every id; leave at least one id the data holds")
+    return tuple(sorted(ids))
+
+
 def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[int],
-                    likelihood=None) -> None:
+                    likelihood=None, excluded_ids: tuple = ()) -> None:
     """Raise ``ValueError`` / ``TypeError`` unless ``(x, lengths)`` is padded sequence data.
 
     Token data (``vocab_size`` set): x of shape ``(N, T)`` with whole ids in
-    ``0..vocab_size-1`` on the real steps. Series: x of shape ``(N, T, x_dim)``,
-    finite on the real steps, and in ``likelihood``'s support there when it is given.
+    ``0..vocab_size-1``, none of ``excluded_ids``, on the real steps. Series: x of
+    shape ``(N, T, x_dim)``, finite on the real steps, and in ``likelihood``'s
+    support there when it is given.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
@@ -92,5 +118,12 @@ def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[in
             raise ValueError(f"token id {bad:g} is outside the vocabulary 0..{vocab_size - 1} "
                              f"(vocab_size={vocab_size}); map unknown words to an id of your "
                              "own or build the model with a larger vocab_size")
+        hit = [i for i in excluded_ids if bool((real == i).any())]
+        if hit:
+            raise ValueError(f"token id {hit[0]} is excluded by this model (excluded_ids="
+                             f"{tuple(excluded_ids)}: ids it gives probability 0, such as a "
+                             "Vocabulary's <pad>, <bos>, <eos>) but appears within the "
+                             "sequences' lengths; fix the lengths or the encoding, or build the "
+                             "model without excluding it")
     elif likelihood is not None:
         likelihood.check_support(real)

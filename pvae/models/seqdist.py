@@ -81,6 +81,9 @@ class MaskedSequence(TorchDistribution):
         self._set_lengths(lengths.long().expand(batch_shape), num_steps)
         self.step_support = step_support
         self._cache: Optional[tuple] = None
+        # shared with the copies expand() makes (Pyro's plates sample a copy): the lengths
+        # a draw gave, for the model to record
+        self._drawn: dict = {"lengths": None}
         super().__init__(batch_shape, torch.Size((num_steps, *step_shape)), validate_args=False)
 
     def _set_lengths(self, lengths: torch.Tensor, num_steps: int) -> None:
@@ -111,7 +114,15 @@ class MaskedSequence(TorchDistribution):
                              self.event_shape[0], tuple(self.event_shape[1:]), self.step_support,
                              self.sampler)
         out.fixed_lengths = self.fixed_lengths
+        out._drawn = self._drawn
         return out
+
+    @property
+    def drawn_lengths(self) -> torch.Tensor:
+        """The lengths of the last draw of this distribution or of any copy :meth:`expand`
+        made of it (Pyro's plates sample such a copy); :attr:`lengths` before any draw."""
+        drawn = self._drawn["lengths"]
+        return self.lengths if drawn is None else drawn
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Sequences drawn step by step; without fixed lengths, :attr:`lengths` become the
@@ -123,4 +134,5 @@ class MaskedSequence(TorchDistribution):
         x, lengths = self.sampler(z, self.lengths.expand(shape) if self.fixed_lengths else None)
         if not sample_shape:
             self._set_lengths(lengths, self.event_shape[0])
+        self._drawn["lengths"] = lengths
         return x

@@ -7,29 +7,34 @@ from typing import Optional
 import torch
 
 
-def no_empty(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
+def no_empty(logits: torch.Tensor, vocab_size: int,
+             excluded: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Token logits ``(..., T + 1, V + 1)`` with the end event (category ``V``) impossible
-    at the first step: a sequence has at least one token."""
-    first = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
-    first[0, vocab_size] = True
-    return logits.masked_fill(first, float("-inf"))
+    at the first step (a sequence has at least one token) and, where ``excluded`` (a
+    boolean mask ``(V + 1,)``) is True, impossible at every step."""
+    impossible = torch.zeros(logits.shape[-2:], dtype=torch.bool, device=logits.device)
+    impossible[0, vocab_size] = True
+    if excluded is not None:
+        impossible = impossible | excluded
+    return logits.masked_fill(impossible, float("-inf"))
 
 
 def teacher_score(decoder, inputs, likelihood, vocab_size: Optional[int], word_dropout: float,
-                  z: torch.Tensor, x: torch.Tensor):
+                  z: torch.Tensor, x: torch.Tensor, excluded: Optional[torch.Tensor] = None):
     """Log-probabilities of cleaned sequences ``x`` given codes ``z`` by teacher forcing:
     ``(per step (..., T), end event per step (..., T + 1) or None for series)``.
 
     ``x``: ``(..., T)`` token ids or ``(..., T, D)`` series, its leading dims
     broadcasting with ``z.shape[:-1]``; ``word_dropout``: the probability of
-    replacing each decoder input (training only: pass 0 otherwise).
+    replacing each decoder input (training only: pass 0 otherwise); ``excluded``:
+    token categories of probability 0 (mask ``(V + 1,)``; see :func:`no_empty`).
     """
     k = 1 if vocab_size is not None else 2  # x's dims per sequence
     flat = inputs.teacher(x.reshape(-1, *x.shape[x.dim() - k:]), word_dropout)
     out = decoder(flat.reshape(*x.shape[: x.dim() - k], *flat.shape[1:]), z)
     if vocab_size is None:
         return likelihood(likelihood.unflatten(out)).log_prob(x), None
-    logits = no_empty(out, vocab_size)
+    logits = no_empty(out, vocab_size, excluded)
     return (likelihood(logits[..., :-1, :]).log_prob(x),
             torch.log_softmax(logits, -1)[..., vocab_size])
 
@@ -78,6 +83,8 @@ def generate(model, z: torch.Tensor, max_len: int, temperature: float, trim: boo
         out = out[:, 0]
         if model.tokens:
             end = model.vocab_size
+            if model.excluded_mask is not None:  # ids of probability 0
+                out = out.masked_fill(model.excluded_mask, float("-inf"))
             if t == 0 or target is not None:
                 out = out.clone()
                 out[:, end] = float("-inf")  # at least one token; or a length given

@@ -17,7 +17,7 @@ from pvae.flows import GaussianPosterior
 from pvae.models.base import ObservedSites, PVAEModel
 from pvae.models.checks import check_hparams, num_draws
 from pvae.models.registry import register
-from pvae.models.seqchecks import check_sequences
+from pvae.models.seqchecks import check_excluded_ids, check_sequences
 from pvae.models.seqdist import MaskedSequence, clean, step_mask
 from pvae.models.seqgen import generate, teacher_score
 from pvae.nets_recurrent import SequenceDecoder, SequenceEncoder, SeriesInputs, TokenInputs
@@ -82,6 +82,14 @@ class SequenceVAE(PVAEModel):
         Whether the encoder reads the sequence both ways.
     embedding_dim
         Token embedding size (default ``hidden_dim``).
+    excluded_ids
+        Token ids the data never holds, which the model gives probability 0 at
+        every step (their logits are -inf in scoring and in generation): p(x) is
+        then a distribution over sequences of the other ids, and samples never
+        hold them. For text encoded by a :class:`pvae.data.Vocabulary` pass
+        ``excluded_ids=vocab.excluded_ids`` (its ``<pad>``, ``<bos>``, ``<eos>``,
+        which the model has no use for: it has its own start input and end
+        event); data holding an excluded id within its lengths is refused.
     word_dropout
         Probability, in training only, of replacing each decoder input by an
         unknown token (a zeroed, flagged step for series), Bowman et al.'s
@@ -96,7 +104,8 @@ class SequenceVAE(PVAEModel):
     ------
     ValueError
         For neither or both of ``x_dim`` and ``vocab_size``, a likelihood other
-        than categorical for tokens, or a bad size, rate or option.
+        than categorical for tokens, ``excluded_ids`` that are not distinct ids of
+        the vocabulary (or that leave none), or a bad size, rate or option.
     """
 
     config_name = "seqvae"
@@ -106,7 +115,7 @@ class SequenceVAE(PVAEModel):
                  vocab_size: Optional[int] = None, likelihood: Optional[str] = None,
                  hidden_dim: int = 128, rnn: Literal["gru", "lstm"] = "gru", num_layers: int = 1,
                  bidirectional_encoder: bool = True, embedding_dim: Optional[int] = None,
-                 word_dropout: float = 0.0, beta: float = 1.0,
+                 excluded_ids: tuple = (), word_dropout: float = 0.0, beta: float = 1.0,
                  likelihood_kwargs: Optional[dict] = None, guide_flows: int = 0,
                  max_len: int = 100) -> None:
         super().__init__()
@@ -125,6 +134,12 @@ class SequenceVAE(PVAEModel):
         self.tokens = vocab_size is not None
         self.vocab_size = None if vocab_size is None else _positive("vocab_size", vocab_size)
         self.x_dim = None if x_dim is None else _positive("x_dim", x_dim)
+        self.excluded_ids = check_excluded_ids(excluded_ids, self.vocab_size)
+        mask = None
+        if self.excluded_ids:
+            mask = torch.zeros(self.vocab_size + 1, dtype=torch.bool)
+            mask[list(self.excluded_ids)] = True
+        self.register_buffer("excluded_mask", mask, persistent=False)
         self._default_encoder = self._default_decoder = True
         if self.tokens:
             if likelihood not in (None, "categorical") or likelihood_kwargs:
@@ -156,7 +171,8 @@ class SequenceVAE(PVAEModel):
             hidden_dim=hidden_dim, rnn=rnn, num_layers=num_layers,
             bidirectional_encoder=bool(bidirectional_encoder),
             embedding_dim=embedding_dim if self.tokens else None,
-            word_dropout=self.word_dropout, beta=self.beta, guide_flows=guide_flows,
+            excluded_ids=list(self.excluded_ids), word_dropout=self.word_dropout, beta=self.beta,
+            guide_flows=guide_flows,
             max_len=self.max_len)
 
     # -- data ---------------------------------------------------------------------------------
@@ -172,7 +188,8 @@ class SequenceVAE(PVAEModel):
         if len(rest) != 1:
             raise ValueError(self._parts_message(1 + len(rest)))
         check_sequences(x, rest[0], vocab_size=self.vocab_size, x_dim=self.x_dim,
-                        likelihood=self._modules["likelihood"] if support else None)
+                        likelihood=self._modules["likelihood"] if support else None,
+                        excluded_ids=self.excluded_ids)
 
     def _checked(self, x, lengths, support: bool = False):
         return clean(*self.checked_batch(x, lengths, support=support), self.tokens)
@@ -228,8 +245,9 @@ class SequenceVAE(PVAEModel):
         Tokens stop at the end event (or are cut at ``max_len``); series run
         ``max_len`` steps (default: the model's ``max_len``). ``temperature``
         divides token and Bernoulli logits; for continuous likelihoods it scales
-        each draw's deviation from the step's mean; 0 is greedy. ``ValueError``
-        for a bad ``n``, ``max_len`` or temperature.
+        each draw's deviation from the step's mean; 0 is greedy (the most probable
+        token, the mean step, rounded for counts); other discrete likelihoods take
+        only 0 or 1. ``ValueError`` for a bad ``n``, ``max_len`` or temperature.
         """
         z = torch.randn(num_draws(n), self.z_dim, device=self.device)
         return self.generate(z, max_len=max_len, temperature=temperature)
@@ -242,6 +260,12 @@ class SequenceVAE(PVAEModel):
         max_len = self.max_len if max_len is None else _positive("max_len", max_len)
         if not (isinstance(temperature, (int, float)) and temperature >= 0):
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        lik = self.likelihood
+        if (not self.tokens and lik.discrete and lik.name != "bernoulli"
+                and temperature not in (0, 1)):
+            raise ValueError(f"temperature={temperature!r} is defined for token and Bernoulli "
+                             "logits and for continuous likelihoods; the "
+                             f"{lik.name!r} likelihood draws at temperature 1 (or greedily, 0)")
         return generate(self, z, max_len, float(temperature), trim)
 
     # -- Pyro program --------------------------------------------------------------------------
@@ -262,6 +286,10 @@ class SequenceVAE(PVAEModel):
         ``lengths`` (tokens with the end event forbidden before them), else series
         of all the steps and tokens until their end event. The site's lengths are
         recorded at the deterministic site ``"lengths"``.
+
+        ``ValueError`` (before any work) for x with outer batch dimensions, x without
+        lengths, or data that is not padded sequences (as :meth:`check_data`); the
+        guide checks its data the same way.
         """
         self._check_program_data(x, lengths)
         n, device = self._size(x, lengths, batch_size)
@@ -275,7 +303,8 @@ class SequenceVAE(PVAEModel):
             lengths = None if lengths is None else lengths.long()
         score = functools.partial(
             teacher_score, self.decoder, self.dec_inputs, self.likelihood, self.vocab_size,
-            self.word_dropout if self.training else 0.0)  # the networks, registered here
+            self.word_dropout if self.training else 0.0,  # the networks, registered here
+            excluded=self.excluded_mask)
         with self.data_plate(n, device):
             with self.kl_scale():
                 z = pyro.sample("z", dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0)
@@ -285,11 +314,14 @@ class SequenceVAE(PVAEModel):
             with ObservedSites() as sites:
                 value = pyro.sample("x", px, obs=x)
             if not sites.observed["x"]:  # drawn here, not given or conditioned
-                pyro.deterministic("lengths", px.lengths)
+                pyro.deterministic("lengths", px.drawn_lengths)
             return value
 
     def _check_program_data(self, x, lengths) -> None:
-        """Refuse outer batch dimensions (data sets inside a user's plate) at entry."""
+        """Refuse outer batch dimensions (data sets inside a user's plate) at entry, and
+        data that is not padded sequences (:func:`pvae.models.seqchecks.check_sequences`:
+        shapes, lengths in ``1..T``, ids, finite real steps) with the messages of
+        :meth:`check_data`; the likelihood's support is left to Pyro's validation."""
         want = 2 if self.tokens else 3
         for name, t, dims in (("x", x, want), ("lengths", lengths, 1)):
             if isinstance(t, torch.Tensor) and t.dim() > dims:
@@ -301,6 +333,10 @@ class SequenceVAE(PVAEModel):
                     "pyro.plate) are not supported: the plate name 'data' and its dim -1 are "
                     "reserved for the model's plate over the N sequences. Flatten the data "
                     "sets into one batch or call the model once per data set.")
+        if isinstance(x, torch.Tensor) and lengths is not None:
+            # Pyro's own tools (SVI, Predictive, poutine) reach here without pvae.fit's check
+            check_sequences(x, lengths, vocab_size=self.vocab_size, x_dim=self.x_dim,
+                            excluded_ids=self.excluded_ids)
 
     def _num_steps(self, lengths, max_len) -> int:
         longest = None if lengths is None else int(lengths.max())

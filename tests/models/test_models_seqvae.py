@@ -329,3 +329,33 @@ def test_the_model_without_data_generates_and_traverse_decodes():
     assert ((1 <= lengths) & (lengths <= 6)).all()
     z, (xt, lt) = pvae.latent.traverse(model, torch.tensor([1, 2, 3]), steps=3)
     assert z.shape == (3, 3, 3) and xt.shape[:2] == (3, 3) and lt.shape == (3, 3)
+
+
+def test_a_temperature_the_likelihood_cannot_apply_is_refused_not_ignored():
+    torch.manual_seed(0)
+    model = series_model(likelihood="poisson")
+    for t in (0.0, 1.0):  # greedy and plain draws are defined for any likelihood
+        x, _ = model.sample(2, max_len=3, temperature=t)
+        assert x.shape == (2, 3, 2) and (x >= 0).all() and (x == x.round()).all()
+    with pytest.raises(ValueError, match="temperature=0.5 .* 'poisson'"):
+        model.sample(2, max_len=3, temperature=0.5)
+    series_model(likelihood="bernoulli").sample(2, max_len=3, temperature=0.5)  # logits / T
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_recorded_lengths_of_drawn_token_sequences_are_the_drawn_ones(parallel):
+    """Site "lengths" holds where each drawn sequence ended, also when Pyro's plates
+    expand the site's distribution (they sample a copy of it)."""
+    torch.manual_seed(0)
+    model = token_model()
+    with torch.no_grad():  # the end event certain wherever it is allowed: every length is 1
+        model.decoder.out.bias[:] = -50.0
+        model.decoder.out.bias[5] = 50.0
+        model.decoder.out.weight[:] = 0.0
+    out = Predictive(model.model, num_samples=3, parallel=parallel,
+                     return_sites=["x", "lengths"])(None, None, batch_size=4, max_len=6)
+    assert (out["lengths"] == 1).all(), out["lengths"]
+    trace = poutine.trace(model.model).get_trace(None, None, batch_size=4, max_len=6)
+    assert (trace.nodes["lengths"]["value"] == 1).all()
+    site = trace.nodes["x"]
+    assert torch.equal(site["fn"].lengths, trace.nodes["lengths"]["value"])

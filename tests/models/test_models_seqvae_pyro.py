@@ -82,3 +82,23 @@ def test_outer_batch_dimensions_are_refused_at_entry(model_name):
             outer(fn)()
     with pytest.raises(ValueError, match=match):
         Trace_ELBO().loss(outer(model.model), outer(model.guide))
+
+
+@pytest.mark.parametrize("model_name,bad,match", [
+    ("seqvae_tokens", lambda x, n: (x, torch.tensor([6, 2, 1, 4])), r"length of 6 is outside 1\.\.5"),
+    ("seqvae_tokens", lambda x, n: (x, torch.tensor([0, 2, 1, 4])), r"length of 0 is outside"),
+    ("seqvae_tokens", lambda x, n: (x, n[:3]), r"lengths has shape \(3,\), but x has 4"),
+    ("seqvae_tokens", lambda x, n: (x.masked_fill(x == 0, 3), n), "outside the vocabulary"),
+    ("seqvae_series", lambda x, n: (x.masked_fill(torch.arange(T)[:, None] == 0, float("nan")),
+                                    n), "NaN"),
+])
+def test_pyros_own_calls_get_the_clear_errors_of_bad_data(model_name, bad, match):
+    """model and guide run by Pyro (SVI, Predictive, poutine.trace) refuse bad (x, lengths)
+    with the messages pvae.fit gives, not an indexing error deep in the networks."""
+    model, (x, lengths) = MODELS[model_name](), _args(model_name)
+    x, lengths = bad(x, lengths)
+    for fn in (model.model, model.guide):
+        with pytest.raises(ValueError, match=match):
+            poutine.trace(fn).get_trace(x, lengths)
+    with pytest.raises(ValueError, match=match):
+        Trace_ELBO().loss(model.model, model.guide, x, lengths)
