@@ -131,6 +131,28 @@ def test_kl_of_the_merge_depends_only_on_relative_scales():
     assert torch.allclose(kl(1.0), kl(1e-3), rtol=1e-3)
 
 
+def test_prior_fitted_to_merged_samples_shrinks_while_the_evidence_is_uninformative():
+    """The top-down guide's collapse mechanism, in closed form: q(z1) merges evidence and
+    prior, so q is narrower than p(z1 | z2); the model's term E_q log p(z1 | z2) is maximised
+    at sp^2 = sq^2 + (mq - mp)^2, so while the evidence says nothing new (mh = mp) each fit
+    shrinks the prior, q with it, and the layer freezes (the evidence's weight in the merge,
+    sp^2 / (sp^2 + sh^2), goes to 0). Informative evidence stops the shrinkage."""
+    sh = torch.tensor(1.0)
+
+    def fitted_prior_scale(sp, gap):  # one maximisation of E_q log N(z; mp, sp) over sp
+        mq_gap, sq = precision_weighted(torch.tensor(gap), sh, torch.tensor(0.0), sp)
+        return (sq**2 + mq_gap**2).sqrt()
+
+    sp = torch.tensor(1.0)
+    for _ in range(200):
+        sp = fitted_prior_scale(sp, gap=0.0)
+    assert sp < 0.1 and sp**2 / (sp**2 + sh**2) < 0.01  # the evidence no longer counts
+    sp = torch.tensor(1.0)
+    for _ in range(200):
+        sp = fitted_prior_scale(sp, gap=2.0)
+    assert sp > 1.0  # informative evidence keeps the layer open
+
+
 def test_every_parameter_learns_and_the_prior_learns_through_the_guide(x):
     from pvae.fast_elbo import FastTrace_ELBO
 
