@@ -65,12 +65,15 @@ class HierarchicalVAE(PVAEModel):
         applies.
 
     Training the top-down guide: Sønderby et al. found KL warm-up and
-    normalisation necessary, and so do we. Without them the guide collapses
-    in the first epoch (q(z_l | .) settles on the model's prior, whose scale
-    then shrinks so that z_l becomes a deterministic function of z_{l+1}) and
-    never recovers; measured figures are in ``benchmarks/VARIANTS.md``. Use
-    ``norm="layer"`` (the default for this guide) and ``pvae.fit(...,
-    kl_warmup=E)`` with E a few epochs (the paper: 200 of 2000).
+    normalisation necessary. Without them, here, the guide collapses in the
+    first epoch: q(z_l | .) is narrower than p(z_l | z_{l+1}), so the model's
+    prior term, fitted to q's draws, shrinks the prior's scale while the
+    evidence says nothing new, and the evidence's weight in the merge goes to
+    zero (the layer freezes; ``tests/models/test_models_hvae.py`` shows it in
+    closed form). ``norm="layer"`` (the default for this guide) and
+    ``pvae.fit(..., kl_warmup=E)`` delay it; they do not remove it: measured
+    figures, including runs where upper layers still collapsed, are in
+    ``benchmarks/VARIANTS.md``.
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
