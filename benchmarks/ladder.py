@@ -170,6 +170,6 @@ def markdown(res) -> list[str]:
         any_row = next(iter(rows.values()))
         lines += ["", f"K = {any_row['num_samples']} on the first {any_row['test_points']} test "
                   "images. The train ELBO of epochs 1-10 is weighted by the warm-up (its KL "
-                  "weight rises to 1 at epoch 10), hence its dip. Active units: Cov_x "
+                  "weight rises to 1 at epoch 10), so those figures are above the true ELBO. Active units: Cov_x "
                   "E_q[z_d | x] > 0.01 on the same test images."]
     return lines
