@@ -14,8 +14,8 @@ Two sections, both run through ``benchmarks/variants.py``:
 ``--only ladder_small``
     The issue's small budget (20,000 training images, 10 epochs, batch 100,
     784-400-32 networks, z (32, 16)), trained here: the one-layer VAE and both
-    guides as they were (no normalisation, no warm-up) and with
-    ``norm="layer"`` and a KL warm-up of ``--ladder-warmup`` epochs.
+    guides as they were (no normalisation) and with ``norm="layer"``, each with
+    every KL warm-up of ``--ladder-warmups`` (epochs; 0 is none).
 """
 
 from __future__ import annotations
@@ -95,12 +95,13 @@ def small_models(name: str):
     return pvae.HierarchicalVAE(784, (32, 16), hidden_dims=(400,), guide=guide, norm=norm)
 
 
-def bench_ladder_small(args, res, mnist) -> None:
+def bench_ladder_small(args, res, mnist, save) -> None:
+    """Train and score the small-budget models; ``save()`` keeps each row as it completes."""
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     x, xt = d.train.x[: args.ladder_small_n], d.test.x[: args.test_points]
     out = res.setdefault("ladder_small", {})
     for name in args.ladder_small.split(","):
-        for warmup in (0.0, args.ladder_warmup):
+        for warmup in args.ladder_warmups:
             torch.manual_seed(0)
             m = small_models(name)
             t = time.perf_counter()
@@ -113,6 +114,7 @@ def bench_ladder_small(args, res, mnist) -> None:
                        epoch1_train_elbo=h[0]["train_elbo"])
             out[f"{name}, warm-up {warmup:g}, {args.epochs} epochs, {len(x)} images"] = row
             print("ladder_small", name, warmup, row, flush=True)
+            save()
 
 
 def _fmt(d: dict, digits: int = 1) -> str:
@@ -167,5 +169,7 @@ def markdown(res) -> list[str]:
                          f"{_fmt(r['active_units'])} | {curve} | {r['train_minutes']:.0f} |")
         any_row = next(iter(rows.values()))
         lines += ["", f"K = {any_row['num_samples']} on the first {any_row['test_points']} test "
-                  "images."]
+                  "images. The train ELBO of epochs 1-10 is weighted by the warm-up (its KL "
+                  "weight rises to 1 at epoch 10), so those figures are above the true ELBO. Active units: Cov_x "
+                  "E_q[z_d | x] > 0.01 on the same test images."]
     return lines

@@ -12,7 +12,8 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
-HELPERS = {"common", "variants_priors", "variants_iaf", "seq_references", "seq_report"}
+HELPERS = {"common", "variants_priors", "variants_iaf", "ladder", "seq_references",
+           "seq_report"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),

@@ -108,6 +108,13 @@ class PVAEModel(LikelihoodHead, PyroModule):
         optional (the semi-supervised one) draws its label from p(y) itself."""
         return "y" in self.batch_parts and "y" not in self.optional_parts
 
+    @staticmethod
+    def saved_hparams(hparams: dict) -> dict:
+        """A checkpoint's settings as this version's constructor takes them: a class whose
+        new option changes what an omitted setting means fills in the value that files
+        saved before the option existed were built with."""
+        return hparams
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MODEL_CLASSES[cls.__name__] = cls

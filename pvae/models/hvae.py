@@ -1,9 +1,9 @@
 """Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide.
 
-The pieces of the Ladder VAE (Sønderby et al. 2016) live here as plain functions
-so that they can be tested on their own: :func:`precision_weighted` (the merge
-of eq. 18-19) and :func:`normed_mlp` (an MLP with per-point layer
-normalisation, pvae's stand-in for the paper's batch normalisation).
+The Ladder VAE's merge (Sønderby et al. 2016, eq. 18-19) is a plain function,
+:func:`precision_weighted`, tested on its own. Every network is a
+:class:`pvae.nets.MLP`, with per-point layer normalisation (``norm="layer"``) as
+pvae's stand-in for the paper's batch normalisation.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.checks import Shape, check_hparams
 from pvae.models.registry import register
-from pvae.nets import MLP, activation as make_activation, split_loc_scale
+from pvae.nets import MLP, NORMS, activation as make_activation, split_loc_scale
 
 
 Norm = Literal["none", "layer"]
-NORMS = ("none", "layer")
 
 
 def precision_weighted(loc_a, scale_a, loc_b, scale_b):
@@ -46,33 +45,6 @@ def precision_weighted(loc_a, scale_a, loc_b, scale_b):
 VAMP_BOTTOM_UP = ("with guide='bottom_up', q(z_L | x) integrates over the layers below "
                   "and has no closed form to push the pseudo-inputs through; use "
                   "guide='top_down' (whose q(z_L | x) is a Gaussian of x) or prior='mog'")
-class NormedMLP(nn.Sequential):
-    """Linear layers, each hidden one followed by ``LayerNorm`` and the activation.
-
-    Layer normalisation (Ba et al. 2016) normalises each data point's hidden
-    units by their own mean and spread, so, unlike batch normalisation, no
-    point's output depends on the other points of its batch: the per-point
-    ELBO, minibatch scaling, K-sample evaluation and data-parallel training
-    stay exact.
-    """
-
-    with_hidden = MLP.with_hidden  # (output, last hidden layer): the IAF context
-    hidden_dim = MLP.hidden_dim
-
-    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu"):
-        dims = [in_dim, *hidden_dims, out_dim]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(dims) - 2:
-                layers += [nn.LayerNorm(b), make_activation(act)]
-        super().__init__(*layers)
-
-
-def normed_mlp(norm: Norm, in_dim: int, hidden_dims: Sequence[int], out_dim: int,
-               act: str = "relu") -> nn.Sequential:
-    """:class:`pvae.nets.MLP` (``norm="none"``) or :class:`NormedMLP` (``"layer"``)."""
-    return (NormedMLP if norm == "layer" else MLP)(in_dim, hidden_dims, out_dim, act)
 
 
 @register
@@ -100,12 +72,15 @@ class HierarchicalVAE(PVAEModel):
         applies.
 
     Training the top-down guide: Sønderby et al. found KL warm-up and
-    normalisation necessary, and so do we. Without them the guide collapses
-    in the first epoch (q(z_l | .) settles on the model's prior, whose scale
-    then shrinks so that z_l becomes a deterministic function of z_{l+1}) and
-    never recovers; measured figures are in ``benchmarks/VARIANTS.md``. Use
-    ``norm="layer"`` (the default for this guide) and ``pvae.fit(...,
-    kl_warmup=E)`` with E a few epochs (the paper: 200 of 2000).
+    normalisation necessary. Without them, here, the guide collapses in the
+    first epoch: q(z_l | .) is narrower than p(z_l | z_{l+1}), so the model's
+    prior term, fitted to q's draws, shrinks the prior's scale while the
+    evidence says nothing new, and the evidence's weight in the merge goes to
+    zero (the layer freezes; ``tests/models/test_models_hvae.py`` shows it in
+    closed form). ``norm="layer"`` (the default for this guide) and
+    ``pvae.fit(..., kl_warmup=E)`` delay it; they do not remove it: measured
+    figures, including runs where upper layers still collapsed, are in
+    ``benchmarks/VARIANTS.md``.
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
@@ -124,7 +99,7 @@ class HierarchicalVAE(PVAEModel):
         ``ValueError``).
     norm
         ``"layer"``: layer normalisation after every hidden linear layer of
-        every network (per data point; see :class:`NormedMLP`); ``"none"``:
+        every network (per data point; see :class:`pvae.nets.MLP`); ``"none"``:
         plain MLPs. Default (None): ``"layer"`` for ``guide="top_down"``,
         ``"none"`` for ``"bottom_up"``. Batch normalisation, as in the paper,
         is not offered: it ties the points of a batch together.
@@ -173,24 +148,23 @@ class HierarchicalVAE(PVAEModel):
         x_numel = math.prod(self.x_shape)
         L, h = len(z_dims), hidden_dims[-1]
         self._default_decoder = True
-        self.decoder = normed_mlp(norm, z_dims[0], hidden_dims[::-1],
-                                  self.likelihood.num_params * x_numel, activation)
+        self.decoder = MLP(z_dims[0], hidden_dims[::-1], self.likelihood.num_params * x_numel,
+                           activation, norm)
         # p(z_l | z_{l+1}) for l = 1 .. L-1 (index l-1)
         self.top_down = nn.ModuleList(
-            normed_mlp(norm, z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation)
-            for i in range(L - 1)
+            MLP(z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation, norm) for i in range(L - 1)
         )
         if guide == "top_down":  # deterministic d_l = f_l(d_{l-1}) and its Gaussian term
             self.up = nn.ModuleList(
-                nn.Sequential(normed_mlp(norm, x_numel if i == 0 else h, hidden_dims, h,
-                                         activation), make_activation(activation))
+                nn.Sequential(MLP(x_numel if i == 0 else h, hidden_dims, h, activation, norm),
+                              make_activation(activation))
                 for i in range(L)
             )
             self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in z_dims)
         else:
             self.up = nn.ModuleList(
-                normed_mlp(norm, x_numel if i == 0 else z_dims[i - 1], hidden_dims,
-                           2 * z_dims[i], activation)
+                MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation,
+                    norm)
                 for i in range(L)
             )
         self.posteriors = nn.ModuleList(  # IAF context: each layer's hidden features
@@ -204,6 +178,12 @@ class HierarchicalVAE(PVAEModel):
             prior=prior, prior_components=self.latent_prior.num_components,
             norm=norm,
         )
+
+    @staticmethod
+    def saved_hparams(hparams: dict) -> dict:
+        """Files saved before ``norm`` existed were built without normalisation."""
+        hparams.setdefault("norm", "none")
+        return hparams
 
     @property
     def mean_field(self) -> bool:

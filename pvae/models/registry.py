@@ -174,6 +174,9 @@ def load(path: Union[str, os.PathLike], model: Optional[PVAEModel] = None, *,
         model that cannot be rebuilt without ``model=``, or does not fit ``model``.
     """
     record = ckpt.read(path)
+    cls = MODEL_CLASSES.get(record["class"])
+    if cls is not None:  # settings of files saved before an option existed, as then built
+        record["hparams"] = cls.saved_hparams(dict(record["hparams"]))
     if model is None:
         model = rebuild(record, path)
     ckpt.restore_weights(model, record, path)
