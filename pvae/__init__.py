@@ -8,7 +8,7 @@
 Layers, bottom to top; a module imports only from its own layer or below:
 
 0. utilities: ``data``, ``batching``, ``checkpoint`` (file I/O only), ``distributed``
-1. ``distributions``, ``nets`` (and ``nets_recurrent``), ``likelihoods``, ``flows``
+1. ``distributions``, ``nets`` (and ``nets_recurrent``), ``likelihoods``, ``flows``, ``priors``
 2. ``models``
 3. ``elbos`` (with ``fast_elbo``, ``iwae``), ``weights`` and ``estimates``
 4. ``train``, and ``config`` (typed configs, checked by the rules of the layers below)

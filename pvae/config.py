@@ -133,6 +133,16 @@ class ModelConfig(_Section):
                                                    "point; 0 is off")
     guide: Literal["top_down", "bottom_up"] = Field(
         "bottom_up", description='hvae guide (Burda et al.); "top_down": Ladder VAE')
+    # -- learned priors (pvae.priors) ------------------------------------------------------
+    prior: Literal["standard", "vamp", "mog"] = Field(
+        "standard", description="p(z) of vae/hvae (top layer)/ssvae: Normal(0, I), the "
+                                "VampPrior or a mixture of Gaussians")
+    prior_components: Optional[int] = Field(
+        None, description="K: pseudo-inputs of vamp (null: 500) or Gaussians of mog (null: 10)")
+    # -- end of learned priors -------------------------------------------------------------
+    norm: Optional[Literal["none", "layer"]] = Field(
+        None, description='hvae: "layer" normalisation in every network, or "none"; '
+                          'null: "layer" for the top_down guide, "none" for bottom_up')
 
     # -- sequences (model.type: seqvae, pvae.SequenceVAE) -------------------------------------
     hidden_dim: int = Field(128, ge=1, description="seqvae: width of the recurrent encoder "
@@ -164,6 +174,7 @@ class ModelConfig(_Section):
                  "is for model.type cvae (a vector condition)")
         _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
                  "and model.num_classes exclude each other: set one")
+        _check_prior(self)  # learned priors (pvae.priors)
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
                  f"must be one of {', '.join(likelihoods.names())}")
         try:
@@ -171,6 +182,19 @@ class ModelConfig(_Section):
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config key 'model.likelihood_kwargs': {e}") from None
         return self
+
+
+def _check_prior(cfg: "ModelConfig") -> None:
+    """``model.prior`` and ``model.prior_components`` as the model's constructor checks them."""
+    from pvae import priors
+    from pvae.models.registry import model_class
+
+    try:
+        priors.check(cfg.prior, cfg.prior_components,
+                     getattr(model_class(cfg.type), "refused_priors", None),
+                     f"model.type {cfg.type}")
+    except ValueError as e:
+        raise ConfigError(f"config key 'model.prior': {e}") from None
 
 
 class TrainConfig(_Section):
@@ -188,6 +212,12 @@ class TrainConfig(_Section):
     lr_factor: float = Field(0.1, gt=0, description="the step schedule's factor")
     num_particles: int = Field(1, ge=1, description="samples of z per data point and step")
     kl_warmup: float = Field(0.0, ge=0, description="epochs of linear KL warm-up")
+    # -- free bits (Kingma et al. 2016; pvae.free_bits) ----------------------------------
+    free_bits: float = Field(0.0, ge=0, allow_inf_nan=False,
+                             description="nats: the floor on each latent dimension's KL "
+                                         "averaged over the minibatch (free bits); 0: none. "
+                                         "elbo trace or meanfield, one particle")
+    # -- end free bits ----------------------------------------------------------------------
     clip_norm: Optional[float] = Field(None, gt=0, description="clip the gradient's norm to "
                                                                "this; null: no clipping")
     seed: int = Field(0, description="same seed, same numbers")
@@ -210,7 +240,7 @@ class TrainConfig(_Section):
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
         "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
         "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every",
-        "keep_every")
+        "keep_every", "free_bits")
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`pvae.fit` this section sets:
@@ -221,6 +251,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES, make_elbo
+        from pvae.train.checks import with_free_bits
         from pvae.train.schedules import valid_lr_steps
 
         _require(valid_lr_steps(self.lr_steps, self.epochs), "train.lr_steps",
@@ -232,6 +263,11 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.elbo' ({self.elbo!r}, with train.num_particles="
                               f"{self.num_particles}): {e}") from None
+        try:  # free bits: the ELBOs it can be built on (pvae.train.checks.with_free_bits)
+            with_free_bits(make_elbo(self.elbo, self.num_particles), self.free_bits)
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
+                              f"train.elbo={self.elbo!r}): {e}") from None
         return self
 
 

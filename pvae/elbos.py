@@ -11,8 +11,11 @@ with the KL warm-up weight as an input); ``"iwae:K"`` and ``"iwae_dreg:K"`` are
 unchanged; Pyro's own JIT ELBOs are refused (they bake the data plate's size,
 beta and the warm-up weight into their compiled loss).
 
+Free bits (``fit(free_bits=...)``) is :class:`pvae.free_bits.FreeBits`, built by
+:func:`pvae.train.checks.with_free_bits` from ``"trace"`` or ``"meanfield"``.
+
 What each class can do (linear in the plate scale, needs a mean-field guide,
-takes a KL weight, ...) is declared once, in :data:`TRAITS`, and read through
+takes a KL weight, takes free bits, ...) is declared once, in :data:`TRAITS`, and read through
 :func:`traits`; ``pvae.fit`` asks nothing else of an ELBO's class. Adding an
 ELBO is its class, its name in :data:`ELBOS` and its line in :data:`TRAITS`.
 """
@@ -35,6 +38,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
+from pvae.free_bits import FreeBits
 from pvae.iwae import IWAE
 from pvae.weights import IWAE_AS_WRITTEN, kl_weight_error
 
@@ -318,6 +322,10 @@ class ELBOTraits:
     refusal
         Why ``make_elbo`` and ``fit`` refuse the class, a message with ``{name}`` for
         the class's name (``None``: they take it).
+    free_bits_refusal
+        Why ``fit(free_bits=...)`` cannot train with it (``None``: it can, through
+        :class:`pvae.free_bits.FreeBits`, which is itself declared not linear in the
+        plate scale: each dimension's KL is averaged over the minibatch).
     differentiable
         Gives its loss as a tensor to differentiate (``differentiable_loss``), which
         ``fit``'s one optimiser and distributed training use; otherwise ``fit``
@@ -332,6 +340,8 @@ class ELBOTraits:
     jit: bool = False
     enumerates: bool = False
     refusal: Optional[str] = None
+    free_bits_refusal: Optional[str] = (
+        "free bits is built on pvae's one-particle 'trace' and 'meanfield' ELBOs only")
     differentiable: bool = True
 
     @property
@@ -353,13 +363,23 @@ _MEAN_FIELD = ELBOTraits(needs_mean_field_guide=True)
 TRAITS: dict[type, ELBOTraits] = {
     ELBO: ELBOTraits(),
     TraceMeanField_ELBO: _MEAN_FIELD,
-    TraceEnum_ELBO: ELBOTraits(enumerates=True),
-    RenyiELBO: ELBOTraits(linear_in_plate_scale=False, kl_weight_refusal=_LOG_MEAN_EXP),
-    FastTrace_ELBO: ELBOTraits(lean_path=True),
-    FastTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, lean_path=True),
+    TraceEnum_ELBO: ELBOTraits(enumerates=True, free_bits_refusal=(
+        "it sums out discrete latent sites exactly, and free bits is defined here for "
+        "reparameterised continuous sites only")),
+    RenyiELBO: ELBOTraits(linear_in_plate_scale=False, kl_weight_refusal=_LOG_MEAN_EXP,
+                          free_bits_refusal="its latent terms enter a log-mean-exp over "
+                                            "particles, with no KL per dimension to floor"),
+    FastTrace_ELBO: ELBOTraits(lean_path=True, free_bits_refusal=None),
+    FastTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, lean_path=True,
+                                        free_bits_refusal=None),
+    # Free bits: the minibatch-averaged KL per dimension is not linear in the plate scale.
+    FreeBits: ELBOTraits(linear_in_plate_scale=False, lean_path=True,
+                         free_bits_refusal="it is already the free-bits objective"),
     JitTrace_ELBO: ELBOTraits(jit=True),
     JitTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, jit=True),
-    IWAE: ELBOTraits(kl_weight_refusal=IWAE_AS_WRITTEN, enumerates=True),
+    IWAE: ELBOTraits(kl_weight_refusal=IWAE_AS_WRITTEN, enumerates=True,
+                     free_bits_refusal="its latent terms enter a log-mean-exp over the K "
+                                       "importance samples, with no KL per dimension to floor"),
     **{cls: _STALE_JIT for cls in PYRO_JIT_ELBOS},  # Pyro's own; pvae's above are their subclasses
 }
 
@@ -387,3 +407,4 @@ def check_kl_weight(elbo: ELBO, beta: float = 1.0, kl_warmup: float = 0) -> None
     refusal = traits(elbo).kl_weight_refusal
     if refusal is not None and (kl_warmup or beta != 1.0):
         raise kl_weight_error(type(elbo).__name__, refusal)
+

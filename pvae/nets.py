@@ -32,17 +32,47 @@ def activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-class MLP(nn.Sequential):
-    """Linear layers with an activation between them (none after the last)."""
+#: Normalisations of :class:`MLP`'s hidden layers: none, or per-point layer normalisation.
+NORMS = ("none", "layer")
 
-    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu"):
+
+class MLP(nn.Sequential):
+    """Linear layers with an activation between them (none after the last).
+
+    ``norm="layer"`` puts ``LayerNorm`` (Ba et al. 2016) between each hidden linear
+    layer and its activation. It normalises each data point's hidden units by their
+    own mean and spread, so, unlike batch normalisation, no point's output depends
+    on the other points of its batch: per-point ELBOs, minibatch scaling, K-sample
+    evaluation and data-parallel training stay exact. ``ValueError`` for another name.
+    """
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, act: str = "relu",
+                 norm: str = "none"):
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}, got {norm!r}")
         dims = [in_dim, *hidden_dims, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(dims) - 2:
+                if norm == "layer":
+                    layers.append(nn.LayerNorm(b))
                 layers.append(activation(act))
         super().__init__(*layers)
+
+    def with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, h)``: the output and the last hidden layer's activations ``h``
+        (the input itself for an MLP without hidden layers), e.g. the context of an
+        IAF posterior (:mod:`pvae.flows`)."""
+        *body, last = list(self)
+        for layer in body:
+            x = layer(x)
+        return last(x), x
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of ``h`` in :meth:`with_hidden`."""
+        return [m for m in self if isinstance(m, nn.Linear)][-1].in_features
 
 
 def cat_broadcast(*tensors: torch.Tensor) -> torch.Tensor:
@@ -73,10 +103,16 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.net = MLP(math.prod(self.x_shape), hidden_dims, 2 * z_dim, act)
+        self.hidden_dim = self.net.hidden_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.with_hidden(x)[:2]
+
+    def with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z_loc, z_scale, h)``, ``h`` the last hidden layer (width :attr:`hidden_dim`)."""
         batch = x.shape[: x.dim() - len(self.x_shape)]
-        return split_loc_scale(self.net(x.reshape(*batch, -1)))
+        out, h = self.net.with_hidden(x.reshape(*batch, -1))
+        return (*split_loc_scale(out), h)
 
 
 class MLPDecoder(nn.Module):
@@ -111,12 +147,17 @@ class ConvEncoder(nn.Module):
         self.conv = nn.Sequential(*layers)
         flat = c * _down(h, len(channels)) * _down(w, len(channels))
         self.head = nn.Linear(flat, 2 * z_dim)
+        self.hidden_dim = flat
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.with_hidden(x)[:2]
+
+    def with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z_loc, z_scale, h)``, ``h`` the flattened convolutional features."""
         batch = x.shape[:-3]
-        h = self.conv(x.reshape(-1, *self.x_shape))
-        out = self.head(h.flatten(1))
-        return split_loc_scale(out.reshape(*batch, -1))
+        h = self.conv(x.reshape(-1, *self.x_shape)).flatten(1)
+        out = self.head(h)
+        return (*split_loc_scale(out.reshape(*batch, -1)), h.reshape(*batch, -1))
 
 
 class ConvDecoder(nn.Module):

@@ -238,7 +238,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     # Check the data and the estimator against the model before anything is written.
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
-    check_elbo(model, t.elbo, t.num_particles, t.kl_warmup)  # fit's own rule, checked now
+    check_elbo(model, t.elbo, t.num_particles, t.kl_warmup,  # fit's own rule, checked now
+               t.free_bits)
     logger = run_logger(cfg, data, out)  # a missing tensorboard package: before anything is written
     if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
         resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-HELPERS = {"common", "seq_references", "seq_report"}  # imported by the scripts, not run
+# imported by the scripts, not run
+HELPERS = {"common", "variants_priors", "variants_iaf", "ladder", "seq_references",
+           "seq_report"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),

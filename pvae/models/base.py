@@ -108,6 +108,13 @@ class PVAEModel(LikelihoodHead, PyroModule):
         optional (the semi-supervised one) draws its label from p(y) itself."""
         return "y" in self.batch_parts and "y" not in self.optional_parts
 
+    @staticmethod
+    def saved_hparams(hparams: dict) -> dict:
+        """A checkpoint's settings as this version's constructor takes them: a class whose
+        new option changes what an omitted setting means fills in the value that files
+        saved before the option existed were built with."""
+        return hparams
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MODEL_CLASSES[cls.__name__] = cls
@@ -117,6 +124,14 @@ class PVAEModel(LikelihoodHead, PyroModule):
         """Whether the guide is mean-field: every posterior of the model says it is
         (no normalising flows); read from the model's :class:`GaussianPosterior` s."""
         return all(p.mean_field for p in self.modules() if isinstance(p, GaussianPosterior))
+
+    @property
+    def monte_carlo_kl_sites(self) -> tuple[str, ...]:
+        """Latent sites whose KL(q || p) has no closed form because p is a learned prior
+        (:mod:`pvae.priors`, at the top latent site): ``TraceMeanField_ELBO`` estimates
+        those terms by Monte Carlo. Empty with the standard prior."""
+        prior = self._modules.get("latent_prior")
+        return () if getattr(prior, "analytic_kl", True) else (self.latent_sites[-1],)
 
     @property
     def code_dim(self) -> int:

@@ -13,6 +13,7 @@ from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import ObservedSites, PVAEModel, takes_data
 from pvae.models.checks import (  # noqa: F401  (check_labels: its old home)
@@ -79,10 +80,17 @@ class CVAE(PVAEModel):
         the likelihood's parameters.
     learned_prior
         Learn p(z | y) with a network (default) or use Normal(0, I).
+    prior, prior_components
+        Only ``"standard"`` / ``None`` (``ValueError`` otherwise): the CVAE's
+        prior is the conditional p(z | y) above, not one of :mod:`pvae.priors`.
     """
 
     batch_parts = ("x", "y")
     config_name = "cvae"
+    #: Priors this model cannot take (:mod:`pvae.priors`), and why.
+    refused_priors = dict.fromkeys(("vamp", "mog"), (
+        "its prior is the conditional p(z | y) (learned_prior=True: a network of y; False: "
+        "Normal(0, I)), not an unconditional p(z); use learned_prior"))
 
     def __init__(
         self,
@@ -100,8 +108,11 @@ class CVAE(PVAEModel):
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
     ) -> None:
         super().__init__()
+        priors.check(prior, prior_components, self.refused_priors, "CVAE")
         if (num_classes is None) == (y_dim is None):
             raise ValueError("give exactly one of num_classes (class labels) or y_dim "
                              "(a continuous condition vector)")
@@ -121,7 +132,8 @@ class CVAE(PVAEModel):
                                       self.likelihood.num_params * x_numel, activation)
         self.prior_net = (MLP(c_dim, hidden_dims[-1:], 2 * z_dim, activation)
                           if learned_prior else None)
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        self.posterior = GaussianPosterior(  # IAF context: the encoder's last hidden layer
+            z_dim, guide_flows, self.encoder.hidden_dim if self._default_encoder else None)
         self._remember(
             rebuildable=self._default_encoder and self._default_decoder,
             x_dim=list(self.x_shape), z_dim=z_dim, num_classes=num_classes, y_dim=y_dim,
@@ -149,13 +161,19 @@ class CVAE(PVAEModel):
         ``x`` (N, *x_shape) and ``y`` (N,) labels or (N, y_dim) vectors are
         checked and cast as ``pvae.fit`` does (``ValueError`` naming the problem).
         """
+        return self._encode(x, y)[:2]
+
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """``(z_loc, z_scale, h)`` with the default encoder (h: its last hidden layer, the
+        IAF's context); ``(z_loc, z_scale)`` with a custom one."""
         c = self.features(y)
         if not self._default_encoder:
             return self._checked_encoder_output(self.encoder(x, c),
                                                 x.shape[: x.dim() - len(self.x_shape)])
         x = self._encoder_input(x)
         h = x.reshape(*x.shape[: x.dim() - len(self.x_shape)], -1)
-        return split_loc_scale(self.encoder(cat_broadcast(h, c)))
+        out, hidden = self.encoder.with_hidden(cat_broadcast(h, c))
+        return (*split_loc_scale(out), hidden)  # (z_loc, z_scale, h: the IAF's context)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
         """p(x | z, y): the distribution, or its mean with ``mean=True``."""
@@ -247,9 +265,9 @@ class CVAE(PVAEModel):
         if x is None or y is None:
             raise ValueError("the CVAE guide needs data and condition: call guide(x, y)")
         with self.data_plate(*self._batch(x)):
-            z_loc, z_scale = self.encode(x, y)
+            qz = self.posterior(*self._encode(x, y))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
 
     # -- checks ------------------------------------------------------------------------------------
     def check_part(self, name: str, y: torch.Tensor, n: int) -> None:

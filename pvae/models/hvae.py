@@ -1,4 +1,10 @@
-"""Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide."""
+"""Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide.
+
+The Ladder VAE's merge (Sønderby et al. 2016, eq. 18-19) is a plain function,
+:func:`precision_weighted`, tested on its own. Every network is a
+:class:`pvae.nets.MLP`, with per-point layer normalisation (``norm="layer"``) as
+pvae's stand-in for the paper's batch normalisation.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +18,33 @@ from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.checks import Shape, check_hparams
 from pvae.models.registry import register
-from pvae.nets import MLP, activation as make_activation, split_loc_scale
+from pvae.nets import MLP, NORMS, activation as make_activation, split_loc_scale
+
+
+Norm = Literal["none", "layer"]
 
 
 def precision_weighted(loc_a, scale_a, loc_b, scale_b):
-    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19)."""
+    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19).
+
+    ``sigma^2 = 1 / (sigma_a^-2 + sigma_b^-2)``, ``mu = (mu_a sigma_a^-2 + mu_b sigma_b^-2)
+    sigma^2``: the normalised product N(mu_a, sigma_a^2) N(mu_b, sigma_b^2). Tensors of any
+    one broadcastable shape; returns ``(loc, scale)``.
+    """
     prec_a, prec_b = scale_a.pow(-2), scale_b.pow(-2)
     var = 1.0 / (prec_a + prec_b)
     return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
+
+
+#: Why the bottom-up guide (more than one layer) cannot take the VampPrior.
+VAMP_BOTTOM_UP = ("with guide='bottom_up', q(z_L | x) integrates over the layers below "
+                  "and has no closed form to push the pseudo-inputs through; use "
+                  "guide='top_down' (whose q(z_L | x) is a Gaussian of x) or prior='mog'")
 
 
 @register
@@ -32,7 +53,7 @@ class HierarchicalVAE(PVAEModel):
 
     Generative story, for each data point in ``pyro.plate("data")``::
 
-        z_L ~ Normal(0, I)                            # site "zL"
+        z_L ~ p(z_L)                                  # site "zL"; Normal(0, I) by default
         z_l ~ Normal(top_down_l(z_{l+1}))             # sites "z{L-1}", ..., "z1"
         x   ~ likelihood(decoder(z_1))                # site "x"
 
@@ -46,8 +67,20 @@ class HierarchicalVAE(PVAEModel):
         each layer a Gaussian "likelihood" term; then, from the top, q(z_L | x)
         is that term and q(z_l | z_{l+1}, x) combines it, precision-weighted,
         with the model's own p(z_l | z_{l+1}): the deterministic paths of
-        model and guide are shared. Sites are drawn in the model's order,
-        so ``TraceMeanField_ELBO`` applies.
+        model and guide are shared, and computed from the guide's own draw of
+        z_{l+1}. Sites are drawn in the model's order, so ``TraceMeanField_ELBO``
+        applies.
+
+    Training the top-down guide: Sønderby et al. found KL warm-up and
+    normalisation necessary. Without them, here, the guide collapses in the
+    first epoch: q(z_l | .) is narrower than p(z_l | z_{l+1}), so the model's
+    prior term, fitted to q's draws, shrinks the prior's scale while the
+    evidence says nothing new, and the evidence's weight in the merge goes to
+    zero (the layer freezes; ``tests/models/test_models_hvae.py`` shows it in
+    closed form). ``norm="layer"`` (the default for this guide) and
+    ``pvae.fit(..., kl_warmup=E)`` delay it; they do not remove it: measured
+    figures, including runs where upper layers still collapsed, are in
+    ``benchmarks/VARIANTS.md``.
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
@@ -58,7 +91,24 @@ class HierarchicalVAE(PVAEModel):
         Latent sizes from the bottom layer (z1, next to x) to the top (zL).
     hidden_dims
         Hidden sizes of every deterministic network (MLPs on flattened x).
+    prior, prior_components
+        p(z_L) of the top layer, as for :class:`pvae.VAE` (:mod:`pvae.priors`).
+        ``"vamp"`` pushes the pseudo-inputs through q(z_L | x), which is a
+        Gaussian of x only with ``guide="top_down"`` or one layer (the
+        bottom-up guide's q(z_L | x) integrates over the layers below it:
+        ``ValueError``).
+    norm
+        ``"layer"``: layer normalisation after every hidden linear layer of
+        every network (per data point; see :class:`pvae.nets.MLP`); ``"none"``:
+        plain MLPs. Default (None): ``"layer"`` for ``guide="top_down"``,
+        ``"none"`` for ``"bottom_up"``. Batch normalisation, as in the paper,
+        is not offered: it ties the points of a batch together.
     Others as for :class:`pvae.VAE`.
+
+    Raises
+    ------
+    ValueError
+        A bad ``guide``, ``norm``, latent or hidden size (before anything is built).
     """
 
     config_name = "hvae"
@@ -75,43 +125,65 @@ class HierarchicalVAE(PVAEModel):
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
+        norm: Optional[Norm] = None,
     ) -> None:
         super().__init__()
         check_hparams(z_dims=z_dims, hidden_dims=hidden_dims, beta=beta, guide_flows=guide_flows)
         z_dims = tuple(int(z) for z in z_dims)
+        priors.check(prior, prior_components, {"vamp": VAMP_BOTTOM_UP} if (
+            guide == "bottom_up" and len(z_dims) > 1) else None, "HierarchicalVAE")
         if guide not in ("top_down", "bottom_up"):
             raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
+        if norm is None:
+            norm = "layer" if guide == "top_down" else "none"
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))} (or None for the "
+                             f"guide's default), got {norm!r}")
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
-        self.z_dims, self.guide_type, self.beta = z_dims, guide, float(beta)
+        self.z_dims, self.guide_type, self.beta, self.norm = z_dims, guide, float(beta), norm
         self.latent_sites = tuple(f"z{i + 1}" for i in range(len(z_dims)))
         x_numel = math.prod(self.x_shape)
         L, h = len(z_dims), hidden_dims[-1]
         self._default_decoder = True
         self.decoder = MLP(z_dims[0], hidden_dims[::-1], self.likelihood.num_params * x_numel,
-                           activation)
+                           activation, norm)
         # p(z_l | z_{l+1}) for l = 1 .. L-1 (index l-1)
         self.top_down = nn.ModuleList(
-            MLP(z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation) for i in range(L - 1)
+            MLP(z_dims[i + 1], hidden_dims, 2 * z_dims[i], activation, norm) for i in range(L - 1)
         )
-        if guide == "top_down":
+        if guide == "top_down":  # deterministic d_l = f_l(d_{l-1}) and its Gaussian term
             self.up = nn.ModuleList(
-                nn.Sequential(MLP(x_numel if i == 0 else h, hidden_dims, h, activation),
+                nn.Sequential(MLP(x_numel if i == 0 else h, hidden_dims, h, activation, norm),
                               make_activation(activation))
                 for i in range(L)
             )
             self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in z_dims)
         else:
             self.up = nn.ModuleList(
-                MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation)
+                MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation,
+                    norm)
                 for i in range(L)
             )
-        self.posteriors = nn.ModuleList(GaussianPosterior(z, guide_flows) for z in z_dims)
+        self.posteriors = nn.ModuleList(  # IAF context: each layer's hidden features
+            GaussianPosterior(z, guide_flows, hidden_dims[-1]) for z in z_dims)
+        self.latent_prior = priors.build(prior, prior_components, z_dim=z_dims[-1],
+                                         x_shape=self.x_shape, likelihood=self.likelihood)
         self._remember(
             x_dim=list(self.x_shape), z_dims=list(z_dims), hidden_dims=list(hidden_dims),
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, guide=guide, activation=activation, guide_flows=guide_flows,
+            prior=prior, prior_components=self.latent_prior.num_components,
+            norm=norm,
         )
+
+    @staticmethod
+    def saved_hparams(hparams: dict) -> dict:
+        """Files saved before ``norm`` existed were built without normalisation."""
+        hparams.setdefault("norm", "none")
+        return hparams
 
     @property
     def mean_field(self) -> bool:
@@ -130,6 +202,11 @@ class HierarchicalVAE(PVAEModel):
         return "it has normalising flows"
 
     # -- pieces -----------------------------------------------------------------------------------
+    def pz(self, n: int, device: Optional[torch.device] = None):
+        """p(z_L) of the top layer, batch shape ``(n,)`` (:mod:`pvae.priors`)."""
+        encode = priors.guide_gaussian(self._guide_body, self.latent_sites[-1])
+        return self.latent_prior((n,), device or self.device, encode)
+
     def prior(self, layer: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of p(z_layer | z_{layer+1}) (layers counted from 1)."""
         return split_loc_scale(self.top_down[layer - 1](z_above))
@@ -164,7 +241,7 @@ class HierarchicalVAE(PVAEModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
-        z = torch.randn(num_draws(n), self.z_dims[-1], device=self.device)
+        z = self.pz(num_draws(n)).sample()
         for layer in range(len(self.z_dims) - 1, 0, -1):
             loc, scale = self.prior(layer, z)
             z = loc + scale * torch.randn_like(loc)
@@ -180,37 +257,51 @@ class HierarchicalVAE(PVAEModel):
         decoder = self.decoder
         plate = self.data_plate(n, device)
         with plate, self.kl_scale():
-            loc = torch.zeros(n, self.z_dims[-1], device=device)
-            z = pyro.sample(f"z{L}", dist.Normal(loc, 1.0).to_event(1))
+            z = pyro.sample(f"z{L}", self.pz(n, device))
             for layer in range(L - 1, 0, -1):
                 loc, scale = self.prior(layer, z)
                 z = pyro.sample(f"z{layer}", dist.Normal(loc, scale).to_event(1))
         with plate:
             return pyro.sample("x", self.likelihood(self._likelihood_params(decoder(z))), obs=x)
 
+    def evidence(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Top-down guide: the bottom-up pass's Gaussian terms ``(mu_hat_l, sigma_hat_l)``
+        of layers l = 1 .. L, each of shape (N, z_dims[l-1]) (Sønderby et al. 2016, eq. 16-17).
+        """
+        if self.guide_type != "top_down":
+            raise ValueError("evidence() is the top-down guide's bottom-up pass; this model "
+                             "has guide='bottom_up'")
+        return self._evidence_with_contexts(x)[0]
+
+    def _evidence_with_contexts(self, x: torch.Tensor) -> tuple[list, list]:
+        """:meth:`evidence` and each layer's hidden features (the IAF context)."""
+        h, out, contexts = self._flat(x), [], []
+        for up, head in zip(self.up, self.up_heads):
+            h = up(h)
+            out.append(split_loc_scale(head(h)))
+            contexts.append(h)
+        return out, contexts
+
     def _guide_body(self, x: torch.Tensor, use_mean: bool = False):
         L = len(self.z_dims)
         h = self._flat(x)
 
-        def draw(layer, loc, scale):
-            q = self.posteriors[layer - 1](loc, scale)
+        def draw(layer, loc, scale, context):
+            q = self.posteriors[layer - 1](loc, scale, context)
             if use_mean:
                 return pyro.sample(f"z{layer}", dist.Delta(loc).to_event(1))
             return pyro.sample(f"z{layer}", q)
 
         if self.guide_type == "bottom_up":
             for layer in range(1, L + 1):
-                loc, scale = split_loc_scale(self.up[layer - 1](h))
-                h = draw(layer, loc, scale)
+                out, context = self.up[layer - 1].with_hidden(h)
+                h = draw(layer, *split_loc_scale(out), context)
             return
-        evidence = []
-        for layer in range(1, L + 1):
-            h = self.up[layer - 1](h)
-            evidence.append(split_loc_scale(self.up_heads[layer - 1](h)))
-        z = draw(L, *evidence[-1])
+        evidence, contexts = self._evidence_with_contexts(x)
+        z = draw(L, *evidence[-1], contexts[-1])
         for layer in range(L - 1, 0, -1):
             loc, scale = precision_weighted(*evidence[layer - 1], *self.prior(layer, z))
-            z = draw(layer, loc, scale)
+            z = draw(layer, loc, scale, contexts[layer - 1])
 
     @pyro_method
     def guide(self, x: Optional[torch.Tensor] = None, *, batch_size: Optional[int] = None):

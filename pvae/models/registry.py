@@ -40,6 +40,12 @@ def options(name: str) -> list[str]:
     return [p for p in inspect.signature(_class(name).__init__).parameters if p != "self"]
 
 
+def model_class(name: str) -> type[PVAEModel]:
+    """The class registered as ``name`` (to read its declared traits); ``ValueError`` for an
+    unknown name, naming the valid ones."""
+    return _class(name)
+
+
 def _class(name: str) -> type[PVAEModel]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(names())}")
@@ -168,6 +174,9 @@ def load(path: Union[str, os.PathLike], model: Optional[PVAEModel] = None, *,
         model that cannot be rebuilt without ``model=``, or does not fit ``model``.
     """
     record = ckpt.read(path)
+    cls = MODEL_CLASSES.get(record["class"])
+    if cls is not None:  # settings of files saved before an option existed, as then built
+        record["hparams"] = cls.saved_hparams(dict(record["hparams"]))
     if model is None:
         model = rebuild(record, path)
     ckpt.restore_weights(model, record, path)

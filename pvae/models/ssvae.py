@@ -12,6 +12,7 @@ from pyro import poutine
 from pyro.nn import pyro_method
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.batching import num_batches
 from pvae.flows import GaussianPosterior
 from pvae.models.base import Batch, Classifier, ObservedSites, PVAEModel, auxiliary, takes_data
@@ -28,7 +29,7 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     Generative story, for each data point in ``pyro.plate("data")``::
 
         y_n ~ Categorical(uniform)               # site "y": observed if labelled, else latent
-        z_n ~ Normal(0, I)                       # site "z"
+        z_n ~ p(z)                               # site "z"; Normal(0, I) by default
         x_n ~ likelihood(decoder(z_n, y_n))      # site "x"
 
     Guide::
@@ -118,6 +119,11 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         Hidden sizes of q(y | x); default ``hidden_dims``.
     batching
         ``"balanced"``, ``"paired"`` or ``"separate"`` steps, as above.
+    prior, prior_components
+        p(z): ``"standard"`` Normal(0, I) or ``"mog"``, a mixture of K learned
+        Gaussians (:mod:`pvae.priors`). p(z) does not depend on y, so summing
+        y out (``elbo="enum"``) is unchanged. ``"vamp"`` is refused
+        (``ValueError``): :attr:`refused_priors` says why.
     balance_weight
         Weight per unlabelled data point of a class-balance term (default 0:
         off, Kingma et al.'s M2 as written). For an unlabelled batch the model
@@ -133,6 +139,11 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     optional_parts = ("y",)  # unlabelled data: x alone, or y == -1
     config_name = "ssvae"
     shardable = False  # its steps pair labelled and unlabelled batches (``batching``)
+    #: Priors this model cannot take (:mod:`pvae.priors`), and why.
+    refused_priors = {"vamp": (
+        "its encoder is q(z | x, y), so pseudo-inputs would need labels too, and p(z) "
+        "would then depend on y, which M2's p(y) p(z) keeps independent; use prior='mog' "
+        "(a learned mixture that leaves p(z) free of y)")}
 
     def __init__(
         self,
@@ -150,10 +161,13 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         guide_flows: int = 0,
         batching: str = "balanced",
         balance_weight: float = 0.0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
     ) -> None:
         super().__init__()
         if num_classes is None:
             raise ValueError("num_classes must be an int >= 2, got None")
+        priors.check(prior, prior_components, self.refused_priors, "SemiSupervisedVAE")
         check_hparams(num_classes=num_classes, z_dim=z_dim, beta=beta, aux_weight=aux_weight,
                       balance_weight=balance_weight, guide_flows=guide_flows,
                       hidden_dims=hidden_dims)
@@ -173,7 +187,9 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         self.encoder = MLP(x_numel + num_classes, hidden_dims, 2 * z_dim, activation)
         self.decoder = MLP(z_dim + num_classes, hidden_dims[::-1],
                            self.likelihood.num_params * x_numel, activation)
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        # IAF context: the encoder's last hidden layer (Kingma et al. 2016)
+        self.posterior = GaussianPosterior(z_dim, guide_flows, self.encoder.hidden_dim)
+        self.latent_prior = priors.build(prior, prior_components, z_dim=z_dim)
         self._remember(
             x_dim=list(self.x_shape), num_classes=num_classes, z_dim=z_dim,
             hidden_dims=list(hidden_dims), likelihood=self.likelihood.name,
@@ -181,6 +197,7 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
             aux_weight=self.aux_weight, classifier_hidden_dims=list(classifier_hidden_dims),
             activation=activation, guide_flows=guide_flows, batching=batching,
             balance_weight=self.balance_weight,
+            prior=prior, prior_components=self.latent_prior.num_components,
         )
 
     # -- pieces --------------------------------------------------------------------------------
@@ -196,8 +213,13 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
     @takes_data
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters ``(z_loc, z_scale)`` of q(z | x, y); inputs checked as by ``fit``."""
-        return split_loc_scale(self.encoder(cat_broadcast(self._flat(x),
-                                                          one_hot(y, self.num_classes))))
+        return self._encode(x, y)[:2]
+
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """``(z_loc, z_scale, h)``, h the encoder's last hidden layer (the IAF's context)."""
+        out, h = self.encoder.with_hidden(cat_broadcast(self._flat(x),
+                                                        one_hot(y, self.num_classes)))
+        return (*split_loc_scale(out), h)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor, *, mean: bool = False):
         """p(x | z, y): the distribution, or its mean with ``mean=True``."""
@@ -234,9 +256,13 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         if y is None:
             y = torch.randint(self.num_classes, (n,), device=self.device)
         y = draw_labels(y, n, self.num_classes, self.device)
-        z = torch.randn(y.shape[0], self.z_dim, device=self.device)
+        z = self.pz(y.shape[0]).sample()
         px = self.decode(z, y)
         return px.mean if mean else px.sample()
+
+    def pz(self, n: int, device: Optional[torch.device] = None):
+        """p(z), the same for every label: batch shape ``(n,)`` (:mod:`pvae.priors`)."""
+        return self.latent_prior((n,), device or self.device)
 
     # -- Pyro program ---------------------------------------------------------------------------
     @pyro_method
@@ -255,9 +281,8 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         with self.data_plate(n, device), ObservedSites() as sites:
             y_prior = dist.Categorical(logits=torch.zeros(n, self.num_classes, device=device))
             y_value = pyro.sample("y", y_prior, obs=y)
-            loc = torch.zeros(n, self.z_dim, device=device)
             with self.kl_scale():
-                z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+                z = pyro.sample("z", self.pz(n, device))
             params = self._likelihood_params(
                 decoder(cat_broadcast(z, one_hot(y_value, self.num_classes))))
             out = pyro.sample("x", self.likelihood(params), obs=x)
@@ -293,9 +318,9 @@ class SemiSupervisedVAE(Classifier, PVAEModel):
         with self.data_plate(*self._batch(x)):
             if y is None:
                 y = pyro.sample("y", dist.Categorical(logits=self.classifier_logits(x)))
-            z_loc, z_scale = self.encode(x, y)
+            qz = self.posterior(*self._encode(x, y))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)
 
     # -- data -------------------------------------------------------------------------------------
     def check_part(self, name: str, y: torch.Tensor, n: int) -> None:

@@ -6,12 +6,12 @@ import math
 from typing import Literal, Optional, Sequence, Union
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro.nn import pyro_method
 from torch import nn
 
 from pvae import likelihoods as lk
+from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, takes_data
 from pvae.models.checks import Shape, check_hparams, num_draws
@@ -24,7 +24,7 @@ class VAE(PVAEModel):
 
     Generative story, for each data point ``n`` in ``pyro.plate("data")``::
 
-        z_n ~ Normal(0, I)                       # site "z", shape (z_dim,)
+        z_n ~ p(z)                               # site "z", shape (z_dim,); Normal(0, I)
         x_n ~ likelihood(decoder(z_n))           # site "x", shape x_shape
 
     Guide (amortised, mean-field)::
@@ -61,13 +61,25 @@ class VAE(PVAEModel):
         Options for a likelihood given by name, e.g. ``{"scale": 0.1}``.
     guide_flows
         Number of inverse autoregressive flows on q(z | x) (0: the diagonal
-        Gaussian, mean-field). With flows, use ``elbo="trace"``.
+        Gaussian, mean-field), conditioned on the encoder's last hidden layer and
+        initialised near the identity (:mod:`pvae.flows`, Kingma et al. 2016).
+        With flows, use ``elbo="trace"``.
+    prior
+        p(z) (:mod:`pvae.priors`): ``"standard"`` Normal(0, I); ``"vamp"``, the
+        VampPrior (Tomczak & Welling 2018), a mixture of q(z | u_k) at K learned
+        pseudo-inputs; ``"mog"``, a mixture of K learned diagonal Gaussians.
+        The learned priors' KL is estimated by Monte Carlo (also under
+        ``elbo="meanfield"``, which warns that it is).
+    prior_components
+        K for ``"vamp"`` (default 500) or ``"mog"`` (default 10); ``None`` for
+        ``"standard"``.
 
     Raises
     ------
     ValueError
         For a non-positive ``z_dim`` or ``beta``, bad ``hidden_dims``, ``x_dim``
-        or ``arch``, or a likelihood name or option pvae does not know.
+        or ``arch``, a likelihood name or option pvae does not know, or an
+        unknown ``prior`` or bad ``prior_components``.
     """
 
     config_name = "vae"
@@ -86,9 +98,12 @@ class VAE(PVAEModel):
         activation: str = "relu",
         likelihood_kwargs: Optional[dict] = None,
         guide_flows: int = 0,
+        prior: priors.PriorName = "standard",
+        prior_components: Optional[int] = None,
     ) -> None:
         super().__init__()
         check_hparams(z_dim=z_dim, beta=beta, guide_flows=guide_flows)
+        priors.check(prior, prior_components)
         self.z_dim = z_dim
         self.beta = float(beta)
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
@@ -120,12 +135,17 @@ class VAE(PVAEModel):
             )
         self.encoder = encoder
         self.decoder = decoder
-        self.posterior = GaussianPosterior(z_dim, guide_flows)
+        # IAF context: the default encoder's last hidden layer (Kingma et al. 2016)
+        self.posterior = GaussianPosterior(
+            z_dim, guide_flows, encoder.hidden_dim if self._default_encoder else None)
+        self.latent_prior = priors.build(prior, prior_components, z_dim=z_dim,
+                                         x_shape=self.x_shape, likelihood=self.likelihood)
         self._remember(
             rebuildable=self._default_encoder and self._default_decoder,
             x_dim=list(self.x_shape), z_dim=z_dim, hidden_dims=list(hidden_dims),
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, arch=arch, activation=activation, guide_flows=guide_flows,
+            prior=prior, prior_components=self.latent_prior.num_components,
         )
 
     # -- networks ---------------------------------------------------------------------
@@ -173,9 +193,13 @@ class VAE(PVAEModel):
     def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
         """``n`` draws from the model, shape ``(n, *x_shape)``: decoder means (default) or
         sampled x. ``n`` must be a positive int (``ValueError``)."""
-        z = torch.randn(num_draws(n), self.z_dim, device=self.device)
+        z = self.pz(num_draws(n)).sample()
         params = self.decoder_params(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
+
+    def pz(self, n: int, device: Optional[torch.device] = None):
+        """p(z) with batch shape ``(n,)``, event shape ``(z_dim,)`` (:mod:`pvae.priors`)."""
+        return self.latent_prior((n,), device or self.device, self.encode)
 
     # -- Pyro program -------------------------------------------------------------------
     @pyro_method
@@ -185,9 +209,8 @@ class VAE(PVAEModel):
         decoder = self.decoder  # registers the decoder with Pyro (pyro.module)
         likelihood = self.likelihood
         with self.data_plate(n, device):
-            loc = torch.zeros(n, self.z_dim, device=device)
             with self.kl_scale():
-                z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+                z = pyro.sample("z", self.pz(n, device))
             return pyro.sample("x", likelihood(self._likelihood_params(decoder(z))), obs=x)
 
     @pyro_method
@@ -196,6 +219,7 @@ class VAE(PVAEModel):
         if x is None:
             raise ValueError("the guide needs data: call guide(x)")
         with self.data_plate(*self._batch(x)):
-            z_loc, z_scale = self.encode(x)
+            qz = self.posterior(*(self.encoder.with_hidden(self._encoder_input(x))
+                                  if self._default_encoder else self.encode(x)))
             with self.kl_scale():
-                return pyro.sample("z", self.posterior(z_loc, z_scale))
+                return pyro.sample("z", qz)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from pyro.infer import ELBO
+from pyro.infer import ELBO, TraceMeanField_ELBO
 
 from pvae import checkpoint as ckpt
 from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
+from pvae.free_bits import FreeBits, check_free_bits
 from pvae.train.schedules import valid_lr_steps
 
 
@@ -43,7 +45,7 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
 
 
 def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
-               kl_warmup: float = 0) -> ELBO:
+               kl_warmup: float = 0, free_bits: float = 0) -> ELBO:
     """The ELBO ``fit`` would train ``model`` with, or the ``ValueError`` it would raise.
 
     Every rule on which estimator suits which model lives here, read from the
@@ -54,8 +56,11 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
     ------
     ValueError
         For an unknown or malformed ``elbo`` (:func:`pvae.elbos.make_elbo`), an
-        analytic-KL ELBO on a guide that is not mean-field, or beta != 1 /
-        ``kl_warmup`` with an ELBO that cannot weight its latent terms.
+        analytic-KL ELBO on a guide that is not mean-field, beta != 1 /
+        ``kl_warmup`` with an ELBO that cannot weight its latent terms, or
+        ``free_bits`` with an ELBO that cannot take it
+        (:func:`with_free_bits`; the ELBO returned is then
+        :class:`pvae.free_bits.FreeBits`).
     """
     loss_elbo = elbos.make_elbo(elbo, num_particles, model=model)
     if traits(loss_elbo).needs_mean_field_guide and not getattr(model, "mean_field", True):
@@ -64,7 +69,48 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
             "so TraceMeanField_ELBO cannot compute its KL analytically; use elbo='trace'"
         )
     check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
-    return loss_elbo
+    warn_monte_carlo_kl(model, loss_elbo)
+    return with_free_bits(loss_elbo, free_bits)
+
+
+def with_free_bits(elbo: ELBO, free_bits: float) -> ELBO:
+    """``elbo`` trained with free bits ``free_bits`` (nats per latent dimension):
+    :class:`pvae.free_bits.FreeBits`; ``elbo`` itself when ``free_bits`` is 0.
+
+    Raises
+    ------
+    ValueError
+        For ``free_bits`` negative or not finite, an ELBO whose traits refuse free bits
+        (:attr:`ELBOTraits.free_bits_refusal`: Renyi, IWAE, enum, tracegraph, JIT), or
+        several particles.
+    """
+    free_bits = check_free_bits(free_bits)
+    if not free_bits:
+        return elbo
+    refusal = traits(elbo).free_bits_refusal
+    if refusal is not None:
+        raise ValueError(f"free_bits cannot be used with {type(elbo).__name__}: {refusal}; "
+                         "use elbo='trace' or 'meanfield' (one particle), or free_bits=0")
+    if elbo.num_particles != 1:
+        raise ValueError(f"free_bits averages each dimension's KL over the minibatch, one "
+                         f"sample per point; got num_particles={elbo.num_particles}: use "
+                         "num_particles=1, or free_bits=0")
+    return FreeBits(free_bits, analytic=isinstance(elbo, TraceMeanField_ELBO),
+                    max_plate_nesting=elbo.max_plate_nesting)
+
+
+def warn_monte_carlo_kl(model, loss_elbo: ELBO) -> None:
+    """Warn that an analytic-KL ELBO takes the KL of a learned prior's sites by Monte Carlo
+    (pyro's ``TraceMeanField_ELBO`` and pvae's lean one fall back to log q - log p at the
+    guide's sample where ``kl_divergence`` has no closed form: correct, not analytic)."""
+    sites = getattr(model, "monte_carlo_kl_sites", ())
+    if traits(loss_elbo).needs_mean_field_guide and sites:
+        prior = type(model.latent_prior).__name__
+        warnings.warn(
+            f"{type(loss_elbo).__name__}: the KL of site(s) {', '.join(map(repr, sites))} "
+            f"from {type(model).__name__}'s {prior} (a learned mixture) has no closed form, "
+            "so it is estimated by Monte Carlo at the guide's sample, as Trace_ELBO does; "
+            "only the other sites' KL is analytic", stacklevel=3)
 
 
 def check_distributed(model, loss_elbo: ELBO, world: int) -> None:

@@ -47,8 +47,8 @@ CHECKPOINT = "checkpoint.pt"
 
 def fit(
     model, data, *, elbo: Union[str, ELBO] = "trace", epochs: int = 10, batch_size: int = 128,
-    lr: float = 1e-3, lr_steps: Sequence[int] = (), lr_factor: float = 0.1,
-    num_particles: int = 1, kl_warmup: float = 0, clip_norm: Optional[float] = None,
+    lr: float = 1e-3, lr_steps: Sequence[int] = (), lr_factor: float = 0.1, num_particles: int = 1,
+    kl_warmup: float = 0, free_bits: float = 0, clip_norm: Optional[float] = None,
     seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
     validation=None, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     optimizer: str = "adam", weight_decay: float = 0.0,
@@ -73,6 +73,7 @@ def fit(
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
+    free_bits : nats, a floor on each latent dimension's minibatch KL (:mod:`pvae.free_bits`).
     clip_norm : clip the gradient's global norm to this value.
     seed : seeds torch, Pyro and the batch order: same model, same seed, same numbers.
     device : ``"cpu"``, ``"cuda"``, ...; default: where the model is.
@@ -95,8 +96,8 @@ def fit(
 
     Returns
     -------
-    History : per epoch ``epoch``, ``train_elbo`` (nats per data point), ``recon``,
-        ``kl``, ``val_elbo``, ``kl_weight``, ``lr`` (the rate used), ``seconds``.
+    History : per epoch ``epoch``, ``train_elbo`` (nats per point; not the free-bits objective),
+        ``recon``, ``kl``, ``val_elbo``, ``kl_weight``, ``lr`` (the rate used), ``seconds``.
 
     Raises
     ------
@@ -110,7 +111,7 @@ def fit(
     log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
                   lr_factor, keep_every)
-    loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup)
+    loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup, free_bits)
     rank, world = distributed.context()
     check_distributed(model, loss_elbo, world)
     device = torch.device(device) if device is not None else model.device
