@@ -65,20 +65,24 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_numbers(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def _one_and_two_processes(tmp_path, common: list, batch_size: int) -> tuple[dict, dict]:
+    """metrics.json of ``pvae train`` on one process at ``batch_size`` and on two at half."""
+    out = []
+    for nproc, batch in ((1, batch_size), (2, batch_size // 2)):
+        folder = tmp_path / f"nproc{nproc}"
+        r = subprocess.run([sys.executable, "-m", "pvae", "train", "--nproc", str(nproc),
+                            "--out", str(folder), "--set", f"train.batch_size={batch}", *common],
+                           env=ENV, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        out.append(json.loads((folder / "metrics.json").read_text()))
+    assert out[0]["processes"] == 1 and out[1]["processes"] == 2
+    return out[0], out[1]
+
+
 def test_two_processes_match_one_with_the_same_effective_batch(tmp_path):
     common = ["--set", "train.epochs=20", "--set", "evaluate.num_samples=20", "--quiet"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    r1 = subprocess.run([sys.executable, "-m", "pvae", "train", "--out", str(one),
-                         "--set", "train.batch_size=64", *common],
-                        env=ENV, capture_output=True, text=True, timeout=600)
-    r2 = subprocess.run([sys.executable, "-m", "pvae", "train", "--nproc", "2", "--out", str(two),
-                         "--set", "train.batch_size=32", *common],
-                        env=ENV, capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0, r1.stderr
-    assert r2.returncode == 0, r2.stderr
-    m1 = json.loads((one / "metrics.json").read_text())
-    m2 = json.loads((two / "metrics.json").read_text())
-    assert m1["processes"] == 1 and m2["processes"] == 2
+    m1, m2 = _one_and_two_processes(tmp_path, common, 64)
+    two = tmp_path / "nproc2"
     # the same number of optimiser steps per epoch (each rank sees half the data)
     assert len(m2["history"]) == len(m1["history"]) == 20
     # same objective and budget: the curves agree within the noise of different draws
@@ -94,18 +98,8 @@ def test_a_sequence_model_trains_on_two_processes(tmp_path):
     pytest.importorskip("aeon")
     common = ["--config", str(ROOT / "configs" / "gunpoint.yaml"), "--set", "train.epochs=4",
               "--set", "model.hidden_dim=8", "--set", "evaluate.num_samples=4", "--quiet"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    r1 = subprocess.run([sys.executable, "-m", "pvae", "train", "--out", str(one),
-                         "--set", "train.batch_size=16", *common],
-                        env=ENV, capture_output=True, text=True, timeout=600)
-    r2 = subprocess.run([sys.executable, "-m", "pvae", "train", "--nproc", "2", "--out", str(two),
-                         "--set", "train.batch_size=8", *common],
-                        env=ENV, capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0, r1.stderr
-    assert r2.returncode == 0, r2.stderr
-    m1 = json.loads((one / "metrics.json").read_text())
-    m2 = json.loads((two / "metrics.json").read_text())
-    assert m1["processes"] == 1 and m2["processes"] == 2
+    m1, m2 = _one_and_two_processes(tmp_path, common, 16)
+    two = tmp_path / "nproc2"
     assert len(m2["history"]) == len(m1["history"]) == 4
     for a, b in zip(m1["history"], m2["history"]):
         assert abs(a["train_elbo"] - b["train_elbo"]) < 0.05 * abs(a["train_elbo"]) + 2

@@ -18,9 +18,11 @@ def transformed(batch: Batch, transform: Transform) -> Batch:
     return (transform(batch[0]),) + tuple(batch[1:]) if transform is not None else batch
 
 
-def evaluation_data(data, model, device, transform: Transform, what: str) -> Batch:
+def evaluation_data(data, model, device, transform: Transform, what: str) -> Optional[Batch]:
     """Data scored as they are every epoch (validation): checked, on ``device``, and
-    transformed once, so epochs are comparable."""
+    transformed once, so epochs are comparable; None for no data (``data`` None)."""
+    if data is None:
+        return None
     batch = as_batch_tensors(data, model, what)
     model.check_data(*transformed(batch, transform))
     batch = model.evaluation_batch(tuple(t.to(device) for t in batch))

@@ -52,8 +52,7 @@ def fit(
     seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
     validation=None, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     optimizer: str = "adam", weight_decay: float = 0.0,
-    checkpoint_dir: _Dir = None, checkpoint_every: int = 1, keep_every: int = 0,
-    resume: bool = False,
+    checkpoint_dir: _Dir = None, checkpoint_every: int = 1, keep_every: int = 0, resume=False,
     progress: Optional[bool] = None, monitor_size: int = 1024, log_dir: _Dir = None,
     callback: Optional[Callable[[dict], None]] = None, logger: Union[None, str, Logger] = None,
 ) -> History:
@@ -80,14 +79,12 @@ def fit(
     validation : data as ``data``; its ELBO is reported per epoch.
     transform : applied to x of each batch, e.g. :func:`pvae.data.binarize`.
     optimizer, weight_decay : ``adam`` (default), ``adamw`` or ``sgd``, and its decay.
-    checkpoint_dir, checkpoint_every, resume : ``checkpoint_dir/checkpoint.pt`` is
-        written atomically every ``checkpoint_every`` epochs and at the end;
-        ``resume=True`` continues it with its random streams (``epochs`` is the
-        total to reach; :func:`resume_record` says what must match); without
-        ``resume`` an existing checkpoint is never overwritten.
-    keep_every : also keep a copy of the checkpoint after every ``keep_every``-th epoch
-        as ``checkpoint_dir/checkpoint-eEPOCH.pt`` (0: none), so a long run's curve can
-        be scored afterwards (``pvae.load`` reads them like ``checkpoint.pt``).
+    checkpoint_dir, checkpoint_every, keep_every, resume : ``checkpoint_dir/checkpoint.pt``
+        is written atomically every ``checkpoint_every`` epochs and at the end, and a copy
+        ``checkpoint-eEPOCH.pt`` kept every ``keep_every`` epochs (0: none; a long run's
+        curve, :func:`pvae.load` reads them); ``resume=True`` continues it with its random
+        streams (``epochs`` is the total to reach; :func:`resume_record` says what must
+        match); without ``resume`` an existing checkpoint is never overwritten.
     progress : show a tqdm bar; default: only when stderr is a terminal.
     monitor_size : training points (a fixed subset) where ``recon``/``kl`` are measured.
     callback : called with each epoch's history row.
@@ -116,8 +113,7 @@ def fit(
     check_distributed(model, loss_elbo, world)
     device = torch.device(device) if device is not None else model.device
     train = TrainingData(data, model, batch_size, transform)
-    val = (evaluation_data(validation, model, device, transform, "validation data")
-           if validation is not None else None)
+    val = evaluation_data(validation, model, device, transform, "validation data")
     ckpt_path, record = _checkpoint(checkpoint_dir, resume, model, optimizer, seed, epochs)
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -137,8 +133,7 @@ def fit(
 
     # ---- train -----------------------------------------------------------------------------
     bar = _progress(progress, state.epoch, epochs, model)
-    # Pyro's own ELBOs find trainable parameters through param sites; pvae's lean ones need none.
-    lean = traits(loss_elbo).lean_path
+    lean = traits(loss_elbo).lean_path  # pvae's lean ELBOs need no param sites, Pyro's do
     with pyro.validation_enabled(False), model.unregistered() if lean else nullcontext(), log:
         for epoch in bar:
             row = _epoch(model, train, step, state, schedule, epoch, val, ckpt_path)
