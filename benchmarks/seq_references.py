@@ -60,7 +60,8 @@ class CharLM(nn.Module):
         logits = self.out(h).masked_fill(self.excluded, float("-inf"))
         logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
         scored = steps[None] <= lengths[:, None]  # the characters and the end event
-        return -(logp * scored).sum(1)
+        # where(), not a product: padding's targets may be excluded ids, of log-probability -inf
+        return -torch.where(scored, logp, torch.zeros_like(logp)).sum(1)
 
 
 def train_lm(model: CharLM, x: torch.Tensor, lengths: torch.Tensor, *, epochs: int,

@@ -101,6 +101,13 @@ def test_sequence_references_score_what_they_say(script):
     assert torch.allclose(lm(x, lengths), (lengths + 1) * math.log(6))
     bpc = ref.bits_per_char(lm(x, lengths), lengths)
     assert abs(bpc - math.log2(6)) < 1e-5
+    # excluded ids (the vocabulary's specials, here 0, which padding also holds) get
+    # probability 0: uniform over the other 4 ids and the end event, and finite
+    masked = ref.CharLM(5, hidden_dim=8, embed_dim=4, excluded_ids=(0,)).eval()
+    with torch.no_grad():
+        masked.out.weight.zero_()
+        masked.out.bias.zero_()
+    assert torch.allclose(masked(x, lengths), (lengths + 1) * math.log(5))
     assert ref.ucr_hit(4287, (4187, 4199)) and not ref.ucr_hit(4299, (4187, 4199))
     assert ref.ucr_hit(4087, (4187, 4199)) and not ref.ucr_hit(4086, (4187, 4199))
     assert ref.estimate_period(torch.sin(torch.arange(1000) * 2 * math.pi / 50).numpy()) == 50
