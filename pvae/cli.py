@@ -220,7 +220,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="replace result files of the same name from an earlier run of this command")
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy; sequences: .npz)")
+    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy; "
+                                      "sequences: .npz)")
     p.add_argument("--run", required=True, help="run folder written by pvae train")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--y", help="the condition to generate for: a label, or for a CVAE with "
