@@ -96,13 +96,7 @@ def _cmd_train(args) -> int:
     last = metrics["history"][-1]
     print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
           f"in {metrics['train_seconds']:.1f} s")
-    line = (f"test ELBO {test['elbo']:.2f}, log-likelihood {test['log_likelihood']:.2f} "
-            f"({test['num_samples']} importance samples), nats per data point, higher is better")
-    if "bits_per_dim" in test:
-        line += f"; {test['bits_per_dim']:.3f} bits/dim"
-    if "bits_per_step" in test:  # text: its characters (tokens) and end events
-        line += f"; {test['bits_per_step']:.3f} bits per step"
-    print(line)
+    print(_score_line("test", test, test["num_samples"]))
     _print_accuracy(test, "test ")
     if "anomaly" in metrics:  # a long series: where the model found the anomaly
         a = metrics["anomaly"]
@@ -115,13 +109,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _score_line(what: str, result: dict, num_samples: int) -> str:
+    """ELBO and log-likelihood of an evaluation, in nats per data point (per sequence for
+    sequence data, whose results also hold per-step figures), with bits per dim or step."""
+    per = "sequence" if "log_likelihood_per_step" in result else "data point"
+    line = (f"{what} ELBO {result['elbo']:.2f}, log-likelihood {result['log_likelihood']:.2f} "
+            f"({num_samples} importance samples), nats per {per}, higher is better")
+    if "bits_per_dim" in result:
+        line += f"; {result['bits_per_dim']:.3f} bits/dim"
+    if "bits_per_step" in result:  # text: its characters (tokens) and end events
+        line += f"; {result['bits_per_step']:.3f} bits per step"
+    return line
+
+
 def _cmd_evaluate(args) -> int:
     result, out = results.evaluate_run(Path(args.run), args.split, args.num_samples,
                                        overwrite=args.overwrite)
     units = (", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
              if result["active_units"] is not None else result["active_units_note"])
-    print(f"{args.split}: ELBO {result['elbo']:.2f}, log-likelihood {result['log_likelihood']:.2f} "
-          f"({args.num_samples} importance samples), nats per data point, higher is better")
+    print(_score_line(f"{args.split}:", result, args.num_samples))
     print(f"rate (KL) {result['rate']:.2f}, distortion {result['distortion']:.2f}; "
           f"active units {units}")
     _print_accuracy(result)
@@ -214,7 +220,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="replace result files of the same name from an earlier run of this command")
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy)")
+    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy; "
+                                      "sequences: .npz)")
     p.add_argument("--run", required=True, help="run folder written by pvae train")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--y", help="the condition to generate for: a label, or for a CVAE with "

@@ -88,6 +88,13 @@ class DataConfig(_Section):
                      "is for images and arrays: leave it unset for sequence data")
         _require(self.name not in ANOMALY_DATA or self.window, "data.window",
                  f"is needed for name: {self.name} (steps per window, about the series' period)")
+        for key, unset in (("window", None), ("stride", 1), ("test_stride", 1)):
+            _require(self.name in ANOMALY_DATA or getattr(self, key) == unset, f"data.{key}",
+                     f"is for an anomaly series (name: {', '.join(ANOMALY_DATA)}), not "
+                     f"{self.name}: leave it unset")
+        _require(self.name not in ANOMALY_DATA or self.max_train is None, "data.max_train",
+                 "does not apply to an anomaly series: its training windows are set by "
+                 "data.window and data.stride")
         _require(self.window is None or self.test_stride <= self.window, "data.test_stride",
                  f"({self.test_stride}) must not exceed data.window ({self.window}): every step "
                  "of the test series needs a window that scores it")

@@ -82,9 +82,11 @@ def interpolation(view, path: Path, steps: int = 8) -> Path:
         return sequence_plots.text_table(
             {f"{ends[0]} → {ends[1]}": texts(view, xs, ls)}, path,
             title="Interpolation between two test sequences' latent means")
-    return sequence_plots.sequence_lines(xs.cpu(), ls.cpu(), path, max_series=steps,
-                                         title="Interpolation between two test series "
-                                               "(left to right, top to bottom)")
+    names = [f"{i / (steps - 1):.2f} of the way" for i in range(steps)]
+    names[0], names[-1] = "from test series 0", "to test series 1"
+    return sequence_plots.sequence_lines(xs.cpu(), ls.cpu(), path, max_series=steps, names=names,
+                                         title="Greedy decodings between two test series' latent "
+                                               "means (left to right, top to bottom)")
 
 
 def anomaly(view, path: Path, num_samples: int = 10) -> Path:

@@ -44,7 +44,8 @@ def _series(x, lengths, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: str = "",
                    max_series: int = 8, max_dims: int = 4,
-                   labels: Optional[Sequence] = None) -> Path:
+                   labels: Optional[Sequence] = None,
+                   names: Optional[Sequence[str]] = None) -> Path:
     """One panel per series: its values over time (up to its length), and where given its
     reconstruction dashed on top (original vs reconstruction); samples without one.
 
@@ -59,11 +60,13 @@ def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: st
         What a model made of each series (e.g. decoder means), drawn dashed.
     labels : sequence, optional
         A label per series (its class), shown in the panel's title.
+    names : sequence of str, optional
+        A title per panel in place of ``series i`` (e.g. the steps of an interpolation).
 
     Raises
     ------
     ValueError
-        Shapes that do not match, or lengths outside ``1..T``.
+        Shapes that do not match, lengths outside ``1..T``, or fewer ``names`` than panels.
     """
     xs, lens = _series(x, lengths, "x")
     rec = None
@@ -74,6 +77,9 @@ def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: st
                              f"{tuple(torch.as_tensor(x).shape)}: they must match")
         rec = rec.reshape(xs.shape)
     n, d = min(len(xs), max_series), min(xs.shape[2], max_dims)
+    if names is not None and len(names) < n:
+        raise ValueError(f"names must give a title to each of the {n} panels drawn, got "
+                         f"{len(names)}")
     ncol = min(n, 4)
     nrow = math.ceil(n / ncol)
     fig, axes = _subplots(nrow, ncol, figsize=(3.4 * ncol, 2.3 * nrow + 0.6), squeeze=False)
@@ -89,7 +95,8 @@ def sequence_lines(x, lengths, path: PathLike, *, reconstruction=None, title: st
                 ax.plot(steps, rec[i, : lens[i], j], color="k" if d == 1 else f"C{j}", lw=1.0,
                         ls="--", alpha=0.8,
                         label="reconstruction" if j == 0 else None)
-        name = f"series {i}" + (f", class {labels[i]}" if labels is not None else "")
+        name = names[i] if names is not None else f"series {i}"
+        name += f", class {labels[i]}" if labels is not None else ""
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -23,7 +23,8 @@ def test_words_train_evaluate_sample_plot(tmp_path, capsys):
     assert main(["train", "--config", str(CONFIGS / "words.yaml"), "--out", str(run), *SMALL,
                  "--set", "data.max_train=200", "--set", "model.embedding_dim=4",
                  "--set", "data.test_fraction=0.02", "--set", "data.val_fraction=0.02"]) == 0
-    assert "bits per step" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nats per sequence" in out and "bits per step" in out
     test = json.loads((run / "metrics.json").read_text())["test"]
     assert test["num_points"] > 300 and test["bits_per_step"] > 0
     assert test["log_likelihood"] >= test["elbo"] - 1.0
@@ -40,6 +41,8 @@ def test_words_train_evaluate_sample_plot(tmp_path, capsys):
     assert main(["plot", "--run", str(run), "--kind", "traversal"]) == 2
     assert "does not apply" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run), "--num-samples", "2", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "nats per sequence" in out and "bits per step" in out
     assert json.loads((run / "evaluation-val-k2.json").read_text())["num_samples"] == 2
 
 
@@ -81,6 +84,10 @@ def test_anomaly_series_reports_the_criterion_and_draws_the_scores(tmp_path, cap
     (["model.type=seqvae"], "model.type seqvae takes sequence data"),
     (["data.name=words", "model.type=seqvae", "model.likelihood=gaussian"],
      "'model.likelihood' must be categorical for text"),
+    (["data.name=gunpoint", "model.type=seqvae", "model.likelihood=gaussian", "data.window=50"],
+     "'data.window' is for an anomaly series"),
+    (["data.name=ucr_anomaly_135", "model.type=seqvae", "model.likelihood=gaussian",
+      "data.window=1300"], "'data.window' (1300) is longer than the training series (1200 steps)"),
 ])
 def test_model_and_data_that_do_not_fit_are_refused_before_any_file(tmp_path, capsys, sets,
                                                                     message):

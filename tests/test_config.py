@@ -58,6 +58,11 @@ def test_defaults_are_the_digits_config():
     ({"data": {"name": "sequences"}}, r"'data.path' is needed for name: sequences"),
     ({"data": {"name": "ucr_anomaly_135", "window": 50, "test_stride": 60}},
      r"'data.test_stride' \(60\) must not exceed data.window \(50\)"),
+    ({"data": {"name": "gunpoint", "window": 50}}, r"'data.window' is for an anomaly series"),
+    ({"data": {"name": "words", "stride": 5}}, r"'data.stride' is for an anomaly series"),
+    ({"data": {"test_stride": 5}}, r"'data.test_stride' is for an anomaly series.*not digits"),
+    ({"data": {"name": "ucr_anomaly_135", "window": 50, "max_train": 10}},
+     r"'data.max_train' does not apply to an anomaly series"),
 ])
 def test_bad_configs(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -33,6 +33,17 @@ def test_series_drawn_as_lines_with_reconstructions(tmp_path):
     assert_png(sp.sequence_lines(xm, lm, tmp_path / "m.png", max_series=2), 300, 150)
 
 
+def test_panels_can_be_named(tmp_path):
+    x, lengths = _padded()
+    plain = sp.sequence_lines(x, lengths, tmp_path / "plain.png")
+    named = sp.sequence_lines(x, lengths, tmp_path / "named.png",
+                              names=[f"{i / 4:.2f} of the way" for i in range(5)])
+    assert_png(named, 400, 150)
+    assert _digest(plain) != _digest(named)
+    with pytest.raises(ValueError, match="names must give a title to each of the 5 panels"):
+        sp.sequence_lines(x, lengths, tmp_path / "few.png", names=["a", "b"])
+
+
 def test_padding_is_never_drawn(tmp_path):
     x, lengths = _padded()
     pad = torch.arange(x.shape[1]) >= lengths[:, None]
