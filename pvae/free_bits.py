@@ -9,8 +9,9 @@ so a dimension whose average KL is below ``lambda`` gets no gradient pushing it 
 down (it is "free"), while a dimension above the floor is trained exactly as by the
 plain ELBO. Groups: each dimension of a latent site whose guide and model distributions
 are both factorised (``Normal(...).to_event(1)``: the KL is a sum over dimensions);
-otherwise the whole site is one group (an IAF posterior, whose log-density does not
-split into per-dimension KLs). With ``elbo="meanfield"`` KL_bj is the analytic KL of
+otherwise the whole site is one group (an IAF posterior, a learned mixture prior: their
+log-densities do not split into per-dimension KLs) whose floor is ``lambda`` times its
+dimensions, so the same ``lambda`` protects as much KL whatever the guide and prior. With ``elbo="meanfield"`` KL_bj is the analytic KL of
 each dimension; with ``elbo="trace"`` it is the one-sample estimate
 ``log q(z_bj | x_b) - log p(z_bj)``. Latent sites keep their scale (``beta``, KL
 warm-up): the term is ``scale * max(lambda, KL_j / scale)`` in effect, the floor
@@ -118,7 +119,9 @@ def free_bits_terms(model_sites: dict, guide_sites: dict, free_bits: float,
         kl = _site_kl(m, guide_sites[name], analytic)
         points = kl.shape[:-1].numel()
         mean_kl = kl.reshape(-1, kl.shape[-1]).mean(0)  # KL_j, averaged over the minibatch
-        floor = free_bits * _scalar(m["scale"], name)
+        width = 1 if kl.shape[-1] > 1 or _factorised(m["fn"]) and _factorised(
+            guide_sites[name]["fn"]) else m["fn"].event_shape.numel()  # dims in one group
+        floor = free_bits * width * _scalar(m["scale"], name)
         elbo = elbo - kl.sum()
         objective = objective - points * torch.clamp(mean_kl, min=floor).sum()
     for name, g in guide_sites.items():  # guide-only (auxiliary) sites: their entropy term
@@ -137,8 +140,9 @@ class FreeBits(ELBO):
     Parameters
     ----------
     free_bits
-        The floor lambda, nats per latent dimension (or per site, where a site's
-        density does not factorise); 0 gives the plain ELBO's gradient.
+        The floor lambda, nats per latent dimension (a site whose density does not
+        factorise is one group with floor lambda times its dimensions); 0 gives the
+        plain ELBO's gradient.
     analytic
         Take each dimension's KL analytically where known (``"meanfield"``).
 

@@ -334,7 +334,8 @@ def traverse(model, x: torch.Tensor, *, dims: Optional[list[int]] = None, steps:
 
 @torch.no_grad()
 def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode an n x n grid over the prior's quantiles 0.05 .. 0.95 (models with z_dim 2).
+    """Decode an n x n grid over the prior's quantiles 0.05 .. 0.95 (models with z_dim 2;
+    each dimension's quantiles of samples for a learned prior, :mod:`pvae.priors`).
 
     Returns ``(z, decoded)`` of shapes (n*n, 2) and (n*n, *x_shape); row-major,
     with z_2 decreasing down the rows and z_1 increasing along them.
@@ -346,8 +347,15 @@ def manifold(model, *, n: int = 15, y=None) -> tuple[torch.Tensor, torch.Tensor]
     z_dim = model.code_dim
     if z_dim != 2:
         raise ValueError(f"a manifold grid needs a 2-D latent space; this model has z_dim={z_dim}")
-    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
-    z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")
+    levels = torch.linspace(0.05, 0.95, n)
+    prior = getattr(model, "latent_prior", None)
+    if prior is not None and not prior.analytic_kl and hasattr(model, "pz"):
+        # a learned prior (pvae.priors): each dimension's quantiles of 20,000 draws of p(z)
+        draws = model.pz(20000).sample().cpu()
+        q1, q2 = (torch.quantile(draws[:, d], levels) for d in (0, 1))
+    else:
+        q1 = q2 = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    z1, z2 = torch.meshgrid(q1, q2.flip(0), indexing="xy")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], -1)
     return z, model.decode_mean(z, *_cond(model, y, z.shape[0]))
 

@@ -154,3 +154,22 @@ def test_train_free_bits_config_round_trip():
         TrainConfig(free_bits=0.5, elbo="iwae:5")
     with pytest.raises((ConfigError, ValueError)):
         TrainConfig(free_bits=-0.5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pvae.VAE(64, 4, hidden_dims=(16,)),                 # per dimension
+    lambda: pvae.VAE(64, 4, hidden_dims=(16,), prior="mog"),    # one group: a mixture prior
+    lambda: pvae.VAE(64, 4, hidden_dims=(16,), guide_flows=1),  # one group: an IAF guide
+])
+def test_the_floor_a_site_gets_does_not_depend_on_how_its_density_factorises(x, make):
+    """A huge lambda floors every group: the objective's latent part is then -B * D * lambda
+    whether the site is D groups of one dimension or one group of D dimensions."""
+    from pvae.fast_elbo import _record
+    from pvae.free_bits import free_bits_terms
+
+    torch.manual_seed(0)
+    m, xb, lam = make(), x[:8], 1e4
+    sites = _record(m.model, m.guide, (xb,), {})
+    elbo, objective = free_bits_terms(*sites, lam, analytic=False)
+    recon = sites[0]["x"]["fn"].log_prob(sites[0]["x"]["value"]).sum()
+    assert float(objective - recon) == pytest.approx(-8 * 4 * lam, rel=1e-6)

@@ -286,3 +286,16 @@ def test_stacking_refuses_a_sequence_model_naming_encode_with_lengths():
             run()
     z, (x, lengths) = latent.manifold(model, n=3)  # a sequence model decodes (x, lengths)
     assert z.shape == (9, 2) and x.shape[0] == lengths.shape[0] == 9
+
+
+def test_manifold_of_a_learned_prior_spans_that_priors_quantiles():
+    """With a mixture prior far from N(0, I) the grid follows p(z), not N(0, 1)."""
+    torch.manual_seed(0)
+    m = pvae.VAE(64, 2, hidden_dims=(8,), prior="mog", prior_components=2)
+    with torch.no_grad():
+        for name, p in m.latent_prior.named_parameters():
+            if "loc" in name:
+                p.fill_(10.0)
+    z, _ = pvae.latent.manifold(m, n=5)
+    assert z.shape == (25, 2)
+    assert (z > 5).all()  # N(0, 1)'s quantiles 0.05 .. 0.95 lie within +-1.65
