@@ -3,7 +3,10 @@ step) and decoder-input dropout change KL, active units, test log-likelihood, 1-
 accuracy on latent means and sample spread.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/seq_decoder_variants.py \
-        --variants init:0,every:0,every:0.5 --epochs 40 --out benchmarks/SEQ_DECODER.md
+        --variants init:0,every:0,every:0.5 --epochs 40
+
+appends its table to ``benchmarks/SEQ_DECODER.md`` (or ``--out``). ``--smoke``: one epoch
+of two tiny variants on 20 series, into a temporary folder.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pyro
 import torch
 
 import pvae
+from common import HERE, add_smoke_options, output_file
 
 
 def knn1(train_x, train_y, test_x, test_y) -> float:
@@ -47,8 +51,8 @@ def run(variant: str, args, data) -> dict:
             "sample_std": xs.std().item(), "secs": secs}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="init:0,every:0,every:0.5")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--kl-warmup", type=float, default=20)
@@ -58,10 +62,15 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    add_smoke_options(ap, HERE)
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    out = output_file(args, HERE / "SEQ_DECODER.md")
     torch.set_num_threads(1)
     data = pvae.data.load("gunpoint")
+    if args.smoke:
+        args.variants, args.epochs, args.k, args.hidden_dim = "init:0,every:0.5", 1, 4, 8
+        data.train = pvae.data.Sequences(data.train.x[:20], data.train.lengths[:20],
+                                         data.train.y[:20])
     rows = []
     for v in args.variants.split(","):
         r = run(v, args, data)
@@ -72,14 +81,16 @@ def main() -> None:
                 f"{r['knn']:.2f} | {r['raw']:.2f} | {r['sample_std']:.2f} | {r['secs']:.0f} |")
         print(line, flush=True)
         rows.append(line)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(f"\n`{' '.join(sys.argv)}` ({platform.machine()}, 1 thread, torch "
-                    f"{torch.__version__}, pyro {pyro.__version__})\n\n")
-            f.write("| decoder z : input dropout | KL (nats) | active units | test log p(x) "
-                    "(nats, K importance samples) | test ELBO | 1-NN on z means | 1-NN raw | "
-                    "sample std (data 1.0) | train s |\n|---|---|---|---|---|---|---|---|---|\n")
-            f.write("\n".join(rows) + "\n")
+    command = "python benchmarks/seq_decoder_variants.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    with open(out, "a") as f:  # the table, appended with its command
+        f.write(f"\n`{command}` ({platform.machine()}, 1 thread, torch "
+                f"{torch.__version__}, pyro {pyro.__version__})\n\n")
+        f.write("| decoder z : input dropout | KL (nats) | active units | test log p(x) "
+                "(nats, K importance samples) | test ELBO | 1-NN on z means | 1-NN raw | "
+                "sample std (data 1.0) | train s |\n|---|---|---|---|---|---|---|---|---|\n")
+        f.write("\n".join(rows) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ as a character) and KL per word.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/seq_words_check.py \
         --epochs 3 --word-dropout 0.3
+
+appends its rows to ``benchmarks/SEQ_DECODER.md`` (or ``--out``); ``--smoke``: one epoch
+on 300 words, 20 test words, a temporary folder.
 """
 
 from __future__ import annotations
@@ -14,19 +17,27 @@ import time
 
 import torch
 
+import sys
+
 import pvae
+from common import HERE, add_smoke_options, output_file
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--word-dropout", type=float, default=0.3)
     ap.add_argument("--variants", default="every,init")
     ap.add_argument("--test", type=int, default=1000)
-    args = ap.parse_args()
+    add_smoke_options(ap, HERE)
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    out = output_file(args, HERE / "SEQ_DECODER.md")
     torch.set_num_threads(1)
-    d = pvae.data.load("words")
+    d = pvae.data.load("words", max_train=300 if args.smoke else None)
     tr, te = d.train, d.test
+    if args.smoke:
+        args.epochs, args.test = 1, 20
+    rows = []
     x, lengths = te.x[: args.test], te.lengths[: args.test]
     for v in args.variants.split(","):
         torch.manual_seed(0)
@@ -40,8 +51,16 @@ def main() -> None:
         ll = pvae.evaluate.log_likelihood(model, (x, lengths), num_samples=100)
         kl = pvae.evaluate.parts(model, (x, lengths), num_samples=4)["kl"].mean().item()
         bpc = -ll.sum().item() / (lengths.sum().item() + len(lengths)) / math.log(2)
-        print(f"| {v} | {args.word_dropout} | {args.epochs} | {bpc:.3f} | {kl:.2f} | {secs:.0f} |",
-              flush=True)
+        rows.append(f"| {v} | {args.word_dropout} | {args.epochs} | {bpc:.3f} | {kl:.2f} | "
+                    f"{secs:.0f} |")
+        print(rows[-1], flush=True)
+    command = "python benchmarks/seq_words_check.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    with open(out, "a") as f:
+        f.write(f"\nWords, `{command}`:\n\n| decoder z | word dropout | epochs | test bits per "
+                "character | KL per word (nats) | train s |\n|---|---|---|---|---|---|\n"
+                + "\n".join(rows) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ SCRIPTS = {
     "run": ([], ["RESULTS.md", "results.json"]),
     "sequences": ([], ["sequences.json", "SEQUENCES.md", "sequences_words.png",
                        "sequences_gunpoint_latent.png", "sequences_anomaly.png"]),
+    "seq_decoder_variants": ([], ["SEQ_DECODER.md"]),
+    "seq_eval_memory": ([], ["SEQ_EVAL_MEMORY.md"]),
+    "seq_words_check": ([], ["SEQ_DECODER.md"]),
     "sklearn_outliers": ([], ["SKLEARN.md"]),
     "ssvae_replica": ([], ["variants.json", "VARIANTS.md"]),
     "variants": (["--val", "1"], ["variants.json", "VARIANTS.md"]),
@@ -47,7 +50,8 @@ def test_every_script_is_smoke_tested():
     assert scripts == set(SCRIPTS)
 
 
-NEEDS = {"sequences": ("aeon", "wordfreq")}  # script -> packages of pvae[sequences] it needs
+NEEDS = {"sequences": ("aeon", "wordfreq"), "seq_decoder_variants": ("aeon",),
+         "seq_words_check": ("wordfreq",)}  # script -> packages of pvae[sequences] it needs
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
