@@ -29,6 +29,7 @@ checked against what the likelihood needs at their first call.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 from typing import Any, ClassVar, Iterator, Optional
 
@@ -108,11 +109,17 @@ class PVAEModel(LikelihoodHead, PyroModule):
         optional (the semi-supervised one) draws its label from p(y) itself."""
         return "y" in self.batch_parts and "y" not in self.optional_parts
 
-    @staticmethod
-    def saved_hparams(hparams: dict) -> dict:
-        """A checkpoint's settings as this version's constructor takes them: a class whose
-        new option changes what an omitted setting means fills in the value that files
-        saved before the option existed were built with."""
+    @classmethod
+    def saved_hparams(cls, hparams: dict) -> dict:
+        """A checkpoint's settings as this version's constructor takes them. An option
+        added after a file was saved is missing from it: it takes the constructor's
+        default (an option's default keeps the earlier behaviour). A class whose new
+        option's default differs from what earlier files were built with overrides this
+        and fills in that value first."""
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name not in hparams and p.default is not inspect.Parameter.empty and p.kind in (
+                    p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                hparams[name] = p.default
         return hparams
 
     def __init_subclass__(cls, **kwargs):

@@ -179,11 +179,11 @@ class HierarchicalVAE(PVAEModel):
             norm=norm,
         )
 
-    @staticmethod
-    def saved_hparams(hparams: dict) -> dict:
+    @classmethod
+    def saved_hparams(cls, hparams: dict) -> dict:
         """Files saved before ``norm`` existed were built without normalisation."""
         hparams.setdefault("norm", "none")
-        return hparams
+        return super().saved_hparams(hparams)
 
     @property
     def mean_field(self) -> bool:

@@ -174,11 +174,15 @@ def load(path: Union[str, os.PathLike], model: Optional[PVAEModel] = None, *,
         model that cannot be rebuilt without ``model=``, or does not fit ``model``.
     """
     record = ckpt.read(path)
-    cls = MODEL_CLASSES.get(record["class"])
+    cls, saved = MODEL_CLASSES.get(record["class"]), record["hparams"]
     if cls is not None:  # settings of files saved before an option existed, as then built
-        record["hparams"] = cls.saved_hparams(dict(record["hparams"]))
+        record["hparams"] = cls.saved_hparams(dict(saved))
     if model is None:
         model = rebuild(record, path)
+    # filled-in options are compared as the model records them (its defaults, normalised);
+    # constructor arguments a model does not record (custom networks) are not compared
+    record["hparams"] = {**{k: model.hparams[k] for k in record["hparams"]
+                            if k not in saved and k in model.hparams}, **saved}
     ckpt.restore_weights(model, record, path)
     if device is not None:
         model.to(device)
