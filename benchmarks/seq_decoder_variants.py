@@ -21,11 +21,7 @@ import torch
 
 import pvae
 from common import HERE, add_smoke_options, output_file
-
-
-def knn1(train_x, train_y, test_x, test_y) -> float:
-    d = torch.cdist(test_x.reshape(len(test_x), -1), train_x.reshape(len(train_x), -1))
-    return (train_y[d.argmin(1)] == test_y).float().mean().item()
+from seq_references import knn_accuracy  # 1-NN, scikit-learn, as benchmarks/sequences.py
 
 
 def run(variant: str, args, data) -> dict:
@@ -47,7 +43,9 @@ def run(variant: str, args, data) -> dict:
     xs, _ = model.sample(200, max_len=150)
     return {"variant": variant, "kl": parts["kl"].mean().item(),
             "active": au, "ll": ll.mean().item(), "elbo": parts["elbo"].mean().item(),
-            "knn": knn1(ztr, tr.y, zte, te.y), "raw": knn1(tr.x, tr.y, te.x, te.y),
+            "knn": knn_accuracy(ztr.detach().numpy(), tr.y.numpy(), zte.detach().numpy(),
+                                te.y.numpy()),
+            "raw": knn_accuracy(tr.x.numpy(), tr.y.numpy(), te.x.numpy(), te.y.numpy()),
             "sample_std": xs.std().item(), "secs": secs}
 
 

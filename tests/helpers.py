@@ -59,6 +59,19 @@ def assert_png(path, min_w=200, min_h=150):
 compare_module = importlib.import_module("pvae.compare")  # pvae.compare is the function
 
 
+def fail_estimator(monkeypatch, elbo: str, error: Exception) -> None:
+    """Make ``pvae.compare``'s training raise ``error`` for the estimator named ``elbo``
+    (the others train as usual)."""
+    real = compare_module.fit
+
+    def fit(model, data, **kw):
+        if kw["elbo"] == elbo:
+            raise error
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(compare_module, "fit", fit)
+
+
 TABLE = ["--set", "model.likelihood=gaussian", "--set", "model.hidden_dims=[8]",
          "--set", "model.z_dim=2", "--set", "train.epochs=1", "--set", "evaluate.num_samples=2",
          "--quiet"]

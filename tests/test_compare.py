@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from helpers import compare_module
+from helpers import compare_module, fail_estimator
 
 import pvae
 
@@ -38,14 +38,7 @@ def test_compare_in_python_checks_every_estimator_first(digits, monkeypatch):
 
 def test_compare_in_python_keeps_rows_when_the_first_estimator_fails(tmp_path, digits,
                                                                      monkeypatch):
-    real = compare_module.fit
-
-    def fit(model, data, **kw):
-        if kw["elbo"] == "trace":
-            raise FloatingPointError("the loss became inf")
-        return real(model, data, **kw)
-
-    monkeypatch.setattr(compare_module, "fit", fit)
+    fail_estimator(monkeypatch, "trace", FloatingPointError("the loss became inf"))
     with pytest.raises(compare_module.EstimatorFailed, match="1 of 2 estimators failed") as e:
         compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,),
                                                 likelihood="continuous_bernoulli"),

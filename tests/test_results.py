@@ -5,7 +5,7 @@ import csv
 import json
 
 import numpy as np
-from helpers import TABLE, compare_module
+from helpers import TABLE, compare_module, fail_estimator
 
 from pvae.cli import main
 
@@ -87,14 +87,7 @@ def test_compare_checks_every_estimator_before_training_the_first(tmp_path, tabl
 
 def test_compare_keeps_finished_rows_when_a_later_estimator_fails(tmp_path, table, capsys,
                                                                   monkeypatch):
-    real = compare_module.fit
-
-    def fit(model, data, **kw):
-        if kw["elbo"] == "tracegraph":
-            raise RuntimeError("the loss became nan at step 3")
-        return real(model, data, **kw)
-
-    monkeypatch.setattr(compare_module, "fit", fit)
+    fail_estimator(monkeypatch, "tracegraph", RuntimeError("the loss became nan at step 3"))
     out = tmp_path / "cmp"
     code = main(["compare", *table, "--elbos", "trace,tracegraph,iwae:2", "--epochs", "1",
                  "--out", str(out)])
