@@ -186,6 +186,18 @@ def read(path: PathLike) -> dict:
     return record
 
 
+def saved_settings(model, hparams: dict) -> dict:
+    """A file's settings as ``model``'s version reads them: an option added after the
+    file was saved is missing from it and takes the value ``model`` records for the
+    class's default (``saved_hparams``), so an older file still loads and resumes."""
+    fill = getattr(type(model), "saved_hparams", None)
+    if fill is None:
+        return dict(hparams)
+    filled = fill(dict(hparams))
+    return {**{k: model.hparams[k] for k in filled if k not in hparams and k in model.hparams},
+            **hparams}
+
+
 def restore_weights(model, record: dict, path: PathLike) -> None:
     """Load ``record``'s weights into ``model``, refusing a different model."""
     if record["class"] != type(model).__name__:
@@ -193,11 +205,12 @@ def restore_weights(model, record: dict, path: PathLike) -> None:
             f"{str(path)!r} holds a {record['class']}, not a {type(model).__name__}; "
             "load it into the model it was saved from"
         )
-    if record["hparams"] != model.hparams:
+    saved = saved_settings(model, record["hparams"])
+    if saved != model.hparams:
         diff = {
-            k: (record["hparams"].get(k), model.hparams.get(k))
-            for k in set(record["hparams"]) | set(model.hparams)
-            if record["hparams"].get(k) != model.hparams.get(k)
+            k: (saved.get(k), model.hparams.get(k))
+            for k in set(saved) | set(model.hparams)
+            if saved.get(k) != model.hparams.get(k)
         }
         raise CheckpointError(
             f"{str(path)!r} is from a differently configured model "

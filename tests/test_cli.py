@@ -101,6 +101,22 @@ def test_resume_and_refusal_to_overwrite(tmp_path, capsys):
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 5
 
 
+def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
+    """A long run's checkpoint predates an option (here the learned prior): --resume
+    continues it with the option's default, as pvae.load does (a 3,280-epoch run was
+    refused as 'differently configured' before)."""
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *QUICK]) == 0
+    record = torch.load(out / "checkpoint.pt", weights_only=False)
+    for key in ("prior", "prior_components"):
+        del record["hparams"][key]
+    torch.save(record, out / "checkpoint.pt")
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=4", "--quiet"]) == 0
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 4
+
+
 def test_bad_config_is_an_error_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--set", "train.epohcs=3"]) == 2

@@ -179,10 +179,8 @@ def load(path: Union[str, os.PathLike], model: Optional[PVAEModel] = None, *,
         record["hparams"] = cls.saved_hparams(dict(saved))
     if model is None:
         model = rebuild(record, path)
-    # filled-in options are compared as the model records them (its defaults, normalised);
-    # constructor arguments a model does not record (custom networks) are not compared
-    record["hparams"] = {**{k: model.hparams[k] for k in record["hparams"]
-                            if k not in saved and k in model.hparams}, **saved}
+    # filled-in options are compared as the model records them (ckpt.saved_settings)
+    record["hparams"] = saved
     ckpt.restore_weights(model, record, path)
     if device is not None:
         model.to(device)
