@@ -1,7 +1,7 @@
 """Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide.
 
-The Ladder VAE's merge (Sønderby et al. 2016, eq. 18-19) is a plain function,
-:func:`precision_weighted`, tested on its own. Every network is a
+The top-down guide's merges of evidence and prior (Sønderby et al. 2016, eq. 18-19;
+Vahdat & Kautz 2020) are plain functions in :mod:`pvae.models.merges`, tested on their own. Every network is a
 :class:`pvae.nets.MLP`, with per-point layer normalisation (``norm="layer"``) as
 pvae's stand-in for the paper's batch normalisation.
 """
@@ -22,23 +22,13 @@ from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.checks import Shape, check_hparams
+from pvae.models.merges import MERGES, Merge, check_merge, precision_weighted
 from pvae.models.registry import register
 from pvae.nets import MLP, NORMS, activation as make_activation, split_loc_scale
 
 
 Norm = Literal["none", "layer"]
-
-
-def precision_weighted(loc_a, scale_a, loc_b, scale_b):
-    """Combine two Gaussians' evidence (Sønderby et al. 2016, eq. 18-19).
-
-    ``sigma^2 = 1 / (sigma_a^-2 + sigma_b^-2)``, ``mu = (mu_a sigma_a^-2 + mu_b sigma_b^-2)
-    sigma^2``: the normalised product N(mu_a, sigma_a^2) N(mu_b, sigma_b^2). Tensors of any
-    one broadcastable shape; returns ``(loc, scale)``.
-    """
-    prec_a, prec_b = scale_a.pow(-2), scale_b.pow(-2)
-    var = 1.0 / (prec_a + prec_b)
-    return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
+__all__ = ["HierarchicalVAE", "precision_weighted"]
 
 
 #: Why the bottom-up guide (more than one layer) cannot take the VampPrior.
@@ -65,22 +55,25 @@ class HierarchicalVAE(PVAEModel):
     ``"top_down"`` (Ladder VAE)
         A deterministic bottom-up pass d_1 = f_1(x), d_l = f_l(d_{l-1}) gives
         each layer a Gaussian "likelihood" term; then, from the top, q(z_L | x)
-        is that term and q(z_l | z_{l+1}, x) combines it, precision-weighted,
-        with the model's own p(z_l | z_{l+1}): the deterministic paths of
+        is that term and q(z_l | z_{l+1}, x) combines it (``merge``) with the
+        model's own p(z_l | z_{l+1}): the deterministic paths of
         model and guide are shared, and computed from the guide's own draw of
         z_{l+1}. Sites are drawn in the model's order, so ``TraceMeanField_ELBO``
         applies.
 
-    Training the top-down guide: Sønderby et al. found KL warm-up and
-    normalisation necessary. Without them, here, the guide collapses in the
-    first epoch: q(z_l | .) is narrower than p(z_l | z_{l+1}), so the model's
-    prior term, fitted to q's draws, shrinks the prior's scale while the
-    evidence says nothing new, and the evidence's weight in the merge goes to
-    zero (the layer freezes; ``tests/models/test_models_hvae.py`` shows it in
-    closed form). ``norm="layer"`` (the default for this guide) and
-    ``pvae.fit(..., kl_warmup=E)`` delay it; they do not remove it: measured
-    figures, including runs where upper layers still collapsed, are in
-    ``benchmarks/VARIANTS.md``.
+    Training the top-down guide: with Sønderby et al.'s precision-weighted merge
+    (``merge="precision"``, the default) the guide's mean follows the bottom-up
+    evidence only by the evidence's weight sigma_p^2 / (sigma_p^2 + sigma_hat^2).
+    In the first steps, while the decoder still draws the mean image, every
+    variation of z1 costs reconstruction, and the cheapest way to remove it is
+    to shrink the prior's scale: q(z1 | .) becomes p(z1 | z2), the evidence's
+    weight falls to ~0.001 within an epoch, and with it the gradient that would
+    teach the bottom-up pass (``benchmarks/VARIANTS.md``: 784-256-256 networks with
+    layer normalisation, z (64, 32), KL warm-up over 3 epochs: after 3 epochs on
+    10,000 images both layers carried under 0.1 nats, the evidence's weight 0.001). ``merge="residual"`` (Vahdat & Kautz 2020):
+    q = N(mu_p + d_mu, (sigma_p d_sigma)^2) keeps the evidence's gradient whatever
+    the prior's scale, and is what ``configs/ladder_top_down*.yaml`` use. Both
+    share the model's top-down path; see :mod:`pvae.models.merges`.
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
@@ -103,12 +96,17 @@ class HierarchicalVAE(PVAEModel):
         plain MLPs. Default (None): ``"layer"`` for ``guide="top_down"``,
         ``"none"`` for ``"bottom_up"``. Batch normalisation, as in the paper,
         is not offered: it ties the points of a batch together.
+    merge
+        How the top-down guide combines its evidence with p(z_l | z_{l+1}):
+        ``"precision"`` (Sønderby et al. 2016; the default, as pvae built it
+        before this option) or ``"residual"`` (Vahdat & Kautz 2020), see
+        :mod:`pvae.models.merges`. Only ``"precision"`` with ``guide="bottom_up"``.
     Others as for :class:`pvae.VAE`.
 
     Raises
     ------
     ValueError
-        A bad ``guide``, ``norm``, latent or hidden size (before anything is built).
+        A bad ``guide``, ``norm``, ``merge``, latent or hidden size (before anything is built).
     """
 
     config_name = "hvae"
@@ -128,6 +126,7 @@ class HierarchicalVAE(PVAEModel):
         prior: priors.PriorName = "standard",
         prior_components: Optional[int] = None,
         norm: Optional[Norm] = None,
+        merge: Merge = "precision",
     ) -> None:
         super().__init__()
         check_hparams(z_dims=z_dims, hidden_dims=hidden_dims, beta=beta, guide_flows=guide_flows)
@@ -136,6 +135,7 @@ class HierarchicalVAE(PVAEModel):
             guide == "bottom_up" and len(z_dims) > 1) else None, "HierarchicalVAE")
         if guide not in ("top_down", "bottom_up"):
             raise ValueError(f"guide must be 'top_down' or 'bottom_up', got {guide!r}")
+        check_merge(merge, guide)
         if norm is None:
             norm = "layer" if guide == "top_down" else "none"
         if norm not in NORMS:
@@ -144,6 +144,7 @@ class HierarchicalVAE(PVAEModel):
         self._setup_likelihood(x_dim, likelihood, likelihood_kwargs)
         hidden_dims = tuple(int(h) for h in hidden_dims)
         self.z_dims, self.guide_type, self.beta, self.norm = z_dims, guide, float(beta), norm
+        self.merge = merge
         self.latent_sites = tuple(f"z{i + 1}" for i in range(len(z_dims)))
         x_numel = math.prod(self.x_shape)
         L, h = len(z_dims), hidden_dims[-1]
@@ -176,13 +177,15 @@ class HierarchicalVAE(PVAEModel):
             likelihood=self.likelihood.name, likelihood_kwargs=self.likelihood.hparams(),
             beta=self.beta, guide=guide, activation=activation, guide_flows=guide_flows,
             prior=prior, prior_components=self.latent_prior.num_components,
-            norm=norm,
+            norm=norm, merge=merge,
         )
 
     @classmethod
     def saved_hparams(cls, hparams: dict) -> dict:
-        """Files saved before ``norm`` existed were built without normalisation."""
+        """Files saved before ``norm`` existed were built without normalisation, and
+        before ``merge`` existed with the precision-weighted merge."""
         hparams.setdefault("norm", "none")
+        hparams.setdefault("merge", "precision")
         return super().saved_hparams(hparams)
 
     @property
@@ -266,7 +269,9 @@ class HierarchicalVAE(PVAEModel):
 
     def evidence(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Top-down guide: the bottom-up pass's Gaussian terms ``(mu_hat_l, sigma_hat_l)``
-        of layers l = 1 .. L, each of shape (N, z_dims[l-1]) (Sønderby et al. 2016, eq. 16-17).
+        of layers l = 1 .. L, each of shape (N, z_dims[l-1]) (Sønderby et al. 2016, eq. 16-17);
+        with ``merge="residual"``, layers below the top are ``(d_mu_l, d_sigma_l)`` relative
+        to p(z_l | z_{l+1}); the top layer's is q(z_L | x) itself.
         """
         if self.guide_type != "top_down":
             raise ValueError("evidence() is the top-down guide's bottom-up pass; this model "
@@ -300,7 +305,7 @@ class HierarchicalVAE(PVAEModel):
         evidence, contexts = self._evidence_with_contexts(x)
         z = draw(L, *evidence[-1], contexts[-1])
         for layer in range(L - 1, 0, -1):
-            loc, scale = precision_weighted(*evidence[layer - 1], *self.prior(layer, z))
+            loc, scale = MERGES[self.merge](*evidence[layer - 1], *self.prior(layer, z))
             z = draw(layer, loc, scale, contexts[layer - 1])
 
     @pyro_method

@@ -12,6 +12,7 @@ from pyro.infer import Predictive
 
 import pvae
 from pvae.models.hvae import precision_weighted
+from pvae.models.merges import residual_normal
 
 
 def test_hvae_sites_order_and_per_layer_kl(xy):
@@ -88,11 +89,13 @@ def test_top_down_guide_merges_with_the_model_prior_at_its_own_draw(x):
     assert not torch.allclose(g2.nodes["z1"]["fn"].base_dist.loc, g.nodes["z1"]["fn"].base_dist.loc)
 
 
-def test_top_down_per_layer_kl_matches_closed_form_and_monte_carlo(x):
+@pytest.mark.parametrize("merge", ["precision", "residual"])
+def test_top_down_per_layer_kl_matches_closed_form_and_monte_carlo(x, merge):
     """The history's kl_<site> (Monte Carlo, pvae.evaluate.parts) against the closed form:
-    KL(q(z2|x) || N(0, I)) and E_{z2 ~ q} KL(q(z1|z2,x) || p(z1|z2)) written out."""
+    KL(q(z2|x) || N(0, I)) and E_{z2 ~ q} KL(q(z1|z2,x) || p(z1|z2)) written out (for the
+    residual merge: 0.5 (d_mu^2 / sigma_p^2 + d_sigma^2 - 1 - log d_sigma^2) per dimension)."""
     torch.manual_seed(0)
-    m = hvae(guide="top_down")
+    m = hvae(guide="top_down", merge=merge)
     pvae.fit(m, x, epochs=3, seed=0)  # not at initialisation: the terms have moved
     xb = x[:8]
     with torch.no_grad():
@@ -101,7 +104,12 @@ def test_top_down_per_layer_kl_matches_closed_form_and_monte_carlo(x):
         torch.manual_seed(1)
         z2 = ev[1][0] + ev[1][1] * torch.randn(4000, *ev[1][0].shape)
         p_loc, p_scale = m.prior(1, z2)
-        kl1 = _normal_kl(*precision_weighted(*ev[0], p_loc, p_scale), p_loc, p_scale).sum(-1)
+        if merge == "precision":
+            kl1 = _normal_kl(*precision_weighted(*ev[0], p_loc, p_scale), p_loc, p_scale)
+        else:
+            d_loc, d_scale = ev[0]
+            kl1 = 0.5 * (d_loc**2 / p_scale**2 + d_scale**2 - 1 - torch.log(d_scale**2))
+        kl1 = kl1.sum(-1)
         torch.manual_seed(2)
         mc = pvae.evaluate.parts(m, xb, num_samples=4000)
     assert torch.allclose(mc["kl_z2"], kl2, atol=0.1 + 0.02 * kl2.max())
@@ -217,3 +225,114 @@ def test_a_top_down_model_saved_before_norm_existed_loads_as_it_was_built(x, tmp
     back = pvae.load(str(path))
     assert back.norm == "none"
     assert torch.allclose(back.evidence(x[:3])[0][0], old.evidence(x[:3])[0][0])
+
+
+# -- the fault: the precision-weighted merge can switch its evidence off (issue 21, item 2) -------
+
+def test_precision_merge_moves_with_the_evidence_only_by_its_weight_residual_one_for_one():
+    """d loc_q / d mu_hat is the evidence's weight sigma_p^2 / (sigma_p^2 + sigma_hat^2) for the
+    precision-weighted merge (so it vanishes as the prior's scale shrinks next to the
+    evidence's), and 1 for the residual merge whatever the scales."""
+    mh, mp = torch.tensor([0.3, -1.0, 2.0], requires_grad=True), torch.tensor([0.1, 0.5, -0.2])
+    sh, sp = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([1.0, 0.05, 0.5])
+    loc, _ = precision_weighted(mh, sh, mp, sp)
+    (grad,) = torch.autograd.grad(loc.sum(), mh)
+    weight = sp**2 / (sp**2 + sh**2)
+    assert torch.allclose(grad, weight) and grad[1] < 1e-3  # a narrow prior: evidence ignored
+    loc, scale = residual_normal(mh, sh, mp, sp)
+    (grad,) = torch.autograd.grad(loc.sum(), mh)
+    assert torch.allclose(grad, torch.ones(3))
+    assert torch.allclose(loc, mp + mh) and torch.allclose(scale, sp * sh)
+
+
+def test_shrinking_the_prior_frees_the_precision_merge_but_costs_the_residual_one():
+    """The collapse path, in closed form: at a fixed bottom-up term, shrinking p(z1 | z2)'s
+    scale lowers both the noise of z1 (q's scale) and KL(q || p) under the precision-weighted
+    merge (q -> p, the evidence's weight -> 0), so nothing opposes it while the decoder still
+    draws the mean image; under the residual merge the same shrinking raises the KL."""
+    mh, sh, mp = torch.tensor(1.5), torch.tensor(1.0), torch.tensor(0.0)
+
+    def kl_and_scale(merge, sp):
+        loc, scale = merge(mh, sh, mp, sp)
+        return _normal_kl(loc, scale, mp, sp), scale
+
+    sps = torch.tensor([1.0, 0.3, 0.1, 0.03])
+    kl_p, s_p = zip(*(kl_and_scale(precision_weighted, sp) for sp in sps))
+    kl_r, s_r = zip(*(kl_and_scale(residual_normal, sp) for sp in sps))
+    assert all(a > b for a, b in zip(kl_p, kl_p[1:])) and kl_p[-1] < 0.01
+    assert all(a > b for a, b in zip(s_p, s_p[1:]))  # and less noise: both terms agree
+    assert all(a < b for a, b in zip(kl_r, kl_r[1:]))
+    # the residual KL, written out (Vahdat & Kautz 2020, eq. 2)
+    sp = sps[2]
+    assert torch.allclose(kl_r[2], 0.5 * (mh**2 / sp**2 + sh**2 - 1 - torch.log(sh**2)))
+
+
+@pytest.mark.parametrize("merge", ["precision", "residual"])
+def test_a_narrow_prior_cuts_the_evidence_gradient_only_with_the_precision_merge(x, merge):
+    """On the model itself: with p(z1 | z2)'s scale made small (what training did in its first
+    epoch), the ELBO's gradient reaching the bottom-up head of z1 is ~0 for the precision
+    merge, and of the size it had before for the residual merge."""
+    from pvae.fast_elbo import FastTrace_ELBO
+
+    def head_grad(m):
+        m.zero_grad()
+        torch.manual_seed(1)
+        FastTrace_ELBO().differentiable_loss(m.model, m.guide, x[:32]).backward()
+        return m.up_heads[0].weight.grad[:6].norm().item()  # the rows of mu_hat_1
+
+    torch.manual_seed(0)
+    m = hvae(guide="top_down", merge=merge)
+    before = head_grad(m)
+    with torch.no_grad():  # raw scale -8: softplus gives ~3e-4
+        m.top_down[0][-1].bias[6:] = -8.0
+        m.top_down[0][-1].weight[6:] = 0.0
+    after = head_grad(m)
+    if merge == "precision":
+        assert after < 1e-3 * before
+    else:
+        assert after > 0.1 * before
+
+
+def test_residual_guide_is_the_prior_shifted_and_scaled_at_its_own_draw(x):
+    torch.manual_seed(0)
+    m = pvae.HierarchicalVAE(64, (6, 4, 3), hidden_dims=(32,), guide="top_down",
+                             merge="residual")
+    g = poutine.trace(m.guide).get_trace(x[:5])
+    mt = poutine.trace(poutine.replay(m.model, trace=g)).get_trace(x[:5])
+    ev = m.evidence(x[:5])
+    q3 = g.nodes["z3"]["fn"].base_dist  # the top layer: its own term, prior N(0, I)
+    assert torch.allclose(q3.loc, ev[2][0]) and torch.allclose(q3.scale, ev[2][1])
+    for layer in (2, 1):
+        p_loc, p_scale = m.prior(layer, g.nodes[f"z{layer + 1}"]["value"])
+        p = mt.nodes[f"z{layer}"]["fn"].base_dist
+        assert torch.allclose(p.loc, p_loc) and torch.allclose(p.scale, p_scale)
+        q = g.nodes[f"z{layer}"]["fn"].base_dist
+        assert torch.allclose(q.loc, p_loc + ev[layer - 1][0], atol=1e-6)
+        assert torch.allclose(q.scale, p_scale * ev[layer - 1][1], atol=1e-6)
+
+
+def test_merge_is_saved_configured_and_checked(x, tmp_path):
+    from pvae.config import Config
+    from pvae.models import from_config
+
+    assert hvae(guide="top_down").merge == "precision"  # the default: as pvae built it before
+    m = hvae(guide="top_down", merge="residual")
+    m.save(str(tmp_path / "m.pt"))
+    back = pvae.load(str(tmp_path / "m.pt"))
+    assert back.merge == "residual" and back.hparams["merge"] == "residual"
+    torch.manual_seed(3)
+    a = pvae.evaluate.elbo(m, x[:4], num_samples=1)
+    torch.manual_seed(3)
+    assert torch.allclose(a, pvae.evaluate.elbo(back, x[:4], num_samples=1))
+    # a file saved before the option existed was built with the precision-weighted merge
+    rec = torch.load(tmp_path / "m.pt", weights_only=False)
+    del rec["hparams"]["merge"]
+    torch.save(rec, tmp_path / "old.pt")
+    assert pvae.load(str(tmp_path / "old.pt")).merge == "precision"
+    cfg = Config.model_validate({"data": {"name": "digits"}, "model": {
+        "type": "hvae", "z_dims": [6, 3], "guide": "top_down", "merge": "residual"}})
+    assert from_config(cfg.model, (64,)).merge == "residual"
+    with pytest.raises(ValueError, match="merge must be one of 'precision', 'residual'"):
+        hvae(guide="top_down", merge="product")
+    with pytest.raises(ValueError, match="guide='bottom_up' has no merge"):
+        hvae(merge="residual")
