@@ -87,12 +87,33 @@ def bench_ladder(args, res) -> None:
         print("ladder", name, out[name], flush=True)
 
 
+#: latent sizes of the small-budget hierarchies by guide name (``top_down5``: five layers)
+SMALL_Z = {"bottom_up": (32, 16), "top_down": (32, 16), "top_down5": (64, 32, 16, 8, 4)}
+
+
+#: options of a small-budget name that go to ``pvae.fit`` (the others to the model)
+FIT_OPTIONS = {"elbo": str, "free_bits": float}
+
+
 def small_models(name: str):
-    """The issue's small-budget models (784-400-32)."""
+    """The issue's small-budget models (784-400 networks) and their ``pvae.fit`` options:
+    ``flat`` (z 32) or ``GUIDE/NORM[/KEY=VALUE...]``, GUIDE one of :data:`SMALL_Z`, KEY
+    ``merge`` (``HierarchicalVAE(merge=...)``) or one of :data:`FIT_OPTIONS`. ``ValueError``
+    for another key."""
     if name == "flat":
-        return pvae.VAE(784, 32, hidden_dims=(400,))
-    guide, norm = name.split("/")
-    return pvae.HierarchicalVAE(784, (32, 16), hidden_dims=(400,), guide=guide, norm=norm)
+        return pvae.VAE(784, 32, hidden_dims=(400,)), {}
+    guide, norm, *items = name.split("/")
+    model_kw, fit_kw = {}, {}
+    for key, _, value in (item.partition("=") for item in items):
+        if key == "merge":
+            model_kw[key] = value
+        elif key in FIT_OPTIONS:
+            fit_kw[key] = FIT_OPTIONS[key](value)
+        else:
+            raise ValueError(f"--ladder-small: unknown option {key!r} in {name!r}; valid: "
+                             f"merge, {', '.join(FIT_OPTIONS)}")
+    return pvae.HierarchicalVAE(784, SMALL_Z[guide], hidden_dims=(400,), guide=guide.rstrip("5"),
+                                norm=norm, **model_kw), fit_kw
 
 
 def bench_ladder_small(args, res, mnist, save) -> None:
@@ -103,10 +124,10 @@ def bench_ladder_small(args, res, mnist, save) -> None:
     for name in args.ladder_small.split(","):
         for warmup in args.ladder_warmups:
             torch.manual_seed(0)
-            m = small_models(name)
+            m, fit_kw = small_models(name)
             t = time.perf_counter()
             h = pvae.fit(m, x, epochs=args.epochs, batch_size=100, transform=d.transform, seed=0,
-                         kl_warmup=warmup)
+                         kl_warmup=warmup, **fit_kw)
             row = score(m, xt, args.k)
             row.update(train_minutes=(time.perf_counter() - t) / 60, warmup=warmup,
                        model=name, epochs=args.epochs, train_images=len(x), test_points=len(xt),
@@ -137,6 +158,9 @@ def markdown(res) -> list[str]:
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in res["ladder_small"].values():
             model, _, norm = r["model"].partition("/")
+            norm, _, opts = norm.partition("/")
+            model += f", z {SMALL_Z[model]}" if model in SMALL_Z else ""
+            model += "".join(f", {o.replace('=', ' ')}" for o in opts.split("/") if o)
             lines.append(f"| {model} | {norm or 'none'} | {r['train_images']} x {r['epochs']} | "
                          f"{r['warmup']:g} | {r['test_ll']:.2f} | "
                          f"{r['test_elbo']:.2f} | {r['epoch1_train_elbo']:.2f} | {_fmt(r['kl'])} | "
