@@ -61,19 +61,20 @@ class HierarchicalVAE(PVAEModel):
         z_{l+1}. Sites are drawn in the model's order, so ``TraceMeanField_ELBO``
         applies.
 
-    Training the top-down guide: with Sønderby et al.'s precision-weighted merge
-    (``merge="precision"``, the default) the guide's mean follows the bottom-up
-    evidence only by the evidence's weight sigma_p^2 / (sigma_p^2 + sigma_hat^2).
-    In the first steps, while the decoder still draws the mean image, every
-    variation of z1 costs reconstruction, and the cheapest way to remove it is
-    to shrink the prior's scale: q(z1 | .) becomes p(z1 | z2), the evidence's
-    weight falls to ~0.001 within an epoch, and with it the gradient that would
-    teach the bottom-up pass (``benchmarks/VARIANTS.md``: 784-256-256 networks with
-    layer normalisation, z (64, 32), KL warm-up over 3 epochs: after 3 epochs on
-    10,000 images both layers carried under 0.1 nats, the evidence's weight 0.001). ``merge="residual"`` (Vahdat & Kautz 2020):
-    q = N(mu_p + d_mu, (sigma_p d_sigma)^2) keeps the evidence's gradient whatever
-    the prior's scale, and is what ``configs/ladder_top_down*.yaml`` use. Both
-    share the model's top-down path; see :mod:`pvae.models.merges`.
+    Training the top-down guide (measured in ``benchmarks/VARIANTS.md``): with
+    Sønderby et al.'s precision-weighted merge (``merge="precision"``, the
+    default) the guide's mean follows the bottom-up evidence only by its weight
+    sigma_p^2 / (sigma_p^2 + sigma_hat^2). While the decoder still draws the mean
+    image, shrinking the prior's scale removes z1's noise and lowers the KL at
+    once; the weight falls to ~0.001 within an epoch and with it the gradient that
+    would teach the bottom-up pass. ``merge="residual"`` (Vahdat & Kautz 2020)
+    keeps that gradient. Both share a second weakness: q(z_l | z_{l+1}, x) follows
+    p(z_l | z_{l+1}) at the guide's own draw of z_{l+1}, so an upper layer that
+    is still uninformative is noise in the layer below, and training cuts it off;
+    the analytic per-layer KL (``elbo="meanfield"``) softens this in small
+    networks. Upper layers still collapsed in the 784-256-256 networks and in
+    every five-layer ladder tried. ``configs/ladder_top_down*.yaml`` use
+    ``merge: residual`` and ``elbo: meanfield``; see :mod:`pvae.models.merges`.
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).

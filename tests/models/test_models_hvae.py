@@ -336,3 +336,30 @@ def test_merge_is_saved_configured_and_checked(x, tmp_path):
         hvae(guide="top_down", merge="product")
     with pytest.raises(ValueError, match="guide='bottom_up' has no merge"):
         hvae(merge="residual")
+
+
+def test_analytic_kl_gives_the_upper_layer_the_same_gradient_with_less_noise(x):
+    """Why the Ladder configs train with elbo='meanfield': the top-down guide draws its sites in
+    the model's order, so each layer's KL given the one above is analytic; the gradient reaching
+    the top layer's bottom-up head is the same in expectation as Trace_ELBO's and several
+    times less noisy (measured: 6x), a cleaner signal for the layer a noisy guide shuts."""
+    from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
+
+    torch.manual_seed(0)
+    m = hvae(guide="top_down")
+
+    def grads(elbo, n=50):
+        out = []
+        for seed in range(n):
+            m.zero_grad()
+            torch.manual_seed(seed)
+            elbo.differentiable_loss(m.model, m.guide, x[:16]).backward()
+            out.append(m.up_heads[1].weight.grad.flatten().clone())
+        return torch.stack(out)
+
+    mc, analytic = grads(FastTrace_ELBO()), grads(FastTraceMeanField_ELBO())
+    assert mc.var(0).sum() > 3 * analytic.var(0).sum()
+    se2 = (mc.var(0) + analytic.var(0)) / len(mc)
+    used = se2 > 0
+    chi2 = ((mc.mean(0) - analytic.mean(0))[used] ** 2 / se2[used]).mean()
+    assert chi2 < 2.0  # the same expectation: about 1 per entry for two unbiased estimates
