@@ -1,9 +1,9 @@
 """Hierarchical VAE: L stochastic layers, bottom-up or Ladder-style top-down guide.
 
 The top-down guide's merges of evidence and prior (Sønderby et al. 2016, eq. 18-19;
-Vahdat & Kautz 2020) are plain functions in :mod:`pvae.models.merges`, tested on their own. Every network is a
-:class:`pvae.nets.MLP`, with per-point layer normalisation (``norm="layer"``) as
-pvae's stand-in for the paper's batch normalisation.
+Vahdat & Kautz 2020) are plain functions in :mod:`pvae.models.merges`, tested on their
+own. Every network is a :class:`pvae.nets.MLP`, with per-point layer normalisation
+(``norm="layer"``) as pvae's stand-in for the paper's batch normalisation.
 """
 
 from __future__ import annotations
