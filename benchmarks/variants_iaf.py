@@ -15,7 +15,7 @@ import torch
 
 import pvae
 from common import mnist
-from pvae.flows import GaussianPosterior
+from pvae.flows import GaussianPosterior, train_flows
 
 #: The VAE both rows compare against (the same as the hvae row's).
 Z, HIDDEN = 64, (256, 256)
@@ -35,8 +35,15 @@ def _ablation(flows: int, **posterior):
     return make
 
 
-#: Training options of the variants that are not pvae.fit's defaults.
-FIT = {"vae_meanfield": {"elbo": "meanfield"}}
+def _thawed_at_half(m, epochs: int) -> dict:
+    """Flows frozen (near the identity) for the first half of the epochs, then trained."""
+    train_flows(m, False)
+    return {"callback": lambda row: row["epoch"] == epochs // 2 and train_flows(m)}
+
+
+#: Training options of the variants that are not pvae.fit's defaults: name -> f(model, epochs).
+FIT = {"vae_meanfield": lambda m, epochs: {"elbo": "meanfield"},
+       "iaf_thaw": _thawed_at_half}
 
 
 #: The IAF row's variants: name -> (description, maker given the number of flows).
@@ -47,6 +54,8 @@ IAF_VARIANTS = {
     "iaf": ("IAF (pvae's default): flows on the encoder's h (detached), near-identity init "
             "(gate bias 4), outputs x 0.1, base Gaussian's KL in closed form",
             lambda n: lambda: _vae(guide_flows=n)),
+    "iaf_thaw": ("IAF as `iaf`, its flows frozen near the identity for the first half of "
+                 "the epochs (`pvae.flows.train_flows`)", lambda n: lambda: _vae(guide_flows=n)),
     "iaf_mc": ("IAF: flows on the encoder's h (detached), near-identity init (gate bias 4), "
                "outputs x 0.1, Monte Carlo KL", lambda n: _ablation(n, context_dim=HIDDEN[-1])),
     "before": ("pvae before the fix: flows on (loc, log scale), default init, gate bias 2",
@@ -87,10 +96,11 @@ def _measure(m, d, xt, args, **fit_kw) -> dict:
 
 
 def _run(args, res, save, section: str, key: str, base: dict, make, reuse=None,
-         **fit_kw) -> None:
+         fit_for=None, **fit_kw) -> None:
     """Train ``make()`` once per seed; each seed's figures kept (``save``) as it completes.
     ``reuse``: an earlier entry of the same model, budget and evaluation whose seeds are
-    taken from it instead of trained again."""
+    taken from it instead of trained again. ``fit_for(model, epochs)``: more options of
+    ``pvae.fit`` for that model."""
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=args.smoke)
     xt = d.test.x[: args.test_points]
     out = res.setdefault(section, {})
@@ -102,7 +112,9 @@ def _run(args, res, save, section: str, key: str, base: dict, make, reuse=None,
                                                    "test_lls", "test_elbos", "active_units")}
         else:
             torch.manual_seed(seed)
-            r = _measure(make(), d, xt, args, seed=seed, **fit_kw)
+            m = make()
+            r = _measure(m, d, xt, args, seed=seed, **fit_kw,
+                         **(fit_for(m, args.epochs) if fit_for else {}))
         print(section, key, seed, r, flush=True)
         entry["seeds"].append(seed)
         for name, value in r.items():
@@ -122,7 +134,7 @@ def bench_iaf(args, res, save) -> None:
         flows = 0 if name.startswith("vae") else args.iaf_flows
         key = f"{name}, {flows} flows, {args.epochs} epochs, N {args.test_points}, K {args.k}"
         _run(args, res, save, "iaf", key, {"variant": name, "what": what, "flows": flows},
-             maker(args.iaf_flows), **FIT.get(name, {}))
+             maker(args.iaf_flows), fit_for=FIT.get(name))
 
 
 def bench_free_bits(args, res, save) -> None:

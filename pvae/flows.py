@@ -298,3 +298,25 @@ def displacement_bound(gate_bias: float = GATE_BIAS) -> float:
     """``1 - sigmoid(gate_bias)``: the most a freshly initialised flow moves z, per unit of
     ``|z|`` (each coordinate moves by exactly this times its magnitude)."""
     return 1.0 - 1.0 / (1.0 + math.exp(-gate_bias))
+
+
+def train_flows(model: nn.Module, trainable: bool = True) -> int:
+    """Switch the training of every IAF network in ``model`` on or off (``requires_grad`` of
+    the parameters of each :class:`GaussianPosterior`'s flows), and return how many flows
+    that touched. ``pvae.fit``'s optimiser skips parameters without gradients, so flows
+    switched off stay as they are (near the identity at initialisation) while the encoder
+    and decoder train, and start training when switched on again, e.g. from a ``callback``::
+
+        train_flows(m, False)
+        pvae.fit(m, x, epochs=30, callback=lambda row: row["epoch"] == 15 and train_flows(m))
+
+    Raises ``ValueError`` when ``model`` has no flows (the call would do nothing).
+    """
+    flows = [f for post in model.modules() if isinstance(post, GaussianPosterior)
+             for f in post.flows]
+    if not flows:
+        raise ValueError(f"{type(model).__name__} has no guide flows to train or freeze "
+                         "(build it with guide_flows=N)")
+    for f in flows:
+        f.requires_grad_(bool(trainable))
+    return len(flows)

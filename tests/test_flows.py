@@ -375,3 +375,21 @@ def test_the_base_kl_control_variate_has_mean_zero():
         pyro.distributions.Categorical(torch.ones(2)),
         pyro.distributions.Normal(torch.zeros(2, 2), 1.0).to_event(1))
     assert q.kl_control_variate(z[:1], mixture) is None
+
+
+def test_train_flows_freezes_and_thaws_the_flows_only(xy):
+    from pvae.flows import train_flows
+
+    x, _ = xy
+    m = pvae.VAE(64, 3, hidden_dims=(16,), guide_flows=2)
+    assert train_flows(m, False) == 2
+    flows0 = [p.clone() for p in m.posterior.parameters()]
+    enc0 = [p.clone() for p in m.encoder.parameters()]
+    pvae.fit(m, x[:64], epochs=1, batch_size=32, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(flows0, m.posterior.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(enc0, m.encoder.parameters()))
+    train_flows(m)
+    pvae.fit(m, x[:64], epochs=1, batch_size=32, seed=0)
+    assert not all(torch.equal(a, b) for a, b in zip(flows0, m.posterior.parameters()))
+    with pytest.raises(ValueError, match="no guide flows.*guide_flows=N"):
+        train_flows(pvae.VAE(64, 3, hidden_dims=(16,)))
