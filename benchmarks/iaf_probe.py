@@ -15,7 +15,9 @@ and any loss in joint training comes from the training dynamics.
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,9 +36,63 @@ def evaluate(m, xt, k: int) -> dict:
     return {"ll": round(ll, 3), "elbo": round(elbo, 3)}
 
 
+#: The diagnostic runs of VARIANTS.md (3 epochs, seed 0, 500 test images, K = 200):
+#: log file -> (what, the options after ``python benchmarks/iaf_probe.py``).
+PROBES = {
+    "plain3": ("Gaussian guide, Monte Carlo KL (`trace`)", "plain --epochs 3 --out P3"),
+    "plain3mf": ("Gaussian guide, analytic KL (`meanfield`)",
+                 "plain --epochs 3 --elbo meanfield --out P3MF"),
+    "j3_os01": ("IAF as the 30-epoch `iaf_mc` row (Monte Carlo KL)",
+                "joint --epochs 3 --output-scale 0.1"),
+    "j3_frozen": ("IAF, Monte Carlo KL, flows frozen at initialisation",
+                  "joint --epochs 3 --frozen"),
+    "j3_cv_os01": ("IAF, base KL in closed form (pvae's `iaf` now)",
+                   "joint --epochs 3 --cv --output-scale 0.1"),
+    "j3_cv_frozen": ("IAF, base KL in closed form, flows frozen at initialisation",
+                     "joint --epochs 3 --cv --frozen"),
+    "j3_cv": ("`iaf`, outputs x 1", "joint --epochs 3 --cv"),
+    "j3_cv_os001": ("`iaf`, outputs x 0.01", "joint --epochs 3 --cv --output-scale 0.01"),
+    "j3_cv_gb2": ("`iaf`, gate bias 2", "joint --epochs 3 --cv --output-scale 0.1 --gate-bias 2"),
+    "j3_cv_att": ("`iaf`, encoder trained through h",
+                  "joint --epochs 3 --cv --output-scale 0.1 --attached"),
+    "j3_cv_noctx": ("`iaf`, flows without context (h = 0)",
+                    "joint --epochs 3 --cv --output-scale 0.1 --no-context"),
+    "j3_cv_1flow": ("`iaf`, 1 flow", "joint --epochs 3 --cv --output-scale 0.1 --flows 1"),
+    "j3_cv_from2": ("`iaf`, flows frozen for epochs 1-2, trained in epoch 3",
+                    "joint --epochs 3 --cv --output-scale 0.1 --flows-from 2"),
+    "j3_cv_from2_os1": ("`iaf`, outputs x 1, flows frozen for epochs 1-2",
+                        "joint --epochs 3 --cv --flows-from 2"),
+    "j3_cv_from1_os1": ("`iaf`, outputs x 1, flows frozen for epoch 1",
+                        "joint --epochs 3 --cv --flows-from 1"),
+    "flows3_os1.0": ("flows alone (outputs x 1) trained 1 epoch on the frozen `trace` VAE",
+                     "flows --load P3 --epochs 1 --output-scale 1.0"),
+    "flowsmf": ("flows alone (outputs x 1) trained 2 epochs on the frozen `meanfield` VAE",
+                "flows --load P3MF --epochs 2 --output-scale 1.0"),
+}
+
+
+def record(logs: Path) -> None:
+    """Read the figures of :data:`PROBES` from their logs into variants.json ("iaf_probe")."""
+    from variants import save
+
+    out = {}
+    for name, (what, options) in PROBES.items():
+        lines = [ln for ln in (logs / f"{name}.log").read_text().splitlines()
+                 if ln.startswith(("plain", "joint", "flows only"))]
+        found = re.search(r"\{'ll': ([-.0-9]+), 'elbo': ([-.0-9]+)\} ([.0-9]+) min", lines[-1])
+        start = re.search(r"flows at init \{'ll': ([-.0-9]+), 'elbo': ([-.0-9]+)\}",
+                          (logs / f"{name}.log").read_text())
+        ll, elbo, minutes = map(float, found.groups())
+        out[name] = {"what": what, "command": f"python benchmarks/iaf_probe.py {options}",
+                     "test_ll": ll, "test_elbo": elbo, "minutes": minutes,
+                     **({"start_ll": float(start[1]), "start_elbo": float(start[2])}
+                        if start else {})}
+    save({"iaf_probe": out}, Path(__file__).parent)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["plain", "flows", "joint"])
+    p.add_argument("stage", choices=["plain", "flows", "joint", "record"])
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--out", default=None)
     p.add_argument("--load", default=None)
@@ -56,7 +112,10 @@ def main() -> None:
     p.add_argument("--train-points", type=int, default=60000)
     p.add_argument("--test-points", type=int, default=500)
     p.add_argument("--k", type=int, default=200)
+    p.add_argument("--logs", default="/work/runs/iaf", help="record: the runs' logs")
     args = p.parse_args()
+    if args.stage == "record":
+        return record(Path(args.logs))
     torch.set_num_threads(1)
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
     x, xt = d.train.x[: args.train_points], d.test.x[: args.test_points]

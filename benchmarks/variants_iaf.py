@@ -164,8 +164,9 @@ WHY = (
     "first step, so the flows moved z faster than the encoder and decoder could follow; "
     "scaling the flow networks' outputs by 0.1 (`scaled`) or reading h detached, "
     "without training the encoder through the flows (`detach`), each recovered it "
-    "({scaled} and {detach} against `attached`). The IAF row uses all of them (h, "
-    "near-identity start, outputs x 0.1, h detached). Every flow variant still trailed "
+    "({scaled} and {detach} against `attached`). The IAF rows use all of them (h, "
+    "near-identity start, outputs x 0.1, h detached; `iaf_mc`, called `iaf` until the base "
+    "KL in closed form was added, and `iaf`). Every flow variant still trailed "
     "the Gaussian guide after 5 epochs: the flows pay off, if at all, later in training. "
     "(`attached` ran as `iaf` in the first 5-epoch command, before the last two changes "
     "made it the ablation it is now.)")
@@ -181,23 +182,92 @@ def _why(runs: dict) -> list[str]:
     gap = lambda a, b: f"{ll[a] - ll[b]:+.2f} nats"  # noqa: E731
     out = ["", WHY.format(h=gap("default_init", "before"), init=gap("attached", "default_init"),
                           scaled=gap("scaled", "attached"), detach=gap("detach", "attached"))]
-    long = {r["variant"]: r for r in runs.values() if r.get("epochs") == 30}
-    if "iaf" in long and "vae" in long:
-        d_ll = long["iaf"]["test_lls"][0] - long["vae"]["test_lls"][0]
-        d_elbo = long["iaf"]["test_elbos"][0] - long["vae"]["test_elbos"][0]
-        met = d_ll >= 0.5 and d_elbo >= 1.0
-        out += ["", f"Target (issue 21: log p(x) at least 0.5 nats and the ELBO at least 1 nat "
-                f"better than the Gaussian guide's at the same budget): "
-                f"{'met' if met else 'not met'} at 30 epochs, seed 0: {d_ll:+.2f} nats of "
-                f"log p(x) and {d_elbo:+.2f} of ELBO"
-                + ("." if met else
-                   f", short by {0.5 - d_ll:.2f} and {1.0 - d_elbo:.2f}. The fix about halved the "
-                   "loss of pvae's earlier flows (-1.60 nats of log p(x) at 30 epochs in the "
-                   "table above, measured at an earlier commit on another machine), and at "
-                   "5 epochs the IAF row is the best flow variant; "
-                   "untried for lack of time: more flows at 30 epochs (at 5 epochs 4 flows "
-                   "trailed 2, rows above), wider or narrower flow networks, longer training, "
-                   "other seeds.")]
+    return out + _target(runs)
+
+
+FINDINGS = (
+    "What the diagnostics show (rows above; 3 epochs are noisy to a few tenths of a nat). "
+    "(1) The estimator: `vae` and `iaf_mc` were both trained with the Monte Carlo KL "
+    "(`trace`, pvae.fit's default), a fair pair; but the Gaussian guide trained with its "
+    "KL in closed form (`meanfield`) was {mf} nats of log p(x) better, an advantage a flow "
+    "guide cannot take as such. pvae's IAF guide now gets it in part: its distribution "
+    "(`pvae.flows.IAFDistribution`) gives the `trace` ELBO a zero-valued control variate "
+    "that puts the base Gaussian's KL in closed form and leaves only the flows' correction "
+    "to Monte Carlo; with the flows at the identity its gradient is the `meanfield` one "
+    "exactly (tests/test_flows.py). It gained {cv} nats of log p(x) over the Monte Carlo "
+    "KL; with the flows frozen, each estimator reproduces its Gaussian guide ({frozen_mc} and "
+    "{frozen_cv} nats), so the pipeline adds no loss of its own. (2) log q(z|x) is exact: "
+    "the whole chain of flows scores its samples as the change of variables with the "
+    "autograd Jacobian says, each flow is triangular in its own order and the orders "
+    "alternate (tests/test_flows.py). (3) The flows can help: trained alone on a frozen "
+    "VAE they raised its test ELBO by {alone} nats in 2 epochs (log p(x) {alone_ll:+.2f}); "
+    "but trained with the VAE from the start, no variant's test ELBO came above that of "
+    "the same guide with its flows frozen ({joint}) (our reading, not tested further: "
+    "trained jointly, the flows chase a decoder that is still changing fast). Freezing the flows for the first epochs gave the best 3-epoch figures "
+    "({thaw}), the `iaf_thaw` row. Reading h through the encoder (as the paper) cost "
+    "{attached} nats; no context, one flow, gate bias 2 or outputs x 0.01 did not change "
+    "the picture.")
+
+
+def _probe(probe: dict) -> list[str]:
+    """The diagnostics table and what it shows."""
+    if not probe:
+        return []
+    lines = ["", "Diagnostics (`benchmarks/iaf_probe.py`; 3 epochs of all 60,000 training "
+             "images, seed 0, the first 500 test images, K = 200; minutes include the "
+             "evaluation):", "", "| run | test log p(x) | test ELBO | minutes | command |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in probe.values():
+        start = (f" (from {r['start_ll']:.2f})" if "start_ll" in r else "",
+                 f" (from {r['start_elbo']:.2f})" if "start_elbo" in r else "")
+        lines.append(f"| {r['what']} | {r['test_ll']:.2f}{start[0]} | "
+                     f"{r['test_elbo']:.2f}{start[1]} | {r['minutes']:.1f} | `{r['command']}` |")
+    need = ("plain3", "plain3mf", "j3_os01", "j3_cv_os01", "j3_frozen", "j3_cv_frozen",
+            "flowsmf", "j3_cv_from2", "j3_cv_att")
+    if not all(k in probe for k in need):
+        return lines
+    ll = lambda a, b: f"{probe[a]['test_ll'] - probe[b]['test_ll']:+.2f}"  # noqa: E731
+    joint = [k for k in probe if k.startswith("j3_cv") and "frozen" not in k and "from" not in k]
+    frozen = probe["j3_cv_frozen"]["test_elbo"]
+    return lines + ["", FINDINGS.format(
+        mf=ll("plain3mf", "plain3"), cv=ll("j3_cv_os01", "j3_os01"),
+        frozen_mc=ll("j3_frozen", "plain3"), frozen_cv=ll("j3_cv_frozen", "plain3mf"),
+        alone=f"{probe['flowsmf']['test_elbo'] - probe['flowsmf']['start_elbo']:+.2f}",
+        alone_ll=probe["flowsmf"]["test_ll"] - probe["flowsmf"]["start_ll"],
+        joint=f"test ELBO {max(probe[k]['test_elbo'] for k in joint):.2f} at best against "
+              f"{frozen:.2f}",
+        thaw=f"log p(x) {probe['j3_cv_from2']['test_ll']:.2f} and ELBO "
+             f"{probe['j3_cv_from2']['test_elbo']:.2f}, against {probe['plain3mf']['test_ll']:.2f} "
+             f"and {probe['plain3mf']['test_elbo']:.2f} for `meanfield`",
+        attached=ll("j3_cv_att", "j3_cv_os01"))]
+
+
+def _gain(r, base, name, seed=0) -> float:
+    return r[name][r["seeds"].index(seed)] - base[name][base["seeds"].index(seed)]
+
+
+def _target(runs: dict) -> list[str]:
+    """The issue's target, per budget: each flow row against each Gaussian row (seed 0)."""
+    out = []
+    for epochs in sorted({r["epochs"] for r in runs.values()}, reverse=True):
+        if epochs < 20:
+            continue
+        at = {r["variant"]: r for r in runs.values()
+              if r["epochs"] == epochs and r["test_points"] >= 2000}
+        parts = []
+        for flow in ("iaf", "iaf_thaw", "iaf_mc"):
+            for base in ("vae_meanfield", "vae"):
+                if flow in at and base in at and 0 in at[flow]["seeds"] and \
+                        0 in at[base]["seeds"]:
+                    d_ll = _gain(at[flow], at[base], "test_lls")
+                    d_elbo = _gain(at[flow], at[base], "test_elbos")
+                    met = d_ll >= 0.5 and d_elbo >= 1.0
+                    parts.append(f"`{flow}` against `{base}`: {d_ll:+.2f} nats of log p(x), "
+                                 f"{d_elbo:+.2f} of ELBO ({'met' if met else 'not met'})")
+        if parts:
+            out += ["", f"Target (issue 21: log p(x) at least 0.5 nats and the ELBO at least "
+                    f"1 nat better than the Gaussian guide's at the same budget), {epochs} "
+                    "epochs, seed 0: " + "; ".join(parts) + "."]
     return out
 
 
@@ -245,7 +315,7 @@ def markdown(res) -> list[str]:
                 f"{', '.join(map(str, r['active_units']))} | "
                 f"{np.mean(r['train_seconds']) / 60:.1f} |")
         if section == "iaf":
-            lines += _why(runs)
+            lines += _why(runs) + _probe(res.get("iaf_probe", {}))
         else:
             lines += ["", "Free bits (`pvae.fit(free_bits=...)`) floors each latent dimension's "
                       "minibatch-averaged KL in the training objective only; the train ELBO "
