@@ -154,10 +154,10 @@ class IAFDistribution(dist.TransformedDistribution):
         """A zero-valued tensor of shape ``value.shape[:-1]`` whose gradient is that of
         ``KL(q_0 || p) - (log q_0(z_0) - log p(z_0))`` at the base draw ``z_0`` behind
         ``value``; ``None`` when ``KL(q_0 || prior)`` has no closed form (a mixture or
-        VampPrior p(z)) or the shapes do not match, and the plain Monte Carlo KL is used."""
+        VampPrior p(z)) or the shapes do not match: the plain Monte Carlo KL is then used."""
         try:
             kl0 = torch.distributions.kl_divergence(self.base_dist, prior)
-        except (NotImplementedError, ValueError, RuntimeError):
+        except NotImplementedError:
             return None
         z0 = value
         for t in reversed(self.transforms):  # the cached base draw when value was sampled here
