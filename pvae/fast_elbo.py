@@ -69,7 +69,13 @@ def _log_prob_sum(msg) -> torch.Tensor:
 def _control_variates(model_sites: dict, guide_sites: dict):
     """Zero-valued terms from guide distributions that offer ``kl_control_variate(value,
     prior)`` (:class:`pvae.flows.IAFDistribution`: the base Gaussian's KL in closed form);
-    they change the gradient's variance, not its mean nor the loss's value."""
+    they change the gradient's variance, not its mean nor the loss's value. Only where the
+    guide draws the latent sites in the model's order (the mean-field condition): a prior
+    that depends on a site the guide draws later (the bottom-up hierarchical guide) would
+    bias the gradient, and there the Monte Carlo KL is used."""
+    model_order = [name for name in model_sites if name in guide_sites]
+    if model_order != [name for name in guide_sites if name in model_sites]:
+        return
     for name, g in guide_sites.items():
         cv = getattr(g["fn"], "kl_control_variate", None)
         m = model_sites.get(name)
