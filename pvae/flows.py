@@ -46,6 +46,8 @@ ELBO a zero-valued control variate that puts the base Gaussian's KL in closed fo
 leaves only the flows' correction to Monte Carlo (:meth:`IAFDistribution.kl_control_variate`);
 the loss's value and the gradient's mean are unchanged, and with the flows at the
 identity the gradient is the ``meanfield`` one exactly (``tests/test_flows.py``).
+:func:`train_flows` freezes and thaws the flows (a flow warm-up: the VAE trains with its
+flows at the identity first, as measured in ``benchmarks/VARIANTS.md``).
 
 Checkpoints: the flows' parameters are ``flows.{i}.arn.*``. A checkpoint written
 by an earlier pvae, whose flows were Pyro's ``conditional_affine_autoregressive``
