@@ -242,12 +242,15 @@ def _probe(probe: dict) -> list[str]:
         attached=ll("j3_cv_att", "j3_cv_os01"))]
 
 
-def _gain(r, base, name, seed=0) -> float:
-    return r[name][r["seeds"].index(seed)] - base[name][base["seeds"].index(seed)]
+def _gains(r, base, name) -> list[float]:
+    """Per seed, over the seeds both rows have: ``r``'s figure minus ``base``'s."""
+    return [v - base[name][base["seeds"].index(seed)]
+            for seed, v in zip(r["seeds"], r[name]) if seed in base["seeds"]]
 
 
 def _target(runs: dict) -> list[str]:
-    """The issue's target, per budget: each flow row against each Gaussian row (seed 0)."""
+    """The issue's target, per budget: each flow row against each Gaussian row (mean gain
+    over their common seeds, each seed's in brackets)."""
     out = []
     for epochs in sorted({r["epochs"] for r in runs.values()}, reverse=True):
         if epochs < 20:
@@ -257,17 +260,19 @@ def _target(runs: dict) -> list[str]:
         parts = []
         for flow in ("iaf", "iaf_thaw", "iaf_mc"):
             for base in ("vae_meanfield", "vae"):
-                if flow in at and base in at and 0 in at[flow]["seeds"] and \
-                        0 in at[base]["seeds"]:
-                    d_ll = _gain(at[flow], at[base], "test_lls")
-                    d_elbo = _gain(at[flow], at[base], "test_elbos")
-                    met = d_ll >= 0.5 and d_elbo >= 1.0
-                    parts.append(f"`{flow}` against `{base}`: {d_ll:+.2f} nats of log p(x), "
-                                 f"{d_elbo:+.2f} of ELBO ({'met' if met else 'not met'})")
+                if flow not in at or base not in at or not _gains(at[flow], at[base], "test_lls"):
+                    continue
+                d_ll, d_elbo = (_gains(at[flow], at[base], n) for n in ("test_lls", "test_elbos"))
+                met = np.mean(d_ll) >= 0.5 and np.mean(d_elbo) >= 1.0
+                each = lambda d: ", ".join(f"{v:+.2f}" for v in d)  # noqa: E731
+                parts.append(f"`{flow}` against `{base}` ({len(d_ll)} seed"
+                             f"{'s' if len(d_ll) > 1 else ''}): {np.mean(d_ll):+.2f} nats of "
+                             f"log p(x) ({each(d_ll)}), {np.mean(d_elbo):+.2f} of ELBO "
+                             f"({each(d_elbo)}): {'met' if met else 'not met'}")
         if parts:
             out += ["", f"Target (issue 21: log p(x) at least 0.5 nats and the ELBO at least "
                     f"1 nat better than the Gaussian guide's at the same budget), {epochs} "
-                    "epochs, seed 0: " + "; ".join(parts) + "."]
+                    "epochs: " + "; ".join(parts) + "."]
     return out
 
 
@@ -292,8 +297,11 @@ def markdown(res) -> list[str]:
                   "train ELBO | KL | active units | minutes per run |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         budget = lambda r: (r["epochs"], r["test_points"], r["k"])  # noqa: E731
-        bases = {budget(r): r for r in runs.values()
-                 if r.get("variant") == "vae" or r.get("free_bits") == 0.0}
+        # the gains are against vae_meanfield where the budget has it (the stronger Gaussian
+        # guide), else against vae (both guides' rows against both: the target lines below)
+        bases = {budget(r): r for r in sorted(runs.values(),
+                                              key=lambda r: r.get("variant") == "vae_meanfield")
+                 if r.get("variant") in ("vae", "vae_meanfield") or r.get("free_bits") == 0.0}
         for r in sorted(runs.values(), key=budget, reverse=True):
             base = bases.get(budget(r))
             gains = ["", ""]
@@ -315,6 +323,10 @@ def markdown(res) -> list[str]:
                 f"{', '.join(map(str, r['active_units']))} | "
                 f"{np.mean(r['train_seconds']) / 60:.1f} |")
         if section == "iaf":
+            lines += ["", "In this table the gains are against `vae_meanfield` where the budget "
+                      "has it, else against `vae`. `iaf` and `iaf_thaw` are trained with the "
+                      "base Gaussian's KL in closed form, as `vae_meanfield` is with its whole "
+                      "KL; `iaf_mc` and the ablations with the Monte Carlo KL, as `vae`."]
             lines += _why(runs) + _probe(res.get("iaf_probe", {}))
         else:
             lines += ["", "Free bits (`pvae.fit(free_bits=...)`) floors each latent dimension's "
