@@ -215,7 +215,7 @@ def _probe(probe: dict) -> list[str]:
         return []
     lines = ["", "Diagnostics (`benchmarks/iaf_probe.py`; 3 epochs of all 60,000 training "
              "images, seed 0, the first 500 test images, K = 200; minutes include the "
-             "evaluation):", "", "| run | test log p(x) | test ELBO | minutes | command |",
+             "evaluation; P3 and P3MF are the files the two `plain` runs saved):", "", "| run | test log p(x) | test ELBO | minutes | command |",
              "| --- | --- | --- | --- | --- |"]
     for r in probe.values():
         start = (f" (from {r['start_ll']:.2f})" if "start_ll" in r else "",
