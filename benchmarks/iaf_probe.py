@@ -1,7 +1,7 @@
 """Diagnostics for the IAF guide (issue 21): how much can flows gain on a given decoder?
 
     # train the plain VAE of the iaf row and save it
-    python benchmarks/iaf_probe.py plain --epochs 3 --out /work/runs/iaf/plain3.pt
+    python benchmarks/iaf_probe.py plain --epochs 3 --save /work/runs/iaf/plain3.pt
     # freeze its encoder and decoder, train only IAF flows on top, compare the test ELBO
     python benchmarks/iaf_probe.py flows --load /work/runs/iaf/plain3.pt --epochs 1 \
         --output-scale 1.0
@@ -15,6 +15,7 @@ and any loss in joint training comes from the training dynamics.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from pathlib import Path
@@ -22,8 +23,8 @@ from pathlib import Path
 import torch
 
 import pvae
-from common import mnist
-from pvae.flows import GaussianPosterior
+from common import add_smoke_options, mnist, output_dir
+from pvae.flows import GaussianPosterior, train_flows
 
 Z, HIDDEN = 64, (256, 256)
 
@@ -39,9 +40,9 @@ def evaluate(m, xt, k: int) -> dict:
 #: The diagnostic runs of VARIANTS.md (3 epochs, seed 0, 500 test images, K = 200):
 #: log file -> (what, the options after ``python benchmarks/iaf_probe.py``).
 PROBES = {
-    "plain3": ("Gaussian guide, Monte Carlo KL (`trace`)", "plain --epochs 3 --out P3"),
+    "plain3": ("Gaussian guide, Monte Carlo KL (`trace`)", "plain --epochs 3 --save P3"),
     "plain3mf": ("Gaussian guide, analytic KL (`meanfield`)",
-                 "plain --epochs 3 --elbo meanfield --out P3MF"),
+                 "plain --epochs 3 --elbo meanfield --save P3MF"),
     "j3_os01": ("IAF as the 30-epoch `iaf_mc` row (Monte Carlo KL)",
                 "joint --epochs 3 --output-scale 0.1"),
     "j3_frozen": ("IAF, Monte Carlo KL, flows frozen at initialisation",
@@ -90,12 +91,12 @@ def record(logs: Path) -> None:
     save({"iaf_probe": out}, Path(__file__).parent)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["plain", "flows", "joint", "record"])
+    p.add_argument("stage", nargs="?", choices=["plain", "flows", "joint", "record"])
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--out", default=None)
-    p.add_argument("--load", default=None)
+    p.add_argument("--save", default=None, help="plain: where to save the trained VAE")
+    p.add_argument("--load", default=None, help="flows: the VAE a plain run saved")
     p.add_argument("--flows", type=int, default=2)
     p.add_argument("--output-scale", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -113,51 +114,81 @@ def main() -> None:
     p.add_argument("--test-points", type=int, default=500)
     p.add_argument("--k", type=int, default=200)
     p.add_argument("--logs", default="/work/runs/iaf", help="record: the runs' logs")
-    args = p.parse_args()
-    if args.stage == "record":
-        return record(Path(args.logs))
-    torch.set_num_threads(1)
-    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
-    x, xt = d.train.x[: args.train_points], d.test.x[: args.test_points]
-    torch.manual_seed(0)
-    t = time.perf_counter()
-    if args.stage == "plain":
-        m = pvae.VAE(784, Z, hidden_dims=HIDDEN)
-        pvae.fit(m, x, epochs=args.epochs, transform=d.transform, seed=0, elbo=args.elbo)
-        torch.save(m.state_dict(), args.out)
-        print("plain", args.epochs, args.elbo, evaluate(m, xt, args.k),
-              f"{(time.perf_counter() - t) / 60:.1f} min", flush=True)
-        return
-    if args.stage == "joint":
-        m = pvae.VAE(784, Z, hidden_dims=HIDDEN, guide_flows=args.flows)
-        m.posterior = GaussianPosterior(
-            Z, args.flows, HIDDEN[-1], [args.flow_hidden] * 2 if args.flow_hidden else None,
-            output_scale=args.output_scale, detach_context=not args.attached,
-            gate_bias=args.gate_bias, base_kl=args.cv)
-        if args.no_context:
-            old = m.posterior.forward
-            m.posterior.forward = lambda loc, scale, h: old(loc, scale, torch.zeros_like(h))
-        if args.frozen or args.flows_from:
-            m.posterior.requires_grad_(False)
+    add_smoke_options(p, None)
+    return p
 
-        def thaw(row):
-            if args.flows_from and row["epoch"] == args.flows_from:
-                m.posterior.requires_grad_(True)
-        pvae.fit(m, x, epochs=args.epochs, transform=d.transform, seed=0, lr=args.lr,
-                 callback=thaw)
-        print("joint", vars(args), evaluate(m, xt, args.k),
-              f"{(time.perf_counter() - t) / 60:.1f} min", flush=True)
-        return
+
+def plain(args, d) -> dict:
+    m = pvae.VAE(784, Z, hidden_dims=HIDDEN)
+    pvae.fit(m, d.train.x[: args.train_points], epochs=args.epochs, transform=d.transform,
+             seed=0, elbo=args.elbo)
+    torch.save(m.state_dict(), args.save)
+    return evaluate(m, d.test.x[: args.test_points], args.k)
+
+
+def joint(args, d) -> dict:
+    m = pvae.VAE(784, Z, hidden_dims=HIDDEN, guide_flows=args.flows)
+    m.posterior = GaussianPosterior(
+        Z, args.flows, HIDDEN[-1], [args.flow_hidden] * 2 if args.flow_hidden else None,
+        output_scale=args.output_scale, detach_context=not args.attached,
+        gate_bias=args.gate_bias, base_kl=args.cv)
+    if args.no_context:
+        old = m.posterior.forward
+        m.posterior.forward = lambda loc, scale, h: old(loc, scale, torch.zeros_like(h))
+    if args.frozen or args.flows_from:
+        train_flows(m, False)
+    thaw = lambda row: args.flows_from and row["epoch"] == args.flows_from and train_flows(m)  # noqa: E731
+    pvae.fit(m, d.train.x[: args.train_points], epochs=args.epochs, transform=d.transform,
+             seed=0, lr=args.lr, callback=thaw)
+    return evaluate(m, d.test.x[: args.test_points], args.k)
+
+
+def flows_alone(args, d) -> tuple[dict, dict]:
+    """The flows trained on a saved VAE whose encoder and decoder stay fixed."""
+    xt = d.test.x[: args.test_points]
     m = pvae.VAE(784, Z, hidden_dims=HIDDEN, guide_flows=args.flows)
     m.posterior = GaussianPosterior(Z, args.flows, HIDDEN[-1], output_scale=args.output_scale)
     missing = m.load_state_dict(torch.load(args.load), strict=False)
     assert all(k.startswith("posterior.") for k in missing.missing_keys), missing
-    print("flows at init", evaluate(m, xt, args.k), flush=True)
+    start = evaluate(m, xt, args.k)
     for name, q in m.named_parameters():
         q.requires_grad_(name.startswith("posterior."))
-    pvae.fit(m, x, epochs=args.epochs, transform=d.transform, seed=0, lr=args.lr)
-    print("flows only", args.flows, args.output_scale, args.lr, evaluate(m, xt, args.k),
-          f"{(time.perf_counter() - t) / 60:.1f} min", flush=True)
+    pvae.fit(m, d.train.x[: args.train_points], epochs=args.epochs, transform=d.transform,
+             seed=0, lr=args.lr)
+    return start, evaluate(m, xt, args.k)
+
+
+def smoke(args, folder: Path) -> dict:
+    """Every stage for one epoch on the digits stand-in; results into ``folder``."""
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=True)
+    args.k, args.test_points, args.save = 10, 32, str(folder / "plain.pt")
+    args.load, args.cv = args.save, True
+    res = {"plain": plain(args, d), "joint": joint(args, d), "flows": flows_alone(args, d)}
+    (folder / "iaf_probe.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    folder = output_dir(args, None)
+    torch.set_num_threads(1)
+    if args.smoke:
+        return smoke(args, folder)
+    if args.stage == "record":
+        return record(Path(args.logs))
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
+    torch.manual_seed(0)
+    t = time.perf_counter()
+    took = lambda: f"{(time.perf_counter() - t) / 60:.1f} min"  # noqa: E731
+    if args.stage == "plain":
+        print("plain", args.epochs, args.elbo, plain(args, d), took(), flush=True)
+    elif args.stage == "joint":
+        print("joint", vars(args), joint(args, d), took(), flush=True)
+    else:
+        start, end = flows_alone(args, d)
+        print("flows at init", start, flush=True)
+        print("flows only", args.flows, args.output_scale, args.lr, end, took(), flush=True)
+    return True
 
 
 if __name__ == "__main__":
