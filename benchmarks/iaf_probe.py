@@ -5,6 +5,11 @@
     # freeze its encoder and decoder, train only IAF flows on top, compare the test ELBO
     python benchmarks/iaf_probe.py flows --load /work/runs/iaf/plain3.pt --epochs 1 \
         --output-scale 1.0
+    # train a flow VAE from scratch with one setting changed (--cv: the base KL in closed
+    # form; --frozen, --flows-from N, --attached, --no-context, --gate-bias, ...)
+    python benchmarks/iaf_probe.py joint --epochs 3 --cv --output-scale 0.1 --flows-from 2
+    # read the logs of PROBES into variants.json / VARIANTS.md
+    python benchmarks/iaf_probe.py record --logs /work/runs/iaf
 
 The second stage measures the part of the Gaussian guide's gap that flows can close with
 the model p(x, z) held fixed (Cremer et al. 2018's approximation gap, amortised): if it is
