@@ -38,6 +38,17 @@ otherwise start moving z faster than the encoder and decoder can follow. On bina
 MNIST after 5 epochs each change alone gained 2.2-2.6 nats of test log-likelihood over
 the flows without them (`benchmarks/VARIANTS.md`).
 
+The KL term (:class:`IAFDistribution`): the mean-field Gaussian guide is usually trained
+with its KL in closed form (``meanfield``), which a flow guide cannot have; the Monte
+Carlo KL (``trace``) cost the Gaussian guide itself 2.2 nats of test log-likelihood after
+3 epochs on binarised MNIST. The flow guide's distribution therefore offers the ``trace``
+ELBO a zero-valued control variate that puts the base Gaussian's KL in closed form and
+leaves only the flows' correction to Monte Carlo (:meth:`IAFDistribution.kl_control_variate`);
+the loss's value and the gradient's mean are unchanged, and with the flows at the
+identity the gradient is the ``meanfield`` one exactly (``tests/test_flows.py``).
+:func:`train_flows` freezes and thaws the flows (a flow warm-up: the VAE trains with its
+flows at the identity first, as measured in ``benchmarks/VARIANTS.md``).
+
 Checkpoints: the flows' parameters are ``flows.{i}.arn.*``. A checkpoint written
 by an earlier pvae, whose flows were Pyro's ``conditional_affine_autoregressive``
 on ``(loc, log scale)`` (parameters ``flows.{i}.nn.*``), cannot be loaded into
@@ -123,6 +134,42 @@ class GatedIAF(torch.distributions.Transform):
         return nn.functional.logsigmoid(self._params(z)[1]).sum(-1)
 
 
+class IAFDistribution(dist.TransformedDistribution):
+    """q(z | x): a diagonal Normal pushed through gated IAFs, with a lower-variance KL.
+
+    ``log_prob`` is the exact density (change of variables). :meth:`kl_control_variate`
+    gives the ELBO (``elbo="trace"``, :class:`pvae.fast_elbo.FastTrace_ELBO`) a term of
+    value zero whose gradient turns the Monte Carlo KL ``log q(z_T) - log p(z_T)`` into
+
+        KL(q_0 || p) + [log p(z_0) - log p(z_T) - sum_t log |det dz_t / dz_{t-1}|]
+
+    the base Gaussian's KL in closed form plus a Monte Carlo correction for the flows:
+    the same expectation (the subtracted term ``log q_0(z_0) - log p(z_0) - KL(q_0 || p)``
+    has mean zero for every parameter value), so the gradient stays unbiased, and while
+    the flows are near the identity the correction is near zero, so the estimator is
+    near the mean-field ELBO's analytic KL (pvae's ``meanfield``) rather than the plain
+    Monte Carlo KL. Measured on binarised MNIST, ``benchmarks/VARIANTS.md``.
+    """
+
+    def kl_control_variate(self, value: torch.Tensor,
+                           prior: torch.distributions.Distribution) -> Optional[torch.Tensor]:
+        """A zero-valued tensor of shape ``value.shape[:-1]`` whose gradient is that of
+        ``KL(q_0 || p) - (log q_0(z_0) - log p(z_0))`` at the base draw ``z_0`` behind
+        ``value``; ``None`` when ``KL(q_0 || prior)`` has no closed form (a mixture or
+        VampPrior p(z)) or the shapes do not match: the plain Monte Carlo KL is then used."""
+        try:
+            kl0 = torch.distributions.kl_divergence(self.base_dist, prior)
+        except NotImplementedError:
+            return None
+        z0 = value
+        for t in reversed(self.transforms):  # the cached base draw when value was sampled here
+            z0 = t.inv(z0)
+        d = kl0 - (self.base_dist.log_prob(z0) - prior.log_prob(z0))
+        if d.shape != value.shape[:-1]:
+            return None
+        return d - d.detach()
+
+
 def _near_identity(arn: ConditionalAutoRegressiveNN) -> None:
     """Zero the last layer, so that ``m = 0`` and ``s = 0`` for every input at first."""
     last = arn.layers[-1]
@@ -163,6 +210,10 @@ class GaussianPosterior(nn.Module):
         Condition on ``h`` without training the encoder through the flows
         (default): the flows read the encoder's features, the encoder learns them
         for ``(loc, scale)`` alone.
+    base_kl
+        Return an :class:`IAFDistribution` (default), whose control variate gives the
+        ``trace`` ELBO the base Gaussian's KL in closed form; ``False``: a plain
+        ``TransformedDistribution`` (the Monte Carlo KL throughout; for ablations).
 
     Raises
     ------
@@ -174,7 +225,7 @@ class GaussianPosterior(nn.Module):
     def __init__(self, z_dim: int, num_flows: int = 0, context_dim: Optional[int] = None,
                  hidden_dims: Sequence[int] | None = None, *, gate_bias: float = GATE_BIAS,
                  identity_init: bool = True, output_scale: float = OUTPUT_SCALE,
-                 detach_context: bool = True):
+                 detach_context: bool = True, base_kl: bool = True):
         super().__init__()
         if not (isinstance(num_flows, int) and not isinstance(num_flows, bool)
                 and num_flows >= 0):
@@ -187,7 +238,7 @@ class GaussianPosterior(nn.Module):
                              "(MADE needs a hidden unit per latent coordinate)")
         self.z_dim, self.num_flows, self.gate_bias = z_dim, num_flows, float(gate_bias)
         self.context_dim, self.output_scale = context_dim, float(output_scale)
-        self.detach_context = bool(detach_context)
+        self.detach_context, self.base_kl = bool(detach_context), bool(base_kl)
         order = torch.arange(z_dim)
         self.flows = nn.ModuleList()
         for i in range(num_flows):
@@ -222,7 +273,8 @@ class GaussianPosterior(nn.Module):
                              f"{self.context_dim}, got {got}; pass posterior(loc, scale, h)")
         if self.detach_context:
             context = context.detach()
-        return dist.TransformedDistribution(base, [
+        cls = IAFDistribution if self.base_kl else dist.TransformedDistribution
+        return cls(base, [
             GatedIAF(f.arn, context, self.gate_bias, self.output_scale) for f in self.flows])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -248,3 +300,25 @@ def displacement_bound(gate_bias: float = GATE_BIAS) -> float:
     """``1 - sigmoid(gate_bias)``: the most a freshly initialised flow moves z, per unit of
     ``|z|`` (each coordinate moves by exactly this times its magnitude)."""
     return 1.0 - 1.0 / (1.0 + math.exp(-gate_bias))
+
+
+def train_flows(model: nn.Module, trainable: bool = True) -> int:
+    """Switch the training of every IAF network in ``model`` on or off (``requires_grad`` of
+    the parameters of each :class:`GaussianPosterior`'s flows), and return how many flows
+    that touched. ``pvae.fit``'s optimiser skips parameters without gradients, so flows
+    switched off stay as they are (near the identity at initialisation) while the encoder
+    and decoder train, and start training when switched on again, e.g. from a ``callback``::
+
+        train_flows(m, False)
+        pvae.fit(m, x, epochs=30, callback=lambda row: row["epoch"] == 15 and train_flows(m))
+
+    Raises ``ValueError`` when ``model`` has no flows (the call would do nothing).
+    """
+    flows = [f for post in model.modules() if isinstance(post, GaussianPosterior)
+             for f in post.flows]
+    if not flows:
+        raise ValueError(f"{type(model).__name__} has no guide flows to train or freeze "
+                         "(build it with guide_flows=N)")
+    for f in flows:
+        f.requires_grad_(bool(trainable))
+    return len(flows)

@@ -17,6 +17,7 @@ HELPERS = {"common", "variants_priors", "variants_iaf", "ladder", "seq_reference
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
+    "iaf_probe": ([], ["iaf_probe.json"]),
     "jit": ([], ["JIT.md"]),
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
     "reference": ([], ["reference.json"]),

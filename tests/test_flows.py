@@ -273,3 +273,146 @@ def test_output_scale_scales_the_networks_outputs():
     m, s = flow.arn(z, h)
     m2, logit = flow._params(z)
     assert torch.allclose(m2, 0.1 * m) and torch.allclose(logit, 0.1 * s + GATE_BIAS)
+
+
+def test_the_whole_flow_scores_its_samples_by_the_change_of_variables():
+    """log q(z) as the ELBO computes it (a sample scored through the cached flows) equals the
+    base Normal's log-density at z0 minus log |det dz/dz0| of the whole chain of flows,
+    the Jacobian by autograd; and the chain is autoregressive in each flow's own order,
+    the order reversed from one flow to the next."""
+    torch.manual_seed(1)
+    d, c = 4, 3
+    post = GaussianPosterior(d, 2, context_dim=c)
+    _randomise(post, std=0.5)
+    loc, scale, h = torch.randn(d), torch.rand(d) + 0.5, torch.randn(c)
+    orders = [f.arn.permutation.tolist() for f in post.flows]
+    assert orders == [list(range(d)), list(range(d))[::-1]]
+    q = post(loc, scale, h)
+    base = torch.distributions.Normal(loc, scale)
+
+    def chain(z0):
+        for t in q.transforms:
+            z0 = GatedIAF(t.arn, h, t.gate_bias, t.output_scale)._call(z0)
+        return z0
+
+    for _ in range(3):
+        z = q.rsample()
+        z0 = _base_and_flowed(q, z)
+        jac = torch.autograd.functional.jacobian(chain, z0.detach())
+        assert torch.allclose(chain(z0), z, atol=1e-6)
+        brute = base.log_prob(z0).sum() - torch.linalg.slogdet(jac)[1]
+        assert torch.allclose(q.log_prob(z), brute, atol=1e-5)
+        # a fresh distribution (no cache) inverts z and gives the same density
+        assert torch.allclose(post(loc, scale, h).log_prob(z.detach()), brute, atol=1e-4)
+    # each flow alone is triangular in its order, so the chain of two (opposite orders)
+    # is not triangular in either: coordinate 0 depends on the last through flow 2 (a
+    # structural zero would be exactly 0; the entries are small at output scale 0.1)
+    assert jac[0, d - 1].abs() > 1e-7 and jac[d - 1, 0].abs() > 1e-7
+
+
+def _identity_flows(model, gate_bias=40.0):
+    """Flows that are exactly the identity (gate 1 in float32, m = 0)."""
+    z_dim, ctx = model.posterior.z_dim, model.posterior.context_dim
+    model.posterior = GaussianPosterior(z_dim, 2, ctx, gate_bias=gate_bias)
+    return model
+
+
+def test_the_base_kl_control_variate_gives_the_mean_field_gradient(xy):
+    """With flows at the identity, the trace ELBO of the IAF guide has the loss value of
+    the Monte Carlo KL but the gradient of the analytic KL (pvae's meanfield)."""
+    from pvae.elbos import make_elbo
+
+    x, _ = xy
+    x = x[:16]
+    torch.manual_seed(0)
+    plain = pvae.VAE(64, 3, hidden_dims=(16,))
+    flowed = _identity_flows(pvae.VAE(64, 3, hidden_dims=(16,), guide_flows=2))
+    flowed.load_state_dict(plain.state_dict(), strict=False)
+
+    def loss_and_grads(m, name, base_kl=True):
+        m.posterior.base_kl = base_kl
+        pyro.set_rng_seed(3)
+        m.zero_grad()
+        loss = make_elbo(name).differentiable_loss(m.model, m.guide, x)
+        loss.backward()
+        return loss.item(), {k: p.grad.clone() for k, p in m.named_parameters()
+                             if not k.startswith("posterior.")}
+
+    mf_loss, mf = loss_and_grads(plain, "meanfield")
+    trace_loss, trace = loss_and_grads(plain, "trace")
+    cv_loss, cv = loss_and_grads(flowed, "trace")
+    mc_loss, mc = loss_and_grads(flowed, "trace", base_kl=False)
+    assert cv_loss == pytest.approx(mc_loss, rel=1e-6)  # the control variate's value is 0
+    assert cv_loss == pytest.approx(trace_loss, rel=1e-5)
+    assert mf_loss != pytest.approx(trace_loss, rel=1e-3)
+    for k in mf:
+        assert torch.allclose(cv[k], mf[k], atol=1e-4), k
+        assert torch.allclose(mc[k], trace[k], atol=1e-4), k
+    assert not all(torch.allclose(mc[k], mf[k], atol=1e-4) for k in mf)
+
+
+def test_the_base_kl_control_variate_has_mean_zero():
+    """Its gradient averages to zero over draws (the estimator stays unbiased), for flows
+    away from the identity; and there is none for a prior without a closed-form KL."""
+    torch.manual_seed(0)
+    post = GaussianPosterior(2, 2, context_dim=2)
+    _randomise(post, std=0.5)
+    loc = torch.tensor([0.3, -0.5], requires_grad=True)
+    scale = torch.tensor([0.7, 1.4], requires_grad=True)
+    n = 50000
+    q = post(loc.expand(n, 2), scale.expand(n, 2), torch.randn(2).expand(n, 2))
+    prior = pyro.distributions.Normal(torch.zeros(n, 2), 1.0).to_event(1)
+    z = q.rsample()
+    term = q.kl_control_variate(z, prior)
+    assert term.shape == (n,) and torch.all(term == 0)
+    # (the term reads only the base draw z0 and (loc, scale), not the flows' weights)
+    for g in torch.autograd.grad(term.mean(), [loc, scale], retain_graph=True):
+        assert g.abs().max() < 0.02
+    # the per-draw gradients are not zero: the term does change the estimator
+    one = torch.autograd.grad(term[0], [loc])[0]
+    assert one.abs().max() > 0.05
+    mixture = pyro.distributions.MixtureSameFamily(
+        pyro.distributions.Categorical(torch.ones(2)),
+        pyro.distributions.Normal(torch.zeros(2, 2), 1.0).to_event(1))
+    assert q.kl_control_variate(z[:1], mixture) is None
+
+
+def test_train_flows_freezes_and_thaws_the_flows_only(xy):
+    from pvae.flows import train_flows
+
+    x, _ = xy
+    m = pvae.VAE(64, 3, hidden_dims=(16,), guide_flows=2)
+    assert train_flows(m, False) == 2
+    flows0 = [p.clone() for p in m.posterior.parameters()]
+    enc0 = [p.clone() for p in m.encoder.parameters()]
+    pvae.fit(m, x[:64], epochs=1, batch_size=32, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(flows0, m.posterior.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(enc0, m.encoder.parameters()))
+    train_flows(m)
+    pvae.fit(m, x[:64], epochs=1, batch_size=32, seed=0)
+    assert not all(torch.equal(a, b) for a, b in zip(flows0, m.posterior.parameters()))
+    with pytest.raises(ValueError, match="no guide flows.*guide_flows=N"):
+        train_flows(pvae.VAE(64, 3, hidden_dims=(16,)))
+
+
+@pytest.mark.parametrize("guide, applied", [("top_down", True), ("bottom_up", False)])
+def test_the_control_variate_only_where_the_guide_keeps_the_models_order(guide, applied, xy):
+    """The bottom-up guide draws z1 before z2, on which p(z1 | z2) depends: the base-KL
+    control variate would bias the gradient there, so the Monte Carlo KL is kept."""
+    from pvae.elbos import make_elbo
+
+    x = xy[0][:16]
+    torch.manual_seed(0)
+    m = pvae.HierarchicalVAE(64, (4, 2), hidden_dims=(16,), guide=guide, guide_flows=2)
+    _randomise(m)
+    grads = []
+    for base_kl in (True, False):
+        for post in m.modules():
+            if isinstance(post, GaussianPosterior):
+                post.base_kl = base_kl
+        pyro.set_rng_seed(0)
+        m.zero_grad()
+        make_elbo("trace").differentiable_loss(m.model, m.guide, x).backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+    assert same is not applied
