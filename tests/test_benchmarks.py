@@ -17,6 +17,7 @@ HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "ladder", 
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
+    "gpu": (["--device", "cpu"], ["GPU.md", "gpu.json"]),
     "jit": ([], ["JIT.md"]),
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
     "reference": ([], ["reference.json"]),
@@ -67,6 +68,8 @@ def test_smoke_run_writes_its_results_into_out(name, script, tmp_path):
         assert (tmp_path / f).stat().st_size > 0, f
         if f.endswith(".json"):
             assert json.loads((tmp_path / f).read_text())
+    if name == "gpu":  # the CPU fallback never passes for GPU figures
+        assert "**Not a GPU run**" in (tmp_path / "GPU.md").read_text()
     assert committed_results() == before
 
 
