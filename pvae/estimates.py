@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Optional
 
 import pyro
@@ -26,15 +26,28 @@ Batch = tuple
 
 #: Decoder-output numbers per evaluation chunk (see the module docstring).
 CHUNK_ELEMENTS = 2**21
+#: A network's largest activation per chunk may hold this many times the chunk's budget of
+#: decoder outputs: the conv VAE of configs/fashion_mnist.yaml decodes as fast per image at
+#: 167 samples a pass (two budgets of its 32 x 28 x 28 maps) as at 67, and 1.5 times
+#: slower at 256 (one thread).
+ACTIVATION_SHARE = 2
 #: Working numbers a model declares (:func:`working_numbers`: a recurrent network's
 #: hidden states and gates) per evaluation chunk: 256 MB of float32. Recurrent networks
 #: need chunks of hundreds of sequences to run at speed; smaller budgets are slower.
 WORKING_ELEMENTS = 2**26
 
 
+@contextmanager
 def _unvalidated(model):
-    """No per-sample argument validation for pvae models, whose data were checked up front."""
-    return pyro.validation_enabled(False) if isinstance(model, PVAEModel) else nullcontext()
+    """For pvae models, whose data were checked up front: no per-sample argument
+    validation, and no Pyro parameter registration on every submodule access (nothing
+    here optimises through Pyro's param store; a fixed cost on every chunk, as in
+    training: :meth:`pvae.models.base.PVAEModel.unregistered`)."""
+    if not isinstance(model, PVAEModel):
+        yield
+        return
+    with pyro.validation_enabled(False), model.unregistered():
+        yield
 
 
 def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -133,7 +146,8 @@ class _Evaluation:
     A chunk of ``b`` points and ``k`` samples holds ``b * k * outputs`` numbers (at most
     ``max_elements``), where ``outputs`` is the larger of the decoder's outputs per
     sample and the largest activation any network module makes per sample
-    (:func:`activation_numbers`: a conv decoder's hidden maps), and ``b * (per_point +
+    (:func:`activation_numbers`: a conv decoder's hidden maps) over
+    :data:`ACTIVATION_SHARE`, and ``b * (per_point +
     k * per_sample)`` declared working numbers (:func:`working_numbers`; at most
     ``max_working``): batches shrink below ``batch_size`` when even one sample per
     point (``together`` samples, for callers that take all their samples at once) would
@@ -154,7 +168,8 @@ class _Evaluation:
         self.outputs = _outputs(model, self.batch[0])
         if not self.per_sample and self.batch[0].shape[0] and max_elements < 2**62:
             with _eval_mode(model):
-                self.outputs = max(self.outputs, activation_numbers(model, self.batch))
+                self.outputs = max(self.outputs, activation_numbers(model, self.batch)
+                                   // ACTIVATION_SHARE)
         # rows per batch: ``together`` samples of each (1 where samples are chunked) fit
         room = self.per_point + together * self.per_sample
         if many_samples and not self.per_sample:

@@ -115,7 +115,8 @@ def test_chunking_does_not_change_the_answer():
 
 def test_chunks_are_sized_by_the_largest_activation_of_a_conv_decoder():
     """A conv decoder's hidden maps (32 x 28 x 28) are 32 times its output: a chunk holds
-    32 times fewer samples than an MLP's, and the probe leaves the RNG as it was."""
+    32 / ACTIVATION_SHARE times fewer samples than an MLP's; the probe leaves the RNG as it
+    was."""
     from pvae.estimates import activation_numbers
 
     conv = pvae.VAE((1, 28, 28), 4, hidden_dims=(32, 64), likelihood="continuous_bernoulli")
@@ -126,7 +127,9 @@ def test_chunks_are_sized_by_the_largest_activation_of_a_conv_decoder():
     assert activation_numbers(mlp, (x.flatten(1).round(),)) == 784  # its output (logits)
     assert torch.equal(torch.get_rng_state(), state)
     ev = _Evaluation(conv, x, 100, CHUNK_ELEMENTS, 200, many_samples=True)
-    assert ev.outputs == 32 * 28 * 28 and ev.per_point_chunk(1) == CHUNK_ELEMENTS // (32 * 28 * 28)
+    share = pvae.estimates.ACTIVATION_SHARE
+    assert ev.outputs == 32 * 28 * 28 // share
+    assert ev.per_point_chunk(1) == CHUNK_ELEMENTS * share // (32 * 28 * 28)
     assert conv.training  # evaluation modes restored
     assert pvae.evaluate.log_likelihood(conv, x, num_samples=5).shape == (3,)
 
