@@ -8,7 +8,7 @@
     metrics.json     per-epoch history and the final test evaluation: the ELBO on every
                      test point, the log-likelihood on evaluate.test_points of them (a
                      random subset, the same for every run; all with test_points: all),
-                     each with its standard error
+                     each with its standard error; train_seconds, evaluate_seconds
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
     anomaly.png      an anomaly series (data.name: ucr_anomaly_135): its per-step scores;
@@ -267,11 +267,12 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
         raise
     if rank != 0:  # rank 0 evaluates and writes the run folder
         return {}
+    t0 = time.perf_counter()
     test = evaluate.report(model, data.test, num_samples=cfg.evaluate.num_samples,
                            seed=t.seed, what="test data", points=test_points,
                            progress=progress)
     metrics = {"history": list(history), "test": test, "train_seconds": train_seconds,
-               "processes": world}
+               "evaluate_seconds": time.perf_counter() - t0, "processes": world}
     anomaly_scores = None
     if is_windowed(data):  # a long series: the anomaly found, by the archive's criterion
         metrics["anomaly"], anomaly_scores = anomaly_report(

@@ -104,7 +104,9 @@ def test_train_records_the_subset_and_refuses_bad_sizes_before_writing(tmp_path,
     assert "log-likelihood, K" not in cap.err  # quiet: no bar
     assert "(K = 3 importance samples; 50 of the 270 points)" in cap.out
     assert "--test-points all scores all 270" in cap.out
-    test = json.loads((out / "metrics.json").read_text())["test"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["test"]
+    assert metrics["evaluate_seconds"] > 0
     assert test["log_likelihood_points"] == 50 and test["num_points"] == 270
     assert test["log_likelihood_se"] > 0 and test["elbo_se"] > 0
     assert main(["evaluate", "--run", str(out), "--num-samples", "3", "--points", "all"]) == 0
