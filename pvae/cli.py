@@ -101,8 +101,9 @@ def _cmd_train(args) -> int:
     print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
           f"in {metrics['train_seconds']:.1f} s")
     print(_score_line("test", test, test["num_samples"]))
-    if _subset_line(test, "--test-points all"):
-        print(_subset_line(test, "--test-points all"))
+    subset_line = _subset_line(test, "--test-points all")
+    if subset_line:
+        print(subset_line)
     _print_accuracy(test, "test ")
     if "anomaly" in metrics:  # a long series: where the model found the anomaly
         a = metrics["anomaly"]
@@ -167,8 +168,9 @@ def _cmd_evaluate(args) -> int:
     units = (", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
              if result["active_units"] is not None else result["active_units_note"])
     print(_score_line(f"{args.split}:", result, args.num_samples))
-    if _subset_line(result, "--points all"):
-        print(_subset_line(result, "--points all"))
+    subset_line = _subset_line(result, "--points all")
+    if subset_line:
+        print(subset_line)
     print(f"rate (KL) {result['rate']:.2f}, distortion {result['distortion']:.2f}; "
           f"active units {units}")
     _print_accuracy(result)
