@@ -60,7 +60,7 @@ def train_reference(model: ReferenceVAE, x: torch.Tensor, *, epochs: int, batch_
     n = len(x)
     for _ in range(epochs):
         t0 = time.perf_counter()
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=x.device)  # indices where the data are
         for i in range(math.ceil(n / batch_size)):
             xb = x[perm[i * batch_size : (i + 1) * batch_size]]
             if transform is not None:

@@ -10,8 +10,10 @@ On binarised MNIST from ../shared/data (or $PVAE_DATA), a 784-400-20 MLP VAE:
    (``trace``), runs alternated and the median of repeats taken, with the ratio;
    also pvae through Pyro's own ELBO classes (the path before pvae.fast_elbo);
 2. test ELBO after the same epochs for both;
-3. importance-sampled log-likelihood time for K=5000 on the 10,000 test images
-   (``--quick``: a measured fraction, scaled);
+3. importance-sampled log-likelihood time against its bare-PyTorch floor
+   (``eval_speed.py``): K=5000 on the MNIST MLP and K=200 through the conv VAE of
+   configs/fashion_mnist.yaml, on ``--eval-points`` test images (default: all 10,000;
+   ``--quick``: 200), scaled to 10,000;
 4. seconds per epoch at 10k/30k/60k training images, at num_particles 1/4/16,
    at z_dim 2/20/100;
 5. peak memory (max RSS, in a fresh process each) training from memory and
@@ -39,21 +41,22 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import pvae
-from common import HERE, add_smoke_options, machine, mnist, output_file
-from pvae.evaluate import CHUNK_ELEMENTS
+import eval_speed
+from common import HERE, SHARED, add_smoke_options, machine, mnist, output_file, smoke_mnist
 from reference import ReferenceVAE, train_reference
 
 # Sizes of each section: a full run, --quick, and --smoke (seconds, on digits).
 PLANS = {
     "full": {"train": 30000, "repeats": 5, "warm": 2048, "epochs": 5, "eval_points": 10000,
-             "k": 5000, "slice": 500, "sizes": (10000, 30000, 60000), "small": 10000},
+             "k": 5000, "conv_k": 200, "train_eval": 10000, "slice": 50,
+             "sizes": (10000, 30000, 60000), "small": 10000},
     "quick": {"train": 10000, "repeats": 3, "warm": 2048, "epochs": 1, "eval_points": 200,
-              "k": 5000, "slice": 500, "sizes": (10000, 30000, 60000), "small": 5000},
+              "k": 5000, "conv_k": 200, "train_eval": 10000, "slice": 50,
+              "sizes": (10000, 30000, 60000), "small": 5000},
     "smoke": {"train": 256, "repeats": 1, "warm": 64, "epochs": 1, "eval_points": 16,
-              "k": 50, "slice": 8, "sizes": (256,), "small": 128},
+              "k": 50, "conv_k": 20, "train_eval": 256, "slice": 8, "sizes": (256,), "small": 128},
 }
 
 
@@ -113,49 +116,6 @@ def quality(d, epochs):
         torch.manual_seed(1)
         rf = torch.stack([ref.elbo(xt) for _ in range(10)]).mean().item()
     return {"epochs": epochs, "pvae_test_elbo": pv, "ref_test_elbo": rf}
-
-
-def eval_time(d, fraction_points, k=5000, slice_points=500, train_points=10000):
-    torch.manual_seed(0)
-    vae = pvae.VAE(784, 20, hidden_dims=(400,))
-    pvae.fit(vae, d.train.x[:train_points], epochs=1, seed=0, monitor_size=1, transform=d.transform)
-    xt = d.test.x[:fraction_points]
-    # the arithmetic floor, bare PyTorch with no Pyro: the same encoder and decoder on the
-    # same K samples per image in the same cache-sized chunks, with the cheapest Bernoulli
-    # term (x * logits - softplus(logits)); and the matmuls alone (the decoder, no density).
-    chunk = max(1, CHUNK_ELEMENTS // (100 * 784))
-
-    def bare(x, with_density: bool) -> None:
-        with torch.no_grad():
-            for start in range(0, len(x), 100):
-                xb = x[start:start + 100]
-                loc, scale = vae.encode(xb)
-                for c in range(0, k, chunk):
-                    z = loc + scale * torch.randn(min(chunk, k - c), *loc.shape)
-                    logits = vae.decoder(z)
-                    if with_density:
-                        torch.logsumexp((xb * logits - F.softplus(logits)).sum(-1), 0)
-
-    # The three are alternated slice by slice, so a slow spell on this shared machine
-    # falls on all of them alike.
-    secs = floor = matmuls = 0.0
-    lls = []
-    for start in range(0, len(xt), slice_points):
-        xs = xt[start:start + slice_points]
-        t0 = time.perf_counter()
-        lls.append(pvae.evaluate.log_likelihood(vae, xs, num_samples=k))
-        t1 = time.perf_counter()
-        bare(xs, True)
-        t2 = time.perf_counter()
-        bare(xs, False)
-        t3 = time.perf_counter()
-        secs, floor, matmuls = secs + t1 - t0, floor + t2 - t1, matmuls + t3 - t2
-    ll = torch.cat(lls)
-    scale_to = 10000 / len(xt)
-    return {"points": len(xt), "num_samples": k, "seconds": secs,
-            "seconds_for_10k": secs * scale_to, "floor_seconds_for_10k": floor * scale_to,
-            "ratio_to_floor": secs / floor, "matmul_seconds_for_10k": matmuls * scale_to,
-            "ratio_to_matmuls": secs / matmuls, "chunk_samples": chunk, "mean_ll": ll.mean().item()}
 
 
 def scaling(xb, sizes=(10000, 30000, 60000), small=10000):
@@ -235,6 +195,25 @@ def data_share(d):
             "share": handling / h[0]["seconds"]}
 
 
+def eval_cases(d, plan, points=None) -> dict:
+    """The eval section (:mod:`eval_speed`): the MLP on MNIST and the conv VAE on
+    Fashion-MNIST (smoke: digits at 28 x 28 for both), each scaled to 10,000 images."""
+    import os
+
+    fashion = (smoke_mnist(flatten=False) if plan is PLANS["smoke"] else pvae.data.load(
+        "fashion_mnist", root=os.environ.get("PVAE_DATA", SHARED), flatten=False,
+        val_fraction=0.0))
+    out = {}
+    for case, data, k, n in (("mlp", d, plan["k"], plan["eval_points"]),
+                             ("conv", fashion, plan["conv_k"], plan["eval_points"])):
+        n = min(points or n, len(data.test.x))
+        fn = eval_speed.mlp_case if case == "mlp" else eval_speed.conv_case
+        out[case] = {**fn(data, n, k, min(plan["slice"], n), plan["train_eval"]),
+                     "scaled_to": 10000}
+        print("eval", case, out[case], flush=True)
+    return out
+
+
 SECTIONS = ("throughput", "quality", "eval", "scaling", "memory", "data_share")
 
 
@@ -299,29 +278,8 @@ def markdown(res, command) -> str:
         f"| pvae | {q['pvae_test_elbo']:.2f} |",
         f"| reference | {q['ref_test_elbo']:.2f} |",
     ]
-    e = res["eval"]
+    lines += eval_speed.markdown(res["eval"])
     lines += [
-        "",
-        "## Importance-sampled log-likelihood, K = 5000",
-        "",
-        f"Measured on {e['points']} test images ({e['seconds']:.1f} s), scaled to 10,000: "
-        f"**{e['seconds_for_10k'] / 60:.2f} minutes**. The arithmetic floor, bare PyTorch "
-        f"measured in the same run, alternated with pvae slice by slice (the same encoder and decoder on the same samples in the "
-        f"same chunks of {e.get('chunk_samples', '?')} samples per 100 images, with the "
-        f"cheapest Bernoulli term), scales to {e['floor_seconds_for_10k'] / 60:.2f} minutes: "
-        f"ratio **{e['ratio_to_floor']:.2f}**. The decoder matmuls alone scale to "
-        f"{e.get('matmul_seconds_for_10k', float('nan')) / 60:.2f} minutes "
-        f"(ratio {e.get('ratio_to_matmuls', float('nan')):.2f}).",
-        "",
-        "Before (2026-11-21 03:25, commit e797426): 10.56 minutes with 128 MB chunks "
-        "(`max_elements=2**25`) and distribution argument validation on, against a bare "
-        "floor of 7.98 minutes at those chunks with torch's Bernoulli term (ratio 1.32). "
-        "After: 8 MB chunks (`pvae.evaluate.CHUNK_ELEMENTS`), which keep the elementwise "
-        "work in cache; validation off inside the loop (pvae models check data once); "
-        "`x * logits - softplus(logits)` for the Bernoulli term. An earlier run of the same "
-        "code (commit f3f3265) timed pvae and the floor one after the other instead of "
-        "alternating them: 4.30 minutes, ratio 1.35. This shared machine's speed drifts by "
-        "10-30% within minutes.",
         "",
         "## How cost grows (seconds per epoch, batch 128)",
         "",
@@ -359,6 +317,9 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="smaller data and fractions (~3 min)")
     p.add_argument("--threads", type=int, default=None)
     add_smoke_options(p, HERE / "RESULTS.md")
+    p.add_argument("--eval-points", type=int, default=None,
+                   help="eval section: test images measured per model (default: the plan's), "
+                        "times scaled to the whole test set")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help="sections to (re)measure; the others are kept from results.json")
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
@@ -366,7 +327,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (
-        " --smoke" if args.smoke else "") + (f" --threads {args.threads}" if args.threads else "")
+        " --smoke" if args.smoke else "") + (f" --threads {args.threads}" if args.threads else "") \
+        + (f" --eval-points {args.eval_points}" if args.eval_points else "")
     only = args.only.split(",")
     if set(only) != set(SECTIONS):
         command += f" --only {args.only}"
@@ -382,7 +344,7 @@ def main(argv=None) -> dict:
     measure = {
         "throughput": lambda: throughput(xb[:plan["train"]], plan["repeats"], plan["warm"]),
         "quality": lambda: quality(d, plan["epochs"]),
-        "eval": lambda: eval_time(d, plan["eval_points"], plan["k"], plan["slice"]),
+        "eval": lambda: eval_cases(d, plan, args.eval_points),
         "scaling": lambda: scaling(xb, plan["sizes"], plan["small"]),
         "memory": lambda: memory(d, plan["sizes"]),
         "data_share": lambda: data_share(d),

@@ -6,7 +6,8 @@ trains the configured model and writes a run folder::
     config.yaml      the resolved configuration
     checkpoint.pt    model, optimiser and RNG state (atomic; --resume continues it)
     features.pt      with data.features: the run's copy of the model whose codes it learns
-    metrics.json     per-epoch history and the final test evaluation
+    metrics.json     per-epoch history and the final test evaluation (the log-likelihood
+                     on --test-points of the test points: 2000 by default, or all)
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models,
                      anomaly.png for an anomaly series)
@@ -15,9 +16,9 @@ trains the configured model and writes a run folder::
 ``--out`` must be a new or empty folder, or (with ``--resume``) a run to continue:
 a folder holding other files is refused, so nothing of the user's is overwritten.
 
-``pvae evaluate --run runs/NAME [--split S] [--num-samples K]`` writes
-``evaluation-S-kK.json`` there (ELBO, importance-sampled log-likelihood,
-rate/distortion, active units); ``pvae compare --config X --elbos trace,iwae:5
+``pvae evaluate --run runs/NAME [--split S] [--num-samples K] [--points N|all]`` writes
+``evaluation-S-kK-nN.json`` there (ELBO, importance-sampled log-likelihood on N points
+of the split, each with its standard error, rate/distortion, active units); ``pvae compare --config X --elbos trace,iwae:5
 --epochs N --out DIR`` writes a table and a figure comparing estimators;
 ``pvae plot --run runs/NAME [--kind K]`` writes any figure for a trained run;
 ``pvae sample --run runs/NAME -n 64 [--y LABEL] [--seed S]`` writes samples as a
@@ -86,7 +87,10 @@ def _cmd_train(args) -> int:
         )
     if out is not None:  # before reading anything from the folder
         _refuse_folder(out, args.resume)
-    cfg, config_path = runs.run_config(args.config, args.set, out, args.resume)
+    overrides = list(args.set)
+    if args.test_points is not None:  # checked with the config, before anything runs
+        overrides.append(f"evaluate.test_points={args.test_points}")
+    cfg, config_path = runs.run_config(args.config, overrides, out, args.resume)
     out = out or runs.default_out(config_path)
     metrics = runs.train_run(cfg, out, resume=args.resume,
                              progress=False if args.quiet else None)
@@ -97,6 +101,9 @@ def _cmd_train(args) -> int:
     print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
           f"in {metrics['train_seconds']:.1f} s")
     print(_score_line("test", test, test["num_samples"]))
+    subset_line = _subset_line(test, "--test-points all")
+    if subset_line:
+        print(subset_line)
     _print_accuracy(test, "test ")
     if "anomaly" in metrics:  # a long series: where the model found the anomaly
         a = metrics["anomaly"]
@@ -109,12 +116,22 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _pm(value: float, se) -> str:
+    """``-95.12 +- 0.31``: a mean and its standard error (none for one point)."""
+    return f"{value:.2f}" + (f" +- {se:.2f}" if se is not None else "")
+
+
 def _score_line(what: str, result: dict, num_samples: int) -> str:
     """ELBO and log-likelihood of an evaluation, in nats per data point (per sequence for
-    sequence data, whose results also hold per-step figures), with bits per dim or step."""
+    sequence data, whose results also hold per-step figures), means +- standard errors,
+    with bits per dim or step."""
     per = "sequence" if "log_likelihood_per_step" in result else "data point"
-    line = (f"{what} ELBO {result['elbo']:.2f}, log-likelihood {result['log_likelihood']:.2f} "
-            f"({num_samples} importance samples), nats per {per}, higher is better")
+    n, m = result["num_points"], result.get("log_likelihood_points", result["num_points"])
+    line = (f"{what} ELBO {_pm(result['elbo'], result.get('elbo_se'))} (all {n} points), "
+            f"log-likelihood {_pm(result['log_likelihood'], result.get('log_likelihood_se'))} "
+            f"(K = {num_samples} importance samples; "
+            + (f"all {n} points" if m == n else f"{m} of the {n} points") +
+            f"), nats per {per}, mean +- standard error, higher is better")
     if "bits_per_dim" in result:
         line += f"; {result['bits_per_dim']:.3f} bits/dim"
     if "bits_per_step" in result:  # text: its characters (tokens) and end events
@@ -122,12 +139,38 @@ def _score_line(what: str, result: dict, num_samples: int) -> str:
     return line
 
 
+def _subset_line(result: dict, option: str) -> Optional[str]:
+    """What the log-likelihood was measured on: every point, or a subset and how to ask
+    for all (``option``)."""
+    n, m = result["num_points"], result["log_likelihood_points"]
+    if m == n:
+        return None
+    return (f"the log-likelihood's {m} points were chosen at random (seed "
+            f"{result['subset_seed']}, the same for every run); {option} scores all {n}")
+
+
+def _points_arg(text: str):
+    """``--test-points`` / ``--points``: a whole number or ``all``."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive whole number of points or 'all', got {text!r}") from None
+
+
 def _cmd_evaluate(args) -> int:
-    result, out = results.evaluate_run(Path(args.run), args.split, args.num_samples,
-                                       overwrite=args.overwrite)
+    result, out = results.evaluate_run(
+        Path(args.run), args.split, args.num_samples,
+        points="config" if args.points is None else args.points, overwrite=args.overwrite,
+        progress=False if args.quiet else None)
     units = (", ".join(f"{k}: {v['active']}/{v['dims']}" for k, v in result["active_units"].items())
              if result["active_units"] is not None else result["active_units_note"])
     print(_score_line(f"{args.split}:", result, args.num_samples))
+    subset_line = _subset_line(result, "--points all")
+    if subset_line:
+        print(subset_line)
     print(f"rate (KL) {result['rate']:.2f}, distortion {result['distortion']:.2f}; "
           f"active units {units}")
     _print_accuracy(result)
@@ -181,17 +224,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--test-points", type=_points_arg, metavar="N|all",
+                   help="test points the final log-likelihood scores (evaluate.test_points; "
+                        "default: a random 2000, the same for every run, or all if fewer)")
     p.add_argument("--nproc", type=int, default=None,
                    help="train with N processes (DistributedDataParallel via torchrun); "
                         "train.batch_size is then per process")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run; writes "
-                       "evaluation-SPLIT-kNUM_SAMPLES.json")
+                       "evaluation-SPLIT-kNUM_SAMPLES-nPOINTS.json")
     p.add_argument("--run", required=True, help="run folder written by pvae train")
     p.add_argument("--num-samples", type=int, default=1000,
                    help="importance samples for log p(x) (default 1000)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.add_argument("--points", type=_points_arg, metavar="N|all",
+                   help="points of the split the log-likelihood scores, a random subset the "
+                        "same for every run (default: the run's evaluate.test_points)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
                    help="replace result files of the same name from an earlier run of this command")
     p.set_defaults(func=_cmd_evaluate)

@@ -15,32 +15,15 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from pvae.config_base import IntList, _Section  # noqa: F401  (re-exported)
 from pvae.config_errors import ConfigError, config_error
-
-
-def _list_to_tuple(value: Any) -> Any:
-    # YAML gives lists; strict validation takes only tuples for a tuple field
-    return tuple(value) if isinstance(value, list) else value
-
-
-#: A YAML list of whole numbers, held as a tuple.
-IntList = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
-
-
-class _Section(BaseModel):
-    """Strict: no unknown keys, no type coercion; a null section is its defaults."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_defaults(cls, values: Any) -> Any:
-        return {} if values is None else values
+from pvae.config_eval import (  # noqa: F401  (re-exported)
+    DEFAULT_TEST_POINTS, EvalConfig, check_points, points_to_score)
 
 
 class DataConfig(_Section):
@@ -280,17 +263,6 @@ class TrainConfig(_Section):
             raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
                               f"train.elbo={self.elbo!r}): {e}") from None
         return self
-
-
-class EvalConfig(_Section):
-    """The ``evaluate`` section: the test evaluation after training."""
-
-    num_samples: int = Field(100, ge=1, description="importance samples for the test "
-                                                    "log-likelihood after training")
-
-    # -- sequences: an anomaly series' windows --------------------------------------------------
-    anomaly_samples: int = Field(10, ge=1, description="anomaly series: samples of the ELBO "
-                                                       "per scored window")
 
 
 class Config(_Section):

@@ -11,7 +11,8 @@ whose module docstring describes batching, chunking and validation.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import weakref
+from contextlib import contextmanager
 from typing import Optional
 
 import pyro
@@ -25,15 +26,28 @@ Batch = tuple
 
 #: Decoder-output numbers per evaluation chunk (see the module docstring).
 CHUNK_ELEMENTS = 2**21
+#: A network's largest activation per chunk may hold this many times the chunk's budget of
+#: decoder outputs: the conv VAE of configs/fashion_mnist.yaml decodes as fast per image at
+#: 167 samples a pass (two budgets of its 32 x 28 x 28 maps) as at 67, and 1.5 times
+#: slower at 256 (one thread).
+ACTIVATION_SHARE = 2
 #: Working numbers a model declares (:func:`working_numbers`: a recurrent network's
 #: hidden states and gates) per evaluation chunk: 256 MB of float32. Recurrent networks
 #: need chunks of hundreds of sequences to run at speed; smaller budgets are slower.
 WORKING_ELEMENTS = 2**26
 
 
+@contextmanager
 def _unvalidated(model):
-    """No per-sample argument validation for pvae models, whose data were checked up front."""
-    return pyro.validation_enabled(False) if isinstance(model, PVAEModel) else nullcontext()
+    """For pvae models, whose data were checked up front: no per-sample argument
+    validation, and no Pyro parameter registration on every submodule access (nothing
+    here optimises through Pyro's param store; a fixed cost on every chunk, as in
+    training: :meth:`pvae.models.base.PVAEModel.unregistered`)."""
+    if not isinstance(model, PVAEModel):
+        yield
+        return
+    with pyro.validation_enabled(False), model.unregistered():
+        yield
 
 
 def site_log_probs(model, batch: Batch, num_samples: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -76,26 +90,90 @@ def working_numbers(model, x: torch.Tensor) -> tuple[int, int]:
     return int(per_point), int(per_sample)
 
 
+def activation_numbers(model, batch: Batch) -> int:
+    """The most numbers any one network module of ``model`` outputs per guide sample of
+    one data point, measured by running the model and guide once on the first point of
+    ``batch`` with one and with two samples (forward hooks; RNG state restored). A conv
+    decoder's hidden maps (32 x 28 x 28 for 28 x 28 images) are 32 times its output; an
+    MLP's largest is its output. 0 for a pair of callables (no modules to hook).
+    Measured once per model and shape of data point.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    key = tuple((tuple(t.shape[1:]), t.dtype, t.device) for t in batch)
+    known = _ACTIVATIONS.setdefault(model, {})
+    if key not in known:
+        known[key] = _probe(model, tuple(t[:1] for t in batch))
+    return known[key]
+
+
+#: :func:`activation_numbers` per model and data shape: measured once, not every epoch.
+_ACTIVATIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _probe(model, sub: Batch) -> int:
+    sizes: list[list[int]] = [[], []]
+    calls = sizes[0]
+
+    def hook(module, args, output):
+        outs = output if isinstance(output, (tuple, list)) else (output,)
+        calls.append(sum(t.numel() for t in outs if isinstance(t, torch.Tensor)))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    devices = [sub[0].device] if sub[0].device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            for i, k in enumerate((1, 2)):
+                calls = sizes[i]
+                _weights(model, sub, k, enumerate=True)
+    finally:
+        for h in handles:
+            h.remove()
+    if len(sizes[0]) != len(sizes[1]):
+        return max(sizes[1], default=0)  # a program whose calls vary: its largest output
+    return max((b - a for a, b in zip(*sizes)), default=0)
+
+
+def _even(total: int, most: int) -> list[int]:
+    """``total`` split into the fewest parts of at most ``most``, as equal as can be."""
+    parts = -(-total // max(most, 1))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
 class _Evaluation:
     """Batching, chunking and train/eval mode around a per-chunk computation.
 
-    A chunk of ``b`` points and ``k`` samples holds ``b * k * outputs`` decoder outputs
-    (at most ``max_elements``) and ``b * (per_point + k * per_sample)`` declared
-    working numbers (:func:`working_numbers`; at most ``max_working``): batches shrink
-    below ``batch_size`` when even one sample per point (``together`` samples, for
-    callers that take all their samples at once) would exceed either."""
+    A chunk of ``b`` points and ``k`` samples holds ``b * k * outputs`` numbers (at most
+    ``max_elements``), where ``outputs`` is the larger of the decoder's outputs per
+    sample and the largest activation any network module makes per sample
+    (:func:`activation_numbers`: a conv decoder's hidden maps) over
+    :data:`ACTIVATION_SHARE`, and ``b * (per_point +
+    k * per_sample)`` declared working numbers (:func:`working_numbers`; at most
+    ``max_working``): batches shrink below ``batch_size`` when even one sample per
+    point (``together`` samples, for callers that take all their samples at once) would
+    exceed either. ``many_samples``: rows shrink further so that one chunk holds as many
+    of each point's samples as fit (models that declare no working size): the
+    per-point work (the encoder, Pyro's per-chunk bookkeeping) then runs on fewer chunks.
+    A batch's samples are split into chunks of equal size."""
 
     def __init__(self, model, data, batch_size: int, max_elements: int, num_samples: int,
-                 checked: bool = False, max_working: Optional[int] = None, together: int = 1):
+                 checked: bool = False, max_working: Optional[int] = None, together: int = 1,
+                 many_samples: bool = False):
         self.model = model
         # data checked already (the training loop's monitor and validation batches) skip it
         self.batch = tuple(data) if checked else as_batch(data, model)
         self.num_samples, self.max_elements = num_samples, max_elements
         self.max_working = max_elements if max_working is None else max_working
-        self.outputs = _outputs(model, self.batch[0])
         self.per_point, self.per_sample = working_numbers(model, self.batch[0])
+        self.outputs = _outputs(model, self.batch[0])
+        if not self.per_sample and self.batch[0].shape[0] and max_elements < 2**62:
+            with _eval_mode(model):
+                self.outputs = max(self.outputs, activation_numbers(model, self.batch)
+                                   // ACTIVATION_SHARE)
         # rows per batch: ``together`` samples of each (1 where samples are chunked) fit
         room = self.per_point + together * self.per_sample
+        if many_samples and not self.per_sample:
+            together = max(together, num_samples)
         self.batch_size = max(1, min(batch_size, max_elements // (together * self.outputs),
                                      self.max_working // max(room, 1)))
 
@@ -107,22 +185,27 @@ class _Evaluation:
             k = min(k, (self.max_working // b - self.per_point) // self.per_sample)
         return max(1, k)
 
+    def __len__(self) -> int:
+        return self.batch[0].shape[0]
+
     def __iter__(self):
-        was_training = bool(getattr(self.model, "training", False))
-        if hasattr(self.model, "eval"):
-            self.model.eval()
-        try:
+        with _eval_mode(self.model):
             for start in range(0, self.batch[0].shape[0], self.batch_size):
                 sub = tuple(t[start : start + self.batch_size] for t in self.batch)
-                chunk, left = self.per_point_chunk(sub[0].shape[0]), self.num_samples
-                sizes = []
-                while left > 0:
-                    sizes.append(min(chunk, left))
-                    left -= sizes[-1]
-                yield sub, sizes
-        finally:
-            if was_training:
-                self.model.train()
+                yield sub, _even(self.num_samples, self.per_point_chunk(sub[0].shape[0]))
+
+
+@contextmanager
+def _eval_mode(model):
+    """``model.eval()`` inside, its training mode restored after."""
+    was_training = bool(getattr(model, "training", False))
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
 
 
 def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
@@ -157,7 +240,8 @@ def elbo(model, data, num_samples: int = 1, *, batch_size: int = 1000,
 
 def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 100,
                    max_elements: int = CHUNK_ELEMENTS, checked: bool = False,
-                   max_working: int = WORKING_ELEMENTS) -> torch.Tensor:
+                   max_working: int = WORKING_ELEMENTS,
+                   progress: Optional[bool] = False) -> torch.Tensor:
     """Importance-sampled log p(x) per data point (nats), with the guide as proposal.
 
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, the logsumexp taken per data
@@ -165,17 +249,35 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     stochastic lower bound that tightens as K grows. Discrete guide sites
     (the semi-supervised model's label) are enumerated here
     (``config_enumerate``) and summed out exactly inside each sample.
-    ``checked``, ``max_elements`` and ``max_working`` as for :func:`elbo`.
+    ``checked``, ``max_elements`` and ``max_working`` as for :func:`elbo`; batches hold
+    fewer than ``batch_size`` points when that lets a chunk hold more of each point's
+    samples (the encoder then runs on fewer chunks). ``progress``: a tqdm bar over the
+    data points with the time left (``None``: when stderr is a terminal). Returns a
+    tensor of shape ``(N,)``.
     """
     out = []
-    for sub, sizes in _Evaluation(model, data, batch_size, max_elements, num_samples, checked,
-                                  max_working):
-        lse = None
-        for k in sizes:
-            part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
-            lse = part if lse is None else torch.logaddexp(lse, part)
-        out.append(lse - math.log(num_samples))
+    evaluation = _Evaluation(model, data, batch_size, max_elements, num_samples, checked,
+                             max_working, many_samples=True)
+    with _bar(progress, len(evaluation), f"log-likelihood, K = {num_samples}") as bar:
+        for sub, sizes in evaluation:
+            lse = None
+            for k in sizes:
+                part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
+                lse = part if lse is None else torch.logaddexp(lse, part)
+            out.append(lse - math.log(num_samples))
+            bar.update(sub[0].shape[0])
     return torch.cat(out)
+
+
+def _bar(progress: Optional[bool], total: int, desc: str):
+    """A tqdm bar over ``total`` data points, shown when ``progress`` (``None``: when
+    stderr is a terminal, as the training loop's bar)."""
+    import sys
+
+    from tqdm import tqdm
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    return tqdm(total=total, disable=not show, desc=desc, unit="point", leave=False)
 
 
 def parts(model, data, num_samples: int = 1, *, batch_size: int = 1000,

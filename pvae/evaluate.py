@@ -8,13 +8,19 @@ is written: ``poutine.scale`` factors (beta, plate subsampling) are not
 applied, so the figures are for the model itself, one data point at a time.
 
 Memory stays bounded in :func:`elbo` and :func:`log_likelihood`: data go in
-batches of ``batch_size`` and samples in chunks so that one chunk's decoder
-output holds at most ``max_elements`` numbers; chunks are combined exactly
-(``logsumexp`` / sums). The default chunk (:data:`CHUNK_ELEMENTS`, 8 MB of
+batches of ``batch_size`` and samples in chunks so that one chunk holds at most
+``max_elements`` decoder outputs, counting the largest activation any network
+makes per sample (a conv decoder's hidden maps, measured once per model) at half
+that weight; chunks are combined exactly (``logsumexp`` / sums), and the
+log-likelihood takes fewer points per batch where that lets a chunk hold more of
+each point's samples. The default chunk (:data:`CHUNK_ELEMENTS`, 8 MB of
 float32) keeps each chunk's elementwise work in cache: on a 2-core machine it
-evaluates twice as fast as chunks of 128 MB (``benchmarks/RESULTS.md``). pvae
-models check their data once up front, so distribution argument validation is
-switched off inside the loops, where it would re-check every sample. The
+evaluates twice as fast as chunks of 128 MB, and chunks sized by a conv
+decoder's hidden maps (with vectorised density kernels) made the conv VAE's
+log-likelihood three times as fast (``benchmarks/RESULTS.md``). pvae models
+check their data once up front, so distribution argument validation is switched
+off inside the loops, where it would re-check every sample, as is Pyro's
+parameter registration, which nothing here needs. The
 diagnostics take all ``num_samples`` of a batch at once: keep
 ``num_samples * batch_size`` moderate there.
 
@@ -184,8 +190,34 @@ def diagnostics(model, data, *, num_samples: int = 10, batch_size: int = 1000,
 
 
 # -- one report ------------------------------------------------------------------------------
+#: The seed of the random subset of points :func:`report` scores (:func:`subset`): fixed, so
+#: that every run on the same data scores the same points, whatever its training seed.
+SUBSET_SEED = 0
+
+
+def subset(num_points: int, n: int, seed: int = SUBSET_SEED) -> torch.Tensor:
+    """Indices of ``n`` of ``num_points`` points drawn at random without replacement,
+    sorted: the same for the same ``(num_points, n, seed)``; all of them, in order, when
+    ``n == num_points``. Raises ``ValueError`` unless ``1 <= n <= num_points``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= num_points:
+        raise ValueError(f"the subset must be a whole number of points in 1..{num_points}, "
+                         f"got {n!r}")
+    if n == num_points:
+        return torch.arange(num_points)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_points, generator=g)[:n].sort().values
+
+
+def standard_error(values: torch.Tensor) -> Optional[float]:
+    """The standard error of the mean of ``values`` (sample standard deviation over
+    sqrt(n)), in their units; ``None`` for fewer than two values."""
+    n = values.numel()
+    return (values.double().std() / math.sqrt(n)).item() if n >= 2 else None
+
+
 def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
-           seed: Optional[int] = None, diagnostics: bool = False, what: str = "data") -> dict:
+           seed: Optional[int] = None, diagnostics: bool = False, what: str = "data",
+           points: Optional[int] = None, progress: Optional[bool] = False) -> dict:
     """Score a model on one split: what ``pvae train``, ``pvae evaluate`` and
     :func:`pvae.compare` report.
 
@@ -208,14 +240,25 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
         (:func:`diagnostics`), as plain numbers and lists.
     what
         How the data are named in error messages.
+    points
+        The importance-sampled log-likelihood (the costly part: ``num_samples``
+        decoder passes per point) on this many points, a random subset chosen by
+        :func:`subset` with :data:`SUBSET_SEED`; ``None``: every point. The ELBO,
+        the accuracy and the diagnostics always take every point.
+    progress
+        A progress bar with the time left during the log-likelihood (``None``: when
+        stderr is a terminal).
 
     Returns
     -------
     dict
-        ``elbo``, ``log_likelihood`` (nats per data point, means over the data),
-        ``num_samples``, ``num_points``; ``bits_per_dim`` where the likelihood is
-        discrete; for sequence models instead ``log_likelihood_per_step`` (nats) and,
-        for discrete data, ``bits_per_step`` (:func:`bits_per_step`); ``accuracy``
+        ``elbo`` and ``elbo_se`` over all ``num_points``; ``log_likelihood`` and
+        ``log_likelihood_se`` over ``log_likelihood_points`` of them (the subset, drawn
+        with ``subset_seed``), with ``num_samples``: nats per data point, means over
+        the points, and standard errors of those means (``None`` for one point);
+        ``bits_per_dim`` (on the subset) where the likelihood is discrete; for
+        sequence models instead ``log_likelihood_per_step`` (nats) and, for discrete
+        data, ``bits_per_step`` (:func:`bits_per_step`); ``accuracy``
         and ``num_labelled`` (:func:`accuracy`) where the
         model classifies and ``data`` has labels; with ``diagnostics``, also
         ``distortion``, ``rate``, ``rate_<site>``, ``active_units``
@@ -225,24 +268,30 @@ def report(model, data, *, num_samples: int = 1000, elbo_samples: int = 1,
     Raises
     ------
     ValueError, TypeError
-        Data the model cannot score (as :func:`elbo`).
+        Data the model cannot score (as :func:`elbo`), or ``points`` outside
+        ``1..N``; both before any estimate.
     """
     labels = getattr(data, "y", None) if hasattr(data, "x") else None
     if hasattr(data, "x") and labels is None and not hasattr(data, "lengths"):
         data = data.x  # a split without labels
     batch = model.evaluation_batch(as_batch_tensors(data, model, what))
     batch = tuple(t.to(model.device) for t in batch)
+    n = batch[0].shape[0]
+    chosen = subset(n, n if points is None else points)
     model.check_data(*batch)  # once, for every estimate below
     if seed is not None:
         torch.manual_seed(seed)
-    out = {"elbo": elbo(model, batch, num_samples=elbo_samples, checked=True).mean().item()}
-    ll = log_likelihood(model, batch, num_samples=num_samples, checked=True)
-    out = {**out, "log_likelihood": ll.mean().item(),
-           "num_samples": num_samples, "num_points": batch[0].shape[0]}
+    elbos = elbo(model, batch, num_samples=elbo_samples, checked=True)
+    out = {"elbo": elbos.mean().item(), "elbo_se": standard_error(elbos), "num_points": n}
+    part = tuple(t[chosen.to(t.device)] for t in batch)
+    ll = log_likelihood(model, part, num_samples=num_samples, checked=True, progress=progress)
+    out.update({"log_likelihood": ll.mean().item(), "log_likelihood_se": standard_error(ll),
+                "log_likelihood_points": len(chosen), "subset_seed": SUBSET_SEED,
+                "num_samples": num_samples})
     if diagnostics:
         out.update(_diagnostics_summary(model, batch))
     if "lengths" in model.batch_parts:  # sequences: per step, over the real steps only
-        out.update(_per_step(model, ll, batch[1]))
+        out.update(_per_step(model, ll, part[1]))
     elif model.likelihood.discrete:  # bits/dim is meaningful for probabilities, not densities
         out["bits_per_dim"] = bits_per_dim(-out["log_likelihood"], tuple(batch[0].shape[1:]))
     if isinstance(model, Classifier) and labels is not None:

@@ -10,28 +10,36 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence, Union
 
 from pvae.config import Config
 from pvae.runs import load_data, load_run, model_for, refuse_existing
 
 
-def evaluation_file(run: Path, split: str, num_samples: int) -> Path:
-    """The file ``pvae evaluate`` writes, named by what made it."""
-    return run / f"evaluation-{split}-k{num_samples}.json"
+def evaluation_file(run: Path, split: str, num_samples: int, points: int) -> Path:
+    """The file ``pvae evaluate`` writes, named by what made it: the split, the importance
+    samples K and the points the log-likelihood scored (``evaluation-test-k1000-n2000.json``)."""
+    return run / f"evaluation-{split}-k{num_samples}-n{points}.json"
 
 
 def evaluate_run(run: Path, split: str = "test", num_samples: int = 1000, *,
-                 overwrite: bool = False) -> tuple[dict, Path]:
+                 points: Union[int, str, None, Literal["config"]] = "config",
+                 overwrite: bool = False, progress: Optional[bool] = False) -> tuple[dict, Path]:
     """Evaluate a run on one split and write :func:`evaluation_file`; (result, path).
 
     The result is :func:`pvae.evaluate.report` with diagnostics (nats per data
-    point), with ``split`` and ``seconds``.
+    point), with ``split`` and ``seconds``. ``points``: how many of the split's points
+    the log-likelihood scores (:func:`pvae.config.points_to_score`): a number,
+    ``"all"``, ``None`` for at most :data:`pvae.config.DEFAULT_TEST_POINTS`, or
+    ``"config"`` for the run's ``evaluate.test_points``. ``progress``: a progress bar
+    during the log-likelihood (``None``: when stderr is a terminal).
 
     Raises
     ------
     ValueError
-        ``num_samples < 1``, or the run's data have no such split.
+        ``num_samples < 1``, a bad ``points`` (:class:`pvae.config.ConfigError`) or more
+        points than the split holds, or the run's data have no such split; before any
+        estimate.
     FileExistsError
         The file exists and ``overwrite`` is false.
     FileNotFoundError
@@ -39,19 +47,25 @@ def evaluate_run(run: Path, split: str = "test", num_samples: int = 1000, *,
     """
     from pvae import evaluate
     from pvae.checkpoint import atomic_write_text
+    from pvae.config import check_points, points_to_score
 
     if num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
-    out = evaluation_file(run, split, num_samples)
-    refuse_existing([out], overwrite)
+    if points != "config":
+        check_points(points, "--points")
     cfg, model, data = load_run(run)
     part = getattr(data, split)
     if part is None:
         raise ValueError(f"the run's data has no {split} split")
+    n = points_to_score(cfg.evaluate.test_points if points == "config" else points, len(part),
+                        "config key 'evaluate.test_points'" if points == "config" else "--points")
+    out = evaluation_file(run, split, num_samples, n)
+    refuse_existing([out], overwrite)
     t0 = time.perf_counter()
     result = {"split": split, **evaluate.report(model, part, num_samples=num_samples,
                                                 elbo_samples=10, seed=0, diagnostics=True,
-                                                what=f"{split} data")}
+                                                what=f"{split} data", points=n,
+                                                progress=progress)}
     result["seconds"] = time.perf_counter() - t0
     atomic_write_text(out, json.dumps(result, indent=2))
     return result, out

@@ -5,7 +5,10 @@
     config.yaml      the resolved configuration
     checkpoint.pt    model, optimiser and RNG state (atomic; resume continues it)
     features.pt      with data.features: the run's copy of the model whose codes it learns
-    metrics.json     per-epoch history and the final test evaluation
+    metrics.json     per-epoch history and the final test evaluation: the ELBO on every
+                     test point, the log-likelihood on evaluate.test_points of them (a
+                     random subset, the same for every run; all with test_points: all),
+                     each with its standard error; train_seconds, evaluate_seconds
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
     anomaly.png      an anomaly series (data.name: ucr_anomaly_135): its per-step scores;
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pvae.config import SEQUENCE_DATA, Config, ConfigError, load_config
+from pvae.config import SEQUENCE_DATA, Config, ConfigError, load_config, points_to_score
 
 
 def build_model(cfg: Config, x_shape: tuple[int, ...], num_classes: Optional[int] = None, *,
@@ -233,6 +236,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     if len(data.test) == 0:
         raise ConfigError("the test split is empty, and pvae train reports the test ELBO: "
                           "set data.test_fraction above 0")
+    test_points = points_to_score(cfg.evaluate.test_points, len(data.test))
     torch.manual_seed(t.seed)  # the same initial weights for the same seed
     model = model_for(cfg, data)
     # Check the data and the estimator against the model before anything is written.
@@ -263,10 +267,12 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
         raise
     if rank != 0:  # rank 0 evaluates and writes the run folder
         return {}
+    t0 = time.perf_counter()
     test = evaluate.report(model, data.test, num_samples=cfg.evaluate.num_samples,
-                           seed=t.seed, what="test data")
+                           seed=t.seed, what="test data", points=test_points,
+                           progress=progress)
     metrics = {"history": list(history), "test": test, "train_seconds": train_seconds,
-               "processes": world}
+               "evaluate_seconds": time.perf_counter() - t0, "processes": world}
     anomaly_scores = None
     if is_windowed(data):  # a long series: the anomaly found, by the archive's criterion
         metrics["anomaly"], anomaly_scores = anomaly_report(

@@ -12,11 +12,12 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
-HELPERS = {"common", "variants_priors", "variants_iaf", "ladder", "seq_references",
+HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "ladder", "seq_references",
            "seq_report"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
+    "gpu": (["--device", "cpu"], ["GPU.md", "gpu.json"]),
     "iaf_probe": ([], ["iaf_probe.json"]),
     "jit": ([], ["JIT.md"]),
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
@@ -68,6 +69,8 @@ def test_smoke_run_writes_its_results_into_out(name, script, tmp_path):
         assert (tmp_path / f).stat().st_size > 0, f
         if f.endswith(".json"):
             assert json.loads((tmp_path / f).read_text())
+    if name == "gpu":  # the CPU fallback never passes for GPU figures
+        assert "**Not a GPU run**" in (tmp_path / "GPU.md").read_text()
     assert committed_results() == before
 
 

@@ -19,7 +19,7 @@ def test_compare_and_evaluate_commands(tmp_path, capsys):
     assert main(["train", "--out", str(run), "--set", "train.epochs=2", "--quiet",
                  "--set", "evaluate.num_samples=5"]) == 0
     assert main(["evaluate", "--run", str(run), "--num-samples", "20"]) == 0
-    result = json.loads((run / "evaluation-test-k20.json").read_text())
+    result = json.loads((run / "evaluation-test-k20-n270.json").read_text())
     assert result["num_samples"] == 20 and result["log_likelihood"] >= result["elbo"] - 1
     assert set(result["active_units"]) == {"z"} and len(result["kl_per_dim"]["z"]) == 8
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
@@ -201,7 +201,7 @@ def test_a_stacked_run_learns_a_trained_models_codes_and_draws_in_its_space(tmp_
                  "traversal"):
         assert (m2 / f"{name}.png").exists(), name
     assert main(["evaluate", "--run", str(m2), "--num-samples", "5"]) == 0
-    assert json.loads((m2 / "evaluation-test-k5.json").read_text())["num_points"] == 270
+    assert json.loads((m2 / "evaluation-test-k5-n270.json").read_text())["num_points"] == 270
 
 
 def test_the_m1m2_config_runs_on_the_m1_configs_run(tmp_path, shared_data):
@@ -293,7 +293,7 @@ def test_ssvae_accuracy_is_scored_on_labelled_test_points_only(tmp_path, capsys,
     assert test["accuracy"] == pytest.approx(right.float().mean().item())
     assert f"on {test['num_labelled']} labelled points" in printed
     assert main(["evaluate", "--run", str(out), "--num-samples", "5"]) == 0  # the same figure
-    result = json.loads((out / "evaluation-test-k5.json").read_text())
+    result = json.loads((out / "evaluation-test-k5-n14.json").read_text())
     assert result["accuracy"] == pytest.approx(test["accuracy"])
     assert result["num_labelled"] == test["num_labelled"]
 
@@ -310,7 +310,7 @@ def test_evaluate_on_a_one_point_split_says_active_units_are_undefined(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no posterior-collapse warning
         assert main(["evaluate", "--run", str(out), "--split", "val", "--num-samples", "5"]) == 0
-    result = json.loads((out / "evaluation-val-k5.json").read_text())
+    result = json.loads((out / "evaluation-val-k5-n1.json").read_text())
     assert result["num_points"] == 1 and result["active_units"] is None
     assert "undefined on 1 point" in result["active_units_note"]
     assert "active units undefined on 1 point" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import pvae
 from pvae.data import Split
+from pvae.estimates import CHUNK_ELEMENTS, _Evaluation
 
 
 class LinearDecoder(torch.nn.Module):
@@ -92,16 +93,45 @@ def test_log_likelihood_increases_with_samples_toward_the_truth():
 
 
 def test_chunking_does_not_change_the_answer():
+    """With q(z|x) = p(z) and a decoder that ignores z, every importance weight is p(x):
+    any cut into batches and chunks (even, uneven, one sample each) gives the exact value."""
     torch.manual_seed(3)
-    vae, marginal = linear_gaussian(torch.randn(4, 2), torch.zeros(4), 0.5, exact_posterior=False)
-    x = marginal.sample((30,))
-    torch.manual_seed(0)
-    a = pvae.evaluate.log_likelihood(vae, x, num_samples=64)
-    torch.manual_seed(0)
-    b = pvae.evaluate.log_likelihood(vae, x, num_samples=64, batch_size=30, max_elements=4 * 30 * 4)
-    assert a.shape == b.shape == (30,)
-    # same estimator, different sample chunks: equal in distribution, close in value
-    assert (a - b).abs().max() < 0.1
+    b = torch.randn(4)
+    vae = pvae.VAE(4, 2, likelihood=pvae.likelihoods.Gaussian(scale=0.5),
+                   encoder=AffineEncoder(torch.zeros(2, 4), b, torch.ones(2)),
+                   decoder=LinearDecoder(torch.zeros(4, 2), b))
+    x = torch.randn(30, 4)
+    exact = torch.distributions.Normal(b, 0.5).log_prob(x).sum(-1)
+    plans = set()
+    for kw in ({}, dict(batch_size=30, max_elements=4 * 30 * 4), dict(batch_size=7, max_elements=4 * 9),
+               dict(max_elements=4)):
+        ev = _Evaluation(vae, x, kw.get("batch_size", 100), kw.get("max_elements", CHUNK_ELEMENTS),
+                         64, many_samples=True)
+        plans.add((ev.batch_size, tuple(next(iter(ev))[1])))
+        ll = pvae.evaluate.log_likelihood(vae, x, num_samples=64, **kw)
+        torch.testing.assert_close(ll, exact, rtol=0, atol=1e-4)
+    assert len(plans) == 4  # four different cuts: (30, (64,)), (1, (64,)), (1, (22, 21, 21)), (1, (1,) * 64)
+
+
+def test_chunks_are_sized_by_the_largest_activation_of_a_conv_decoder():
+    """A conv decoder's hidden maps (32 x 28 x 28) are 32 times its output: a chunk holds
+    32 / ACTIVATION_SHARE times fewer samples than an MLP's; the probe leaves the RNG as it
+    was."""
+    from pvae.estimates import activation_numbers
+
+    conv = pvae.VAE((1, 28, 28), 4, hidden_dims=(32, 64), likelihood="continuous_bernoulli")
+    mlp = pvae.VAE(784, 4, hidden_dims=(400,))
+    x = torch.rand(3, 1, 28, 28)
+    state = torch.get_rng_state()
+    assert activation_numbers(conv, (x,)) == 32 * 28 * 28
+    assert activation_numbers(mlp, (x.flatten(1).round(),)) == 784  # its output (logits)
+    assert torch.equal(torch.get_rng_state(), state)
+    ev = _Evaluation(conv, x, 100, CHUNK_ELEMENTS, 200, many_samples=True)
+    share = pvae.estimates.ACTIVATION_SHARE
+    assert ev.outputs == 32 * 28 * 28 // share
+    assert ev.per_point_chunk(1) == CHUNK_ELEMENTS * share // (32 * 28 * 28)
+    assert conv.training  # evaluation modes restored
+    assert pvae.evaluate.log_likelihood(conv, x, num_samples=5).shape == (3,)
 
 
 def test_analytic_and_monte_carlo_kl_agree(binary_digits):

@@ -10,15 +10,23 @@ from helpers import TABLE, compare_module, fail_estimator
 from pvae.cli import main
 
 
+def _evaluation(run, split, k):
+    """The one evaluation file of ``split`` and K, checked to be named by the points its
+    log-likelihood scored."""
+    (path,) = run.glob(f"evaluation-{split}-k{k}-n*.json")
+    assert path.name == f"evaluation-{split}-k{k}-n{json.loads(path.read_text())['log_likelihood_points']}.json"
+    return path
+
+
 def test_evaluate_names_its_file_by_split_and_samples_and_keeps_earlier_ones(run, capsys):
     assert main(["evaluate", "--run", str(run), "--num-samples", "3"]) == 0
-    test_file = run / "evaluation-test-k3.json"
+    test_file = _evaluation(run, "test", 3)
     before = test_file.read_bytes()
     assert json.loads(before)["split"] == "test" and json.loads(before)["num_samples"] == 3
     assert main(["evaluate", "--run", str(run), "--num-samples", "3", "--split", "val"]) == 0
-    assert json.loads((run / "evaluation-val-k3.json").read_text())["split"] == "val"
+    assert json.loads(_evaluation(run, "val", 3).read_text())["split"] == "val"
     assert main(["evaluate", "--run", str(run), "--num-samples", "4"]) == 0
-    assert json.loads((run / "evaluation-test-k4.json").read_text())["num_samples"] == 4
+    assert json.loads(_evaluation(run, "test", 4).read_text())["num_samples"] == 4
     assert test_file.read_bytes() == before
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run), "--num-samples", "3"]) == 2
