@@ -9,6 +9,12 @@ large next to a small VAE's step. These subclasses record the
 sample messages with one light handler, replay the guide's values into the
 model, and compute the same loss; anything else (several particles,
 non-reparameterised or enumerated sites, JIT) goes to Pyro's own code.
+From the second step of one structure on (same model and guide, input shapes, program
+constants, warm-up weight, parameters: :func:`pvae.program_key.step_key`), the step's
+tensor operations, recorded once, are replayed without running the Pyro program
+(:mod:`pvae.replay`); a new structure runs the program again, and a program that
+reads tensor values into Python, registers parameters with Pyro's store (SVI with
+``pyro.optim``) or needs Pyro's own path is never replayed.
 ``tests/test_fast_elbo.py`` checks that values and gradients equal Pyro's.
 With Pyro's validation on (``pyro.enable_validation``), the mean-field variant
 checks, as Pyro's class does, that model and guide draw their latent sites in
@@ -27,6 +33,9 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from pvae.program_key import step_key
+from pvae.replay import Tape
+
 
 class _Record(Messenger):
     """Record sample messages; optionally replay values from a recorded guide."""
@@ -35,8 +44,11 @@ class _Record(Messenger):
         super().__init__()
         self.replay = replay
         self.sites: dict = {}  # sample sites, subsample sites included (they are replayed too)
+        self.params = False  # whether the program registered parameters with Pyro's store
 
     def _process_message(self, msg) -> None:
+        if msg["type"] == "param":
+            self.params = True
         if self.replay is not None and msg["type"] == "sample" and not msg["is_observed"]:
             guide_msg = self.replay.get(msg["name"])
             if guide_msg is not None:
@@ -63,8 +75,11 @@ def _log_prob_sum(msg) -> torch.Tensor:
     return scale_and_mask(lp, msg["scale"], msg["mask"]).sum()
 
 
-def _record(model, guide, args, kwargs):
-    """Run guide then model (guide values replayed); None if the lean path does not apply."""
+def _record(model, guide, args, kwargs, tape: Tape | None = None):
+    """Run guide then model (guide values replayed); None if the lean path does not apply.
+
+    ``tape``: the :class:`~pvae.replay.Tape` recording this run, told not to replay it
+    when the program registers parameters with Pyro's store."""
     with _Record() as g:
         guide(*args, **kwargs)
     guide_sites = _without_subsample(g.sites)
@@ -73,7 +88,33 @@ def _record(model, guide, args, kwargs):
             return None
     with _Record(replay=g.sites) as m:
         model(*args, **kwargs)
+    if tape is not None and (g.params or m.params):
+        tape.refuse("the program registers parameters with Pyro's parameter store")
     return _without_subsample(m.sites), guide_sites
+
+
+def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
+    """``loss(model, guide, args, kwargs)``, replayed from ``elbo``'s tape when the step's
+    structure was seen before (:mod:`pvae.replay`); run directly with Pyro's validation
+    on (its checks run each step) or under JIT tracing."""
+    tape = elbo.__dict__.get("_tape")
+    if tape is None:
+        tape = elbo.__dict__["_tape"] = Tape()
+    key = None
+    if not is_validation_enabled() and not torch._C._get_tracing_state():
+        key = step_key(model, guide, args, kwargs)
+    names = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    inputs = [args[i] for i in positions] + [kwargs[k] for k in names]
+
+    def run(*values):
+        a, kw = list(args), dict(kwargs)
+        for i, v in zip(positions, values):
+            a[i] = v
+        kw.update(zip(names, values[len(positions):]))
+        return loss(model, guide, tuple(a), kw, tape)
+
+    return tape(key, run, inputs)
 
 
 class _Lean:
@@ -84,17 +125,22 @@ class _Lean:
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         if self._lean_ok():
-            rng = torch.get_rng_state()
-            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-            recorded = _record(model, guide, args, kwargs)
-            if recorded is not None:
-                if is_validation_enabled():
-                    self._validate(*recorded)
-                return -self._lean_elbo(*recorded)
-            # Pyro's path then draws exactly what it would have (the guide runs again)
-            torch.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+            return taped(self, model, guide, args, kwargs, self._lean_loss)
+        return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def _lean_loss(self, model, guide, args, kwargs, tape: Tape):
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        recorded = _record(model, guide, args, kwargs, tape)
+        if recorded is not None:
+            if is_validation_enabled():
+                self._validate(*recorded)
+            return -self._lean_elbo(*recorded)
+        # Pyro's path then draws exactly what it would have (the guide runs again)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        tape.refuse("the lean path does not apply (Pyro's own ELBO runs)")
         return super().differentiable_loss(model, guide, *args, **kwargs)
 
     def _validate(self, model_sites, guide_sites) -> None:
