@@ -327,7 +327,8 @@ class Tape:
     ``tape(key, fn, inputs)`` returns ``fn(*inputs)``: computed by ``fn`` itself the
     first times a key is seen (recorded the second time) and replayed afterwards.
     ``fn`` must return a tensor. ``key=None`` always runs ``fn``. At most
-    ``max_keys`` recordings are kept (the oldest dropped first).
+    ``max_keys`` recordings are kept (the oldest dropped first); ``max_keys=0`` never
+    records (every call runs ``fn``: the path before this module, for comparisons).
     """
 
     def __init__(self, max_keys: int = 16) -> None:
@@ -347,7 +348,7 @@ class Tape:
 
     def __call__(self, key: Optional[Hashable], fn: Callable[..., torch.Tensor],
                  inputs: list) -> torch.Tensor:
-        if key is not None:
+        if key is not None and self.max_keys > 0:
             if key in self.recordings:
                 recording = self.recordings[key]
                 if recording is not None:  # None: refused, the function runs each time
