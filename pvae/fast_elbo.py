@@ -31,9 +31,11 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
-from pvae.program_key import step_key
+
+from pvae.program_key import LatentScale, step_key
 from pvae.replay import Tape
 
 
@@ -94,25 +96,42 @@ def _record(model, guide, args, kwargs, tape: Tape | None = None):
 
 
 def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
-    """``loss(model, guide, args, kwargs)``, replayed from ``elbo``'s tape when the step's
-    structure was seen before (:mod:`pvae.replay`); run directly with Pyro's validation
-    on (its checks run each step) or under JIT tracing."""
+    """``loss(model, guide, args, kwargs, tape)``, replayed from ``elbo``'s tape when the
+    step's structure was seen before (:mod:`pvae.replay`); run directly with Pyro's
+    validation on (its checks run each step) or under JIT tracing.
+
+    A KL warm-up weight (one :class:`~pvae.program_key.LatentScale` around the call,
+    weight not 0) enters the recording as an input, a 0-dim tensor the handler holds
+    while the program runs, so a weight that changes every step replays one recording.
+    """
     tape = elbo.__dict__.get("_tape")
     if tape is None:
         tape = elbo.__dict__["_tape"] = Tape()
-    key = None
+    key, warm_up = None, None
     if not is_validation_enabled() and not torch._C._get_tracing_state():
         key = step_key(model, guide, args, kwargs)
+        scales = [h for h in _PYRO_STACK if isinstance(h, LatentScale)]
+        if key is not None and len(scales) == 1 and scales[0].factor != 0:
+            warm_up = scales[0]
+            key = (*key[:5], "weight as input", *key[6:])  # key[5]: the weight's value
     names = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
     positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
     inputs = [args[i] for i in positions] + [kwargs[k] for k in names]
+    if warm_up is not None:
+        inputs.append(torch.tensor(float(warm_up.factor)))
 
     def run(*values):
         a, kw = list(args), dict(kwargs)
         for i, v in zip(positions, values):
             a[i] = v
-        kw.update(zip(names, values[len(positions):]))
-        return loss(model, guide, tuple(a), kw, tape)
+        kw.update(zip(names, values[len(positions):len(positions) + len(names)]))
+        if warm_up is None:
+            return loss(model, guide, tuple(a), kw, tape)
+        factor, warm_up.factor = warm_up.factor, values[-1]
+        try:
+            return loss(model, guide, tuple(a), kw, tape)
+        finally:
+            warm_up.factor = factor
 
     return tape(key, run, inputs)
 

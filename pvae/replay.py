@@ -203,6 +203,24 @@ def _simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
     return out[::-1], result
 
 
+#: Operations whose result's shape depends on tensor values: later shapes, recorded as
+#: numbers, could go stale, so a program using them is not replayed.
+_VALUE_SHAPED = frozenset({
+    "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "bincount",
+    "repeat_interleave", "masked_scatter", "histc", "histogram",
+})
+
+
+def _value_shaped(name: str, args: tuple) -> bool:
+    """Whether a call's result has a shape set by tensor values (``x[mask]`` included)."""
+    if name in _VALUE_SHAPED:
+        return True
+    if name == "__getitem__" and len(args) > 1:
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
+    return name == "where" and len(args) == 1
+
+
 class _Refused(Exception):
     """A recording that cannot be replayed (the reason in words)."""
 
@@ -276,6 +294,8 @@ class _Recorder(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in _READS_VALUES:
             raise _Refused(f"the program reads a tensor's value into Python ({name})")
+        if _value_shaped(name, args):
+            raise _Refused(f"a result's shape depends on tensor values ({name})")
         tensors = isinstance(out, torch.Tensor) or (
             isinstance(out, (tuple, list)) and any(isinstance(o, torch.Tensor) for o in out))
         if not tensors and out is not None:

@@ -54,3 +54,14 @@ def test_reading_values_into_python_refuses_the_recording():
         assert torch.equal(tape("k", f, [torch.ones(2)]), torch.ones(2) * 2)
     assert tape.recordings["k"] is None and "item" in tape.refused
     assert torch.equal(tape("k", f, [-torch.ones(2)]), -torch.ones(2) * 3)  # still runs
+
+
+def test_a_result_shaped_by_tensor_values_refuses_the_recording():
+    tape = Tape()
+
+    def f(x):
+        return x[x > 0].sum() * 2  # how many elements are kept depends on the values
+
+    for x in (torch.tensor([1.0, -1.0]), torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 3.0])):
+        assert torch.equal(tape("k", f, [x]), x[x > 0].sum() * 2)
+    assert tape.recordings["k"] is None and "shape" in tape.refused
