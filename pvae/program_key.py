@@ -84,8 +84,12 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
     bound method) for model or guide, whose settings are not declared."""
     if any(not isinstance(h, LatentScale) for h in _PYRO_STACK):
         return None
-    constants = (program_constants(model), program_constants(guide))
-    if constants[0] is None or constants[1] is None:
+    owner = getattr(model, "__self__", None)
+    same = owner is not None and owner is getattr(guide, "__self__", None)  # one object's pair
+    model_constants = program_constants(model)
+    guide_constants = model_constants if same else program_constants(guide)
+    if model_constants is None or guide_constants is None:
         return None
-    return (model, guide, signature(args), keywords(kwargs), constants, latent_weight(),
-            torch.is_grad_enabled(), _parts(model), _parts(guide))
+    return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
+            latent_weight(), torch.is_grad_enabled(), _parts(model),
+            () if same else _parts(guide))

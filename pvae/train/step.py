@@ -16,22 +16,6 @@ from pvae.train.data import Transform, transformed
 from pvae.train.failure import numerical_failure
 
 
-@contextlib.contextmanager
-def _num_data(model, num_data: Optional[int]):
-    """``model.scaled_to(num_data)`` without ``PyroModule.__setattr__`` (a plain attribute,
-    kept in the instance's ``__dict__``), whose cost shows in a small model's step."""
-    d = model.__dict__
-    if "num_data" not in d:  # not a pvae model's plain attribute: the model's own way
-        with model.scaled_to(num_data):
-            yield
-        return
-    old, d["num_data"] = d["num_data"], num_data
-    try:
-        yield
-    finally:
-        d["num_data"] = old
-
-
 class Step:
     """One optimisation step of ``model`` with ``elbo`` and ``optimizer``.
 
@@ -88,7 +72,7 @@ class Step:
             b = batch[0].shape[0]
             size += b
             factor = 1.0 if self.linear else n_part / b
-            with _num_data(self.model, n_part if self.linear else None):
+            with self.model.scaled_to(n_part if self.linear else None):
                 if self.differentiable:
                     part = (self.ddp(*batch) if self.ddp is not None else
                             self.elbo.differentiable_loss(self.model.model, self.model.guide,
