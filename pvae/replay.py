@@ -45,6 +45,8 @@ _READS_VALUES = frozenset({
     "numpy", "__array__", "is_nonzero", "equal", "allclose", "data_ptr", "__iter__",
     "__contains__", "__reduce_ex__", "__deepcopy__", "__format__", "__repr__",
 })
+#: Calls whose effect lives outside tensors (a hook's handle): a replay would lose it.
+_OUTSIDE_EFFECTS = frozenset({"register_hook", "register_post_accumulate_grad_hook"})
 
 
 #: Operations whose result's shape depends on tensor values: later shapes, recorded as
@@ -111,6 +113,8 @@ class _Recorder(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in _READS_VALUES:
             raise Refused(f"the program reads a tensor's value into Python ({name})")
+        if name in _OUTSIDE_EFFECTS:
+            raise Refused(f"the program sets up state outside tensors ({name})")
         if _value_shaped(name, args):
             raise Refused(f"a result's shape depends on tensor values ({name})")
         tensors = isinstance(out, torch.Tensor) or (
