@@ -146,6 +146,34 @@ def _alias(op: "Op", keep: list) -> Optional[list[tuple[int, int]]]:
     return None
 
 
+#: Views whose chains may end where they began (``reshape`` to ``(N, 1, D)`` then
+#: ``squeeze``): such a chain is its first tensor.
+_VIEW_CHAIN = frozenset({"reshape", "view", "squeeze", "unsqueeze", "flatten", "unflatten",
+                         "expand", "view_as", "reshape_as", "expand_as", "broadcast_to"})
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+            and a.storage_offset() == b.storage_offset()
+            and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+
+
+def _view_of_root(op: "Op", name: str, keep: list, roots: dict) -> Optional[list]:
+    """``[(result, root)]`` when ``op`` ends a chain of views that gives back the tensor
+    the chain began with (same shape, strides and storage); otherwise notes the chain."""
+    if name not in _VIEW_CHAIN or not isinstance(op.out, int) or not op.args or not isinstance(
+            op.args[0], Slot):
+        return None
+    root = roots.get(op.args[0].index, op.args[0].index)
+    out, first = keep[op.out], keep[root]
+    if out.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+        return None  # a copy, not a view
+    if _same_view(out, first):
+        return [(op.out, root)]
+    roots[op.out] = root
+    return None
+
+
 def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
     """The recorded operations made cheaper without changing a value or a gradient:
     constants folded (computed once, at the recording), identities removed (a view to
@@ -162,6 +190,7 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
             mutated.update(_slots(op.args) + _slots(op.kwargs))
     replace: dict[int, Any] = {}  # slot -> a constant tensor or the Slot it equals
     folded: set[int] = set()  # ids of the folded constants
+    roots: dict[int, int] = {}  # a view's slot -> the slot it is a view of, through views
     kept = []
     for op in ops:
         name = getattr(op.func, "__name__", "")
@@ -179,6 +208,8 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
             folded.update(id(keep[s]) for s in _outs(op))
             continue
         aliases = _alias(op, keep) if plain else None
+        if aliases is None and plain:
+            aliases = _view_of_root(op, name, keep, roots)
         if aliases is not None:
             replace.update((o, Slot(a)) for o, a in aliases)
             continue
