@@ -126,13 +126,26 @@ def markdown(res: dict) -> list[str]:
              head, rule]
     for r in res["throughput"]:
         lines.append(_line(r, "img_s", "{:.0f}"))
+    lines += ["", _band(res["throughput"])]
     if res.get("table"):
         t = res["table"][0]
         lines += ["", f"## Training throughput, table VAE 12-64-3, batch 200, one thread "
                       f"(ms per step, {t['n']} rows)", "", head, rule]
         for r in res["table"]:
             lines.append(_line(r, "ms_step", "{:.3f}"))
+        lines += ["", _band(res["table"])]
     return lines
+
+
+def _band(rows: list[dict]) -> str:
+    """The run's noise band (fused reference against itself) and where pvae falls."""
+    noise = [r["ratio_noise_fused"] for r in rows]
+    low, high = min(min(noise), 1 / max(noise)), max(max(noise), 1 / min(noise))
+    inside = sum(low <= r["ratio_vs_ref_fused"] for r in rows)
+    return (f"Noise band of these rows: the fused reference against itself at "
+            f"{min(noise):.2f}-{max(noise):.2f}, so two identical programs land "
+            f"{low:.2f}-{high:.2f} apart; pvae / ref. fused is at or above the band's "
+            f"low end in {inside} of {len(rows)} rows.")
 
 
 def _line(r: dict, unit: str, fmt: str) -> str:
