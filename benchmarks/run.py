@@ -241,7 +241,10 @@ def markdown(res, command) -> str:
         "program each step (sample-site messengers, distribution objects, the subsampled "
         "data plate, module attribute access); `torch.compile` does not remove it (Dynamo "
         "breaks the graph 18 times on Pyro's message dictionaries), the replay does: see "
-        "\"Where a training step's time goes\".",
+        "\"Where a training step's time goes\". With the replay (commit 690a97e), a run "
+        "30 minutes before this one (2026-11-30 20:36-20:52, load average 7-15) gave pvae / "
+        "ref. fused 0.95, 0.96, 0.97, 1.00 (noise 1.04, 0.98, 1.11, 1.07) and, for the table "
+        "model, 0.85 and 0.64 (noise 1.08, 0.94; Pyro's ELBO classes 0.35, 0.30).",
         "",
         *profile_markdown(res),
         f"## Quality after {q['epochs']} epochs (dynamic binarisation, batch 128, analytic KL)",
