@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,58 +45,24 @@ import pvae
 import eval_speed
 from common import HERE, SHARED, add_smoke_options, machine, mnist, output_file, smoke_mnist
 from reference import ReferenceVAE, train_reference
+from throughput import markdown as throughput_markdown
+from throughput import profile_markdown
+from throughput import pvae_epoch, table, throughput
 
 # Sizes of each section: a full run, --quick, and --smoke (seconds, on digits).
 PLANS = {
     "full": {"train": 30000, "repeats": 5, "warm": 2048, "epochs": 5, "eval_points": 10000,
              "k": 5000, "conv_k": 200, "train_eval": 10000, "slice": 50,
-             "sizes": (10000, 30000, 60000), "small": 10000},
+             "sizes": (10000, 30000, 60000), "small": 10000,
+             "table_rows": 100000},
     "quick": {"train": 10000, "repeats": 3, "warm": 2048, "epochs": 1, "eval_points": 200,
               "k": 5000, "conv_k": 200, "train_eval": 10000, "slice": 50,
-              "sizes": (10000, 30000, 60000), "small": 5000},
+              "sizes": (10000, 30000, 60000), "small": 5000,
+              "table_rows": 40000},
     "smoke": {"train": 256, "repeats": 1, "warm": 64, "epochs": 1, "eval_points": 16,
-              "k": 50, "conv_k": 20, "train_eval": 256, "slice": 8, "sizes": (256,), "small": 128},
+              "k": 50, "conv_k": 20, "train_eval": 256, "slice": 8, "sizes": (256,), "small": 128,
+              "table_rows": 400},
 }
-
-
-def pvae_epoch(x, batch_size, elbo, z_dim=20, num_particles=1, seed=0):
-    torch.manual_seed(seed)
-    vae = pvae.VAE(784, z_dim, hidden_dims=(400,))
-    h = pvae.fit(vae, x, epochs=1, batch_size=batch_size, elbo=elbo, seed=seed,
-                 num_particles=num_particles, monitor_size=1)
-    return h[0]["seconds"]
-
-
-def ref_epoch(x, batch_size, analytic, fused=False, seed=0):
-    torch.manual_seed(seed)
-    return train_reference(ReferenceVAE(), x, epochs=1, batch_size=batch_size,
-                           analytic_kl=analytic, seed=seed, fused=fused)[0]
-
-
-def throughput(x, repeats, warm=2048):
-    from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-
-    rows = []
-    for bs in (128, 512):
-        for kl, analytic, name, pyro_cls in (("analytic", True, "meanfield", TraceMeanField_ELBO),
-                                             ("Monte Carlo", False, "trace", Trace_ELBO)):
-            t = {"ref": [], "ref_fused": [], "pvae": [], "pvae_pyro_elbo": [], "ref_again": []}
-            pvae_epoch(x[:warm], bs, name)  # warm-up
-            ref_epoch(x[:warm], bs, analytic)
-            for r in range(repeats):  # alternate, so load changes hit all alike
-                t["ref"].append(ref_epoch(x, bs, analytic, seed=r))
-                t["pvae"].append(pvae_epoch(x, bs, name, seed=r))
-                t["ref_fused"].append(ref_epoch(x, bs, analytic, fused=True, seed=r))
-                t["pvae_pyro_elbo"].append(pvae_epoch(x, bs, pyro_cls(), seed=r))
-                t["ref_again"].append(ref_epoch(x, bs, analytic, seed=r))  # the noise: ref/ref
-            ips = {k: len(x) / statistics.median(v) for k, v in t.items()}
-            rows.append({"batch": bs, "kl": kl, **{f"{k}_img_s": v for k, v in ips.items()},
-                         "ratio_vs_ref": ips["pvae"] / ips["ref"],
-                         "ratio_vs_ref_fused": ips["pvae"] / ips["ref_fused"],
-                         "ratio_pyro_elbo_vs_ref": ips["pvae_pyro_elbo"] / ips["ref"],
-                         "ratio_ref_again_vs_ref": ips["ref_again"] / ips["ref"]})
-            print("throughput", rows[-1], flush=True)
-    return rows
 
 
 def quality(d, epochs):
@@ -214,7 +179,7 @@ def eval_cases(d, plan, points=None) -> dict:
     return out
 
 
-SECTIONS = ("throughput", "quality", "eval", "scaling", "memory", "data_share")
+SECTIONS = ("throughput", "table", "quality", "eval", "scaling", "memory", "data_share")
 
 
 def markdown(res, command) -> str:
@@ -234,43 +199,34 @@ def markdown(res, command) -> str:
         "Wall-clock times on a shared machine: read the ratios, which are measured within "
         "this run with the runs alternated.",
         "",
-        "## Training throughput, 784-400-20 MLP VAE, binarised MNIST (images/s)",
-        "",
-        "| batch | KL | reference | reference, fused Adam | pvae | pvae / reference | "
-        "pvae / ref. fused | pvae via Pyro's ELBO classes / reference | "
-        "reference again / reference (noise) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in res["throughput"]:
-        noise = r.get("ratio_ref_again_vs_ref")
-        lines.append(
-            f"| {r['batch']} | {r['kl']} | {r['ref_img_s']:.0f} | {r['ref_fused_img_s']:.0f} | "
-            f"{r['pvae_img_s']:.0f} | {r['ratio_vs_ref']:.2f} | {r['ratio_vs_ref_fused']:.2f} | "
-            f"{r['ratio_pyro_elbo_vs_ref']:.2f} | {'' if noise is None else f'{noise:.2f}'} |")
+    lines += throughput_markdown(res)
     q = res["quality"]
     lines += [
         "",
-        "pvae trains with `fit` defaults: the lean ELBO path (`pvae.fast_elbo`), fused Adam, "
-        "no Pyro parameter registration in the loop. The reference is a hand-written "
-        "PyTorch VAE (`benchmarks/reference.py`) with `torch.optim.Adam` as one would write it; "
-        "the fused column gives it the same fused Adam. The \"via Pyro's ELBO classes\" column "
-        "is pvae with Pyro's own `Trace_ELBO`/`TraceMeanField_ELBO` instances (the path "
-        "before the lean ELBO). "
-        "The noise column times the reference a second time in the same alternation: how far "
-        "apart two identical programs land in this run.",
+        "pvae trains with `fit` defaults: the lean ELBO path (`pvae.fast_elbo`), whose step "
+        "is replayed from a recording of its tensor operations from the second step of one "
+        "structure on (`pvae.replay`), fused Adam, no Pyro parameter registration in the "
+        "loop. The reference is a hand-written PyTorch VAE (`benchmarks/reference.py`) with "
+        "`torch.optim.Adam` as one would write it; the fused columns give it the same fused "
+        "Adam as pvae. The \"via Pyro's ELBO classes\" column is pvae with Pyro's own "
+        "`Trace_ELBO`/`TraceMeanField_ELBO` instances (the Pyro program run in full each "
+        "step). The noise column times the fused reference a second time in the same "
+        "alternation: how far apart two identical programs land in this run.",
         "",
-        "History: at commit 906fca3 (2026-11-21 06:17) pvae / reference was 0.96, 0.93, "
-        "1.03, 0.89 and pvae / ref. fused 0.74, 0.78, 0.90, 0.79 (rows in the order above). "
-        "Commit 2706c9d made the Bernoulli term take torch's fused "
-        "`binary_cross_entropy_with_logits` when gradients are needed (about 3% of a training "
-        "step's forward and backward, measured alone): a change within the noise column. "
-        "What remained then was running the Pyro program "
-        "each step: about 0.8 ms of forward time for this VAE at batch 128 against the same "
-        "arithmetic written directly (2.6 against 1.8 ms on one thread), spread over some "
-        "thousand Python calls (sample-site messengers, distribution objects, the subsampled "
-        "data plate). `torch.compile` does not remove it: Dynamo breaks the graph 18 times on "
-        "Pyro's message dictionaries.",
+        "History: at commit 906fca3 (2026-11-21 06:17) pvae / ref. fused was 0.74, 0.78, "
+        "0.90, 0.79 and at commit 2706c9d (2026-11-21 08:55) 0.82, 0.79, 0.90, 0.91 (MNIST "
+        "rows in the order above); the table model was at 0.40-0.67 of the fused reference "
+        "over four alternated runs (issue 23). What remained then was running the Pyro "
+        "program each step (sample-site messengers, distribution objects, the subsampled "
+        "data plate, module attribute access); `torch.compile` does not remove it (Dynamo "
+        "breaks the graph 18 times on Pyro's message dictionaries), the replay does: see "
+        "\"Where a training step's time goes\". With the replay (commit 690a97e), a run "
+        "30 minutes before this one (2026-11-30 20:36-20:52, load average 7-15) gave pvae / "
+        "ref. fused 0.95, 0.96, 0.97, 1.00 (noise 1.04, 0.98, 1.11, 1.07) and, for the table "
+        "model, 0.85 and 0.64 (noise 1.08, 0.94; Pyro's ELBO classes 0.35, 0.30).",
         "",
+        *profile_markdown(res),
         f"## Quality after {q['epochs']} epochs (dynamic binarisation, batch 128, analytic KL)",
         "",
         "| | test ELBO (nats, 10 samples) |",
@@ -343,6 +299,7 @@ def main(argv=None) -> dict:
     res.setdefault("sections", {})
     measure = {
         "throughput": lambda: throughput(xb[:plan["train"]], plan["repeats"], plan["warm"]),
+        "table": lambda: table(plan["table_rows"], plan["repeats"], min(2000, plan["table_rows"])),
         "quality": lambda: quality(d, plan["epochs"]),
         "eval": lambda: eval_cases(d, plan, args.eval_points),
         "scaling": lambda: scaling(xb, plan["sizes"], plan["small"]),

@@ -33,11 +33,11 @@ import torch
 from pyro.infer import (
     ELBO, RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO, config_enumerate,
 )
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import _PYRO_STACK
-from pyro.poutine.util import site_is_subsample
-
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
+from pvae.program_key import LatentScale, latent_weight
+from pvae.program_key import keywords as _keywords
+from pvae.program_key import program_constants as _program_constants
+from pvae.program_key import signature as _signature
 from pvae.free_bits import FreeBits
 from pvae.iwae import IWAE
 from pvae.weights import IWAE_AS_WRITTEN, kl_weight_error
@@ -70,41 +70,6 @@ class FixedJitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
     @property
     def _loss_and_surrogate_loss(self):
         return self.__dict__.get("_differentiable_loss")
-
-
-def _signature(args: tuple) -> tuple:
-    """What a traced graph depends on in its positional arguments."""
-    return tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, torch.Tensor) else a
-                 for a in args)
-
-
-def _keywords(kwargs: dict) -> tuple:
-    """Keyword arguments as a key (each becomes a constant of the traced graph)."""
-    out = []
-    for name, value in sorted(kwargs.items()):
-        (value,) = _signature((value,))
-        try:
-            hash(value)
-        except TypeError:
-            value = repr(value)
-        out.append((name, value))
-    return tuple(out)
-
-
-def _program_constants(fn: Callable) -> Any:
-    """The Python settings a model's program reads when it runs (``num_data``, ``beta``...),
-    declared by the object a bound method belongs to; ``None`` for plain functions."""
-    declare = getattr(getattr(fn, "__self__", None), "program_constants", None)
-    return declare() if callable(declare) else None
-
-
-def _latent_weight() -> float:
-    """The product of the active :class:`LatentScale` factors (KL warm-up), 1 for none."""
-    weight = 1.0
-    for handler in _PYRO_STACK:
-        if isinstance(handler, LatentScale):
-            weight = weight * float(handler.factor)
-    return weight
 
 
 def _weighted(fn: Callable, weight0: float) -> Callable:
@@ -150,7 +115,7 @@ class _StableJit:
         return len(self._compiled)
 
     def _call(self, method: str, model, guide, args, kwargs):
-        weight = _latent_weight()
+        weight = latent_weight()
         key = (model, guide, _signature(args), _keywords(kwargs), _program_constants(model),
                _program_constants(guide), weight == 0.0)
         entry = self._compiled.get(key)
@@ -283,18 +248,6 @@ def make_elbo(spec: Union[str, ELBO], num_particles: int = 1, *, model=None) -> 
     if name.startswith("jit"):
         kwargs["ignore_jit_warnings"] = True
     return ELBOS[name](**kwargs)
-
-
-class LatentScale(Messenger):
-    """Multiply the scale of every latent (unobserved) sample site: KL warm-up."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def _process_message(self, msg) -> None:
-        if msg["type"] == "sample" and not msg["is_observed"] and not site_is_subsample(msg):
-            msg["scale"] = msg["scale"] * self.factor
 
 
 @dataclass(frozen=True)

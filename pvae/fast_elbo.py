@@ -12,6 +12,12 @@ non-reparameterised or enumerated sites, JIT) goes to Pyro's own code.
 The lean ``Trace_ELBO`` adds the zero-valued control variates that a guide
 distribution offers (``kl_control_variate``: the IAF posterior's base Gaussian KL in
 closed form, :class:`pvae.flows.IAFDistribution`); Pyro's path does without them.
+From the second step of one structure on (same model and guide, input shapes, program
+constants, warm-up weight, parameters: :func:`pvae.program_key.step_key`), the step's
+tensor operations, recorded once, are replayed without running the Pyro program
+(:mod:`pvae.replay`); a new structure runs the program again, and a program that
+reads tensor values into Python, registers parameters with Pyro's store (SVI with
+``pyro.optim``) or needs Pyro's own path is never replayed.
 ``tests/test_fast_elbo.py`` checks that values and gradients equal Pyro's.
 With Pyro's validation on (``pyro.enable_validation``), the mean-field variant
 checks, as Pyro's class does, that model and guide draw their latent sites in
@@ -28,7 +34,12 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
+
+
+from pvae.program_key import LatentScale, step_key
+from pvae.replay import Tape
 
 
 class _Record(Messenger):
@@ -38,8 +49,11 @@ class _Record(Messenger):
         super().__init__()
         self.replay = replay
         self.sites: dict = {}  # sample sites, subsample sites included (they are replayed too)
+        self.params = False  # whether the program registered parameters with Pyro's store
 
     def _process_message(self, msg) -> None:
+        if msg["type"] == "param":
+            self.params = True
         if self.replay is not None and msg["type"] == "sample" and not msg["is_observed"]:
             guide_msg = self.replay.get(msg["name"])
             if guide_msg is not None:
@@ -86,8 +100,11 @@ def _control_variates(model_sites: dict, guide_sites: dict):
             yield scale_and_mask(term, g["scale"], g["mask"]).sum()
 
 
-def _record(model, guide, args, kwargs):
-    """Run guide then model (guide values replayed); None if the lean path does not apply."""
+def _record(model, guide, args, kwargs, tape: Tape | None = None):
+    """Run guide then model (guide values replayed); None if the lean path does not apply.
+
+    ``tape``: the :class:`~pvae.replay.Tape` recording this run, told not to replay it
+    when the program registers parameters with Pyro's store."""
     with _Record() as g:
         guide(*args, **kwargs)
     guide_sites = _without_subsample(g.sites)
@@ -96,28 +113,94 @@ def _record(model, guide, args, kwargs):
             return None
     with _Record(replay=g.sites) as m:
         model(*args, **kwargs)
+    if tape is not None and (g.params or m.params):
+        tape.refuse("the program registers parameters with Pyro's parameter store")
     return _without_subsample(m.sites), guide_sites
 
 
+def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
+    """``loss(model, guide, args, kwargs, tape)``, replayed from ``elbo``'s tape when the
+    step's structure was seen before (:mod:`pvae.replay`); run directly with Pyro's
+    validation on (its checks run each step) or under JIT tracing.
+
+    A KL warm-up weight (one :class:`~pvae.program_key.LatentScale` around the call,
+    weight not 0) enters the recording as an input, a 0-dim tensor the handler holds
+    while the program runs, so a weight that changes every step replays one recording.
+    """
+    tape = elbo.__dict__.get("_tape")
+    if tape is None:
+        tape = elbo.__dict__["_tape"] = Tape()
+    key, warm_up = None, None
+    if not is_validation_enabled() and not torch._C._get_tracing_state():
+        key = step_key(model, guide, args, kwargs)
+        scales = [h for h in _PYRO_STACK if isinstance(h, LatentScale)]
+        if key is not None and len(scales) == 1 and scales[0].factor != 0:
+            warm_up = scales[0]
+            key = (*key[:5], "weight as input", *key[6:])  # key[5]: the weight's value
+    names = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    inputs = [args[i] for i in positions] + [kwargs[k] for k in names]
+    if warm_up is not None:
+        inputs.append(torch.tensor(float(warm_up.factor)))
+
+    def run(*values):
+        a, kw = list(args), dict(kwargs)
+        for i, v in zip(positions, values):
+            a[i] = v
+        kw.update(zip(names, values[len(positions):len(positions) + len(names)]))
+        if warm_up is None:
+            return loss(model, guide, tuple(a), kw, tape)
+        factor, warm_up.factor = warm_up.factor, values[-1]
+        try:
+            return loss(model, guide, tuple(a), kw, tape)
+        finally:
+            warm_up.factor = factor
+
+    return tape(key, run, inputs)
+
+
+def _total(terms: list) -> torch.Tensor | None:
+    total = None
+    for t in terms:
+        total = t if total is None else total + t
+    return total
+
+
+def _difference(gains: list, costs: list) -> torch.Tensor:
+    """The loss, minus the ELBO: ``sum(costs) - sum(gains)`` (nats), formed without a
+    leading float 0 or a negation, each one more operation in a small model's step."""
+    gain, cost = _total(gains), _total(costs)
+    if gain is None:
+        return cost if cost is not None else torch.zeros(())
+    return -gain if cost is None else cost - gain
+
+
 class _Lean:
-    """Mixin: the lean path when it applies, Pyro's otherwise."""
+    """Mixin: the lean path when it applies, Pyro's otherwise. Subclasses give
+    ``_lean_terms(model_sites, guide_sites)``: the ELBO's terms with a plus sign (gains)
+    and with a minus sign (costs), each a scalar tensor."""
 
     def _lean_ok(self) -> bool:
         return self.num_particles == 1 and not torch._C._get_tracing_state()
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         if self._lean_ok():
-            rng = torch.get_rng_state()
-            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-            recorded = _record(model, guide, args, kwargs)
-            if recorded is not None:
-                if is_validation_enabled():
-                    self._validate(*recorded)
-                return -self._lean_elbo(*recorded)
-            # Pyro's path then draws exactly what it would have (the guide runs again)
-            torch.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+            return taped(self, model, guide, args, kwargs, self._lean_loss)
+        return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def _lean_loss(self, model, guide, args, kwargs, tape: Tape):
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        recorded = _record(model, guide, args, kwargs, tape)
+        if recorded is not None:
+            if is_validation_enabled():
+                self._validate(*recorded)
+            return _difference(*self._lean_terms(*recorded))
+        # Pyro's path then draws exactly what it would have (the guide runs again)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        tape.refuse("the lean path does not apply (Pyro's own ELBO runs)")
         return super().differentiable_loss(model, guide, *args, **kwargs)
 
     def _validate(self, model_sites, guide_sites) -> None:
@@ -136,10 +219,10 @@ class _Lean:
 class FastTrace_ELBO(_Lean, Trace_ELBO):
     """``Trace_ELBO`` with a lean path for one particle and reparameterised guides."""
 
-    def _lean_elbo(self, model_sites, guide_sites):
-        elbo = sum(_log_prob_sum(m) for m in model_sites.values())
-        elbo = elbo - sum(_log_prob_sum(g) for g in guide_sites.values())
-        return elbo - sum(_control_variates(model_sites, guide_sites))
+    def _lean_terms(self, model_sites, guide_sites):
+        return ([_log_prob_sum(m) for m in model_sites.values()],
+                [_log_prob_sum(g) for g in guide_sites.values()]
+                + list(_control_variates(model_sites, guide_sites)))
 
 
 class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
@@ -162,20 +245,21 @@ class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
                 "order."
             )
 
-    def _lean_elbo(self, model_sites, guide_sites):
-        elbo = 0.0
+    def _lean_terms(self, model_sites, guide_sites):
+        gains, costs = [], []
         for name, m in model_sites.items():
             if m["is_observed"] or name not in guide_sites:
-                elbo = elbo + _log_prob_sum(m)
+                gains.append(_log_prob_sum(m))
                 continue
             g = guide_sites[name]
             try:
                 kl = torch.distributions.kl_divergence(g["fn"], m["fn"])
             except NotImplementedError:  # Monte Carlo, each side with its own scale and mask
-                elbo = elbo + _log_prob_sum(m) - _log_prob_sum(g)
+                gains.append(_log_prob_sum(m))
+                costs.append(_log_prob_sum(g))
                 continue
-            elbo = elbo - scale_and_mask(kl, g["scale"], g["mask"]).sum()
+            costs.append(scale_and_mask(kl, g["scale"], g["mask"]).sum())
         for name, g in guide_sites.items():  # auxiliary guide sites: their entropy term
             if name not in model_sites:
-                elbo = elbo - _log_prob_sum(g)
-        return elbo
+                costs.append(_log_prob_sum(g))
+        return gains, costs

@@ -39,7 +39,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from torch.distributions import Independent, kl_divergence
 
-from pvae.fast_elbo import _log_prob_sum, _record
+from pvae.fast_elbo import _log_prob_sum, _record, taped
 
 
 def check_free_bits(free_bits: Any) -> float:
@@ -159,7 +159,11 @@ class FreeBits(ELBO):
         self.free_bits, self.analytic = check_free_bits(free_bits), bool(analytic)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        recorded = _record(model, guide, args, kwargs)
+        # replayed from the second step of one structure on, as the lean ELBOs are
+        return taped(self, model, guide, args, kwargs, self._loss)
+
+    def _loss(self, model, guide, args, kwargs, tape) -> torch.Tensor:
+        recorded = _record(model, guide, args, kwargs, tape)
         if recorded is None:
             raise ValueError("free bits needs every latent site of the guide reparameterised "
                              "and not enumerated (it averages each dimension's KL over the "

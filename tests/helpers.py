@@ -75,3 +75,19 @@ def fail_estimator(monkeypatch, elbo: str, error: Exception) -> None:
 TABLE = ["--set", "model.likelihood=gaussian", "--set", "model.hidden_dims=[8]",
          "--set", "model.z_dim=2", "--set", "train.epochs=1", "--set", "evaluate.num_samples=2",
          "--quiet"]
+
+
+def data_in_support(likelihood, n: int, d: int):
+    """The first of a few small (n, d) data sets that lies in the likelihood's support:
+    binary, in (0, 1), counts, real."""
+    g = torch.Generator().manual_seed(0)
+    for x in ((torch.rand(n, d, generator=g) > 0.5).float(),
+              torch.rand(n, d, generator=g) * 0.8 + 0.1,
+              torch.randint(0, 5, (n, d), generator=g).float(),
+              torch.randn(n, d, generator=g)):
+        try:
+            likelihood.check_support(x)
+            return x
+        except ValueError:
+            continue
+    raise AssertionError(f"no test data in the support of {likelihood.name}")

@@ -13,13 +13,14 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
 HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "ladder", "seq_references",
-           "seq_report"}
+           "seq_report", "throughput"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
     "gpu": (["--device", "cpu"], ["GPU.md", "gpu.json"]),
     "iaf_probe": ([], ["iaf_probe.json"]),
     "jit": ([], ["JIT.md"]),
+    "profile_step": ([], ["results.json"]),
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
     "reference": ([], ["reference.json"]),
     "run": ([], ["RESULTS.md", "results.json"]),

@@ -249,11 +249,14 @@ class PVAEModel(LikelihoodHead, PyroModule):
     @contextlib.contextmanager
     def scaled_to(self, num_data: Optional[int]) -> Iterator[None]:
         """Temporarily set :attr:`num_data` (the data plate's full size)."""
-        old, self.num_data = self.num_data, num_data
+        # a plain attribute, set in the instance's __dict__: PyroModule.__setattr__'s cost
+        # shows in a small model's training step, which enters this every step
+        d = self.__dict__
+        old, d["num_data"] = d["num_data"], num_data
         try:
             yield
         finally:
-            self.num_data = old
+            d["num_data"] = old
 
     def program_constants(self) -> tuple:
         """The Python settings ``model``/``guide`` read when they run: ``num_data``,

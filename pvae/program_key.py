@@ -1,0 +1,95 @@
+"""What a Pyro program's run depends on besides tensor values: the key under which the
+ELBOs' fast path (:mod:`pvae.replay`, :mod:`pvae.fast_elbo`) and the JIT ELBOs
+(:mod:`pvae.elbos`) reuse a recorded or compiled loss.
+
+Two calls with equal keys run the same tensor operations in the same order (the
+same sites, distributions, plates, scales and masks), so a loss recorded or compiled
+at one may be reused at the other. :class:`LatentScale` (KL warm-up) lives here
+because the warm-up weight is part of the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.util import site_is_subsample
+
+
+class LatentScale(Messenger):
+    """Multiply the scale of every latent (unobserved) sample site: KL warm-up."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def _process_message(self, msg) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"] and not site_is_subsample(msg):
+            msg["scale"] = msg["scale"] * self.factor
+
+
+def signature(args: tuple) -> tuple:
+    """What a run depends on in its positional arguments: tensors' shapes, dtypes and
+    devices, other values as they are."""
+    return tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, torch.Tensor) else a
+                 for a in args)
+
+
+def keywords(kwargs: dict) -> tuple:
+    """Keyword arguments as a hashable key (tensors by shape, dtype and device)."""
+    out = []
+    for name, value in sorted(kwargs.items()):
+        (value,) = signature((value,))
+        try:
+            hash(value)
+        except TypeError:
+            value = repr(value)
+        out.append((name, value))
+    return tuple(out)
+
+
+def program_constants(fn: Callable) -> Any:
+    """The Python settings a model's program reads when it runs (``num_data``, ``beta``...),
+    declared by the object a bound method belongs to; ``None`` for plain functions."""
+    declare = getattr(getattr(fn, "__self__", None), "program_constants", None)
+    return declare() if callable(declare) else None
+
+
+def latent_weight() -> float:
+    """The product of the active :class:`LatentScale` factors (KL warm-up), 1 for none."""
+    weight = 1.0
+    for handler in _PYRO_STACK:
+        if isinstance(handler, LatentScale):
+            weight = weight * float(handler.factor)
+    return weight
+
+
+def _parts(fn: Callable) -> tuple:
+    """The identity of the submodules and parameters directly on the module a bound method
+    belongs to: a network replaced by another (``vae.decoder = ...``) shows as a new key.
+    (Replacing a module deeper inside one does not: build a new model instead.)"""
+    owner = getattr(fn, "__self__", None)
+    if not isinstance(owner, torch.nn.Module):
+        return ()
+    d = owner.__dict__
+    return (tuple(map(id, d["_modules"].values())), tuple(map(id, d["_parameters"].values())))
+
+
+def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
+    """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs``, or
+    ``None`` when the run may depend on more than a key can hold: a Pyro handler other
+    than :class:`LatentScale` around the call, or a plain function (not a pvae model's
+    bound method) for model or guide, whose settings are not declared."""
+    if any(not isinstance(h, LatentScale) for h in _PYRO_STACK):
+        return None
+    owner = getattr(model, "__self__", None)
+    same = owner is not None and owner is getattr(guide, "__self__", None)  # one object's pair
+    model_constants = program_constants(model)
+    guide_constants = model_constants if same else program_constants(guide)
+    if model_constants is None or guide_constants is None:
+        return None
+    return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
+            latent_weight(), torch.is_grad_enabled(), _parts(model),
+            () if same else _parts(guide))

@@ -1,0 +1,67 @@
+"""pvae.replay.Tape: recorded tensor operations replayed with the eager values."""
+
+import torch
+
+from pvae.replay import Tape
+
+
+def _program(x, p):
+    noise = torch.randn_like(x)  # a random draw: replayed, not frozen
+    with torch.no_grad():
+        frozen = p * 3  # no gradient through here, in the replay too
+    buf = torch.zeros(3)
+    buf.add_(x[:3])  # in-place on a constant: must not be folded away
+    return ((x + noise) * p).sum() + (frozen * x).sum() + buf.sum() + (x / torch.ones(3)).sum()
+
+
+def test_replay_equals_running_the_function():
+    p = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0]))
+    tape = Tape()
+    for step in range(4):
+        x = torch.randn(3) + step
+        torch.manual_seed(step)
+        got = tape("key", lambda x: _program(x, p), [x])
+        (g,) = torch.autograd.grad(got, p)
+        torch.manual_seed(step)
+        want = _program(x, p)
+        (w,) = torch.autograd.grad(want, p)
+        assert torch.equal(got, want) and torch.equal(g, w)
+        with torch.no_grad():
+            p.add_(0.1)  # an optimiser's in-place update is seen by the replay
+    assert tape.counts == {"run": 1, "recorded": 1, "replayed": 2}
+
+
+def test_keys_are_recorded_once_seen_twice_and_none_always_runs():
+    tape = Tape()
+    x = torch.ones(2)
+    tape("a", lambda x: x * 2, [x])
+    tape("b", lambda x: x * 3, [x])
+    assert not tape.recordings
+    assert torch.equal(tape("a", lambda x: x * 2, [x]), x * 2)
+    assert "a" in tape.recordings
+    for _ in range(2):
+        tape(None, lambda x: x * 4, [x])
+    assert tape.counts["run"] == 4 and tape.counts["replayed"] == 0
+
+
+def test_reading_values_into_python_refuses_the_recording():
+    tape = Tape()
+
+    def f(x):
+        return x * 2 if x.sum().item() > 0 else x * 3
+
+    for _ in range(3):
+        assert torch.equal(tape("k", f, [torch.ones(2)]), torch.ones(2) * 2)
+    assert tape.recordings["k"] is None and "item" in tape.refused
+    assert torch.equal(tape("k", f, [-torch.ones(2)]), -torch.ones(2) * 3)  # still runs
+
+
+def test_a_result_shaped_by_tensor_values_refuses_the_recording():
+    tape = Tape()
+
+    def f(x):
+        return x[x > 0].sum() * 2  # how many elements are kept depends on the values
+
+    for x in (torch.tensor([1.0, -1.0]), torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 3.0])):
+        assert torch.equal(tape("k", f, [x]), x[x > 0].sum() * 2)
+    assert tape.recordings["k"] is None and "shape" in tape.refused
