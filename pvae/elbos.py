@@ -36,6 +36,7 @@ from pyro.infer import (
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
 from pvae.program_key import LatentScale, latent_weight
 from pvae.program_key import keywords as _keywords
+from pvae.program_key import module_tree as _module_tree
 from pvae.program_key import program_constants as _program_constants
 from pvae.program_key import signature as _signature
 from pvae.free_bits import FreeBits
@@ -95,7 +96,9 @@ class _StableJit:
     reads (the data plate's size ``num_data``, ``beta``, the KL warm-up weight), and
     reuses the first model's graph for any later model. Here each distinct
     ``(model, guide, argument shapes, keyword arguments, the model's declared program
-    constants)`` (:meth:`pvae.models.base.PVAEModel.program_constants`) gets
+    constants, the networks' tree and settings)``
+    (:meth:`pvae.models.base.PVAEModel.program_constants`,
+    :func:`pvae.program_key.module_tree`) gets
     its own Pyro ELBO of the same options, compiled once; a change of ``num_data`` or
     ``beta`` compiles a new graph, and the warm-up weight (the :class:`LatentScale`
     handlers around the call) enters the graph as a tensor input, so it may change
@@ -117,7 +120,7 @@ class _StableJit:
     def _call(self, method: str, model, guide, args, kwargs):
         weight = latent_weight()
         key = (model, guide, _signature(args), _keywords(kwargs), _program_constants(model),
-               _program_constants(guide), weight == 0.0)
+               _program_constants(guide), _module_tree(model), _module_tree(guide), weight == 0.0)
         entry = self._compiled.get(key)
         if entry is None:
             entry = (self._inner_class(*self._options[0], **self._options[1]),

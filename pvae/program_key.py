@@ -66,15 +66,35 @@ def latent_weight() -> float:
     return weight
 
 
-def _parts(fn: Callable) -> tuple:
-    """The identity of the submodules and parameters directly on the module a bound method
-    belongs to: a network replaced by another (``vae.decoder = ...``) shows as a new key.
-    (Replacing a module deeper inside one does not: build a new model instead.)"""
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _module_states(m: torch.nn.Module, out: list) -> None:
+    """Append the state of ``m`` and of its submodules, depth first, to ``out``."""
+    d = m.__dict__
+    out.append(id(m))
+    out.append(d.get("training"))
+    out.extend(map(id, d["_parameters"].values()))
+    out.extend(map(id, d["_buffers"].values()))
+    out.extend([(k, v) for k, v in d.items() if v.__class__ in _PLAIN and k[0] != "_"])
+    for child in d["_modules"].values():
+        if child is not None:
+            _module_states(child, out)
+        out.append(None)  # where a module's children end: the tree's shape is in the key
+
+
+def module_tree(fn: Callable) -> tuple:
+    """What the networks under the module a bound method belongs to contribute: every
+    submodule's identity, train/eval mode, parameters and buffers (by identity) and
+    plain settings (numbers, flags, strings), at every depth. A network replaced
+    (``vae.decoder = ...`` or deeper), a submodule switched to eval mode alone, or a
+    setting changed on one (a likelihood's fixed scale) shows as a new key."""
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, torch.nn.Module):
         return ()
-    d = owner.__dict__
-    return (tuple(map(id, d["_modules"].values())), tuple(map(id, d["_parameters"].values())))
+    out: list = []
+    _module_states(owner, out)
+    return tuple(out)
 
 
 def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
@@ -91,5 +111,5 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
     if model_constants is None or guide_constants is None:
         return None
     return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
-            latent_weight(), torch.is_grad_enabled(), _parts(model),
-            () if same else _parts(guide))
+            latent_weight(), torch.is_grad_enabled(), module_tree(model),
+            () if same else module_tree(guide))

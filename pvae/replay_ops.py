@@ -110,16 +110,18 @@ _VIEWS = frozenset({"expand", "expand_as", "reshape", "view", "view_as", "contig
 _IDENTITY = {"add": 0.0, "sub": 0.0, "mul": 1.0, "div": 1.0, "true_divide": 1.0, "pow": 1.0}
 
 
-def _is(value: Any, number: float) -> bool:
-    """Whether ``value`` (a number or a constant tensor) is ``number`` everywhere."""
+def _is(value: Any, number: float, folded: set) -> bool:
+    """Whether ``value`` (a number or a tensor folded at the recording) is ``number``
+    everywhere. A tensor held by reference (a parameter, frozen or not, or a buffer) is
+    never an identity: it may be thawed or updated in place after the recording."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value == number
-    if isinstance(value, torch.Tensor) and not value.requires_grad and value.numel() > 0:
+    if isinstance(value, torch.Tensor) and id(value) in folded and value.numel() > 0:
         return bool((value == number).all())
     return False
 
 
-def _alias(op: "Op", keep: list) -> Optional[list[tuple[int, int]]]:
+def _alias(op: "Op", keep: list, folded: set) -> Optional[list[tuple[int, int]]]:
     """``(result slot, operand slot)`` pairs when ``op`` returns its operands unchanged (a
     view to the same shape, adding 0, multiplying by 1, broadcasting equal shapes)."""
     name = getattr(op.func, "__name__", "")
@@ -139,9 +141,9 @@ def _alias(op: "Op", keep: list) -> Optional[list[tuple[int, int]]]:
         return [(out, args[0].index)]
     if name in _IDENTITY and len(args) == 2:
         number = _IDENTITY[name]
-        if same(out, args[0]) and _is(args[1], number):
+        if same(out, args[0]) and _is(args[1], number, folded):
             return [(out, args[0].index)]
-        if name in ("add", "mul") and same(out, args[1]) and _is(args[0], number):
+        if name in ("add", "mul") and same(out, args[1]) and _is(args[0], number, folded):
             return [(out, args[1].index)]
     return None
 
@@ -207,7 +209,7 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
             replace.update((s, keep[s]) for s in _outs(op))
             folded.update(id(keep[s]) for s in _outs(op))
             continue
-        aliases = _alias(op, keep) if plain else None
+        aliases = _alias(op, keep, folded) if plain else None
         if aliases is None and plain:
             aliases = _view_of_root(op, name, keep, roots)
         if aliases is not None:

@@ -101,6 +101,21 @@ def test_a_second_model_gets_its_own_graph():
 
 # -- 2. num_data, beta and the warm-up weight stay right ----------------------------------------
 @pytest.mark.parametrize("name", JIT_NAMES)
+def test_a_setting_inside_the_likelihood_compiles_a_new_graph(name, traces):
+    """A fixed Gaussian scale is a constant of the compiled graph: changing it on the
+    likelihood (not on the model) must not reuse the old graph."""
+    vae = pvae.VAE(20, 3, hidden_dims=(16,), likelihood="gaussian",
+                   likelihood_kwargs={"scale": 1.0})
+    x = torch.randn(5, 20)
+    jit, eager = make_elbo(name), EAGER[name]()
+    for scale in (1.0, 0.5):
+        vae.likelihood.scale = scale
+        jit.loss(vae.model, vae.guide, x)
+        assert _same_seed(jit, vae, x) == pytest.approx(_same_seed(eager, vae, x), rel=1e-5)
+    assert jit.num_compiled == 2
+
+
+@pytest.mark.parametrize("name", JIT_NAMES)
 def test_jit_loss_equals_eager_as_settings_change(name, traces):
     vae = pvae.VAE(20, 3, hidden_dims=(16,))
     x = _binary(5)

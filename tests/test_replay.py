@@ -65,3 +65,27 @@ def test_a_result_shaped_by_tensor_values_refuses_the_recording():
     for x in (torch.tensor([1.0, -1.0]), torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 3.0])):
         assert torch.equal(tape("k", f, [x]), x[x > 0].sum() * 2)
     assert tape.recordings["k"] is None and "shape" in tape.refused
+
+
+def test_a_frozen_parameter_at_zero_or_one_is_not_dropped_as_an_identity():
+    """A parameter frozen at 0 (an IAF's zero-initialised output, a flow frozen for the
+    first epochs) looks like "+ 0" at the recording; thawed and updated, the replay
+    must see its new value and give it a gradient."""
+    bias = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    gain = torch.nn.Parameter(torch.ones(3), requires_grad=False)
+    tape = Tape()
+    x = torch.randn(3)
+    f = lambda x: ((x + bias) * gain).sum()  # noqa: E731
+    for _ in range(3):
+        tape("k", f, [x])
+    assert tape.counts["replayed"] == 1
+    bias.requires_grad_(True)
+    gain.requires_grad_(True)
+    with torch.no_grad():
+        bias.add_(0.5)
+        gain.mul_(2.0)
+    got = tape("k", f, [x])
+    (gb, gg) = torch.autograd.grad(got, (bias, gain))
+    want = f(x)
+    (wb, wg) = torch.autograd.grad(want, (bias, gain))
+    assert torch.equal(got, want) and torch.equal(gb, wb) and torch.equal(gg, wg)
