@@ -51,10 +51,11 @@ def _png(args, folder: Path, stem: str) -> Path:
     return folder / f"sequences_{stem}{'-' + args.tag if args.tag else ''}.png"
 
 
-def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64):
+def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64,
+         **options):
     t0 = time.perf_counter()
     history = pvae.fit(model, data, epochs=epochs, batch_size=batch_size, lr=args.lr,
-                       kl_warmup=kl_warmup, seed=0, progress=False)
+                       kl_warmup=kl_warmup, seed=0, progress=False, **options)
     return history, time.perf_counter() - t0
 
 
@@ -74,7 +75,7 @@ def words(args, folder: Path) -> dict:
                            word_dropout=args.word_dropout, bidirectional_encoder=True,
                            excluded_ids=d.vocab.excluded_ids)
     hist, vae_s = _fit(vae, tr, args, args.words_epochs, kl_warmup=args.kl_warmup,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, free_bits=args.free_bits, elbo=args.elbo)
     torch.manual_seed(0)
     lm = ref.CharLM(v, hidden_dim=h, embed_dim=e, excluded_ids=d.vocab.excluded_ids)
     lm_s = ref.train_lm(lm, tr.x, tr.lengths, epochs=args.words_epochs,
@@ -82,8 +83,8 @@ def words(args, folder: Path) -> dict:
     vae.eval()
     torch.manual_seed(1)
     rep = pvae.evaluate.report(vae, te, num_samples=args.k, diagnostics=True, seed=1)
-    ll = pvae.evaluate.log_likelihood(vae, (te.x, te.lengths), num_samples=args.k)
-    vae_bpc = ref.bits_per_char(-ll, te.lengths)
+    vae_nll = -rep["log_likelihood"]  # importance-sampled (K = args.k), nats per word
+    vae_bpc = ref.bits_per_char(torch.tensor(vae_nll * len(te)), te.lengths)
     lm_nll = ref.lm_nll(lm, te.x, te.lengths)
     lm_bpc = ref.bits_per_char(lm_nll, te.lengths)
     torch.manual_seed(2)
@@ -105,8 +106,10 @@ def words(args, folder: Path) -> dict:
         "train_words": len(tr), "test_words": len(te), "vocab_size": v, "epochs":
         args.words_epochs, "hidden_dim": h, "embedding_dim": e, "z_dim": args.z_dim,
         "word_dropout": args.word_dropout, "kl_warmup": args.kl_warmup, "k": args.k,
+        "free_bits": args.free_bits, "elbo": args.elbo, "batch_size": args.batch_size,
+        "lr": args.lr,
         "vae_bpc": vae_bpc, "lm_bpc": lm_bpc, "gap_bpc": vae_bpc - lm_bpc,
-        "vae_nll_per_word": -ll.mean().item(), "lm_nll_per_word": lm_nll.mean().item(), "vae_elbo_per_word": rep["elbo"],
+        "vae_nll_per_word": vae_nll, "lm_nll_per_word": lm_nll.mean().item(), "vae_elbo_per_word": rep["elbo"],
         "kl_per_word": rep["rate"], "active_units": rep["active_units"],
         "vae_train_seconds": vae_s, "lm_train_seconds": lm_s,
         "last_epoch": hist[-1], "samples": samples,
@@ -226,6 +229,9 @@ def _options(argv):
     p.add_argument("--anomaly-hidden", type=int, default=64)
     p.add_argument("--word-dropout", type=float, default=0.1)
     p.add_argument("--kl-warmup", type=float, default=10.0, help="epochs of KL warm-up (words)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="words: nats per latent "
+                   "dimension, a floor on its minibatch KL in training (pvae.free_bits)")
+    p.add_argument("--elbo", default="trace", help="words: the VAE's training ELBO")
     p.add_argument("--batch-size", type=int, default=128, help="words: batch size (VAE and LM)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--k", type=int, default=100, help="importance samples for test NLL")
