@@ -52,10 +52,10 @@ def _png(args, folder: Path, stem: str) -> Path:
 
 
 def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64,
-         **options):
+         seed: int = 0, **options):
     t0 = time.perf_counter()
     history = pvae.fit(model, data, epochs=epochs, batch_size=batch_size, lr=args.lr,
-                       kl_warmup=kl_warmup, seed=0, progress=False, **options)
+                       kl_warmup=kl_warmup, seed=seed, progress=False, **options)
     return history, time.perf_counter() - t0
 
 
@@ -70,16 +70,17 @@ def words(args, folder: Path) -> dict:
     if args.smoke:
         te = pvae.data.Sequences(te.x[:64], te.lengths[:64])
     v, h, e = d.vocab_size, args.hidden, args.embed
-    torch.manual_seed(0)
+    torch.manual_seed(args.words_seed)
     vae = pvae.SequenceVAE(vocab_size=v, z_dim=args.z_dim, hidden_dim=h, embedding_dim=e,
                            word_dropout=args.word_dropout, bidirectional_encoder=True,
                            excluded_ids=d.vocab.excluded_ids)
     hist, vae_s = _fit(vae, tr, args, args.words_epochs, kl_warmup=args.kl_warmup,
-                       batch_size=args.batch_size, free_bits=args.free_bits, elbo=args.elbo)
-    torch.manual_seed(0)
+                       batch_size=args.batch_size, free_bits=args.free_bits, elbo=args.elbo,
+                       seed=args.words_seed)
+    torch.manual_seed(args.words_seed)
     lm = ref.CharLM(v, hidden_dim=h, embed_dim=e, excluded_ids=d.vocab.excluded_ids)
     lm_s = ref.train_lm(lm, tr.x, tr.lengths, epochs=args.words_epochs,
-                        batch_size=args.batch_size, lr=args.lr)
+                        batch_size=args.batch_size, lr=args.lr, seed=args.words_seed)
     vae.eval()
     torch.manual_seed(1)
     rep = pvae.evaluate.report(vae, te, num_samples=args.k, diagnostics=True, seed=1)
@@ -106,7 +107,7 @@ def words(args, folder: Path) -> dict:
         "train_words": len(tr), "test_words": len(te), "vocab_size": v, "epochs":
         args.words_epochs, "hidden_dim": h, "embedding_dim": e, "z_dim": args.z_dim,
         "word_dropout": args.word_dropout, "kl_warmup": args.kl_warmup, "k": args.k,
-        "free_bits": args.free_bits, "elbo": args.elbo, "batch_size": args.batch_size,
+        "free_bits": args.free_bits, "elbo": args.elbo, "seed": args.words_seed, "batch_size": args.batch_size,
         "lr": args.lr,
         "vae_bpc": vae_bpc, "lm_bpc": lm_bpc, "gap_bpc": vae_bpc - lm_bpc,
         "vae_nll_per_word": vae_nll, "lm_nll_per_word": lm_nll.mean().item(), "vae_elbo_per_word": rep["elbo"],
@@ -232,6 +233,8 @@ def _options(argv):
     p.add_argument("--free-bits", type=float, default=0.0, help="words: nats per latent "
                    "dimension, a floor on its minibatch KL in training (pvae.free_bits)")
     p.add_argument("--elbo", default="trace", help="words: the VAE's training ELBO")
+    p.add_argument("--words-seed", type=int, default=0, help="words: both models' "
+                   "initialisation and batch order (the data split is fixed)")
     p.add_argument("--batch-size", type=int, default=128, help="words: batch size (VAE and LM)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--k", type=int, default=100, help="importance samples for test NLL")
