@@ -88,6 +88,7 @@ def words(args, folder: Path) -> dict:
     vae_bpc = ref.bits_per_char(torch.tensor(vae_nll * len(te)), te.lengths)
     lm_nll = ref.lm_nll(lm, te.x, te.lengths)
     lm_bpc = ref.bits_per_char(lm_nll, te.lengths)
+    lm_train_bpc = ref.bits_per_char(ref.lm_nll(lm, tr.x, tr.lengths), tr.lengths)  # overfit?
     torch.manual_seed(2)
     sx, sl = vae.sample(args.num_samples, max_len=d.max_len + 5)
     samples = _decode_text(d.vocab, sx, sl)
@@ -110,6 +111,7 @@ def words(args, folder: Path) -> dict:
         "free_bits": args.free_bits, "elbo": args.elbo, "seed": args.words_seed, "batch_size": args.batch_size,
         "lr": args.lr,
         "vae_bpc": vae_bpc, "lm_bpc": lm_bpc, "gap_bpc": vae_bpc - lm_bpc,
+        "lm_train_bpc": lm_train_bpc,
         "vae_nll_per_word": vae_nll, "lm_nll_per_word": lm_nll.mean().item(), "vae_elbo_per_word": rep["elbo"],
         "kl_per_word": rep["rate"], "active_units": rep["active_units"],
         "vae_train_seconds": vae_s, "lm_train_seconds": lm_s,
