@@ -13,7 +13,7 @@ def _machine(res: dict) -> list[str]:
     for name in _sections(res):
         r = res[name]
         lines.append(f"- {name} ({r['date']}, commit {r['commit']}, {r['seconds'] / 60:.1f} "
-                     f"minutes): `{r['command']}`")
+                     f"minutes): `{r['command']}`" + (f" ({r['note']})" if r.get("note") else ""))
     return lines + [""]
 
 
