@@ -36,7 +36,8 @@ def _words(w: dict) -> list[str]:
         f"| SequenceVAE, importance-sampled (K = {w['k']}) | {w['vae_bpc']:.4f} | "
         f"{w['vae_nll_per_word']:.3f} | {w['vae_train_seconds']:.0f} |", "",
         f"- VAE minus LM: **{w['gap_bpc']:+.4f} bits per character** (target: at most "
-        f"+{WORDS_GAP}; {'met' if gap_ok else 'missed by ' + format(w['gap_bpc'] - WORDS_GAP, '.4f')})"
+        f"+{WORDS_GAP}; "
+        f"{'met' if gap_ok else 'missed by ' + format(w['gap_bpc'] - WORDS_GAP, '.4f')})"
         + (f"; the language model's NLL on its training words: {w['lm_train_bpc']:.4f} bits "
            "per character." if "lm_train_bpc" in w else "."),
         f"- KL per word (rate): **{w['kl_per_word']:.2f} nats** (target: at least {WORDS_KL:g}; "
