@@ -150,7 +150,8 @@ def _words_summary(res: dict, names: list[str]) -> list[str]:
                      f"| {w['z_dim']} | {w['vae_bpc']:.4f} | {w['lm_bpc']:.4f} | "
                      f"{w['gap_bpc']:+.4f} | {w['kl_per_word']:.2f} | "
                      f"{'**met**' if met else 'no'} |")
-    return lines + [""]
+    notes = res.get("words_notes", [])  # what the runs show, written when they are merged
+    return lines + [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
 
 
 def markdown(res: dict) -> str:
