@@ -2,6 +2,7 @@
 
     python benchmarks/sequences.py [--only words,series,anomaly] [--threads 1]
         [--words-epochs N] [--series-epochs N] [--anomaly-epochs N] [--k K]
+        [--word-dropout P] [--kl-warmup E] [--free-bits NATS] [--words-seed S]
     python benchmarks/sequences.py --smoke [--out DIR]   # every section, seconds
 
 Measures (every figure in nats unless it says bits; results in sequences.json and
@@ -13,7 +14,9 @@ SEQUENCES.md, figures beside them, in ``--out``, default ``benchmarks/``):
   character (each word's characters and its end event) against a plain
   recurrent language model of the decoder's size trained as long
   (``seq_references.CharLM``; target: the VAE no worse by more than 0.05 bpc),
-  the KL per word (target: at least 1 nat), samples (how many are new words)
+  the KL per word (target: at least 1 nat), optionally free bits in the VAE's
+  training objective (``--free-bits``; the figures stay the true NLL, ELBO and
+  KL), samples (how many are new words)
   and a greedy-decoded interpolation between two test words.
 - series: GunPoint and ItalyPowerDemand (UCR, shipped with aeon): test
   log-likelihood per series, 1-NN accuracy on the latent means beside 1-NN on
