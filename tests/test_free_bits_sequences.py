@@ -90,7 +90,7 @@ def test_sequence_free_bits_objective_is_the_masked_likelihood_minus_the_scaled_
     assert (objective - recon).item() == pytest.approx(-N * Z * beta * lam, rel=1e-6)
 
 
-def test_fit_free_bits_keeps_the_sequence_kl_above_its_floor():
+def test_fit_free_bits_keeps_the_sequence_kl_from_collapsing():
     """On random ids (nothing for z to carry but the sequences themselves) the plain ELBO
     collapses the KL (under 0.1 nats per sequence); with free bits of 0.3 nats per dimension
     (and word dropout) nothing pushes a dimension below the floor and the KL stays at half
