@@ -13,7 +13,7 @@ def _machine(res: dict) -> list[str]:
     for name in _sections(res):
         r = res[name]
         lines.append(f"- {name} ({r['date']}, commit {r['commit']}, {r['seconds'] / 60:.1f} "
-                     f"minutes): `{r['command']}`")
+                     f"minutes): `{r['command']}`" + (f" ({r['note']})" if r.get("note") else ""))
     return lines + [""]
 
 
@@ -26,8 +26,9 @@ def _words(w: dict) -> list[str]:
         f"{w['vocab_size']} characters. Both models: GRU decoder of {w['hidden_dim']} units, "
         f"{w['embedding_dim']}-wide character embeddings, {w['epochs']} epochs, the same batch "
         f"size and learning rate. The VAE: z_dim {w['z_dim']}, bidirectional GRU encoder, "
-        f"word dropout {w['word_dropout']}, KL warm-up over {w['kl_warmup']:g} epochs. "
-        "Bits per character count each word's characters and its end event.", "",
+        f"word dropout {w['word_dropout']}, KL warm-up over {w['kl_warmup']:g} epochs"
+        + _free_bits(w) + ". Bits per character count each word's characters and its end "
+        "event.", "",
         "| model | test NLL, bits per character | nats per word | train seconds |",
         "| --- | --- | --- | --- |",
         f"| recurrent language model (reference, plain torch) | {w['lm_bpc']:.4f} | "
@@ -35,7 +36,10 @@ def _words(w: dict) -> list[str]:
         f"| SequenceVAE, importance-sampled (K = {w['k']}) | {w['vae_bpc']:.4f} | "
         f"{w['vae_nll_per_word']:.3f} | {w['vae_train_seconds']:.0f} |", "",
         f"- VAE minus LM: **{w['gap_bpc']:+.4f} bits per character** (target: at most "
-        f"+{WORDS_GAP}; {'met' if gap_ok else 'missed by ' + format(w['gap_bpc'] - WORDS_GAP, '.4f')}).",
+        f"+{WORDS_GAP}; "
+        f"{'met' if gap_ok else 'missed by ' + format(w['gap_bpc'] - WORDS_GAP, '.4f')})"
+        + (f"; the language model's NLL on its training words: {w['lm_train_bpc']:.4f} bits "
+           "per character." if "lm_train_bpc" in w else "."),
         f"- KL per word (rate): **{w['kl_per_word']:.2f} nats** (target: at least {WORDS_KL:g}; "
         f"{'met' if kl_ok else 'missed by ' + format(WORDS_KL - w['kl_per_word'], '.2f')}); "
         f"test ELBO {w['vae_elbo_per_word']:.3f} nats per word; active units "
@@ -47,6 +51,15 @@ def _words(w: dict) -> list[str]:
         + " → ".join(f"`{s}`" for s in w["interpolation"]["path"]) + ".", "",
         f"![words]({w.get('figure', 'sequences_words.png')})", ""]
     return lines
+
+
+def _free_bits(w: dict) -> str:
+    """The training objective, where free bits changed it (the figures are the true ones)."""
+    if not w.get("free_bits"):
+        return ""
+    return (f", free bits {w['free_bits']:g} nats per latent dimension (Kingma et al. 2016; "
+            f"training objective only, {w.get('elbo', 'trace')} ELBO: the ELBO, KL and NLL "
+            "reported are the true ones)")
 
 
 def _units(units) -> str:
@@ -114,11 +127,41 @@ def _sections(res: dict) -> list[str]:
                   key=lambda k: (order.index(k.partition("-")[0]), k))
 
 
+def _words_summary(res: dict, names: list[str]) -> list[str]:
+    """One row per words run, the headline first: its setting, both models' bits per
+    character and the two targets."""
+    lines = ["## Words: every run at a glance", "",
+             f"Targets, both at once: the VAE's importance-sampled test NLL at most "
+             f"+{WORDS_GAP} bits per character above the language model's (same data, epochs, "
+             f"batch, learning rate and size), and a KL per word of at least {WORDS_KL:g} nat "
+             "with word dropout. Free bits changes only the VAE's training objective; every "
+             "figure is the true test NLL, ELBO and KL. The commands are listed above; each "
+             "run's section follows.", "",
+             "| run | training words, epochs | seed | word dropout | KL warm-up | free bits "
+             "(nats per dimension) | z_dim | VAE bpc | LM bpc | VAE minus LM | KL per word "
+             "| both targets |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+             "| --- | --- |"]
+    for name in names:
+        w = res[name]["results"]
+        met = (w["gap_bpc"] <= WORDS_GAP and w["kl_per_word"] >= WORDS_KL
+               and w["word_dropout"] > 0)
+        lines.append(f"| {name} | {w['train_words']}, {w['epochs']} | {w.get('seed', 0)} | "
+                     f"{w['word_dropout']:g} | {w['kl_warmup']:g} | {w.get('free_bits', 0):g} "
+                     f"| {w['z_dim']} | {w['vae_bpc']:.4f} | {w['lm_bpc']:.4f} | "
+                     f"{w['gap_bpc']:+.4f} | {w['kl_per_word']:.2f} | "
+                     f"{'**met**' if met else 'no'} |")
+    notes = res.get("words_notes", [])  # what the runs show, written when they are merged
+    return lines + [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+
+
 def markdown(res: dict) -> str:
     lines = ["# Sequence VAEs: words, UCR series, a UCR anomaly", ""] + _machine(res)
     draw = {"words": _words, "series": _series, "anomaly": _anomaly}
+    words = [n for n in _sections(res) if n.partition("-")[0] == "words"]
     for name in _sections(res):
         tag = name.partition("-")[2]
+        if words and name == words[0]:
+            lines += _words_summary(res, words)
         part = draw[name.partition("-")[0]](res[name]["results"])
         if tag:  # another setting of the same section, measured beside the default one
             part[0] += f" ({tag})"

@@ -2,6 +2,7 @@
 
     python benchmarks/sequences.py [--only words,series,anomaly] [--threads 1]
         [--words-epochs N] [--series-epochs N] [--anomaly-epochs N] [--k K]
+        [--word-dropout P] [--kl-warmup E] [--free-bits NATS] [--words-seed S]
     python benchmarks/sequences.py --smoke [--out DIR]   # every section, seconds
 
 Measures (every figure in nats unless it says bits; results in sequences.json and
@@ -13,7 +14,9 @@ SEQUENCES.md, figures beside them, in ``--out``, default ``benchmarks/``):
   character (each word's characters and its end event) against a plain
   recurrent language model of the decoder's size trained as long
   (``seq_references.CharLM``; target: the VAE no worse by more than 0.05 bpc),
-  the KL per word (target: at least 1 nat), samples (how many are new words)
+  the KL per word (target: at least 1 nat), optionally free bits in the VAE's
+  training objective (``--free-bits``; the figures stay the true NLL, ELBO and
+  KL), samples (how many are new words)
   and a greedy-decoded interpolation between two test words.
 - series: GunPoint and ItalyPowerDemand (UCR, shipped with aeon): test
   log-likelihood per series, 1-NN accuracy on the latent means beside 1-NN on
@@ -51,10 +54,11 @@ def _png(args, folder: Path, stem: str) -> Path:
     return folder / f"sequences_{stem}{'-' + args.tag if args.tag else ''}.png"
 
 
-def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64):
+def _fit(model, data, args, epochs: int, *, kl_warmup: float = 0.0, batch_size: int = 64,
+         seed: int = 0, **options):
     t0 = time.perf_counter()
     history = pvae.fit(model, data, epochs=epochs, batch_size=batch_size, lr=args.lr,
-                       kl_warmup=kl_warmup, seed=0, progress=False)
+                       kl_warmup=kl_warmup, seed=seed, progress=False, **options)
     return history, time.perf_counter() - t0
 
 
@@ -69,23 +73,25 @@ def words(args, folder: Path) -> dict:
     if args.smoke:
         te = pvae.data.Sequences(te.x[:64], te.lengths[:64])
     v, h, e = d.vocab_size, args.hidden, args.embed
-    torch.manual_seed(0)
+    torch.manual_seed(args.words_seed)
     vae = pvae.SequenceVAE(vocab_size=v, z_dim=args.z_dim, hidden_dim=h, embedding_dim=e,
                            word_dropout=args.word_dropout, bidirectional_encoder=True,
                            excluded_ids=d.vocab.excluded_ids)
     hist, vae_s = _fit(vae, tr, args, args.words_epochs, kl_warmup=args.kl_warmup,
-                       batch_size=args.batch_size)
-    torch.manual_seed(0)
+                       batch_size=args.batch_size, free_bits=args.free_bits, elbo=args.elbo,
+                       seed=args.words_seed)
+    torch.manual_seed(args.words_seed)
     lm = ref.CharLM(v, hidden_dim=h, embed_dim=e, excluded_ids=d.vocab.excluded_ids)
     lm_s = ref.train_lm(lm, tr.x, tr.lengths, epochs=args.words_epochs,
-                        batch_size=args.batch_size, lr=args.lr)
+                        batch_size=args.batch_size, lr=args.lr, seed=args.words_seed)
     vae.eval()
     torch.manual_seed(1)
     rep = pvae.evaluate.report(vae, te, num_samples=args.k, diagnostics=True, seed=1)
-    ll = pvae.evaluate.log_likelihood(vae, (te.x, te.lengths), num_samples=args.k)
-    vae_bpc = ref.bits_per_char(-ll, te.lengths)
+    vae_nll = -rep["log_likelihood"]  # importance-sampled (K = args.k), nats per word
+    vae_bpc = ref.bits_per_char(torch.tensor(vae_nll * len(te)), te.lengths)
     lm_nll = ref.lm_nll(lm, te.x, te.lengths)
     lm_bpc = ref.bits_per_char(lm_nll, te.lengths)
+    lm_train_bpc = ref.bits_per_char(ref.lm_nll(lm, tr.x, tr.lengths), tr.lengths)  # overfit?
     torch.manual_seed(2)
     sx, sl = vae.sample(args.num_samples, max_len=d.max_len + 5)
     samples = _decode_text(d.vocab, sx, sl)
@@ -105,8 +111,12 @@ def words(args, folder: Path) -> dict:
         "train_words": len(tr), "test_words": len(te), "vocab_size": v, "epochs":
         args.words_epochs, "hidden_dim": h, "embedding_dim": e, "z_dim": args.z_dim,
         "word_dropout": args.word_dropout, "kl_warmup": args.kl_warmup, "k": args.k,
+        "free_bits": args.free_bits, "elbo": args.elbo, "seed": args.words_seed,
+        "batch_size": args.batch_size, "lr": args.lr,
         "vae_bpc": vae_bpc, "lm_bpc": lm_bpc, "gap_bpc": vae_bpc - lm_bpc,
-        "vae_nll_per_word": -ll.mean().item(), "lm_nll_per_word": lm_nll.mean().item(), "vae_elbo_per_word": rep["elbo"],
+        "lm_train_bpc": lm_train_bpc,
+        "vae_nll_per_word": vae_nll, "lm_nll_per_word": lm_nll.mean().item(),
+        "vae_elbo_per_word": rep["elbo"],
         "kl_per_word": rep["rate"], "active_units": rep["active_units"],
         "vae_train_seconds": vae_s, "lm_train_seconds": lm_s,
         "last_epoch": hist[-1], "samples": samples,
@@ -226,6 +236,11 @@ def _options(argv):
     p.add_argument("--anomaly-hidden", type=int, default=64)
     p.add_argument("--word-dropout", type=float, default=0.1)
     p.add_argument("--kl-warmup", type=float, default=10.0, help="epochs of KL warm-up (words)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="words: nats per latent "
+                   "dimension, a floor on its minibatch KL in training (pvae.free_bits)")
+    p.add_argument("--elbo", default="trace", help="words: the VAE's training ELBO")
+    p.add_argument("--words-seed", type=int, default=0, help="words: both models' "
+                   "initialisation and batch order (the data split is fixed)")
     p.add_argument("--batch-size", type=int, default=128, help="words: batch size (VAE and LM)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--k", type=int, default=100, help="importance samples for test NLL")
