@@ -69,6 +69,30 @@ def latent_weight() -> float:
 _PLAIN = (bool, int, float, str, type(None))
 
 
+class _Unkeyable(Exception):
+    """An attribute whose value a key cannot hold (an unhashable object of unknown kind)."""
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable stand-in for an attribute's value that changes when the value does: a
+    tensor by identity (one *replaced* between steps shows; the recording holds the old
+    one, so its identity is not reused), numbers of any kind (numpy's too), containers
+    element by element. Raises :class:`_Unkeyable` for an unhashable object of another kind."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v))
+    if isinstance(v, (list, tuple)):
+        return (v.__class__, tuple(map(_frozen, v)))
+    if isinstance(v, dict):
+        return (dict, tuple((k, _frozen(x)) for k, x in v.items()))
+    if isinstance(v, slice):
+        return (slice, v.start, v.stop, v.step)
+    try:
+        hash(v)
+    except TypeError:
+        raise _Unkeyable(type(v).__name__) from None
+    return v  # numbers, strings, functions, classes: compared as they compare
+
+
 def _module_states(m: torch.nn.Module, out: list) -> None:
     """Append the state of ``m`` and of its submodules, depth first, to ``out``."""
     d = m.__dict__
@@ -76,24 +100,38 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     out.append(d.get("training"))
     out.extend(map(id, d["_parameters"].values()))
     out.extend(map(id, d["_buffers"].values()))
-    out.extend([(k, v) for k, v in d.items() if v.__class__ in _PLAIN and k[0] != "_"])
+    for k, v in d.items():
+        if k[0] == "_":
+            if isinstance(v, torch.Tensor):  # private attributes: tensors only
+                out.append((k, id(v)))
+        elif v.__class__ in _PLAIN:
+            out.append((k, v))
+        else:
+            out.append((k, _frozen(v)))
     for child in d["_modules"].values():
         if child is not None:
             _module_states(child, out)
         out.append(None)  # where a module's children end: the tree's shape is in the key
 
 
-def module_tree(fn: Callable) -> tuple:
+def module_tree(fn: Callable) -> Optional[tuple]:
     """What the networks under the module a bound method belongs to contribute: every
     submodule's identity, train/eval mode, parameters and buffers (by identity) and
-    plain settings (numbers, flags, strings), at every depth. A network replaced
-    (``vae.decoder = ...`` or deeper), a submodule switched to eval mode alone, or a
-    setting changed on one (a likelihood's fixed scale) shows as a new key."""
+    attributes (numbers, flags, strings, containers of them, and plain tensor attributes
+    by identity), at every depth. A network replaced (``vae.decoder = ...`` or deeper), a
+    submodule switched to eval mode alone, a setting changed on one (a likelihood's fixed
+    scale, a numpy number, a list of weights) or a tensor attribute replaced
+    (``decoder.temperature = torch.tensor(...)``) shows as a new key. ``None`` when an
+    attribute is an unhashable object of another kind (what the program reads from it
+    cannot be keyed: such a model is not replayed)."""
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, torch.nn.Module):
         return ()
     out: list = []
-    _module_states(owner, out)
+    try:
+        _module_states(owner, out)
+    except _Unkeyable:
+        return None
     return tuple(out)
 
 
@@ -110,6 +148,9 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
     guide_constants = model_constants if same else program_constants(guide)
     if model_constants is None or guide_constants is None:
         return None
+    model_tree = module_tree(model)
+    guide_tree = () if same else module_tree(guide)
+    if model_tree is None or guide_tree is None:
+        return None
     return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
-            latent_weight(), torch.is_grad_enabled(), module_tree(model),
-            () if same else module_tree(guide))
+            latent_weight(), torch.is_grad_enabled(), model_tree, guide_tree)

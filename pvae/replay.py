@@ -25,9 +25,9 @@ when the function reads tensor values into Python (``.item()``, ``bool(tensor)``
 gradient history comes from outside the recorded operations, or when the result is
 not a recorded tensor. Tensors from outside that are leaves (parameters, buffers,
 constants) are held by reference, so in-place updates (the optimiser's) are seen;
-a tensor attribute *replaced* by another object between steps is not, so a program
-that stores per-step tensors on its module must not be replayed (its key changes
-or it reads them through the inputs).
+a tensor *replaced* by another object between steps is not, so the key must change
+when that happens (:func:`pvae.program_key.module_tree` holds every module's tensor
+attributes by identity; a tensor reached otherwise, a global, is not seen).
 """
 
 from __future__ import annotations

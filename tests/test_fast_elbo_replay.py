@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -290,3 +292,43 @@ def test_a_change_inside_a_network_or_likelihood_runs_the_program_again(elbo):
         for seed in range(3):
             _agree(_step(fast, model, args, seed, 1.0), _step(reference(), model, args, seed, 1.0))
         assert fast._tape.counts["run"] == before["run"] + 1, change.__name__
+
+
+class _SettingsDecoder(torch.nn.Module):
+    """A user's decoder whose output depends on attributes that are not parameters,
+    buffers nor plain Python numbers: each, changed between steps, must show in the key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, D)
+        self.temperature = torch.tensor(1.0)  # a plain tensor attribute, replaced
+        self.weights = [1.0]  # a list of numbers
+        self.gain = np.float32(1.0)  # a numpy number (not a Python float)
+
+    def forward(self, z):
+        return self.lin(z) / self.temperature * self.weights[0] * float(self.gain)
+
+
+@pytest.mark.parametrize("setting", ["temperature", "weights", "gain"])
+def test_a_replaced_tensor_list_or_numpy_attribute_is_not_replayed_stale(setting):
+    values = {"temperature": lambda s: torch.tensor(1.0 + s), "weights": lambda s: [1.0 + s],
+              "gain": lambda s: np.float32(1.0 + s)}[setting]
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=_SettingsDecoder())
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTrace_ELBO()
+    for seed in range(5):
+        if seed >= 2:  # after a recording: a new value every step (a user's callback)
+            setattr(model.decoder, setting, values(seed))
+        _agree(_step(fast, model, (x,), seed, 1.0), _step(Trace_ELBO(), model, (x,), seed, 1.0))
+
+
+def test_an_attribute_a_key_cannot_hold_turns_the_replay_off():
+    class Settings:  # unhashable: what the program reads from it cannot be keyed
+        __hash__ = None
+        temperature = 1.0
+
+    decoder = _SettingsDecoder()
+    decoder.settings = Settings()
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=decoder)
+    tape = run_steps(model, ((torch.rand(N, D) > 0.5).float(),), FastTrace_ELBO(), Trace_ELBO)
+    assert tape.counts["replayed"] == 0
