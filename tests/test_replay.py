@@ -89,3 +89,18 @@ def test_a_frozen_parameter_at_zero_or_one_is_not_dropped_as_an_identity():
     want = f(x)
     (wb, wg) = torch.autograd.grad(want, (bias, gain))
     assert torch.equal(got, want) and torch.equal(gb, wb) and torch.equal(gg, wg)
+
+
+def test_a_program_drawing_from_python_or_numpy_random_numbers_is_not_replayed():
+    """A number drawn outside torch enters the recording as a constant: a replay would
+    repeat the recording's draw where the program draws anew each step."""
+    import random
+
+    import numpy as np
+
+    for draw in (lambda: np.random.rand(), lambda: random.random()):
+        tape = Tape()
+        x = torch.ones(2)
+        values = [tape("key", lambda x: x * torch.tensor(draw()), [x]) for _ in range(4)]
+        assert tape.counts["replayed"] == 0 and "random" in tape.refused
+        assert len({float(v[0]) for v in values}) == 4
