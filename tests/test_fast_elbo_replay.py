@@ -143,6 +143,20 @@ def test_free_bits_replays_with_its_own_values_and_gradients(analytic):
     assert tape.counts["replayed"] >= 2, tape.refused
 
 
+@pytest.mark.parametrize("analytic", [False, True])
+def test_a_free_bits_floor_changed_between_steps_is_not_replayed_stale(analytic):
+    """The floor is the ELBO's setting, not the model's: it must be in the key too."""
+    model = pvae.VAE(D, 3, hidden_dims=(8,))
+    model.num_data = N
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FreeBits(0.5, analytic=analytic)
+    for seed, floor in enumerate((0.5, 0.5, 0.5, 2.0, 4.0)):  # a schedule on the floor
+        fast.free_bits = floor
+        got = _step(fast, model, (x,), seed, 1.0)
+        want = _step(FreeBits(floor, analytic=analytic), model, (x,), seed, 1.0)
+        _agree(got, want)
+
+
 class Masked(torch.nn.Module):
     """A Pyro program of one's own with a mask from the data and a learned scale; it
     declares its settings (``program_constants``), as pvae's models do."""
