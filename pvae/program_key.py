@@ -136,7 +136,8 @@ def module_tree(fn: Callable) -> Optional[tuple]:
 
 
 def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
-    """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs``, or
+    """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs`` (with
+    the grad mode, default dtype and autocast state, :func:`numerics`), or
     ``None`` when the run may depend on more than a key can hold: a Pyro handler other
     than :class:`LatentScale` around the call, or a plain function (not a pvae model's
     bound method) for model or guide, whose settings are not declared."""
@@ -153,4 +154,13 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
     if model_tree is None or guide_tree is None:
         return None
     return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
-            latent_weight(), torch.is_grad_enabled(), model_tree, guide_tree)
+            latent_weight(), torch.is_grad_enabled(), model_tree, guide_tree, numerics())
+
+
+def numerics() -> tuple:
+    """The global settings that choose the operations' dtypes: the default dtype (of the
+    constants a program makes) and autocast (mixed precision), on or off and its dtype,
+    for CPU and CUDA. A step recorded under ``torch.autocast`` is not replayed without it."""
+    return (torch.get_default_dtype(),
+            *(torch.get_autocast_dtype(d) if torch.is_autocast_enabled(d) else None
+              for d in ("cpu", "cuda")))

@@ -346,3 +346,38 @@ def test_an_attribute_a_key_cannot_hold_turns_the_replay_off():
     model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=decoder)
     tape = run_steps(model, ((torch.rand(N, D) > 0.5).float(),), FastTrace_ELBO(), Trace_ELBO)
     assert tape.counts["replayed"] == 0
+
+
+
+def test_a_step_recorded_under_autocast_is_not_replayed_after_it_ends():
+    """Mixed precision (``torch.autocast``) chooses the operations' dtypes without showing
+    in the inputs: steps after it ends must equal Pyro's."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTrace_ELBO()
+    for seed in range(6):
+        def numerics():
+            return torch.autocast("cpu", dtype=torch.bfloat16) if seed < 3 else \
+                contextlib.nullcontext()
+        with numerics():
+            got = _step(fast, model, (x,), seed, 1.0)
+        with numerics():
+            want = _step(Trace_ELBO(), model, (x,), seed, 1.0)
+        _agree(got, want)
+
+
+def test_a_default_dtype_change_is_not_replayed_with_the_old_constants():
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTrace_ELBO()
+    dtypes = []
+    try:
+        for seed in range(5):
+            if seed == 3:
+                torch.set_default_dtype(torch.float64)
+            pyro.set_rng_seed(seed)
+            with pyro.validation_enabled(False), model.unregistered():
+                dtypes.append(fast.differentiable_loss(model.model, model.guide, x).dtype)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert dtypes == [torch.float32] * 3 + [torch.float64] * 2  # as the program computes
