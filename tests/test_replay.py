@@ -104,3 +104,27 @@ def test_a_program_drawing_from_python_or_numpy_random_numbers_is_not_replayed()
         values = [tape("key", lambda x: x * torch.tensor(draw()), [x]) for _ in range(4)]
         assert tape.counts["replayed"] == 0 and "random" in tape.refused
         assert len({float(v[0]) for v in values}) == 4
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Round forward, identity backward (a straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_a_custom_autograd_function_is_not_replayed_without_its_backward():
+    """The mode sees the operations inside a Function's forward but not its backward: a
+    replay would differentiate ``round`` (zero) instead of passing the gradient through."""
+    p = torch.nn.Parameter(torch.tensor([0.3, 1.7]))
+    tape = Tape()
+    for step in range(4):
+        got = tape("key", lambda x: (_StraightThrough.apply(x * p) * x).sum(), [torch.ones(2)])
+        (g,) = torch.autograd.grad(got, p)
+        assert torch.equal(g, torch.ones(2))
+    assert tape.counts["replayed"] == 0 and "autograd.Function" in tape.refused
