@@ -98,7 +98,9 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     d = m.__dict__
     out.append(id(m))
     out.append(d.get("training"))
-    out.extend(map(id, d["_parameters"].values()))
+    params = d["_parameters"].values()
+    out.extend(map(id, params))
+    out.extend([p is not None and p.requires_grad for p in params])  # a branch may read it
     out.extend(map(id, d["_buffers"].values()))
     for k, v in d.items():
         if k[0] == "_":
@@ -116,7 +118,8 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
 
 def module_tree(fn: Callable) -> Optional[tuple]:
     """What the networks under the module a bound method belongs to contribute: every
-    submodule's identity, train/eval mode, parameters and buffers (by identity) and
+    submodule's identity, train/eval mode, parameters (by identity, with ``requires_grad``:
+    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs), buffers and
     attributes (numbers, flags, strings, containers of them, and plain tensor attributes
     by identity), at every depth. A network replaced (``vae.decoder = ...`` or deeper), a
     submodule switched to eval mode alone, a setting changed on one (a likelihood's fixed

@@ -381,3 +381,14 @@ def test_a_default_dtype_change_is_not_replayed_with_the_old_constants():
     finally:
         torch.set_default_dtype(torch.float32)
     assert dtypes == [torch.float32] * 3 + [torch.float64] * 2  # as the program computes
+
+
+def test_networks_frozen_when_recorded_then_thawed_get_pyros_gradients():
+    """The likelihood's ``log_prob`` takes a no-gradient path when its logits need none."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), prior="mog", prior_components=3)
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTrace_ELBO()
+    for seed in range(6):
+        for net in (model.encoder, model.decoder):  # only the prior trains at first
+            net.requires_grad_(seed >= 3)
+        _agree(_step(fast, model, (x,), seed, 1.0), _step(Trace_ELBO(), model, (x,), seed, 1.0))
