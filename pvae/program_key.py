@@ -69,6 +69,11 @@ def latent_weight() -> float:
 _PLAIN = (bool, int, float, str, type(None))
 
 
+#: Containers longer than this are not copied into every step's key (a per-step log
+#: appended to by the program would make each key longer than the last).
+_LONGEST = 64
+
+
 class _Unkeyable(Exception):
     """An attribute whose value a key cannot hold (an unhashable object of unknown kind)."""
 
@@ -77,9 +82,14 @@ def _frozen(v: Any) -> Any:
     """A hashable stand-in for an attribute's value that changes when the value does: a
     tensor by identity (one *replaced* between steps shows; the recording holds the old
     one, so its identity is not reused), numbers of any kind (numpy's too), containers
-    element by element. Raises :class:`_Unkeyable` for an unhashable object of another kind."""
+    element by element. Raises :class:`_Unkeyable` for an unhashable object of another kind
+    or a container of more than ``_LONGEST`` items."""
     if isinstance(v, torch.Tensor):
         return ("tensor", id(v))
+    if isinstance(v, (list, tuple, dict, set)) and len(v) > _LONGEST:
+        raise _Unkeyable(f"a {type(v).__name__} of {len(v)} items")  # a log that grows
+    if isinstance(v, (set, frozenset)):
+        return (frozenset, frozenset(map(_frozen, v)))
     if isinstance(v, (list, tuple)):
         return (v.__class__, tuple(map(_frozen, v)))
     if isinstance(v, dict):
