@@ -128,3 +128,21 @@ def test_a_custom_autograd_function_is_not_replayed_without_its_backward():
         (g,) = torch.autograd.grad(got, p)
         assert torch.equal(g, torch.ones(2))
     assert tape.counts["replayed"] == 0 and "autograd.Function" in tape.refused
+
+
+def test_an_in_place_functional_on_a_constant_keeps_the_constant_fresh():
+    """``F.dropout(c, inplace=True)`` changes ``c`` though its name has no trailing
+    underscore: ``c`` must not be folded into one tensor that each replay drops again."""
+    def program(x):
+        c = torch.ones(100)
+        torch.nn.functional.dropout(c, 0.5, True, inplace=True)
+        return x * c.sum()
+
+    tape = Tape()
+    for step in range(5):
+        x = torch.ones(())
+        torch.manual_seed(step)
+        got = tape("key", program, [x])
+        torch.manual_seed(step)
+        assert torch.equal(got, program(x))
+    assert tape.counts["replayed"] == 3
