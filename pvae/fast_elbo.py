@@ -41,6 +41,8 @@ from pyro.poutine.util import site_is_subsample
 from pvae.program_key import LatentScale, step_key
 from pvae.replay import Tape
 
+_PLAIN = (bool, int, float, str, type(None))
+
 
 class _Record(Messenger):
     """Record sample messages; optionally replay values from a recorded guide."""
@@ -120,7 +122,9 @@ def _record(model, guide, args, kwargs, tape: Tape | None = None):
 
 def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     """``loss(model, guide, args, kwargs, tape)``, replayed from ``elbo``'s tape when the
-    step's structure was seen before (:mod:`pvae.replay`); run directly with Pyro's
+    step's structure was seen before (:mod:`pvae.replay`: the key is
+    :func:`~pvae.program_key.step_key` and ``elbo``'s own plain settings, such as
+    :class:`~pvae.free_bits.FreeBits`' floor); run directly with Pyro's
     validation on (its checks run each step) or under JIT tracing.
 
     A KL warm-up weight (one :class:`~pvae.program_key.LatentScale` around the call,
@@ -133,6 +137,9 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     key, warm_up = None, None
     if not is_validation_enabled() and not torch._C._get_tracing_state():
         key = step_key(model, guide, args, kwargs)
+        if key is not None:  # the ELBO's own settings (FreeBits' floor) are read too
+            key = (*key, tuple((k, v) for k, v in elbo.__dict__.items()
+                               if v.__class__ in _PLAIN and k[0] != "_"))
         scales = [h for h in _PYRO_STACK if isinstance(h, LatentScale)]
         if key is not None and len(scales) == 1 and scales[0].factor != 0:
             warm_up = scales[0]

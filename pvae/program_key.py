@@ -69,36 +69,88 @@ def latent_weight() -> float:
 _PLAIN = (bool, int, float, str, type(None))
 
 
+#: Containers longer than this are not copied into every step's key (a per-step log
+#: appended to by the program would make each key longer than the last).
+_LONGEST = 64
+
+
+class _Unkeyable(Exception):
+    """An attribute whose value a key cannot hold (an unhashable object of unknown kind)."""
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable stand-in for an attribute's value that changes when the value does: a
+    tensor by identity (one *replaced* between steps shows; the recording holds the old
+    one, so its identity is not reused), numbers of any kind (numpy's too), containers
+    element by element. Raises :class:`_Unkeyable` for an unhashable object of another kind
+    or a container of more than ``_LONGEST`` items."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v))
+    if isinstance(v, (list, tuple, dict, set)) and len(v) > _LONGEST:
+        raise _Unkeyable(f"a {type(v).__name__} of {len(v)} items")  # a log that grows
+    if isinstance(v, (set, frozenset)):
+        return (frozenset, frozenset(map(_frozen, v)))
+    if isinstance(v, (list, tuple)):
+        return (v.__class__, tuple(map(_frozen, v)))
+    if isinstance(v, dict):
+        return (dict, tuple((k, _frozen(x)) for k, x in v.items()))
+    if isinstance(v, slice):
+        return (slice, v.start, v.stop, v.step)
+    try:
+        hash(v)
+    except TypeError:
+        raise _Unkeyable(type(v).__name__) from None
+    return v  # numbers, strings, functions, classes: compared as they compare
+
+
 def _module_states(m: torch.nn.Module, out: list) -> None:
     """Append the state of ``m`` and of its submodules, depth first, to ``out``."""
     d = m.__dict__
     out.append(id(m))
     out.append(d.get("training"))
-    out.extend(map(id, d["_parameters"].values()))
+    params = d["_parameters"].values()
+    out.extend(map(id, params))
+    out.extend([p is not None and p.requires_grad for p in params])  # a branch may read it
     out.extend(map(id, d["_buffers"].values()))
-    out.extend([(k, v) for k, v in d.items() if v.__class__ in _PLAIN and k[0] != "_"])
+    for k, v in d.items():
+        if k[0] == "_":
+            if isinstance(v, torch.Tensor):  # private attributes: tensors only
+                out.append((k, id(v)))
+        elif v.__class__ in _PLAIN:
+            out.append((k, v))
+        else:
+            out.append((k, _frozen(v)))
     for child in d["_modules"].values():
         if child is not None:
             _module_states(child, out)
         out.append(None)  # where a module's children end: the tree's shape is in the key
 
 
-def module_tree(fn: Callable) -> tuple:
+def module_tree(fn: Callable) -> Optional[tuple]:
     """What the networks under the module a bound method belongs to contribute: every
-    submodule's identity, train/eval mode, parameters and buffers (by identity) and
-    plain settings (numbers, flags, strings), at every depth. A network replaced
-    (``vae.decoder = ...`` or deeper), a submodule switched to eval mode alone, or a
-    setting changed on one (a likelihood's fixed scale) shows as a new key."""
+    submodule's identity, train/eval mode, parameters (by identity, with ``requires_grad``:
+    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs), buffers and
+    attributes (numbers, flags, strings, containers of them, and plain tensor attributes
+    by identity), at every depth. A network replaced (``vae.decoder = ...`` or deeper), a
+    submodule switched to eval mode alone, a setting changed on one (a likelihood's fixed
+    scale, a numpy number, a list of weights) or a tensor attribute replaced
+    (``decoder.temperature = torch.tensor(...)``) shows as a new key. ``None`` when an
+    attribute is an unhashable object of another kind (what the program reads from it
+    cannot be keyed: such a model is not replayed)."""
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, torch.nn.Module):
         return ()
     out: list = []
-    _module_states(owner, out)
+    try:
+        _module_states(owner, out)
+    except _Unkeyable:
+        return None
     return tuple(out)
 
 
 def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
-    """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs``, or
+    """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs`` (with
+    the grad mode, default dtype and autocast state, :func:`numerics`), or
     ``None`` when the run may depend on more than a key can hold: a Pyro handler other
     than :class:`LatentScale` around the call, or a plain function (not a pvae model's
     bound method) for model or guide, whose settings are not declared."""
@@ -110,6 +162,18 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
     guide_constants = model_constants if same else program_constants(guide)
     if model_constants is None or guide_constants is None:
         return None
+    model_tree = module_tree(model)
+    guide_tree = () if same else module_tree(guide)
+    if model_tree is None or guide_tree is None:
+        return None
     return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
-            latent_weight(), torch.is_grad_enabled(), module_tree(model),
-            () if same else module_tree(guide))
+            latent_weight(), torch.is_grad_enabled(), model_tree, guide_tree, numerics())
+
+
+def numerics() -> tuple:
+    """The global settings that choose the operations' dtypes: the default dtype (of the
+    constants a program makes) and autocast (mixed precision), on or off and its dtype,
+    for CPU and CUDA. A step recorded under ``torch.autocast`` is not replayed without it."""
+    return (torch.get_default_dtype(),
+            *(torch.get_autocast_dtype(d) if torch.is_autocast_enabled(d) else None
+              for d in ("cpu", "cuda")))

@@ -21,20 +21,25 @@ step, never pays for a recording).
 
 A recording is refused, and the caller falls back to running the program each step,
 when the function reads tensor values into Python (``.item()``, ``bool(tensor)``,
-``.tolist()``: its control flow may then depend on the data), when a tensor with a
-gradient history comes from outside the recorded operations, or when the result is
-not a recorded tensor. Tensors from outside that are leaves (parameters, buffers,
+``.tolist()``: its control flow may then depend on the data), when it draws from
+Python's or NumPy's random streams (a number a replay would repeat), when a tensor with a
+gradient history comes from outside the recorded operations, when a custom
+``torch.autograd.Function``'s output is used (its forward's operations are seen, its
+backward is not), or when the result is not a recorded tensor. Tensors from outside that are leaves (parameters, buffers,
 constants) are held by reference, so in-place updates (the optimiser's) are seen;
-a tensor attribute *replaced* by another object between steps is not, so a program
-that stores per-step tensors on its module must not be replayed (its key changes
-or it reads them through the inputs).
+a tensor *replaced* by another object between steps is not, so the key must change
+when that happens (:func:`pvae.program_key.module_tree` holds every module's tensor
+attributes by identity; a tensor reached otherwise, a global, is not seen).
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any, Callable, Hashable, Optional
 
+import numpy as np
 import torch
+from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 
 from pvae.replay_ops import Op, Refused, Slot, fill, simplify
@@ -81,6 +86,9 @@ class _Recorder(TorchFunctionMode):
         if isinstance(value, torch.Tensor):
             slot = self.slots.get(id(value))
             if slot is not None:
+                if isinstance(value.grad_fn, BackwardCFunction):
+                    raise Refused("a custom autograd.Function's output: a replay of the "
+                                  "operations inside its forward would lose its backward")
                 return Slot(slot)
             if value.grad_fn is not None:
                 raise Refused("a tensor with a gradient history came from outside the step")
@@ -162,6 +170,12 @@ class _Recording:
         return values[self.result]
 
 
+def _other_streams() -> tuple:
+    """Where Python's and NumPy's global random streams stand (their states, hashed)."""
+    _, keys, pos, *_ = np.random.get_state()
+    return hash(random.getstate()), hash(keys.tobytes()), pos
+
+
 class Tape:
     """Recordings of a function, one per structure key; see the module docstring.
 
@@ -206,13 +220,22 @@ class Tape:
 
     def _record(self, key: Hashable, fn: Callable, inputs: list) -> torch.Tensor:
         recorder = self._recorder = _Recorder(inputs)
+        streams = _other_streams()
         try:
             with recorder:
                 result = fn(*inputs)
         finally:
             self._recorder = None
         self.counts["recorded"] += 1
+        if recorder.refused is None and _other_streams() != streams:
+            # a number drawn outside torch is a constant to the recording: it would repeat
+            recorder.refused = "the program draws from Python's or NumPy's random numbers"
         slot = recorder.slots.get(id(result)) if isinstance(result, torch.Tensor) else None
+        if recorder.refused is None and slot is not None:
+            try:
+                recorder._template(result)
+            except Refused as e:
+                recorder.refused = str(e)
         if recorder.refused is None and slot is None:
             recorder.refused = "the result is not a tensor computed in the step"
         self.refused = recorder.refused

@@ -180,13 +180,18 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
     """The recorded operations made cheaper without changing a value or a gradient:
     constants folded (computed once, at the recording), identities removed (a view to
     the same shape, ``+ 0``, ``* 1``, ``/ 1``), and operations whose results are never
-    used dropped; random draws, in-place operations and calls without a result
+    used dropped; random draws, in-place operations (by name, ``out=``, or returning
+    their first operand itself: ``F.dropout(c, inplace=True)``) and calls without a result
     (grad-mode switches) always stay, in order. Returns the operations and the slot of
     the result."""
+    def in_place(op: Op, name: str) -> bool:  # by name, or returning its operand itself
+        return _in_place(name) or "out" in op.kwargs or any(  # F.dropout(inplace=True)
+            keep[o] is keep[a] for o in _outs(op) for a in _slots(op.args[:1]))
+
     mutated: set[int] = set()
     for op in reversed(ops):  # what an in-place op changes, and (conservatively) its sources
         name = getattr(op.func, "__name__", "")
-        if _in_place(name) or "out" in op.kwargs:
+        if in_place(op, name):
             mutated.update(_slots(op.args[:1]) + _slots(op.kwargs.get("out")))
         if any(s in mutated for s in _outs(op)):
             mutated.update(_slots(op.args) + _slots(op.kwargs))
@@ -201,7 +206,7 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
             op = Op(op.func, _substitute(op.args, replace), _substitute(op.kwargs, replace),
                      op.out)
             args = _slots(op.args) + _slots(op.kwargs)
-        plain = (op.out is not None and not _in_place(name) and name not in _RANDOM
+        plain = (op.out is not None and not in_place(op, name) and name not in _RANDOM
                  and "generator" not in op.kwargs and not any(s in mutated for s in _outs(op)))
         tensors = [v for v in _flat_values((op.args, op.kwargs)) if isinstance(v, torch.Tensor)]
         if plain and not args and all(id(v) in folded for v in tensors) and (
@@ -224,7 +229,7 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
     out = []
     for op in reversed(kept):
         name = getattr(op.func, "__name__", "")
-        if (op.out is None or _in_place(name) or name in _RANDOM or "generator" in op.kwargs
+        if (op.out is None or in_place(op, name) or name in _RANDOM or "generator" in op.kwargs
                 or any(s in live for s in _outs(op))):
             live.update(_slots(op.args) + _slots(op.kwargs))
             out.append(op)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -139,6 +141,20 @@ def test_free_bits_replays_with_its_own_values_and_gradients(analytic):
     tape = run_steps(model, (x,), FreeBits(0.5, analytic=analytic),
                      lambda: FreeBits(0.5, analytic=analytic), num_data=N)
     assert tape.counts["replayed"] >= 2, tape.refused
+
+
+@pytest.mark.parametrize("analytic", [False, True])
+def test_a_free_bits_floor_changed_between_steps_is_not_replayed_stale(analytic):
+    """The floor is the ELBO's setting, not the model's: it must be in the key too."""
+    model = pvae.VAE(D, 3, hidden_dims=(8,))
+    model.num_data = N
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FreeBits(0.5, analytic=analytic)
+    for seed, floor in enumerate((0.5, 0.5, 0.5, 2.0, 4.0)):  # a schedule on the floor
+        fast.free_bits = floor
+        got = _step(fast, model, (x,), seed, 1.0)
+        want = _step(FreeBits(floor, analytic=analytic), model, (x,), seed, 1.0)
+        _agree(got, want)
 
 
 class Masked(torch.nn.Module):
@@ -290,3 +306,89 @@ def test_a_change_inside_a_network_or_likelihood_runs_the_program_again(elbo):
         for seed in range(3):
             _agree(_step(fast, model, args, seed, 1.0), _step(reference(), model, args, seed, 1.0))
         assert fast._tape.counts["run"] == before["run"] + 1, change.__name__
+
+
+class _SettingsDecoder(torch.nn.Module):
+    """A user's decoder whose output depends on attributes that are not parameters,
+    buffers nor plain Python numbers: each, changed between steps, must show in the key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, D)
+        self.temperature = torch.tensor(1.0)  # a plain tensor attribute, replaced
+        self.weights = [1.0]  # a list of numbers
+        self.gain = np.float32(1.0)  # a numpy number (not a Python float)
+
+    def forward(self, z):
+        return self.lin(z) / self.temperature * self.weights[0] * float(self.gain)
+
+
+@pytest.mark.parametrize("setting", ["temperature", "weights", "gain"])
+def test_a_replaced_tensor_list_or_numpy_attribute_is_not_replayed_stale(setting):
+    values = {"temperature": lambda s: torch.tensor(1.0 + s), "weights": lambda s: [1.0 + s],
+              "gain": lambda s: np.float32(1.0 + s)}[setting]
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=_SettingsDecoder())
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTrace_ELBO()
+    for seed in range(5):
+        if seed >= 2:  # after a recording: a new value every step (a user's callback)
+            setattr(model.decoder, setting, values(seed))
+        _agree(_step(fast, model, (x,), seed, 1.0), _step(Trace_ELBO(), model, (x,), seed, 1.0))
+
+
+def test_an_attribute_a_key_cannot_hold_turns_the_replay_off():
+    class Settings:  # unhashable: what the program reads from it cannot be keyed
+        __hash__ = None
+        temperature = 1.0
+
+    decoder = _SettingsDecoder()
+    decoder.settings = Settings()
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=decoder)
+    tape = run_steps(model, ((torch.rand(N, D) > 0.5).float(),), FastTrace_ELBO(), Trace_ELBO)
+    assert tape.counts["replayed"] == 0
+
+
+
+def test_a_step_recorded_under_autocast_is_not_replayed_after_it_ends():
+    """Mixed precision (``torch.autocast``) chooses the operations' dtypes without showing
+    in the inputs: steps after it ends must equal Pyro's."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTrace_ELBO()
+    for seed in range(6):
+        def numerics():
+            return torch.autocast("cpu", dtype=torch.bfloat16) if seed < 3 else \
+                contextlib.nullcontext()
+        with numerics():
+            got = _step(fast, model, (x,), seed, 1.0)
+        with numerics():
+            want = _step(Trace_ELBO(), model, (x,), seed, 1.0)
+        _agree(got, want)
+
+
+def test_a_default_dtype_change_is_not_replayed_with_the_old_constants():
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTrace_ELBO()
+    dtypes = []
+    try:
+        for seed in range(5):
+            if seed == 3:
+                torch.set_default_dtype(torch.float64)
+            pyro.set_rng_seed(seed)
+            with pyro.validation_enabled(False), model.unregistered():
+                dtypes.append(fast.differentiable_loss(model.model, model.guide, x).dtype)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert dtypes == [torch.float32] * 3 + [torch.float64] * 2  # as the program computes
+
+
+def test_networks_frozen_when_recorded_then_thawed_get_pyros_gradients():
+    """The likelihood's ``log_prob`` takes a no-gradient path when its logits need none."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), prior="mog", prior_components=3)
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTrace_ELBO()
+    for seed in range(6):
+        for net in (model.encoder, model.decoder):  # only the prior trains at first
+            net.requires_grad_(seed >= 3)
+        _agree(_step(fast, model, (x,), seed, 1.0), _step(Trace_ELBO(), model, (x,), seed, 1.0))

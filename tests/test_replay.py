@@ -89,3 +89,60 @@ def test_a_frozen_parameter_at_zero_or_one_is_not_dropped_as_an_identity():
     want = f(x)
     (wb, wg) = torch.autograd.grad(want, (bias, gain))
     assert torch.equal(got, want) and torch.equal(gb, wb) and torch.equal(gg, wg)
+
+
+def test_a_program_drawing_from_python_or_numpy_random_numbers_is_not_replayed():
+    """A number drawn outside torch enters the recording as a constant: a replay would
+    repeat the recording's draw where the program draws anew each step."""
+    import random
+
+    import numpy as np
+
+    for draw in (lambda: np.random.rand(), lambda: random.random()):
+        tape = Tape()
+        x = torch.ones(2)
+        values = [tape("key", lambda x: x * torch.tensor(draw()), [x]) for _ in range(4)]
+        assert tape.counts["replayed"] == 0 and "random" in tape.refused
+        assert len({float(v[0]) for v in values}) == 4
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Round forward, identity backward (a straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_a_custom_autograd_function_is_not_replayed_without_its_backward():
+    """The mode sees the operations inside a Function's forward but not its backward: a
+    replay would differentiate ``round`` (zero) instead of passing the gradient through."""
+    p = torch.nn.Parameter(torch.tensor([0.3, 1.7]))
+    tape = Tape()
+    for step in range(4):
+        got = tape("key", lambda x: (_StraightThrough.apply(x * p) * x).sum(), [torch.ones(2)])
+        (g,) = torch.autograd.grad(got, p)
+        assert torch.equal(g, torch.ones(2))
+    assert tape.counts["replayed"] == 0 and "autograd.Function" in tape.refused
+
+
+def test_an_in_place_functional_on_a_constant_keeps_the_constant_fresh():
+    """``F.dropout(c, inplace=True)`` changes ``c`` though its name has no trailing
+    underscore: ``c`` must not be folded into one tensor that each replay drops again."""
+    def program(x):
+        c = torch.ones(100)
+        torch.nn.functional.dropout(c, 0.5, True, inplace=True)
+        return x * c.sum()
+
+    tape = Tape()
+    for step in range(5):
+        x = torch.ones(())
+        torch.manual_seed(step)
+        got = tape("key", program, [x])
+        torch.manual_seed(step)
+        assert torch.equal(got, program(x))
+    assert tape.counts["replayed"] == 3
