@@ -52,7 +52,8 @@ _RANDOM = frozenset({
     "normal", "normal_", "uniform_", "bernoulli", "bernoulli_", "exponential_", "geometric_",
     "log_normal_", "cauchy_", "random_", "randn", "rand", "randint", "randperm",
     "randn_like", "rand_like", "randint_like", "multinomial", "poisson", "binomial",
-    "_standard_gamma", "_sample_dirichlet", "dropout", "dropout_", "alpha_dropout",
+    "_standard_gamma", "_sample_dirichlet", "dropout", "dropout_", "feature_dropout",
+    "feature_dropout_", "_fused_dropout", "alpha_dropout",
     "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d", "rrelu", "rrelu_",
     "native_dropout", "gumbel_softmax",
 })

@@ -146,3 +146,16 @@ def test_an_in_place_functional_on_a_constant_keeps_the_constant_fresh():
         torch.manual_seed(step)
         assert torch.equal(got, program(x))
     assert tape.counts["replayed"] == 3
+
+
+def test_feature_dropout_of_a_constant_draws_afresh_at_every_replay():
+    """Dropout on a tensor made inside the step is a random draw, not a constant to fold."""
+    tape = Tape()
+    f = lambda x: (torch.feature_dropout(torch.ones(8, 6), 0.5, True) * x).sum()  # noqa: E731
+    x = torch.ones(8, 6)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        got = tape("k", f, [x])
+        torch.manual_seed(seed)
+        assert torch.equal(got, f(x))
+    assert tape.counts["replayed"] == 3
