@@ -202,10 +202,10 @@ FINDINGS = [
     "",
     "**The 100-epoch runs after the fix** (`configs/ladder_top_down*.yaml`: merge residual, elbo "
     "meanfield; run folders `/work/runs/ladder_top_down_v2`, `/work/runs/ladder_top_down5_v2`, "
-    "started 20:37 UTC, unfinished when this was written and scored below once they are): at "
-    "epoch 10 (warm-up done) the two-layer run's train ELBO was -99.81 with z1 25.0 nats and z2 "
-    "0.0 (one layer -101.4, bottom-up -97.9, the precision-merge run -110.3 at epoch 10); the "
-    "five-layer run's upper layers held 0.0 nats at epoch 5.",
+    "started 20:37 UTC): the two-layer run finished (row above): -87.48 nats, +0.98 over one "
+    "layer but 2.28 below the bottom-up hierarchy, with its upper layer unused (z2 0.0 nats, "
+    "0/32 active units from epoch 10 on): the top-down target is not met. The five-layer "
+    "run's upper layers held 0.0 nats at epoch 5; it continues with `--resume`.",
 ]
 
 
