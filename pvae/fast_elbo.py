@@ -38,7 +38,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 
-from pvae.program_key import LatentScale, step_key
+from pvae.program_key import WEIGHT_AT, LatentScale, step_key
 from pvae.replay import Tape
 
 _PLAIN = (bool, int, float, str, type(None))
@@ -143,7 +143,7 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
         scales = [h for h in _PYRO_STACK if isinstance(h, LatentScale)]
         if key is not None and len(scales) == 1 and scales[0].factor != 0:
             warm_up = scales[0]
-            key = (*key[:5], "weight as input", *key[6:])  # key[5]: the weight's value
+            key = (*key[:WEIGHT_AT], "weight as input", *key[WEIGHT_AT + 1:])
     names = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
     positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
     inputs = [args[i] for i in positions] + [kwargs[k] for k in names]

@@ -50,6 +50,11 @@ def keywords(kwargs: dict) -> tuple:
     return tuple(out)
 
 
+def _declares(fn: Callable) -> bool:
+    """Whether ``fn`` is a bound method of an object that declares its program constants."""
+    return callable(getattr(getattr(fn, "__self__", None), "program_constants", None))
+
+
 def program_constants(fn: Callable) -> Any:
     """The Python settings a model's program reads when it runs (``num_data``, ``beta``...),
     declared by the object a bound method belongs to; ``None`` for plain functions."""
@@ -148,6 +153,10 @@ def module_tree(fn: Callable) -> Optional[tuple]:
     return tuple(out)
 
 
+#: Where :func:`step_key` puts the KL warm-up weight (the fast path keys on it by position).
+WEIGHT_AT = 4
+
+
 def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
     """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs`` (with
     the grad mode, default dtype and autocast state, :func:`numerics`), or
@@ -158,16 +167,16 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
         return None
     owner = getattr(model, "__self__", None)
     same = owner is not None and owner is getattr(guide, "__self__", None)  # one object's pair
-    model_constants = program_constants(model)
-    guide_constants = model_constants if same else program_constants(guide)
-    if model_constants is None or guide_constants is None:
+    if not (_declares(model) and (same or _declares(guide))):
         return None
+    # the module tree holds every plain attribute of the owner (the program constants
+    # included) and of its submodules, so the constants are not computed again here
     model_tree = module_tree(model)
     guide_tree = () if same else module_tree(guide)
     if model_tree is None or guide_tree is None:
         return None
-    return (model, guide, signature(args), keywords(kwargs), (model_constants, guide_constants),
-            latent_weight(), torch.is_grad_enabled(), model_tree, guide_tree, numerics())
+    return (model, guide, signature(args), keywords(kwargs), latent_weight(),
+            torch.is_grad_enabled(), model_tree, guide_tree, numerics())
 
 
 def numerics() -> tuple:
