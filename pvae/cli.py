@@ -179,7 +179,10 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    cfg = load_config(args.config, args.set)
+    overrides = list(args.set)
+    if args.test_points is not None:  # checked with the config, before anything runs
+        overrides.append(f"evaluate.test_points={args.test_points}")
+    cfg = load_config(args.config, overrides)
     elbos = [e.strip() for e in args.elbos.split(",") if e.strip()]
     out = Path(args.out) if args.out else runs.default_out(None, prefix="compare")
     rows = results.compare_run(cfg, elbos, out, epochs=args.epochs,
@@ -254,6 +257,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--num-particles", type=int,
                    help="particles for every estimator (default 1; 5 for renyi; iwae:K sets K)")
     p.add_argument("--out", help="output folder (default: runs/compare-<time>)")
+    p.add_argument("--test-points", type=_points_arg, metavar="N|all",
+                   help="test points each estimator's log-likelihood scores, the same random "
+                        "subset for all (evaluate.test_points; default: 2000, or all if fewer)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",

@@ -25,8 +25,9 @@ from pvae import evaluate
 from pvae.gradients import gradient_stats
 from pvae.train import check_elbo, fit
 
-COLUMNS = ["elbo", "final_train_objective", "test_elbo", "test_log_likelihood", "snr_encoder",
-           "snr_decoder", "seconds_per_step", "epochs", "error"]
+COLUMNS = ["elbo", "final_train_objective", "test_elbo", "test_log_likelihood",
+           "test_log_likelihood_se", "test_points", "snr_encoder", "snr_decoder",
+           "seconds_per_step", "epochs", "error"]
 #: The files ``compare(out=...)`` writes in its folder.
 COMPARISON_FILES = ("comparison.md", "comparison.csv", "comparison.png")
 
@@ -47,7 +48,7 @@ def _particles(spec: str, num_particles: Optional[int]) -> int:
 
 
 def _check_first(model_factory, data, elbos, *, seed, num_particles, snr_estimates, transform,
-                 out, overwrite) -> None:
+                 out, overwrite, test, test_points) -> None:
     """Everything :func:`compare` refuses, checked before any estimator trains: the
     options, the output files, the data and every estimator (by ``fit``'s own rules)."""
     from pvae.batching import as_batch_tensors
@@ -62,8 +63,12 @@ def _check_first(model_factory, data, elbos, *, seed, num_particles, snr_estimat
         if existing:
             raise FileExistsError(f"{str(existing[0])!r} already exists; pass overwrite=True "
                                   "(--overwrite) to replace it, or another out folder")
+    if test_points is not None and test is None:
+        raise ValueError("test_points needs test data: pass test=, or leave test_points None")
     torch.manual_seed(seed)
     probe = model_factory()
+    if test_points is not None:  # 1..N test points, as evaluate.report takes them
+        evaluate.subset(as_batch_tensors(test, probe, "test data")[0].shape[0], test_points)
     # The data and every estimator checked by fit's own rules before the first trains.
     train = as_batch_tensors(data, probe)
     probe.check_data(*((transform(train[0]),) + train[1:] if transform else train))
@@ -86,6 +91,7 @@ def compare(
     seed: int = 0,
     num_particles: Optional[int] = None,
     num_samples: int = 100,
+    test_points: Optional[int] = None,
     snr_estimates: int = 20,
     snr_points: int = 64,
     transform=None,
@@ -109,6 +115,11 @@ def compare(
         (``iwae:K`` sets its own).
     num_samples
         Importance samples for the test log-likelihood.
+    test_points
+        Score the test log-likelihood on this many test points, the same random
+        subset for every estimator (:func:`pvae.evaluate.subset`), with its
+        standard error in ``test_log_likelihood_se``; ``None``: every test point.
+        The test ELBO always takes every point.
     snr_estimates, snr_points
         Repeated gradient estimates on a batch of ``snr_points`` training points
         for the signal-to-noise ratio.
@@ -122,14 +133,15 @@ def compare(
     Returns
     -------
     list[dict]
-        One row per estimator: the columns above (nats per data point; seconds).
+        One row per estimator: the columns above (nats per data point; seconds;
+        ``test_points`` is how many points the log-likelihood scored).
 
     Raises
     ------
     ValueError
         Before any training, if the data or any estimator is refused for the
         model (the rules ``pvae.fit`` applies, e.g. ``meanfield`` on a guide with
-        flows).
+        flows), or ``test_points`` outside ``1..len(test)``.
     FileExistsError
         ``out`` holds comparison files and ``overwrite`` is false.
     EstimatorFailed
@@ -137,15 +149,16 @@ def compare(
         ``rows`` hold every row, the failed ones with an ``error``.
     """
     _check_first(model_factory, data, elbos, seed=seed, num_particles=num_particles,
-                 snr_estimates=snr_estimates, transform=transform, out=out, overwrite=overwrite)
+                 snr_estimates=snr_estimates, transform=transform, out=out, overwrite=overwrite,
+                 test=test, test_points=test_points)
     rows, histories, failed = [], {}, []
     for spec in elbos:
         try:
             row, histories[spec] = _run_one(
                 spec, model_factory, data, test, epochs=epochs, batch_size=batch_size, lr=lr,
                 seed=seed, num_particles=_particles(spec, num_particles),
-                num_samples=num_samples, snr_estimates=snr_estimates, snr_points=snr_points,
-                transform=transform, progress=progress)
+                num_samples=num_samples, test_points=test_points, snr_estimates=snr_estimates,
+                snr_points=snr_points, transform=transform, progress=progress)
         except Exception as e:  # noqa: BLE001 - keep the finished rows, report this one
             failed.append(spec)
             row = {"elbo": spec, "epochs": epochs,
@@ -163,7 +176,8 @@ def compare(
 
 
 def _run_one(spec: str, model_factory, data, test, *, epochs, batch_size, lr, seed,
-             num_particles, num_samples, snr_estimates, snr_points, transform, progress):
+             num_particles, num_samples, test_points, snr_estimates, snr_points, transform,
+             progress):
     """Train and measure one estimator: (its row, its history)."""
     from pvae.batching import as_batch_tensors
 
@@ -189,8 +203,10 @@ def _run_one(spec: str, model_factory, data, test, *, epochs, batch_size, lr, se
            "train_seconds": seconds, "epochs": epochs}
     if test is not None:
         scores = evaluate.report(model, test, num_samples=num_samples, seed=seed,
-                                 what="test data")
-        row["test_elbo"], row["test_log_likelihood"] = scores["elbo"], scores["log_likelihood"]
+                                 what="test data", points=test_points, progress=progress)
+        row.update(test_elbo=scores["elbo"], test_log_likelihood=scores["log_likelihood"],
+                   test_log_likelihood_se=scores["log_likelihood_se"],
+                   test_points=scores["log_likelihood_points"])
     return row, history
 
 
@@ -211,7 +227,9 @@ def write_comparison(rows: list[dict], histories: dict, out: Path) -> list[Path]
 
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
-    note = ("\nNats per data point; higher ELBO / log-likelihood is better. "
+    note = ("\nNats per data point; higher ELBO / log-likelihood is better. The test "
+            "log-likelihood scores `test_points` test points (a random subset, the same for "
+            "every estimator; `test_log_likelihood_se` its standard error), the test ELBO all. "
             "`final_train_objective` is each estimator's own bound (IWAE/Renyi bounds are "
             "tighter than the ELBO), `snr_*` is the mean |mean|/std of gradient coordinates "
             "over repeated estimates at the end of training.\n")

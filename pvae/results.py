@@ -197,14 +197,17 @@ def compare_run(cfg: Config, elbos: Sequence[str], out: Path, *, epochs: Optiona
     ``out`` (:func:`pvae.compare.compare`, which checks every estimator, the data and the
     output files before the first estimator trains)."""
     from pvae.compare import compare
+    from pvae.config import points_to_score
 
     data = load_data(cfg)
+    test_points = (None if data.test is None else
+                   points_to_score(cfg.evaluate.test_points, len(data.test)))
     return compare(
         lambda: model_for(cfg, data), data.train, elbos,
         test=data.test, epochs=epochs or cfg.train.epochs, batch_size=cfg.train.batch_size,
         lr=cfg.train.lr, seed=cfg.train.seed, num_particles=num_particles,
-        num_samples=cfg.evaluate.num_samples, transform=data.transform, out=out,
-        progress=progress, overwrite=overwrite,
+        num_samples=cfg.evaluate.num_samples, test_points=test_points,
+        transform=data.transform, out=out, progress=progress, overwrite=overwrite,
     )
 
 

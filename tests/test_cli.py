@@ -1,5 +1,6 @@
 """The command line (``pvae.cli``) end to end on the embedded digits."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -26,8 +27,10 @@ def test_compare_and_evaluate_commands(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     out = tmp_path / "cmp"
     assert main(["compare", "--elbos", "trace,renyi:0.5,iwae:2", "--epochs", "1", "--out", str(out),
-                 "--quiet", "--set", "evaluate.num_samples=5"]) == 0
+                 "--quiet", "--set", "evaluate.num_samples=5", "--test-points", "40"]) == 0
     assert (out / "comparison.csv").exists() and "renyi:0.5" in (out / "comparison.md").read_text()
+    rows = list(csv.DictReader(open(out / "comparison.csv")))
+    assert [r["test_points"] for r in rows] == ["40"] * 3
     assert main(["compare", "--elbos", "trace,bogus", "--out", str(tmp_path / "c2")]) == 2
     assert not (tmp_path / "c2").exists()
 

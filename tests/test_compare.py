@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 from helpers import compare_module, fail_estimator
 
 import pvae
@@ -49,3 +50,31 @@ def test_compare_in_python_keeps_rows_when_the_first_estimator_fails(tmp_path, d
                        "error": "FloatingPointError: the loss became inf"}
     assert rows[1]["elbo"] == "iwae:2" and rows[1]["final_train_objective"] < 0
     assert sorted(os.listdir(tmp_path)) == ["comparison.csv", "comparison.md", "comparison.png"]
+
+
+def test_compare_scores_the_same_subset_of_test_points_for_every_estimator(binary_digits):
+    d = binary_digits
+    test = d.test.x[:60]
+    rows = pvae.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,)), d.train.x[:200],
+                        ["trace", "meanfield"], test=test, epochs=1, num_samples=10,
+                        snr_estimates=2, test_points=25)
+    for r in rows:
+        assert r["test_points"] == 25 and r["test_log_likelihood_se"] > 0
+    # the subset is pvae.evaluate.subset's: scoring exactly those points gives the same figure
+    torch.manual_seed(0)
+    vae = pvae.VAE(64, 2, hidden_dims=(8,))
+    pvae.fit(vae, d.train.x[:200], elbo="trace", epochs=1, seed=0, progress=False)
+    full = pvae.evaluate.report(vae, test, num_samples=10, seed=0, points=25)
+    assert rows[0]["test_log_likelihood"] == pytest.approx(full["log_likelihood"], abs=1e-4)
+
+
+def test_compare_refuses_a_bad_number_of_test_points_before_training(digits, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compare_module, "fit", lambda *a, **k: calls.append(1))
+    with pytest.raises(ValueError, match="1..50"):
+        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,)), digits.train.x[:100],
+                               ["trace"], test=digits.test.x[:50], test_points=51)
+    with pytest.raises(ValueError, match="needs test data"):
+        compare_module.compare(lambda: pvae.VAE(64, 2, hidden_dims=(8,)), digits.train.x[:100],
+                               ["trace"], test_points=10)
+    assert calls == []
