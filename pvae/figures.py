@@ -43,11 +43,15 @@ class View:
         How many test points a figure uses at most (``None``: all).
     method
         The 2-D embedding of the latent scatter (``auto``, ``pca``, ``tsne``).
+    anomaly
+        ``(num_samples, seed)`` of an anomaly series' per-step scores: the run's
+        ``evaluate.anomaly_samples`` and ``train.seed``, as ``pvae train`` drew them.
     """
 
     def __init__(self, model, data, history=None, *, points: Optional[int] = None,
-                 method: str = "auto") -> None:
+                 method: str = "auto", anomaly: tuple[int, int] = (10, 0)) -> None:
         self.model, self.data, self.points, self.method = model, data, points, method
+        self.anomaly = anomaly
         self._history = history
         self.src, self.decode = data.source or data, data.decode
         self.image = self.src.image_shape

@@ -269,7 +269,8 @@ def plot_run(run: Path, kinds: Sequence[str] = ("all",), *, method: str = "auto"
     metrics = run / "metrics.json"
     history = (lambda: History(json.loads(metrics.read_text())["history"])) \
         if metrics.exists() else None
-    view = figures.View(model, data, history, points=points, method=method)
+    view = figures.View(model, data, history, points=points, method=method,
+                        anomaly=(cfg.evaluate.anomaly_samples, cfg.train.seed))
     chosen = _plot_choice(view, run, kinds, method, overwrite, report)
     torch.manual_seed(0)
     return [figures.draw(view, k, run / figures.figure_name(k, method)) for k in chosen]

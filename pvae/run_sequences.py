@@ -123,21 +123,28 @@ def is_windowed(data) -> bool:
 
 
 @torch.no_grad()
-def anomaly_scores(model, data: WindowedSeries, num_samples: int) -> torch.Tensor:
+def anomaly_scores(model, data: WindowedSeries, num_samples: int,
+                   seed: int = 0) -> torch.Tensor:
     """Per-step scores ``(T_test,)`` of the test series: each window's -ELBO (nats,
-    ``num_samples`` draws), the mean over the windows covering a step."""
+    ``num_samples`` draws, from torch's generator seeded with ``seed`` and restored
+    after, so ``pvae train`` and ``pvae plot`` draw the same scores), the mean over the
+    windows covering a step."""
     from pvae import evaluate
 
-    return evaluate.step_scores(model, data.test, num_samples=num_samples)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return evaluate.step_scores(model, data.test, num_samples=num_samples)
 
 
-def anomaly_report(model, data: WindowedSeries, num_samples: int) -> tuple[dict, torch.Tensor]:
+def anomaly_report(model, data: WindowedSeries, num_samples: int,
+                   seed: int = 0) -> tuple[dict, torch.Tensor]:
     """The run's anomaly figures: ``top_step``, ``ucr_hit`` (the archive's criterion),
-    ``roc_auc`` over the steps, the ``region`` and the window; and the per-step scores."""
+    ``roc_auc`` over the steps, the ``region`` and the window; and the per-step scores
+    (:func:`anomaly_scores`, with ``seed``)."""
     from pvae import evaluate
 
     a = data.series
-    scores = anomaly_scores(model, data, num_samples)
+    scores = anomaly_scores(model, data, num_samples, seed)
     report = evaluate.step_report(scores, a.labels)
     out = {"series": a.name, "region": [a.region_start, a.region_end], "window": data.window,
            "test_windows": len(data.test), "num_samples": num_samples,

@@ -276,7 +276,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     anomaly_scores = None
     if is_windowed(data):  # a long series: the anomaly found, by the archive's criterion
         metrics["anomaly"], anomaly_scores = anomaly_report(
-            model, data, cfg.evaluate.anomaly_samples)
+            model, data, cfg.evaluate.anomaly_samples, cfg.train.seed)
     model.cpu()
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     history.to_csv(out / "metrics.csv")

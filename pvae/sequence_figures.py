@@ -89,9 +89,11 @@ def interpolation(view, path: Path, steps: int = 8) -> Path:
                                                "means (left to right, top to bottom)")
 
 
-def anomaly(view, path: Path, num_samples: int = 10) -> Path:
-    """The anomaly series' per-step scores over time, the labelled region shaded."""
+def anomaly(view, path: Path) -> Path:
+    """The anomaly series' per-step scores over time, the labelled region shaded: the
+    scores ``pvae train`` drew (the run's ``evaluate.anomaly_samples`` and seed, in
+    ``view.anomaly``)."""
     from pvae.run_sequences import anomaly_report, draw_anomaly
 
-    _, scores = anomaly_report(view.model, view.data, num_samples)
+    _, scores = anomaly_report(view.model, view.data, *view.anomaly)
     return draw_anomaly(view.data, scores, path)

@@ -76,8 +76,11 @@ def test_anomaly_series_reports_the_criterion_and_draws_the_scores(tmp_path, cap
     assert_png(run / "anomaly.png", 600, 250)
     assert main(["plot", "--run", str(run), "--kind", "anomaly"]) == 2  # kept without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+    drawn = (run / "anomaly.png").read_bytes()
     assert main(["plot", "--run", str(run), "--kind", "anomaly", "--overwrite"]) == 0
     assert_png(run / "anomaly.png", 600, 250)
+    # the scores pvae train drew (its samples and seed), not a fresh draw
+    assert (run / "anomaly.png").read_bytes() == drawn
 
 
 @pytest.mark.parametrize("sets,message", [
