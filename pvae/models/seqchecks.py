@@ -88,6 +88,24 @@ def check_excluded_ids(excluded_ids, vocab_size: Optional[int]) -> tuple[int, ..
     return tuple(sorted(ids))
 
 
+def check_sequence_shapes(x, lengths, *, vocab_size: Optional[int],
+                          x_dim: Optional[int]) -> None:
+    """The checks of :func:`check_sequences` that read no tensor value: types, shapes and
+    the lengths' dtype (``ValueError`` / ``TypeError`` with the same messages)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
+    _check_shape(x, vocab_size, x_dim)
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be a tensor or array of shape ({x.shape[0]},), "
+                        f"got {type(lengths).__name__}")
+    if lengths.dim() != 1 or lengths.shape[0] != x.shape[0]:
+        raise ValueError(f"lengths has shape {tuple(lengths.shape)}, but x has {x.shape[0]} "
+                         f"sequences: pass one length per sequence, shape ({x.shape[0]},)")
+    if lengths.dtype == torch.bool or lengths.is_complex() or not (
+            lengths.is_floating_point() or lengths.dtype in _INTEGER):
+        raise ValueError(f"lengths has dtype {lengths.dtype}; pass whole numbers (int64)")
+
+
 def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[int],
                     likelihood=None, excluded_ids: tuple = ()) -> None:
     """Raise ``ValueError`` / ``TypeError`` unless ``(x, lengths)`` is padded sequence data.
@@ -97,9 +115,7 @@ def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[in
     shape ``(N, T, x_dim)``, finite on the real steps, and in ``likelihood``'s
     support there when it is given.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
-    _check_shape(x, vocab_size, x_dim)
+    check_sequence_shapes(x, lengths, vocab_size=vocab_size, x_dim=x_dim)
     check_lengths(lengths, x.shape[0], x.shape[1])
     real = x[step_mask(lengths.long(), x.shape[1])]
     if real.is_floating_point() and not torch.isfinite(real).all():
