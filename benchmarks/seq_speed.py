@@ -12,13 +12,21 @@ Two rows, the settings of the shipped configs:
   Monte Carlo KL, batch 32.
 
 Every row first checks that the reference's loss and gradient equal pvae's on the same
-weights and noise (``seq_reference.from_pvae``; the run stops otherwise), then
-alternates, per repeat: the reference with plain Adam, pvae (``pvae.fit``, one epoch,
-its defaults: the fast ELBO path and fused Adam), the reference with the same fused
-Adam, and the fused reference again (its ratio to the first is the run's noise band).
-Medians of the repeats give milliseconds per step and the ratios. One thread::
+weights and noise (``seq_reference.from_pvae``; the run stops otherwise), then times the
+programs two ways, each alternating the reference with plain Adam, pvae (``pvae.fit``'s
+defaults: the fast ELBO path, replayed, and fused Adam), the reference with the same fused
+Adam, and the fused reference again (its ratio to the first is the run's noise band):
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/seq_speed.py [--repeats 5] [--out DIR]
+- whole epochs (``--repeats``): one-epoch ``pvae.fit`` runs against one-epoch reference
+  runs, as ``benchmarks/throughput.py`` times the MLP models; medians of the repeats;
+- blocks of steps (``--rounds``, ``--block``): ``fit``'s own step (``pvae.train.step.Step``
+  with ``fit``'s ELBO, optimiser and KL weight) and the reference's, each program keeping
+  its model, taking turns every few steps on the same batches; medians of the rounds.
+  On a shared, loaded machine this second figure is the steadier one.
+
+One thread::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/seq_speed.py [--repeats 5] [--rounds 20]
     python benchmarks/seq_speed.py --smoke          # seconds: tiny data, a temporary folder
 
 writes ``SEQ_SPEED.md`` (and ``seq_speed.json``) into ``--out`` (default ``benchmarks/``).
@@ -152,32 +160,124 @@ def alternated(name, x, lengths, vocab, repeats: int, warm: int) -> dict:
             "all_ms": {k: [1000 * s / steps for s in v] for k, v in times.items()}}
 
 
+def pvae_stepper(name, x, lengths, vocab, seed):
+    """One training step of ``pvae.fit``'s own loop (its ELBO, fused Adam, ``Step``, KL
+    weight, validation off, parameters unregistered) on the batch ``idx``, step ``i``."""
+    import pyro
+    from pvae.train.checks import check_elbo
+    from pvae.train.schedules import kl_weight
+    from pvae.train.state import make_optimizer
+    from pvae.train.step import Step
+
+    row = ROWS[name]
+    torch.manual_seed(seed)
+    vae = make_pvae(name, vocab)
+    elbo = check_elbo(vae, "trace", 1, row["kl_warmup"], row["free_bits"])
+    step = Step(vae, elbo, make_optimizer("adam", list(vae.parameters()), 1e-3, 0.0), len(x))
+    per_epoch = math.ceil(len(x) / row["batch"])
+
+    def run(idx, i):
+        with pyro.validation_enabled(False), vae.unregistered():
+            step([((x[idx], lengths[idx]), len(x))], 0, i,
+                 kl_weight(0, i, per_epoch, row["kl_warmup"]))
+    run.elbo = elbo  # its tape counts the replayed steps
+    return run
+
+
+def ref_stepper(name, x, lengths, vocab, seed, fused):
+    """One step of the reference (``train_reference``'s loop body)."""
+    row = ROWS[name]
+    torch.manual_seed(seed)
+    ref = from_pvae(make_pvae(name, vocab)).train()
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
+    per_epoch = math.ceil(len(x) / row["batch"])
+
+    def run(idx, i):
+        w = min(1.0, (i + 1) / (row["kl_warmup"] * per_epoch)) if row["kl_warmup"] else 1.0
+        loss = ref.loss(x[idx], lengths[idx], w, row["free_bits"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        loss.item()
+        opt.step()
+    return run
+
+
+def interleaved(name, x, lengths, vocab, rounds: int, block: int) -> dict:
+    """Median ms per step of each program over ``rounds`` blocks of ``block`` steps, the
+    programs taking turns block by block (the order rotating), every program on the same
+    batches: load that changes over seconds hits them alike."""
+    import time
+
+    runs = {"ref": ref_stepper(name, x, lengths, vocab, 0, fused=False),
+            "pvae": pvae_stepper(name, x, lengths, vocab, 0),
+            "ref_fused": ref_stepper(name, x, lengths, vocab, 0, fused=True),
+            "ref_fused_again": ref_stepper(name, x, lengths, vocab, 0, fused=True)}
+    g = torch.Generator().manual_seed(0)
+    bs = ROWS[name]["batch"]
+    batches = [torch.randperm(len(x), generator=g)[:bs] for _ in range(block)]
+    for run in runs.values():  # warm-up: pvae records its step here
+        for i, idx in enumerate(batches[:3]):
+            run(idx, i)
+    times: dict = {k: [] for k in runs}
+    names = list(runs)
+    for r in range(rounds):
+        batches = [torch.randperm(len(x), generator=g)[:bs] for _ in range(block)]
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            for j, idx in enumerate(batches):
+                runs[k](idx, 3 + r * block + j)
+            times[k].append(1000 * (time.perf_counter() - t0) / block)
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {"ms_step": ms, "rounds": rounds, "block": block,
+            "pvae_tape": dict(runs["pvae"].elbo.__dict__["_tape"].counts),
+            "pvae_vs_ref": ms["ref"] / ms["pvae"], "pvae_vs_ref_fused": ms["ref_fused"] / ms["pvae"],
+            "noise": ms["ref_fused"] / ms["ref_fused_again"], "all_ms": times}
+
+
+_HEAD = ("| model | batch | reference | ref. fused Adam | pvae | pvae / reference | "
+         "**pvae / ref. fused** | ref. fused again / ref. fused (noise) | agreement |")
+
+
+def _line(name: str, r: dict, agreement: float) -> str:
+    ms = r["ms_step"]
+    return (f"| {name} | {ROWS[name]['batch']} | {ms['ref']:.2f} | {ms['ref_fused']:.2f} | "
+            f"{ms['pvae']:.2f} | {r['pvae_vs_ref']:.2f} | **{r['pvae_vs_ref_fused']:.2f}** | "
+            f"{1 / r['noise']:.2f} | {agreement:.1e} |")
+
+
 def markdown(res: dict) -> list:
-    m = res["machine"]
+    m, rows = res["machine"], res["rows"]
     lines = ["## Training throughput, sequence VAE", "",
              f"`{res['command']}` ({m['date']}, commit {m['commit']}; {m['cpu']}, "
              f"{m['torch_threads']} thread; Python {m['python']}, torch {m['torch']}, "
-             f"Pyro {m['pyro']}). Milliseconds per step, medians of {res['repeats']} "
-             "alternated repeats of one epoch each; pvae is `pvae.fit` with its defaults "
-             "(fast ELBO path, fused Adam), the reference is `benchmarks/seq_reference.py`, "
+             f"Pyro {m['pyro']}). Milliseconds per step. pvae runs `pvae.fit`'s training step "
+             "with its defaults (the fast ELBO path, replayed from the second step of a batch "
+             "shape on, and fused Adam); the reference is `benchmarks/seq_reference.py`, "
              "whose loss and gradients were checked against pvae's on the same weights and "
-             "noise before timing (largest relative difference in the last column). "
-             f"words: the first {res['rows'].get('words', {}).get('n', 0)} training words of "
+             "noise before timing (largest relative difference: the last column). "
+             f"words: the first {rows.get('words', {}).get('n', 0)} training words of "
              "`pvae.data.load(\"words\")` (18 steps, V = 30), the settings of "
              "`configs/words.yaml` (word dropout, free bits, KL warm-up); gunpoint: "
-             f"{res['rows'].get('gunpoint', {}).get('n', 0)} synthetic series of "
+             f"{rows.get('gunpoint', {}).get('n', 0)} synthetic series of "
              f"{res['series_steps']} steps and one feature, the settings of "
-             "`configs/gunpoint.yaml`.", "",
-             "| model | batch | steps | reference | ref. fused Adam | pvae | pvae / reference | "
-             "**pvae / ref. fused** | ref. fused again / ref. fused (noise) | agreement |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in res["rows"].items():
-        ms = r["ms_step"]
-        lines.append(f"| {name} | {ROWS[name]['batch']} | {r['steps']} | {ms['ref']:.2f} | "
-                     f"{ms['ref_fused']:.2f} | {ms['pvae']:.2f} | {r['pvae_vs_ref']:.2f} | "
-                     f"**{r['pvae_vs_ref_fused']:.2f}** | {1 / r['noise']:.2f} | "
-                     f"{r['agreement']:.1e} |")
-    return lines + [""]
+             "`configs/gunpoint.yaml`.", ""]
+    if res["repeats"]:
+        lines += [f"Whole epochs of `pvae.fit` (a new model and ELBO each, so the first "
+                  "step runs the Pyro program and the second records it) and of the "
+                  f"reference, alternated; medians of {res['repeats']} repeats:", "",
+                  _HEAD, "| --- " * 9 + "|"]
+        lines += [_line(k, r["epochs"], r["agreement"]) for k, r in rows.items()]
+        lines.append("")
+    if res["rounds"]:
+        lines += [f"Blocks of {res['block']} steps, the four programs taking turns block by "
+                  "block on the same batches (each program's model and optimiser kept "
+                  f"across blocks, pvae's step recorded in a warm-up); medians of "
+                  f"{res['rounds']} rounds:", "", _HEAD, "| --- " * 9 + "|"]
+        lines += [_line(k, r["blocks"], r["agreement"]) for k, r in rows.items()]
+        lines += ["", "pvae's steps in these blocks: " + "; ".join(
+            f"{k} {r['blocks']['pvae_tape']['replayed']} replayed of "
+            f"{sum(r['blocks']['pvae_tape'].values())}" for k, r in rows.items()), ""]
+    return lines
 
 
 def main(argv=None) -> dict:
@@ -185,7 +285,9 @@ def main(argv=None) -> dict:
     from common import add_smoke_options, machine, output_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="alternated fit epochs (0: none)")
+    p.add_argument("--rounds", type=int, default=20, help="rounds of step blocks (0: none)")
+    p.add_argument("--block", type=int, default=5, help="steps per block")
     p.add_argument("--words", type=int, default=7680, help="training words per epoch")
     p.add_argument("--series", type=int, default=1920, help="series per epoch")
     p.add_argument("--series-steps", type=int, default=150, help="steps of each series")
@@ -197,20 +299,27 @@ def main(argv=None) -> dict:
     out = output_dir(args, HERE)  # before any work: a smoke run never writes into benchmarks/
     if args.smoke:  # seconds: two steps a program, short series
         args.repeats, args.words, args.series, args.series_steps = 1, 256, 64, 20
+        args.rounds, args.block = 2, 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     res = {"command": "python benchmarks/seq_speed.py " + " ".join(given),
-           "repeats": args.repeats, "series_steps": args.series_steps, "rows": {}}
+           "repeats": args.repeats, "rounds": args.rounds, "block": args.block,
+           "series_steps": args.series_steps, "rows": {}}
     try:
         for name in args.rows:
             if name == "words":
                 x, lengths, *vocab = words_data(args.words)
             else:
                 (x, lengths), vocab = series_data(args.series, args.series_steps), None
-            worst = agreement(name, x, lengths, vocab)
-            r = alternated(name, x, lengths, vocab, args.repeats, warm=4 * ROWS[name]["batch"])
-            res["rows"][name] = {**r, "agreement": worst}
-            print(name, {k: v for k, v in r.items() if k != "all_ms"}, flush=True)
+            r = res["rows"][name] = {"agreement": agreement(name, x, lengths, vocab),
+                                     "n": len(x)}
+            if args.repeats:
+                r["epochs"] = alternated(name, x, lengths, vocab, args.repeats,
+                                         warm=4 * ROWS[name]["batch"])
+            if args.rounds:
+                r["blocks"] = interleaved(name, x, lengths, vocab, args.rounds, args.block)
+            print(name, {k: {q: w for q, w in v.items() if q != "all_ms"}
+                         if isinstance(v, dict) else v for k, v in r.items()}, flush=True)
         res["machine"] = machine()
     finally:
         torch.set_num_threads(threads)

@@ -22,9 +22,8 @@ def _whole(t: torch.Tensor) -> bool:
     return bool((t == t.round()).all()) if t.is_floating_point() else True
 
 
-def check_lengths(lengths, n: int, num_steps: int) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a non-tensor) unless ``lengths`` holds ``n``
-    whole numbers in ``1..num_steps``."""
+def _check_lengths_type(lengths, n: int) -> None:
+    """The checks of :func:`check_lengths` that read no value: type, shape, dtype."""
     if not isinstance(lengths, torch.Tensor):
         raise TypeError(f"lengths must be a tensor or array of shape ({n},), "
                         f"got {type(lengths).__name__}")
@@ -34,6 +33,12 @@ def check_lengths(lengths, n: int, num_steps: int) -> None:
     if lengths.dtype == torch.bool or lengths.is_complex() or not (
             lengths.is_floating_point() or lengths.dtype in _INTEGER):
         raise ValueError(f"lengths has dtype {lengths.dtype}; pass whole numbers (int64)")
+
+
+def check_lengths(lengths, n: int, num_steps: int) -> None:
+    """Raise ``ValueError`` (``TypeError`` for a non-tensor) unless ``lengths`` holds ``n``
+    whole numbers in ``1..num_steps``."""
+    _check_lengths_type(lengths, n)
     if lengths.is_floating_point() and not (torch.isfinite(lengths).all() and _whole(lengths)):
         raise ValueError("lengths must be whole numbers (the number of real steps of each "
                          "sequence), found NaN, infinite or fractional values")
@@ -95,15 +100,7 @@ def check_sequence_shapes(x, lengths, *, vocab_size: Optional[int],
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
     _check_shape(x, vocab_size, x_dim)
-    if not isinstance(lengths, torch.Tensor):
-        raise TypeError(f"lengths must be a tensor or array of shape ({x.shape[0]},), "
-                        f"got {type(lengths).__name__}")
-    if lengths.dim() != 1 or lengths.shape[0] != x.shape[0]:
-        raise ValueError(f"lengths has shape {tuple(lengths.shape)}, but x has {x.shape[0]} "
-                         f"sequences: pass one length per sequence, shape ({x.shape[0]},)")
-    if lengths.dtype == torch.bool or lengths.is_complex() or not (
-            lengths.is_floating_point() or lengths.dtype in _INTEGER):
-        raise ValueError(f"lengths has dtype {lengths.dtype}; pass whole numbers (int64)")
+    _check_lengths_type(lengths, x.shape[0])
 
 
 def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[int],
