@@ -167,6 +167,34 @@ def from_pvae(vae) -> ReferenceSeqVAE:
     return ref
 
 
+def pvae_grads(vae) -> list:
+    """The gradients of ``vae``'s parameters in the order of the parameters of
+    ``from_pvae(vae)`` (the mapping ``from_pvae`` copies the weights by)."""
+    mods = [vae.enc_inputs.embedding, vae.dec_inputs.embedding] if vae.tokens else []
+    out = [] if vae.tokens else [vae.likelihood.raw_scale.grad]
+    for m in (*mods, vae.encoder.rnn, vae.encoder.out, vae.decoder.init, vae.decoder.rnn,
+              vae.decoder.out):
+        out += [p.grad for p in m.parameters()]
+    return out
+
+
+def warm_up_weight(step: int, steps_per_epoch: int, kl_warmup: float) -> float:
+    """The latent terms' weight at a run's ``step`` (0-based, counted over epochs): rising
+    linearly to 1 over ``kl_warmup`` epochs, as in ``pvae.fit``; 1 without warm-up."""
+    return min(1.0, (step + 1) / (kl_warmup * steps_per_epoch)) if kl_warmup else 1.0
+
+
+def reference_step(model: ReferenceSeqVAE, opt: torch.optim.Optimizer, x, lengths,
+                   weight: float = 1.0, free_bits: float = 0.0) -> float:
+    """One training step; the loss (nats per sequence), read as ``pvae.fit`` reads it."""
+    loss = model.loss(x, lengths, weight, free_bits)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    value = loss.item()  # pvae.fit reads each step's loss, to check it and to report it
+    opt.step()
+    return value
+
+
 def train_reference(model: ReferenceSeqVAE, x: torch.Tensor, lengths: torch.Tensor, *,
                     epochs: int, batch_size: int, lr: float = 1e-3, fused: bool = True,
                     kl_warmup: float = 0.0, free_bits: float = 0.0, seed: int = 0) -> list:
@@ -182,11 +210,7 @@ def train_reference(model: ReferenceSeqVAE, x: torch.Tensor, lengths: torch.Tens
         perm = torch.randperm(n)
         for i in range(steps):
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            w = min(1.0, (epoch * steps + i + 1) / (kl_warmup * steps)) if kl_warmup else 1.0
-            loss = model.loss(x[idx], lengths[idx], w, free_bits)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            loss.item()  # pvae.fit reads each step's loss, to check it and to report it
-            opt.step()
+            reference_step(model, opt, x[idx], lengths[idx],
+                           warm_up_weight(epoch * steps + i, steps, kl_warmup), free_bits)
         seconds.append(time.perf_counter() - t0)
     return seconds

@@ -44,7 +44,8 @@ from pathlib import Path
 import torch
 
 import pvae
-from seq_reference import from_pvae, train_reference
+from seq_reference import (from_pvae, pvae_grads, reference_step, train_reference,
+                           warm_up_weight)
 
 HERE = Path(__file__).resolve().parent
 ROWS = {
@@ -102,21 +103,10 @@ def agreement(name: str, x, lengths, vocab) -> float:
     theirs = ref.loss(xb, lb, 0.5 if row["kl_warmup"] else 1.0, row["free_bits"])
     theirs.backward()
     worst = abs(mine.item() - theirs.item()) / abs(theirs.item())
-    for a, b in zip(_grads(vae), [p.grad for p in ref.parameters()]):
+    for a, b in zip(pvae_grads(vae), [p.grad for p in ref.parameters()]):
         worst = max(worst, ((a - b).norm() / b.norm().clamp(min=1e-12)).item())
     assert worst < 1e-5, f"{name}: the reference differs from pvae by {worst:.2e}"
     return worst
-
-
-def _grads(vae) -> list:
-    """pvae's gradients in the reference's parameter order."""
-    enc, dec = vae.encoder, vae.decoder
-    mods = ([vae.enc_inputs.embedding, vae.dec_inputs.embedding] if vae.tokens else [])
-    head = [] if vae.tokens else [vae.likelihood.raw_scale.grad]
-    out = head + [p.grad for m in mods for p in m.parameters()]
-    for m in (enc.rnn, enc.out, dec.init, dec.rnn, dec.out):
-        out += [p.grad for p in m.parameters()]
-    return out
 
 
 def pvae_epoch(name, x, lengths, vocab, seed) -> float:
@@ -193,12 +183,8 @@ def ref_stepper(name, x, lengths, vocab, seed, fused):
     per_epoch = math.ceil(len(x) / row["batch"])
 
     def run(idx, i):
-        w = min(1.0, (i + 1) / (row["kl_warmup"] * per_epoch)) if row["kl_warmup"] else 1.0
-        loss = ref.loss(x[idx], lengths[idx], w, row["free_bits"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        loss.item()
-        opt.step()
+        reference_step(ref, opt, x[idx], lengths[idx], warm_up_weight(i, per_epoch,
+                       row["kl_warmup"]), row["free_bits"])
     return run
 
 

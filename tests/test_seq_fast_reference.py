@@ -19,7 +19,7 @@ from pvae.free_bits import FreeBits
 from pvae.program_key import LatentScale
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from seq_reference import from_pvae, train_reference  # noqa: E402
+from seq_reference import from_pvae, pvae_grads, train_reference  # noqa: E402
 
 V, T, N = 9, 7, 12
 
@@ -43,16 +43,6 @@ def _data(model, seed=0):
     return torch.randn(N, T, 2, generator=g).masked_fill(pad[..., None], float("nan")), lengths
 
 
-def _pvae_grads(model):
-    """pvae's gradients in the reference's parameter order (``from_pvae``'s mapping)."""
-    mods = [model.enc_inputs.embedding, model.dec_inputs.embedding] if model.tokens else []
-    out = [] if model.tokens else [model.likelihood.raw_scale.grad]
-    for m in (*mods, model.encoder.rnn, model.encoder.out, model.decoder.init,
-              model.decoder.rnn, model.decoder.out):
-        out += [p.grad for p in m.parameters()]
-    return out
-
-
 def _compare(model, elbo, weight, free_bits=0.0):
     torch.manual_seed(0)
     ref = from_pvae(model)
@@ -65,7 +55,7 @@ def _compare(model, elbo, weight, free_bits=0.0):
     theirs = ref.loss(x, lengths, weight, free_bits)
     theirs.backward()
     assert theirs.item() == pytest.approx(mine.item(), rel=1e-5)
-    grads = _pvae_grads(model)
+    grads = pvae_grads(model)
     assert len(grads) == len(list(ref.parameters()))
     for a, p in zip(grads, ref.parameters()):
         torch.testing.assert_close(p.grad, a, rtol=1e-5, atol=1e-5 * a.abs().max().item() + 1e-7)
