@@ -15,7 +15,6 @@ from typing import Literal, Optional
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from pvae.nets import split_loc_scale
 
@@ -58,13 +57,37 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor):
         n = inputs.shape[0]
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, h = self.rnn(packed)
-        if isinstance(h, tuple):  # LSTM: (h, c)
-            h = h[0]
+        h = final_states(self.rnn, inputs, lengths)
         h = h.view(self.num_layers, self.directions, n, self.hidden_dim)[-1]
         return split_loc_scale(self.out(h.transpose(0, 1).reshape(n, -1)))
+
+
+def final_states(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The final hidden states ``(num_layers * directions, N, H)`` of ``rnn`` (a
+    ``batch_first`` GRU or LSTM, zero initial state) over the packed real steps of
+    ``inputs`` ``(N, T, F)``: step ``lengths[i] - 1`` forwards, step 0 backwards.
+
+    The computation of ``rnn(pack_padded_sequence(inputs, lengths, batch_first=True,
+    enforce_sorted=False))`` (the same kernel on the same packed data), called without
+    the module's checks, which read the largest batch size into Python: here no
+    tensor value is read, so the training step can be recorded and replayed
+    (:mod:`pvae.replay`) although the packed data's size depends on the lengths; no
+    number derived from that size is used after the kernel. ``lengths`` in ``1..T``
+    (the model checks them).
+    """
+    lengths, order = torch.sort(lengths.cpu().long(), descending=True)
+    order = order.to(inputs.device)
+    data, batch_sizes = torch._VF._pack_padded_sequence(inputs.index_select(0, order),
+                                                        lengths, True)
+    hx = inputs.new_zeros(rnn.num_layers * (2 if rnn.bidirectional else 1), inputs.shape[0],
+                          rnn.hidden_size)
+    args = (rnn._flat_weights, rnn.bias, rnn.num_layers, float(rnn.dropout), rnn.training,
+            rnn.bidirectional)
+    if isinstance(rnn, nn.LSTM):
+        h = torch._VF.lstm(data, batch_sizes, (hx, hx), *args)[1]
+    else:
+        h = torch._VF.gru(data, batch_sizes, hx, *args)[1]
+    return h.index_select(1, torch.argsort(order))  # back to the batch's order
 
 
 class SequenceDecoder(nn.Module):

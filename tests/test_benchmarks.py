@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
 HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "ladder", "seq_references",
-           "seq_report", "throughput"}
+           "seq_report", "throughput", "seq_reference"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
@@ -28,6 +28,7 @@ SCRIPTS = {
                        "sequences_gunpoint_latent.png", "sequences_anomaly.png"]),
     "seq_decoder_variants": ([], ["SEQ_DECODER.md"]),
     "seq_eval_memory": ([], ["SEQ_EVAL_MEMORY.md"]),
+    "seq_speed": ([], ["SEQ_SPEED.md", "seq_speed.json"]),
     "seq_words_check": ([], ["SEQ_DECODER.md"]),
     "sklearn_outliers": ([], ["SKLEARN.md"]),
     "ssvae_replica": ([], ["variants.json", "VARIANTS.md"]),
@@ -54,7 +55,7 @@ def test_every_script_is_smoke_tested():
 
 
 NEEDS = {"sequences": ("aeon", "wordfreq"), "seq_decoder_variants": ("aeon",),
-         "seq_words_check": ("wordfreq",)}  # script -> packages of pvae[sequences] it needs
+         "seq_words_check": ("wordfreq",), "seq_speed": ("wordfreq",)}  # script -> packages of pvae[sequences] it needs
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -22,9 +22,8 @@ def _whole(t: torch.Tensor) -> bool:
     return bool((t == t.round()).all()) if t.is_floating_point() else True
 
 
-def check_lengths(lengths, n: int, num_steps: int) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a non-tensor) unless ``lengths`` holds ``n``
-    whole numbers in ``1..num_steps``."""
+def _check_lengths_type(lengths, n: int) -> None:
+    """The checks of :func:`check_lengths` that read no value: type, shape, dtype."""
     if not isinstance(lengths, torch.Tensor):
         raise TypeError(f"lengths must be a tensor or array of shape ({n},), "
                         f"got {type(lengths).__name__}")
@@ -34,6 +33,12 @@ def check_lengths(lengths, n: int, num_steps: int) -> None:
     if lengths.dtype == torch.bool or lengths.is_complex() or not (
             lengths.is_floating_point() or lengths.dtype in _INTEGER):
         raise ValueError(f"lengths has dtype {lengths.dtype}; pass whole numbers (int64)")
+
+
+def check_lengths(lengths, n: int, num_steps: int) -> None:
+    """Raise ``ValueError`` (``TypeError`` for a non-tensor) unless ``lengths`` holds ``n``
+    whole numbers in ``1..num_steps``."""
+    _check_lengths_type(lengths, n)
     if lengths.is_floating_point() and not (torch.isfinite(lengths).all() and _whole(lengths)):
         raise ValueError("lengths must be whole numbers (the number of real steps of each "
                          "sequence), found NaN, infinite or fractional values")
@@ -88,6 +93,16 @@ def check_excluded_ids(excluded_ids, vocab_size: Optional[int]) -> tuple[int, ..
     return tuple(sorted(ids))
 
 
+def check_sequence_shapes(x, lengths, *, vocab_size: Optional[int],
+                          x_dim: Optional[int]) -> None:
+    """The checks of :func:`check_sequences` that read no tensor value: types, shapes and
+    the lengths' dtype (``ValueError`` / ``TypeError`` with the same messages)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
+    _check_shape(x, vocab_size, x_dim)
+    _check_lengths_type(lengths, x.shape[0])
+
+
 def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[int],
                     likelihood=None, excluded_ids: tuple = ()) -> None:
     """Raise ``ValueError`` / ``TypeError`` unless ``(x, lengths)`` is padded sequence data.
@@ -97,9 +112,7 @@ def check_sequences(x, lengths, *, vocab_size: Optional[int], x_dim: Optional[in
     shape ``(N, T, x_dim)``, finite on the real steps, and in ``likelihood``'s
     support there when it is given.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a tensor or array, got {type(x).__name__}")
-    _check_shape(x, vocab_size, x_dim)
+    check_sequence_shapes(x, lengths, vocab_size=vocab_size, x_dim=x_dim)
     check_lengths(lengths, x.shape[0], x.shape[1])
     real = x[step_mask(lengths.long(), x.shape[1])]
     if real.is_floating_point() and not torch.isfinite(real).all():

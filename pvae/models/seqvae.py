@@ -9,6 +9,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
+from pyro.infer.util import is_validation_enabled
 from pyro.nn import pyro_method
 
 from pvae import likelihoods as lk
@@ -16,7 +17,8 @@ from pvae.flows import GaussianPosterior
 from pvae.models.base import ObservedSites, PVAEModel
 from pvae.models.checks import check_hparams, num_draws
 from pvae.models.registry import register
-from pvae.models.seqchecks import check_excluded_ids, check_sequences, positive as _positive
+from pvae.models.seqchecks import (check_excluded_ids, check_sequence_shapes, check_sequences,
+                                   positive as _positive)
 from pvae.models.seqdist import MaskedSequence, clean, step_mask
 from pvae.models.seqgen import generate, teacher_score
 from pvae.nets_recurrent import SequenceDecoder, SequenceEncoder, SeriesInputs, TokenInputs
@@ -357,7 +359,9 @@ class SequenceVAE(PVAEModel):
         """Refuse outer batch dimensions (data sets inside a user's plate) at entry, and
         data that is not padded sequences (:func:`pvae.models.seqchecks.check_sequences`:
         shapes, lengths in ``1..T``, ids, finite real steps) with the messages of
-        :meth:`check_data`; the likelihood's support is left to Pyro's validation."""
+        :meth:`check_data`; the likelihood's support is left to Pyro's validation. The
+        values (lengths, ids, finiteness) are checked while Pyro's validation is on (its
+        default), the types and shapes always."""
         want = 2 if self.tokens else 3
         for name, t, dims in (("x", x, want), ("lengths", lengths, 1)):
             if isinstance(t, torch.Tensor) and t.dim() > dims:
@@ -370,9 +374,15 @@ class SequenceVAE(PVAEModel):
                     "reserved for the model's plate over the N sequences. Flatten the data "
                     "sets into one batch or call the model once per data set.")
         if isinstance(x, torch.Tensor) and lengths is not None:
-            # Pyro's own tools (SVI, Predictive, poutine) reach here without pvae.fit's check
-            check_sequences(x, lengths, vocab_size=self.vocab_size, x_dim=self.x_dim,
-                            excluded_ids=self.excluded_ids)
+            # Pyro's own tools (SVI, Predictive, poutine) reach here without pvae.fit's check.
+            # The values are checked as Pyro checks its distributions' arguments: while its
+            # validation is on (the default). pvae.fit checks the data before training and
+            # turns validation off, so its steps read no value and can be replayed.
+            if is_validation_enabled():
+                check_sequences(x, lengths, vocab_size=self.vocab_size, x_dim=self.x_dim,
+                                excluded_ids=self.excluded_ids)
+            else:
+                check_sequence_shapes(x, lengths, vocab_size=self.vocab_size, x_dim=self.x_dim)
 
     def _num_steps(self, lengths, max_len) -> int:
         longest = None if lengths is None else int(lengths.max())
