@@ -38,6 +38,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 
+from pvae.key_cache import TreeKeys
 from pvae.program_key import WEIGHT_AT, LatentScale, step_key
 from pvae.replay import Tape
 
@@ -131,12 +132,16 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     weight not 0) enters the recording as an input, a 0-dim tensor the handler holds
     while the program runs, so a weight that changes every step replays one recording.
     """
-    tape = elbo.__dict__.get("_tape")
+    own = elbo.__dict__
+    tape = own.get("_tape")
     if tape is None:
-        tape = elbo.__dict__["_tape"] = Tape()
+        tape = own["_tape"] = Tape()
+    trees = own.get("_trees")
+    if trees is None:  # the module trees' keys, walked again only when a tree changed
+        trees = own["_trees"] = TreeKeys()
     key, warm_up = None, None
     if not is_validation_enabled() and not torch._C._get_tracing_state():
-        key = step_key(model, guide, args, kwargs)
+        key = step_key(model, guide, args, kwargs, trees)
         if key is not None:  # the ELBO's own settings (FreeBits' floor) are read too
             key = (*key, tuple((k, v) for k, v in elbo.__dict__.items()
                                if v.__class__ in _PLAIN and k[0] != "_"))
