@@ -147,7 +147,7 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
         trees = own["_trees"] = TreeKeys()
     key, warm_up = None, None
     if not is_validation_enabled() and not torch._C._get_tracing_state():
-        key = step_key(model, guide, args, kwargs, trees)
+        key = step_key(model, guide, args, kwargs, trees.token)
         if key is not None:  # the ELBO's own settings (FreeBits' floor) are read too
             key = (*key, tuple((k, v) for k, v in elbo.__dict__.items()
                                if v.__class__ in _PLAIN and k[0] != "_"))

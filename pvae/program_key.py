@@ -117,7 +117,7 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     out.extend(map(id, params))
     out.extend([p is not None and p.requires_grad for p in params])  # a branch may read it
     # model.double() / .to(device) swap a parameter's data and keep its identity
-    out.extend([None if p is None else (p.dtype, p.device, p.shape) for p in params])
+    out.extend([None if p is None else (p.dtype, p.device) for p in params])
     out.extend(map(id, d["_buffers"].values()))
     for k, v in d.items():
         if k[0] == "_":
@@ -136,8 +136,8 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
 def module_tree(fn: Callable) -> Optional[tuple]:
     """What the networks under the module a bound method belongs to contribute: every
     submodule's identity, train/eval mode, parameters (by identity, with ``requires_grad``:
-    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs, and dtype,
-    device and shape: ``model.double()`` changes them in place), buffers and
+    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs, and dtype and
+    device: ``model.double()`` changes them in place), buffers and
     attributes (numbers, flags, strings, containers of them, and plain tensor attributes
     by identity), at every depth. A network replaced (``vae.decoder = ...`` or deeper), a
     submodule switched to eval mode alone, a setting changed on one (a likelihood's fixed
@@ -177,7 +177,7 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict,
         return None
     # the module tree holds every plain attribute of the owner (the program constants
     # included) and of its submodules, so the constants are not computed again here
-    trees = trees or module_tree
+    trees = trees or module_tree  # or TreeKeys.token: the same key, cheaper
     model_tree = trees(model)
     guide_tree = () if same else trees(guide)
     if model_tree is None or guide_tree is None:

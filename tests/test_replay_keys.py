@@ -119,6 +119,7 @@ def test_a_cached_tree_key_equals_the_walk_after_every_change():
                      likelihood_kwargs={"scale": 1.0})
     trees = TreeKeys()
     assert trees(model.model) == module_tree(model.model)
+    seen = {}  # name of the change -> (token before, token after)
     for name, change in _tree_changes().items():
         before = module_tree(model.model)
         for _ in range(2):
@@ -129,7 +130,10 @@ def test_a_cached_tree_key_equals_the_walk_after_every_change():
         assert after != before, name  # the change matters to the key
         assert trees(model.model) == after, name
         assert trees.counts["walked"] == walked + 1, name
+        assert trees.token(model.model) == trees._tokens[after], name
+        seen[name] = (trees._tokens[before], trees._tokens[after])
     assert trees.counts["reused"] >= 2 * len(_tree_changes())
+    assert seen["float again"] == seen["double"][::-1]  # back to an earlier tree: its token
 
 
 @pytest.mark.parametrize("elbo", [FastTrace_ELBO, FastTraceMeanField_ELBO])
