@@ -191,25 +191,37 @@ def _signed(gains: list, costs: list) -> torch.Tensor:
     return -gain if cost is None else cost if gain is None else cost - gain
 
 
+_FULL = (torch.float32, torch.float64)
+
+
 def _difference(gains: list, costs: list) -> torch.Tensor:
     """The loss, minus the ELBO: ``sum(costs) - sum(gains)`` (nats), each term a
     ``(tensor, scale, mask)`` triple counted as ``scale_and_mask(tensor, scale, mask).sum()``.
 
     Terms without a mask whose scale is a plain number (the data plate's ``num_data /
-    batch``, ``beta``) are summed first and scaled once per distinct scale, so a step does
-    one multiplication (and its backward one node) per scale instead of one per site: the
-    same value up to the order of floating-point additions."""
+    batch``, ``beta``) are grouped by scale and shape: each group is combined point by
+    point, summed once and scaled once, so a step does one sum and one multiplication
+    (and its backward one node each) per group instead of per site: the same value up to
+    the order of floating-point additions. Terms in half or bfloat16 precision (autocast)
+    are summed one by one, as before."""
     groups: dict = {}
     for sign, terms in ((0, gains), (1, costs)):
         for t, scale, mask in terms:
             if mask is None and isinstance(scale, (int, float)) and not isinstance(scale, bool):
-                scale, value = float(scale), t.sum()
+                if t.dtype in _FULL:
+                    group = (float(scale), t.shape)
+                else:  # point by point only in full precision (bfloat16 loses digits)
+                    group, t = (float(scale), None), t.sum()
             else:
-                scale, value = 1.0, scale_and_mask(t, scale, mask).sum()
-            groups.setdefault(scale, ([], []))[sign].append(value)
-    total = None
-    for scale, (g, c) in groups.items():
+                group, t = (1.0, None), scale_and_mask(t, scale, mask).sum()
+            groups.setdefault(group, ([], []))[sign].append(t)
+    scaled: dict = {}  # scale -> the sums of its groups
+    for (scale, shape), (g, c) in groups.items():
         part = _signed(g, c)
+        scaled.setdefault(scale, []).append(part if shape is None else part.sum())
+    total = None
+    for scale, parts in scaled.items():
+        part = _total(parts)
         part = part if scale == 1.0 else part * scale
         total = part if total is None else total + part
     return total if total is not None else torch.zeros(())
