@@ -7,7 +7,8 @@ tensor operations in the same order. :class:`Tape` runs a function once under a
 tensor methods, factories, random draws, grad-mode switches) with its arguments,
 marking which arguments are the step's inputs and which are earlier results. Later
 calls with the same *structure key* replay that list directly: no messengers,
-distribution objects, plates or module look-ups, only the tensor operations. Random
+distribution objects, plates or module look-ups, only the tensor operations, written
+out as one straight-line Python function (:mod:`pvae.replay_code`). Random
 draws are operations too, replayed in the recorded order, so a replayed step draws
 exactly what the Pyro program would have drawn (the same values under the same seed).
 
@@ -29,7 +30,10 @@ backward is not), or when the result is not a recorded tensor. Tensors from outs
 constants) are held by reference, so in-place updates (the optimiser's) are seen;
 a tensor *replaced* by another object between steps is not, so the key must change
 when that happens (:func:`pvae.program_key.module_tree` holds every module's tensor
-attributes by identity; a tensor reached otherwise, a global, is not seen).
+attributes by identity, and parameters' dtype and device, which ``model.double()``
+changes in place; :class:`pvae.key_cache.TreeKeys` walks the tree again only when a
+snapshot of it changed). Not seen: a tensor reached otherwise (a global), and a
+parameter's data swapped for data of another shape (``p.data = ...``).
 """
 
 from __future__ import annotations
