@@ -224,7 +224,32 @@ def markdown(res, command) -> str:
         "\"Where a training step's time goes\". With the replay (commit 690a97e), a run "
         "30 minutes before this one (2026-11-30 20:36-20:52, load average 7-15) gave pvae / "
         "ref. fused 0.95, 0.96, 0.97, 1.00 (noise 1.04, 0.98, 1.11, 1.07) and, for the table "
-        "model, 0.85 and 0.64 (noise 1.08, 0.94; Pyro's ELBO classes 0.35, 0.30).",
+        "model, 0.85 and 0.64 (noise 1.08, 0.94; Pyro's ELBO classes 0.35, 0.30); a run at "
+        "commit 685425c (2026-11-30 21:54, load ~1, ref. fused step 0.50 ms) gave 0.94, 0.92, "
+        "0.97, 0.96 and 0.69, 0.64.",
+        "",
+        "Where the table model's ~0.2 ms a step outside the replayed loss went (commit "
+        "7d4195a; ad-hoc micro-measurements in CPU time, `time.process_time`, one thread, "
+        "12-64-3 at batch 200, load average 4-9, so read them as proportions): `step_key`'s "
+        "walk of the module tree, 45 µs alone and 40-90 µs inside a step (its memory is "
+        "cold there); the replay's interpreter loop, 207 µs for a forward pass of 50 "
+        "operations against the reference's 147 µs; 52 autograd nodes against the "
+        "reference's 46 (backward 330-350 µs against 285-315 µs), among them a "
+        "multiplication by 1 in the training step; the fit loop itself (batch slicing, "
+        "schedule, `.item()`, history) a few percent. Since then (commits 2ad0038-c04a0a2) "
+        "the recording runs as one compiled straight-line function, `broadcast_tensors` of "
+        "equal shapes is no longer taken for an in-place call (so the prior's zeros and ones "
+        "fold, and `- 0`, `/ 1` and identity views drop: 39 operations, 133-146 µs against "
+        "the reference's 145-151 µs), the module tree is walked again only when a snapshot "
+        "of it changed (`pvae.key_cache`: 11 µs alone, about 35 µs inside a step) and the "
+        "key holds a token for it, and the lean ELBO sums the terms of one scale and shape "
+        "once (48 autograd nodes with the analytic KL). The Monte Carlo row keeps about 10 "
+        "operations more than the reference, whose log q and log p of z are written in "
+        "closed form in eps where the Pyro program evaluates Normal log-densities. The rows "
+        "above (2026-11-30 23:33-23:41, commit c04a0a2) were measured at load average 4-5, "
+        "the table model's fused reference stepping in 1.7-2.0 ms against 0.50 ms in the "
+        "quiet run before: their noise column shows how far load moved them, and the table "
+        "target (0.9) is not shown met by them.",
         "",
         *profile_markdown(res),
         f"## Quality after {q['epochs']} epochs (dynamic binarisation, batch 128, analytic KL)",

@@ -38,6 +38,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 
+from pvae.key_cache import TreeKeys
 from pvae.program_key import WEIGHT_AT, LatentScale, step_key
 from pvae.replay import Tape
 
@@ -82,10 +83,16 @@ def _log_prob_sum(msg) -> torch.Tensor:
     return scale_and_mask(lp, msg["scale"], msg["mask"]).sum()
 
 
+def _log_prob(msg) -> tuple:
+    """A site's log-density term as :func:`_difference` takes it: ``(log_prob, scale, mask)``."""
+    return msg["fn"].log_prob(msg["value"]), msg["scale"], msg["mask"]
+
+
 def _control_variates(model_sites: dict, guide_sites: dict):
     """Zero-valued terms from guide distributions that offer ``kl_control_variate(value,
     prior)`` (:class:`pvae.flows.IAFDistribution`: the base Gaussian's KL in closed form);
-    they change the gradient's variance, not its mean nor the loss's value. Only where the
+    they change the gradient's variance, not its mean nor the loss's value (each a
+    ``(term, scale, mask)`` triple, as :func:`_difference` takes them). Only where the
     guide draws the latent sites in the model's order (the mean-field condition): a prior
     that depends on a site the guide draws later (the bottom-up hierarchical guide) would
     bias the gradient, and there the Monte Carlo KL is used."""
@@ -99,7 +106,7 @@ def _control_variates(model_sites: dict, guide_sites: dict):
             continue
         term = cv(g["value"], m["fn"])
         if term is not None:
-            yield scale_and_mask(term, g["scale"], g["mask"]).sum()
+            yield term, g["scale"], g["mask"]
 
 
 def _record(model, guide, args, kwargs, tape: Tape | None = None):
@@ -131,12 +138,16 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     weight not 0) enters the recording as an input, a 0-dim tensor the handler holds
     while the program runs, so a weight that changes every step replays one recording.
     """
-    tape = elbo.__dict__.get("_tape")
+    own = elbo.__dict__
+    tape = own.get("_tape")
     if tape is None:
-        tape = elbo.__dict__["_tape"] = Tape()
+        tape = own["_tape"] = Tape()
+    trees = own.get("_trees")
+    if trees is None:  # the module trees' keys, walked again only when a tree changed
+        trees = own["_trees"] = TreeKeys()
     key, warm_up = None, None
     if not is_validation_enabled() and not torch._C._get_tracing_state():
-        key = step_key(model, guide, args, kwargs)
+        key = step_key(model, guide, args, kwargs, trees.token)
         if key is not None:  # the ELBO's own settings (FreeBits' floor) are read too
             key = (*key, tuple((k, v) for k, v in elbo.__dict__.items()
                                if v.__class__ in _PLAIN and k[0] != "_"))
@@ -173,19 +184,54 @@ def _total(terms: list) -> torch.Tensor | None:
     return total
 
 
-def _difference(gains: list, costs: list) -> torch.Tensor:
-    """The loss, minus the ELBO: ``sum(costs) - sum(gains)`` (nats), formed without a
-    leading float 0 or a negation, each one more operation in a small model's step."""
+def _signed(gains: list, costs: list) -> torch.Tensor:
+    """``sum(costs) - sum(gains)``, formed without a leading float 0 or a negation, each one
+    more operation in a small model's step; at least one list is not empty."""
     gain, cost = _total(gains), _total(costs)
-    if gain is None:
-        return cost if cost is not None else torch.zeros(())
-    return -gain if cost is None else cost - gain
+    return -gain if cost is None else cost if gain is None else cost - gain
+
+
+_FULL = (torch.float32, torch.float64)
+
+
+def _difference(gains: list, costs: list) -> torch.Tensor:
+    """The loss, minus the ELBO: ``sum(costs) - sum(gains)`` (nats), each term a
+    ``(tensor, scale, mask)`` triple counted as ``scale_and_mask(tensor, scale, mask).sum()``.
+
+    Terms without a mask whose scale is a plain number (the data plate's ``num_data /
+    batch``, ``beta``) are grouped by scale and shape: each group is combined point by
+    point, summed once and scaled once, so a step does one sum and one multiplication
+    (and its backward one node each) per group instead of per site: the same value up to
+    the order of floating-point additions. Terms in half or bfloat16 precision (autocast)
+    are summed one by one, as before."""
+    groups: dict = {}
+    for sign, terms in ((0, gains), (1, costs)):
+        for t, scale, mask in terms:
+            if mask is None and isinstance(scale, (int, float)) and not isinstance(scale, bool):
+                if t.dtype in _FULL:
+                    group = (float(scale), t.shape)
+                else:  # point by point only in full precision (bfloat16 loses digits)
+                    group, t = (float(scale), None), t.sum()
+            else:
+                group, t = (1.0, None), scale_and_mask(t, scale, mask).sum()
+            groups.setdefault(group, ([], []))[sign].append(t)
+    scaled: dict = {}  # scale -> the sums of its groups
+    for (scale, shape), (g, c) in groups.items():
+        part = _signed(g, c)
+        scaled.setdefault(scale, []).append(part if shape is None else part.sum())
+    total = None
+    for scale, parts in scaled.items():
+        part = _total(parts)
+        part = part if scale == 1.0 else part * scale
+        total = part if total is None else total + part
+    return total if total is not None else torch.zeros(())
 
 
 class _Lean:
     """Mixin: the lean path when it applies, Pyro's otherwise. Subclasses give
     ``_lean_terms(model_sites, guide_sites)``: the ELBO's terms with a plus sign (gains)
-    and with a minus sign (costs), each a scalar tensor."""
+    and with a minus sign (costs), each a ``(tensor, scale, mask)`` triple
+    (:func:`_difference`)."""
 
     def _lean_ok(self) -> bool:
         return self.num_particles == 1 and not torch._C._get_tracing_state()
@@ -227,8 +273,8 @@ class FastTrace_ELBO(_Lean, Trace_ELBO):
     """``Trace_ELBO`` with a lean path for one particle and reparameterised guides."""
 
     def _lean_terms(self, model_sites, guide_sites):
-        return ([_log_prob_sum(m) for m in model_sites.values()],
-                [_log_prob_sum(g) for g in guide_sites.values()]
+        return ([_log_prob(m) for m in model_sites.values()],
+                [_log_prob(g) for g in guide_sites.values()]
                 + list(_control_variates(model_sites, guide_sites)))
 
 
@@ -256,17 +302,17 @@ class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
         gains, costs = [], []
         for name, m in model_sites.items():
             if m["is_observed"] or name not in guide_sites:
-                gains.append(_log_prob_sum(m))
+                gains.append(_log_prob(m))
                 continue
             g = guide_sites[name]
             try:
                 kl = torch.distributions.kl_divergence(g["fn"], m["fn"])
             except NotImplementedError:  # Monte Carlo, each side with its own scale and mask
-                gains.append(_log_prob_sum(m))
-                costs.append(_log_prob_sum(g))
+                gains.append(_log_prob(m))
+                costs.append(_log_prob(g))
                 continue
-            costs.append(scale_and_mask(kl, g["scale"], g["mask"]).sum())
+            costs.append((kl, g["scale"], g["mask"]))
         for name, g in guide_sites.items():  # auxiliary guide sites: their entropy term
             if name not in model_sites:
-                costs.append(_log_prob_sum(g))
+                costs.append(_log_prob(g))
         return gains, costs

@@ -116,6 +116,8 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     params = d["_parameters"].values()
     out.extend(map(id, params))
     out.extend([p is not None and p.requires_grad for p in params])  # a branch may read it
+    # model.double() / .to(device) swap a parameter's data and keep its identity
+    out.extend([None if p is None else (p.dtype, p.device) for p in params])
     out.extend(map(id, d["_buffers"].values()))
     for k, v in d.items():
         if k[0] == "_":
@@ -134,7 +136,8 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
 def module_tree(fn: Callable) -> Optional[tuple]:
     """What the networks under the module a bound method belongs to contribute: every
     submodule's identity, train/eval mode, parameters (by identity, with ``requires_grad``:
-    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs), buffers and
+    a likelihood's ``log_prob`` takes a no-gradient path on frozen inputs, and dtype and
+    device: ``model.double()`` changes them in place), buffers and
     attributes (numbers, flags, strings, containers of them, and plain tensor attributes
     by identity), at every depth. A network replaced (``vae.decoder = ...`` or deeper), a
     submodule switched to eval mode alone, a setting changed on one (a likelihood's fixed
@@ -157,9 +160,12 @@ def module_tree(fn: Callable) -> Optional[tuple]:
 WEIGHT_AT = 4
 
 
-def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Optional[tuple]:
+def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict,
+             trees: Callable[[Callable], Optional[tuple]] = None) -> Optional[tuple]:
     """The key of one ELBO evaluation of ``model``/``guide`` on ``args``/``kwargs`` (with
-    the grad mode, default dtype and autocast state, :func:`numerics`), or
+    the grad mode, default dtype and autocast state, :func:`numerics`; the module trees
+    from ``trees``, default :func:`module_tree`: :class:`pvae.key_cache.TreeKeys` gives the
+    same trees without walking an unchanged one again), or
     ``None`` when the run may depend on more than a key can hold: a Pyro handler other
     than :class:`LatentScale` around the call, or a plain function (not a pvae model's
     bound method) for model or guide, whose settings are not declared."""
@@ -171,8 +177,9 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Opt
         return None
     # the module tree holds every plain attribute of the owner (the program constants
     # included) and of its submodules, so the constants are not computed again here
-    model_tree = module_tree(model)
-    guide_tree = () if same else module_tree(guide)
+    trees = trees or module_tree  # or TreeKeys.token: the same key, cheaper
+    model_tree = trees(model)
+    guide_tree = () if same else trees(guide)
     if model_tree is None or guide_tree is None:
         return None
     return (model, guide, signature(args), keywords(kwargs), latent_weight(),

@@ -7,7 +7,8 @@ tensor operations in the same order. :class:`Tape` runs a function once under a
 tensor methods, factories, random draws, grad-mode switches) with its arguments,
 marking which arguments are the step's inputs and which are earlier results. Later
 calls with the same *structure key* replay that list directly: no messengers,
-distribution objects, plates or module look-ups, only the tensor operations. Random
+distribution objects, plates or module look-ups, only the tensor operations, written
+out as one straight-line Python function (:mod:`pvae.replay_code`). Random
 draws are operations too, replayed in the recorded order, so a replayed step draws
 exactly what the Pyro program would have drawn (the same values under the same seed).
 
@@ -29,7 +30,10 @@ backward is not), or when the result is not a recorded tensor. Tensors from outs
 constants) are held by reference, so in-place updates (the optimiser's) are seen;
 a tensor *replaced* by another object between steps is not, so the key must change
 when that happens (:func:`pvae.program_key.module_tree` holds every module's tensor
-attributes by identity; a tensor reached otherwise, a global, is not seen).
+attributes by identity, and parameters' dtype and device, which ``model.double()``
+changes in place; :class:`pvae.key_cache.TreeKeys` walks the tree again only when a
+snapshot of it changed). Not seen: a tensor reached otherwise (a global), and a
+parameter's data swapped for data of another shape (``p.data = ...``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import torch
 from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 
-from pvae.replay_ops import Op, Refused, Slot, fill, simplify
+from pvae.replay_code import compile_ops
+from pvae.replay_ops import Op, Refused, Slot, simplify
 
 #: Calls whose result is a tensor's value read into Python: control flow may depend on it.
 _READS_VALUES = frozenset({
@@ -137,37 +142,20 @@ class _Recorder(TorchFunctionMode):
 
 
 class _Recording:
-    """A replayable list of operations and the slot of the result."""
+    """A replayable list of operations and the slot of the result, compiled to one
+    function (:func:`pvae.replay_code.compile_ops`)."""
 
-    __slots__ = ("ops", "result", "size", "num_inputs")
+    __slots__ = ("ops", "result", "size", "num_inputs", "run")
 
     def __init__(self, ops: list, result: int, size: int, num_inputs: int) -> None:
         self.ops, self.result, self.size, self.num_inputs = ops, result, size, num_inputs
+        self.run = compile_ops(ops, result, num_inputs)
 
     def __call__(self, inputs: list) -> torch.Tensor:
-        values = list(inputs)
-        values.extend([None] * (self.size - self.num_inputs))
-        for op in self.ops:
-            if op.flat is not None:
-                if op.flat:
-                    args = list(op.args)
-                    for i, s in op.flat:
-                        args[i] = values[s]
-                else:
-                    args = op.args
-                out = op.func(*args, **op.kwargs)
-            else:
-                out = op.func(*fill(op.args, values), **fill(op.kwargs, values))
-            where = op.out
-            if where is None:
-                continue
-            if isinstance(where, int):
-                values[where] = out
-            else:
-                for s, o in zip(where, out):
-                    if s is not None:
-                        values[s] = o
-        return values[self.result]
+        return self.run(inputs)
+
+
+_UNSEEN = object()  # a key without a recording
 
 
 def _other_streams() -> tuple:
@@ -204,8 +192,8 @@ class Tape:
     def __call__(self, key: Optional[Hashable], fn: Callable[..., torch.Tensor],
                  inputs: list) -> torch.Tensor:
         if key is not None and self.max_keys > 0:
-            if key in self.recordings:
-                recording = self.recordings[key]
+            recording = self.recordings.get(key, _UNSEEN)
+            if recording is not _UNSEEN:
                 if recording is not None:  # None: refused, the function runs each time
                     self.counts["replayed"] += 1
                     return recording(inputs)

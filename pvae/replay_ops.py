@@ -59,6 +59,15 @@ _RANDOM = frozenset({
 })
 
 
+#: Calls that return an operand itself when there is nothing to do (``x.contiguous()`` of a
+#: contiguous ``x``, ``x.float()`` of a float ``x``, ``broadcast_tensors`` of equal shapes)
+#: without changing it: returning an operand is not, for them, the mark of an in-place call.
+_RETURNS_OPERAND = frozenset({
+    "broadcast_tensors", "contiguous", "to", "type", "type_as", "float", "double", "half",
+    "bfloat16", "cpu", "cuda",
+})
+
+
 def _in_place(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name == "__setitem__" or (
         name.startswith("__i") and name.endswith("__"))
@@ -186,8 +195,9 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
     (grad-mode switches) always stay, in order. Returns the operations and the slot of
     the result."""
     def in_place(op: Op, name: str) -> bool:  # by name, or returning its operand itself
-        return _in_place(name) or "out" in op.kwargs or any(  # F.dropout(inplace=True)
-            keep[o] is keep[a] for o in _outs(op) for a in _slots(op.args[:1]))
+        return _in_place(name) or "out" in op.kwargs or (  # F.dropout(inplace=True)
+            name not in _RETURNS_OPERAND
+            and any(keep[o] is keep[a] for o in _outs(op) for a in _slots(op.args[:1])))
 
     mutated: set[int] = set()
     for op in reversed(ops):  # what an in-place op changes, and (conservatively) its sources

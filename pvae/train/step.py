@@ -77,7 +77,8 @@ class Step:
                     part = (self.ddp(*batch) if self.ddp is not None else
                             self.elbo.differentiable_loss(self.model.model, self.model.guide,
                                                          *batch))
-                    loss = part * factor if loss is None else loss + part * factor
+                    part = part * factor if factor != 1.0 else part  # one op less
+                    loss = part if loss is None else loss + part
                 else:
                     total += self._loss_and_grads(batch, factor, epoch, i)
         if not self.differentiable:

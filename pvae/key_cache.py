@@ -1,0 +1,160 @@
+"""The module tree's part of a step's key, rebuilt only when the tree may have changed.
+
+:func:`pvae.program_key.module_tree` walks every submodule and reads every attribute:
+on a small model that walk costs about a tenth of a training step, and it gives the
+same answer step after step. :class:`TreeKeys` keeps, per model, the answer and a
+snapshot of what it was built from: every attribute dictionary of every module in the
+tree (``__dict__`` but ``torch.nn.Module``'s own hook registries, ``_parameters``,
+``_buffers``, ``_modules``), each entry's name and value held by reference, the
+parameters' dtype, device and ``requires_grad``
+(``model.double()`` changes a parameter's data in place, keeping its identity), and the
+frozen value of each public container attribute (a list changed in place). When every
+entry is still the same object (compared by identity in a few C-level passes, no Python
+loop over the modules) and the rest still equals the snapshot, the answer is reused;
+otherwise the tree is walked again. The answer is then the same as a walk would give:
+the walk reads nothing that the snapshot does not hold (objects held by reference
+cannot be freed, so an identity is never reused for a new value), assuming no one puts
+a tensor in place of one of ``torch.nn.Module``'s hook registries. Not seen, by the
+walk either: a parameter's data swapped for data of another shape (``p.data = ...``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import types
+from itertools import chain
+from typing import Any, Callable, Optional
+
+import torch
+
+from pvae.program_key import _frozen, _Unkeyable, module_tree
+
+_STATE = operator.attrgetter("dtype", "device", "requires_grad")
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), torch.Tensor, torch.dtype,
+              torch.device, slice, type, types.FunctionType, types.BuiltinFunctionType)
+
+
+def _fixed(v: Any) -> bool:
+    """Whether ``v`` cannot change while it stays the same object (as the key reads it:
+    a tensor by identity)."""
+    if isinstance(v, (tuple, frozenset)):
+        return all(map(_fixed, v))
+    return isinstance(v, _IMMUTABLE)
+
+
+def _tree_modules(owner: torch.nn.Module) -> list:
+    """Every module under ``owner``, shared ones as often as the walk meets them."""
+    out = [owner]
+    for child in owner.__dict__["_modules"].values():
+        if child is not None:
+            out.extend(_tree_modules(child))
+    return out
+
+
+#: What ``torch.nn.Module`` keeps in every instance's ``__dict__`` for its own bookkeeping
+#: (hook registries and the like, each one object for the module's life, changed in
+#: place): the walk reads none of them, so the snapshot does not compare them either.
+_BOOKKEEPING = frozenset(torch.nn.Module().__dict__) - {"training", "_parameters", "_buffers",
+                                                         "_modules"}
+_SUBDICTS = ("_parameters", "_buffers", "_modules")
+
+
+class _Snapshot:
+    """What a module tree's key was built from; :meth:`same` says whether it still is."""
+
+    __slots__ = ("dicts", "lens", "getters", "values", "subdicts", "sublens", "subnames",
+                 "subvalues", "params", "states", "containers")
+
+    def __init__(self, owner: torch.nn.Module) -> None:
+        modules = _tree_modules(owner)
+        self.dicts = [m.__dict__ for m in modules]
+        self.lens = tuple(map(len, self.dicts))
+        # each module's entries but the bookkeeping, fetched by name in one C call
+        self.getters = [operator.itemgetter(*(k for k in d if k not in _BOOKKEEPING))
+                        for d in self.dicts]  # "training" and the three dicts: 2+ names
+        self.values = tuple(chain.from_iterable(map(operator.call, self.getters, self.dicts)))
+        self.subdicts = [d[k] for d in self.dicts for k in _SUBDICTS]
+        self.sublens = tuple(map(len, self.subdicts))
+        self.subnames = tuple(chain.from_iterable(self.subdicts))
+        self.subvalues = tuple(chain.from_iterable(map(dict.values, self.subdicts)))
+        self.params = [p for d in self.subdicts[::3] for p in d.values() if p is not None]
+        self.states = tuple(map(_STATE, self.params))
+        self.containers = [(d, k, _frozen(v)) for d in self.dicts for k, v in d.items()
+                           if k[0] != "_" and not _fixed(v)]
+
+    def same(self) -> bool:
+        """Whether every entry is still the same object (and each public container and
+        parameter state still equal): then a walk would give the snapshot's tree."""
+        if tuple(map(len, self.dicts)) != self.lens or tuple(
+                map(len, self.subdicts)) != self.sublens:
+            return False
+        try:
+            if not all(map(operator.is_, chain.from_iterable(
+                    map(operator.call, self.getters, self.dicts)), self.values)):
+                return False  # an entry replaced
+        except KeyError:
+            return False  # an entry renamed
+        subdicts = self.subdicts
+        if not (all(map(operator.is_, chain.from_iterable(map(dict.values, subdicts)),
+                        self.subvalues))
+                and all(map(operator.is_, chain.from_iterable(subdicts), self.subnames))):
+            return False  # a parameter, buffer or submodule replaced or renamed
+        if tuple(map(_STATE, self.params)) != self.states:
+            return False
+        try:
+            return all(_frozen(d.get(k)) == v for d, k, v in self.containers)
+        except _Unkeyable:
+            return False
+
+
+class TreeKeys:
+    """:func:`pvae.program_key.module_tree`, remembered per owner module (the last
+    ``size`` owners) and reused while the tree's snapshot is unchanged (module docstring).
+
+    ``trees(fn)`` gives the tree; ``trees.token(fn)`` a small stand-in for it, equal for
+    equal trees (within this object), so that a key holding it is hashed and compared
+    without going over the whole tree every step.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._trees: dict[int, tuple] = {}  # id(owner) -> (owner, snapshot, tree, token)
+        self._tokens: dict[tuple, tuple] = {}  # tree -> its token
+        self._numbers = itertools.count()  # a token's number is never given twice
+        #: How many trees were walked (``"walked"``) and reused (``"reused"``).
+        self.counts = {"walked": 0, "reused": 0}
+
+    def __call__(self, fn: Callable) -> Optional[tuple]:
+        return self._entry(fn)[0]
+
+    def token(self, fn: Callable) -> Optional[tuple]:
+        """``("tree", n)``, the same ``n`` for equal trees; ``()`` and ``None`` as the tree."""
+        return self._entry(fn)[1]
+
+    def _entry(self, fn: Callable) -> tuple:
+        owner = getattr(fn, "__self__", None)
+        if not isinstance(owner, torch.nn.Module):
+            return (), ()
+        entry = self._trees.get(id(owner))
+        if entry is not None and entry[0] is owner and entry[1].same():
+            self.counts["reused"] += 1
+            return entry[2], entry[3]
+        self.counts["walked"] += 1
+        tree = module_tree(fn)
+        if tree is None:
+            return None, None
+        token = self._tokens.get(tree)
+        if token is None:
+            token = self._tokens[tree] = ("tree", next(self._numbers))
+            if len(self._tokens) > 16 * self.size:  # a tree dropped here gets a new number
+                self._tokens.pop(next(iter(self._tokens)))
+        try:
+            snapshot = _Snapshot(owner)
+        except _Unkeyable:
+            return tree, token
+        self._trees.pop(id(owner), None)
+        if len(self._trees) >= self.size:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[id(owner)] = (owner, snapshot, tree, token)
+        return tree, token

@@ -1,0 +1,155 @@
+"""The replay's compiled recordings and its cached module-tree keys.
+
+``pvae.replay_code`` turns a recording into one Python function; ``pvae.key_cache``
+reuses a model's module-tree key while a snapshot of the tree is unchanged. Both must
+change nothing: a compiled replay computes what the program computes, and a cached
+key equals what walking the tree gives, after any change a user can make.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pvae
+from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
+from pvae.key_cache import TreeKeys
+from pvae.program_key import module_tree
+from pvae.replay import Tape
+from test_fast_elbo_replay import D, N, _agree, _step, run_steps
+
+
+def _program(x, p):
+    a, b = (x * p).chunk(2, dim=0)  # a tuple of results
+    with torch.no_grad():  # grad-mode switches: calls without a result
+        c = torch.stack((a, b)).sum(dim=0, keepdim=False)
+    d = torch.cat([a, b * 2, c], dim=0)  # a list of slots as one argument, keywords
+    e = torch.einsum("i,i->", d, torch.ones(d.shape[0]))
+    return e + torch.where(d > 0, d, torch.zeros_like(d)).sum()
+
+
+def test_a_compiled_replay_equals_the_program_with_lists_tuples_and_keywords():
+    p = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0, 0.25]))
+    tape = Tape()
+    for step in range(4):
+        x = torch.randn(4) + step
+        got = tape("k", lambda x: _program(x, p), [x])
+        (g,) = torch.autograd.grad(got, p)
+        want = _program(x, p)
+        (w,) = torch.autograd.grad(want, p)
+        assert torch.equal(got, want) and torch.equal(g, w)
+    assert tape.counts == {"run": 1, "recorded": 1, "replayed": 2}
+
+
+def test_a_broadcast_of_equal_shapes_is_dropped_and_a_constant_changed_through_it_stays_fresh():
+    def program(x):
+        loc, scale = torch.broadcast_tensors(x, x * 2)  # returns x itself: an alias
+        c = torch.zeros(3)
+        c2, _ = torch.broadcast_tensors(c, torch.ones(3))
+        c2.add_(x * 3)  # changes c through what broadcast_tensors returned
+        return (loc * scale).sum() + c.sum()
+
+    tape = Tape()
+    for step in range(4):
+        x = torch.randn(3) + step
+        assert torch.equal(tape("k", program, [x]), program(x))
+    assert tape.counts["replayed"] == 2
+    ops = [getattr(op.func, "__name__", "") for op in next(iter(tape.recordings.values())).ops]
+    assert ops.count("broadcast_tensors") == 1  # the one whose result is changed in place
+
+
+def _tree_changes():
+    """Changes a user may make between steps; each must show in the module-tree key."""
+    def linear(m):
+        return next(c for c in m.decoder.modules() if isinstance(c, torch.nn.Linear))
+
+    def set_weight(m):
+        linear(m).weight = torch.nn.Parameter(linear(m).weight.detach().clone())
+
+    def swap_linear(m):
+        parent = next(c for c in m.decoder.modules()
+                      if any(isinstance(g, torch.nn.Linear) for g in c.children()))
+        name = next(n for n, g in parent.named_children() if isinstance(g, torch.nn.Linear))
+        old = getattr(parent, name)
+        setattr(parent, name, torch.nn.Linear(old.in_features, old.out_features))
+
+    def append_to_list(m):
+        m.decoder.weights.append(2.0)  # in place: the list is the same object
+
+    def rename(m):
+        value = m.decoder.settings_a
+        del m.decoder.settings_a
+        m.decoder.settings_b = value  # the same object under another name
+
+    return {
+        "beta": lambda m: setattr(m, "beta", 2.0),
+        "num_data": lambda m: setattr(m, "num_data", 480),
+        "eval": lambda m: m.eval(),
+        "train, the decoder kept in eval": lambda m: m.train().decoder.eval(),
+        "a parameter replaced": set_weight,
+        "a network replaced deep down": swap_linear,
+        "double": lambda m: m.double(),
+        "float again": lambda m: m.float(),
+        "frozen": lambda m: m.decoder.requires_grad_(False),
+        "a tensor attribute replaced": lambda m: setattr(m.decoder, "temperature",
+                                                         torch.tensor(2.0)),
+        "a list changed in place": append_to_list,
+        "an attribute renamed": rename,
+        "a buffer added": lambda m: linear(m).register_buffer("b", torch.ones(1)),
+        "a submodule added": lambda m: setattr(m.decoder, "extra", torch.nn.Identity()),
+        "the likelihood's scale": lambda m: setattr(m.likelihood, "scale", 0.5),
+    }
+
+
+class _Decoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(),
+                                       torch.nn.Linear(8, D))
+        self.temperature = torch.tensor(1.0)
+        self.weights = [1.0]
+        self.settings_a = 3
+
+    def forward(self, z):
+        return self.net(z) / self.temperature * self.weights[0]
+
+
+def test_a_cached_tree_key_equals_the_walk_after_every_change():
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=_Decoder(), likelihood="gaussian",
+                     likelihood_kwargs={"scale": 1.0})
+    trees = TreeKeys()
+    assert trees(model.model) == module_tree(model.model)
+    seen = {}  # name of the change -> (token before, token after)
+    for name, change in _tree_changes().items():
+        before = module_tree(model.model)
+        for _ in range(2):
+            assert trees(model.model) == before, name  # unchanged: reused
+        walked = trees.counts["walked"]
+        change(model)
+        after = module_tree(model.model)
+        assert after != before, name  # the change matters to the key
+        assert trees(model.model) == after, name
+        assert trees.counts["walked"] == walked + 1, name
+        assert trees.token(model.model) == trees._tokens[after], name
+        seen[name] = (trees._tokens[before], trees._tokens[after])
+    assert trees.counts["reused"] >= 2 * len(_tree_changes())
+    assert seen["float again"] == seen["double"][::-1]  # back to an earlier tree: its token
+
+
+@pytest.mark.parametrize("elbo", [FastTrace_ELBO, FastTraceMeanField_ELBO])
+def test_model_double_replays_with_pyros_values_in_float64(elbo):
+    from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+    reference = Trace_ELBO if elbo is FastTrace_ELBO else TraceMeanField_ELBO
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = elbo()
+    run_steps(model, (x,), fast, reference, steps=3)
+    model.double()  # parameters keep their identity; their dtype changes
+    x = x.double()
+    before = dict(fast._tape.counts)
+    for seed in range(4):
+        got = _step(fast, model, (x,), seed, 1.0)
+        assert all(g.dtype == torch.float64 for g in got[1] if g is not None)
+        _agree(got, _step(reference(), model, (x,), seed, 1.0))
+    assert fast._tape.counts["replayed"] == before["replayed"] + 2
