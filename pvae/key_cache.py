@@ -4,7 +4,7 @@
 on a small model that walk costs about a tenth of a training step, and it gives the
 same answer step after step. :class:`TreeKeys` keeps, per model, the answer and a
 snapshot of what it was built from: every attribute dictionary of every module in the
-tree (``__dict__`` but ``torch.nn.Module``'s own hook registries, ``_parameters``,
+tree (``__dict__`` but ``torch.nn.Module``'s own hook registries, which need only stay empty; ``_parameters``,
 ``_buffers``, ``_modules``), each entry's name and value held by reference, the
 parameters' dtype, device and ``requires_grad``
 (``model.double()`` changes a parameter's data in place, keeping its identity), and the
@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from pvae.program_key import _frozen, _Unkeyable, module_tree
+from pvae.program_key import MODULE_HOOKS, _frozen, _Unkeyable, module_tree
 
 _STATE = operator.attrgetter("dtype", "device", "requires_grad")
 _IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), torch.Tensor, torch.dtype,
@@ -64,7 +64,7 @@ class _Snapshot:
     """What a module tree's key was built from; :meth:`same` says whether it still is."""
 
     __slots__ = ("dicts", "lens", "getters", "values", "subdicts", "sublens", "subnames",
-                 "subvalues", "params", "states", "containers")
+                 "subvalues", "params", "states", "containers", "hooks")
 
     def __init__(self, owner: torch.nn.Module) -> None:
         modules = _tree_modules(owner)
@@ -82,13 +82,15 @@ class _Snapshot:
         self.states = tuple(map(_STATE, self.params))
         self.containers = [(d, k, _frozen(v)) for d in self.dicts for k, v in d.items()
                            if k[0] != "_" and not _fixed(v)]
+        # the hook registries, empty when the walk succeeded (a hook makes it unkeyable)
+        self.hooks = [d[k] for d in self.dicts for k in MODULE_HOOKS if k in d]
 
     def same(self) -> bool:
         """Whether every entry is still the same object (and each public container and
         parameter state still equal): then a walk would give the snapshot's tree."""
         if tuple(map(len, self.dicts)) != self.lens or tuple(
-                map(len, self.subdicts)) != self.sublens:
-            return False
+                map(len, self.subdicts)) != self.sublens or any(self.hooks):
+            return False  # an entry added or removed, or a hook registered
         try:
             if not all(map(operator.is_, chain.from_iterable(
                     map(operator.call, self.getters, self.dicts)), self.values)):

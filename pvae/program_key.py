@@ -108,9 +108,25 @@ def _frozen(v: Any) -> Any:
     return v  # numbers, strings, functions, classes: compared as they compare
 
 
+#: ``torch.nn.Module``'s hook registries, per module and global: a replay runs the recorded
+#: tensor operations, not the modules' calls, so no hook would run. A module with a hook (or
+#: any global module hook) is therefore never replayed: its program runs every step.
+MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOKS = tuple(getattr(torch.nn.modules.module, "_global" + k)
+                      for k in MODULE_HOOKS)
+
+
+def module_hooks(d: dict) -> bool:
+    """Whether the module whose ``__dict__`` is ``d`` has a forward or backward hook."""
+    return any(d.get(k) for k in MODULE_HOOKS)
+
+
 def _module_states(m: torch.nn.Module, out: list) -> None:
-    """Append the state of ``m`` and of its submodules, depth first, to ``out``."""
+    """Append the state of ``m`` and of its submodules, depth first, to ``out``; a module
+    with a hook cannot be keyed (:data:`MODULE_HOOKS`)."""
     d = m.__dict__
+    if module_hooks(d):
+        raise _Unkeyable
     out.append(id(m))
     out.append(d.get("training"))
     params = d["_parameters"].values()
@@ -144,7 +160,8 @@ def module_tree(fn: Callable) -> Optional[tuple]:
     scale, a numpy number, a list of weights) or a tensor attribute replaced
     (``decoder.temperature = torch.tensor(...)``) shows as a new key. ``None`` when an
     attribute is an unhashable object of another kind (what the program reads from it
-    cannot be keyed: such a model is not replayed)."""
+    cannot be keyed) or a module has a forward or backward hook (:data:`MODULE_HOOKS`):
+    such a model is not replayed."""
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, torch.nn.Module):
         return ()
@@ -168,8 +185,10 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict,
     same trees without walking an unchanged one again), or
     ``None`` when the run may depend on more than a key can hold: a Pyro handler other
     than :class:`LatentScale` around the call, or a plain function (not a pvae model's
-    bound method) for model or guide, whose settings are not declared."""
-    if any(not isinstance(h, LatentScale) for h in _PYRO_STACK):
+    bound method) for model or guide, whose settings are not declared, or while a global
+    module hook is registered (``torch.nn.modules.module.register_module_forward_hook``
+    and the like: no hook runs in a replay)."""
+    if any(not isinstance(h, LatentScale) for h in _PYRO_STACK) or any(_GLOBAL_HOOKS):
         return None
     owner = getattr(model, "__self__", None)
     same = owner is not None and owner is getattr(guide, "__self__", None)  # one object's pair

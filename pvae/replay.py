@@ -32,8 +32,11 @@ a tensor *replaced* by another object between steps is not, so the key must chan
 when that happens (:func:`pvae.program_key.module_tree` holds every module's tensor
 attributes by identity, and parameters' dtype and device, which ``model.double()``
 changes in place; :class:`pvae.key_cache.TreeKeys` walks the tree again only when a
-snapshot of it changed). Not seen: a tensor reached otherwise (a global), and a
-parameter's data swapped for data of another shape (``p.data = ...``).
+snapshot of it changed). A module's forward and backward hooks are calls, not tensor
+operations, and would not run in a replay: a model with a hook on any of its modules,
+or while a global module hook is registered, is not replayed
+(:data:`pvae.program_key.MODULE_HOOKS`). Not seen: a tensor reached otherwise (a
+global), and a parameter's data swapped for data of another shape (``p.data = ...``).
 """
 
 from __future__ import annotations

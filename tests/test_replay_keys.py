@@ -153,3 +153,40 @@ def test_model_double_replays_with_pyros_values_in_float64(elbo):
         assert all(g.dtype == torch.float64 for g in got[1] if g is not None)
         _agree(got, _step(reference(), model, (x,), seed, 1.0))
     assert fast._tape.counts["replayed"] == before["replayed"] + 2
+
+
+@pytest.mark.parametrize("where", ["module", "global"])
+def test_a_forward_hook_runs_every_step_and_replay_resumes_when_it_is_removed(where):
+    """A replay runs recorded tensor operations, not the modules' calls: a model with a
+    forward hook (on one of its modules, or a global module hook) runs its program every
+    step, so the hook sees every step; removed, the steps replay again."""
+    torch.manual_seed(0)
+    model = pvae.VAE(D, 2, hidden_dims=(8,))
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=4)
+    tape = fast._tape
+    assert tape.counts["replayed"] >= 2
+    seen = []
+
+    def hook(module, inputs, output):
+        seen.append(output.shape)
+
+    if where == "module":
+        handle = model.decoder.register_forward_hook(hook)
+    else:
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda m, i, o: hook(m, i, o) if m is model.decoder else None)
+    try:
+        before = dict(tape.counts)
+        for seed in range(3):
+            _agree(_step(fast, model, (x,), seed, 1.0),
+                   _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
+        assert len(seen) == 6  # the decoder ran in every step of both
+        assert tape.counts["replayed"] == before["replayed"]
+    finally:
+        handle.remove()
+    before = dict(tape.counts)
+    for seed in range(3):
+        _step(fast, model, (x,), seed, 1.0)
+    assert tape.counts["replayed"] >= before["replayed"] + 2
