@@ -75,6 +75,11 @@ class HierarchicalVAE(PVAEModel):
     networks. Upper layers still collapsed in the 784-256-256 networks and in
     every five-layer ladder tried. ``configs/ladder_top_down*.yaml`` use
     ``merge: residual`` and ``elbo: meanfield``; see :mod:`pvae.models.merges`.
+    KL balancing during warm-up (``pvae.fit(kl_balance=True)``, :mod:`pvae.kl_balance`)
+    keeps z2 of two layers and z2, z3 of five in use with the ELBO as the objective
+    after warm-up; free bits (``pvae.fit(free_bits=0.1)``) kept all five layers active.
+    Count each layer's active units with
+    :func:`pvae.models.ladder_units.layer_active_units` (q(z_l | x) alone).
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).
