@@ -84,8 +84,9 @@ def balanced_terms(model_sites: dict, guide_sites: dict, analytic: bool,
             continue
         kl = _site_kl(m, guide_sites[name], analytic).sum(-1)  # scaled, per point
         kls.append(kl)
-        scale = m["scale"]
-        raw.append(kl / scale if not (isinstance(scale, (int, float)) and scale == 0) else kl)
+        scale = m["scale"]  # beta times the warm-up weight: a float, or a 0-dim tensor
+        scale = scale if isinstance(scale, torch.Tensor) else torch.tensor(float(scale))
+        raw.append(kl / scale.clamp_min(1e-30))  # a weight of 0 leaves every KL term at 0
         dims.append(max(1, m["fn"].event_shape.numel()))
     for name, g in guide_sites.items():  # guide-only (auxiliary) sites: their entropy term
         if name not in model_sites:

@@ -169,3 +169,13 @@ def test_train_config_round_trip_and_refusals():
         TrainConfig(kl_balance=True, kl_warmup=3.0, elbo="iwae:5")
     with pytest.raises((ConfigError, ValueError)):
         TrainConfig(kl_balance="yes", kl_warmup=3.0)
+
+
+def test_a_warm_up_weight_of_zero_gives_finite_gradients_of_the_reconstruction_alone():
+    m, x = _ladder(), _x()
+    value, grads = _step(KLBalance(analytic=True), m, x, 2, 0.0)
+    _, plain = _step(FastTraceMeanField_ELBO(), m, x, 2, 0.0)
+    assert all(torch.isfinite(g).all() for g in grads if g is not None)
+    for a, b in zip(grads, plain):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
