@@ -261,6 +261,20 @@ FINDINGS = [
     "`/work/runs/ladder_top_down5_v2`): the two-layer run finished (row above): -87.48 nats, "
     "+0.98 over one layer but 2.28 below the bottom-up hierarchy, with its upper layer unused "
     "(z2 0.0 nats, 0/32 active units from epoch 10 on).",
+    "",
+    "**The 100-epoch runs with the collapse fixes** (the v2 configs plus one option, rows above; "
+    "started 22:30-22:40 UTC on the shared machine). Two layers with KL balancing "
+    "(`/work/runs/ladder_top_down_kb`, finished): z2 kept 1.8 nats to the end (1/32 active), but "
+    "test log p(x) -88.48, 1.00 below the same model without it and level with one layer "
+    "(-88.47); z1 ended at 21.1 nats against 25.0 (its KL weighted by up to 2 w during "
+    "warm-up), and the train ELBO stayed 0.2-0.3 nats below the v2 run's from epoch 20 on. The top-down target (beat "
+    "bottom-up, -85.20) is not met, with or without KL balancing. Five layers with KL balancing "
+    "(`/work/runs/ladder_top_down5_kb`, stopped at epoch 15 for the free-bits run): during "
+    "warm-up z3 0.5, z4 0.1, z5 0.03 nats; at epoch 11, the first after it, all three 0.0, "
+    "z2 1.9 nats (1/32 active): the same collapse as at the small budget. Five layers with free bits 0.1 "
+    "(`/work/runs/ladder_top_down5_fb`, running; epoch 45 at 23:25 UTC): every layer holds KL "
+    "on the training monitor (z5 0.4, z4 0.7, z3 1.4, z2 3.0, z1 26.9 nats), train ELBO -100.6 "
+    "against -94.9 for the collapsed v2 run at epoch 45.",
 ]
 
 

@@ -76,8 +76,10 @@ class HierarchicalVAE(PVAEModel):
     every five-layer ladder tried. ``configs/ladder_top_down*.yaml`` use
     ``merge: residual`` and ``elbo: meanfield``; see :mod:`pvae.models.merges`.
     KL balancing during warm-up (``pvae.fit(kl_balance=True)``, :mod:`pvae.kl_balance`)
-    keeps z2 of two layers and z2, z3 of five in use with the ELBO as the objective
-    after warm-up; free bits (``pvae.fit(free_bits=0.1)``) kept all five layers active.
+    keeps z2 in use (about 2 nats) with the ELBO as the objective after warm-up, but
+    did not raise the log-likelihood, and the layers above z2 of five still collapse
+    when warm-up ends; free bits (``pvae.fit(free_bits=0.1)``, not the ELBO) kept all
+    five layers active.
     Count each layer's active units with
     :func:`pvae.models.ladder_units.layer_active_units` (q(z_l | x) alone).
 
