@@ -212,6 +212,10 @@ class TrainConfig(_Section):
                                          "averaged over the minibatch (free bits); 0: none. "
                                          "elbo trace or meanfield, one particle")
     # -- end free bits ----------------------------------------------------------------------
+    kl_balance: bool = Field(False, description="during KL warm-up, weight each latent "
+                                                "site's KL by its share of the KL per "
+                                                "dimension (KL balancing, pvae.kl_balance); "
+                                                "needs kl_warmup > 0, elbo trace or meanfield")
     clip_norm: Optional[float] = Field(None, gt=0, description="clip the gradient's norm to "
                                                                "this; null: no clipping")
     seed: int = Field(0, description="same seed, same numbers")
@@ -234,7 +238,7 @@ class TrainConfig(_Section):
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
         "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
         "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every",
-        "keep_every", "free_bits")
+        "keep_every", "free_bits", "kl_balance")
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`pvae.fit` this section sets:
@@ -245,7 +249,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES, make_elbo
-        from pvae.train.checks import with_free_bits
+        from pvae.train.checks import with_free_bits, with_kl_balance
         from pvae.train.schedules import valid_lr_steps
 
         _require(valid_lr_steps(self.lr_steps, self.epochs), "train.lr_steps",
@@ -262,6 +266,15 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
                               f"train.elbo={self.elbo!r}): {e}") from None
+        _require(not (self.kl_balance and self.free_bits), "train.kl_balance",
+                 "and train.free_bits both reweight the latent terms: use one of them")
+        try:  # KL balancing (pvae.train.checks.with_kl_balance)
+            with_kl_balance(make_elbo(self.elbo, self.num_particles), self.kl_balance,
+                            self.kl_warmup)
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.kl_balance' ({self.kl_balance}, with "
+                              f"train.elbo={self.elbo!r}, train.kl_warmup={self.kl_warmup:g}): "
+                              f"{e}") from None
         return self
 
 

@@ -40,6 +40,7 @@ from pvae.program_key import module_tree as _module_tree
 from pvae.program_key import program_constants as _program_constants
 from pvae.program_key import signature as _signature
 from pvae.free_bits import FreeBits
+from pvae.kl_balance import KLBalance
 from pvae.iwae import IWAE
 from pvae.weights import IWAE_AS_WRITTEN, kl_weight_error
 
@@ -331,6 +332,10 @@ TRAITS: dict[type, ELBOTraits] = {
     # Free bits: the minibatch-averaged KL per dimension is not linear in the plate scale.
     FreeBits: ELBOTraits(linear_in_plate_scale=False, lean_path=True,
                          free_bits_refusal="it is already the free-bits objective"),
+    # KL balancing: its coefficients are minibatch averages, as free bits' KL_j.
+    KLBalance: ELBOTraits(linear_in_plate_scale=False, lean_path=True,
+                          free_bits_refusal="it is the KL-balancing objective; use one of "
+                                            "kl_balance and free_bits"),
     JitTrace_ELBO: ELBOTraits(jit=True),
     JitTraceMeanField_ELBO: ELBOTraits(needs_mean_field_guide=True, jit=True),
     IWAE: ELBOTraits(kl_weight_refusal=IWAE_AS_WRITTEN, enumerates=True,

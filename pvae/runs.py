@@ -243,7 +243,7 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     train = as_batch_tensors(data.train, model)
     model.check_data(*((data.transform(train[0]),) + train[1:] if data.transform else train))
     check_elbo(model, t.elbo, t.num_particles, t.kl_warmup,  # fit's own rule, checked now
-               t.free_bits)
+               t.free_bits, t.kl_balance)
     logger = run_logger(cfg, data, out)  # a missing tensorboard package: before anything is written
     if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
         resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)

@@ -75,6 +75,13 @@ class HierarchicalVAE(PVAEModel):
     networks. Upper layers still collapsed in the 784-256-256 networks and in
     every five-layer ladder tried. ``configs/ladder_top_down*.yaml`` use
     ``merge: residual`` and ``elbo: meanfield``; see :mod:`pvae.models.merges`.
+    KL balancing during warm-up (``pvae.fit(kl_balance=True)``, :mod:`pvae.kl_balance`)
+    keeps z2 in use (about 2 nats) with the ELBO as the objective after warm-up, but
+    did not raise the log-likelihood, and the layers above z2 of five still collapse
+    when warm-up ends; free bits (``pvae.fit(free_bits=0.1)``, not the ELBO) kept all
+    five layers active.
+    Count each layer's active units with
+    :func:`pvae.models.ladder_units.layer_active_units` (q(z_l | x) alone).
 
     ``evaluate.parts`` and the training history report the KL of each layer
     (``kl_z1``, ``kl_z2``, ...).

@@ -14,6 +14,7 @@ from pvae import checkpoint as ckpt
 from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
 from pvae.free_bits import FreeBits, check_free_bits
+from pvae.kl_balance import KLBalance, check_kl_balance
 from pvae.train.schedules import valid_lr_steps
 
 
@@ -45,7 +46,7 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
 
 
 def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
-               kl_warmup: float = 0, free_bits: float = 0) -> ELBO:
+               kl_warmup: float = 0, free_bits: float = 0, kl_balance: bool = False) -> ELBO:
     """The ELBO ``fit`` would train ``model`` with, or the ``ValueError`` it would raise.
 
     Every rule on which estimator suits which model lives here, read from the
@@ -60,7 +61,9 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
         ``kl_warmup`` with an ELBO that cannot weight its latent terms, or
         ``free_bits`` with an ELBO that cannot take it
         (:func:`with_free_bits`; the ELBO returned is then
-        :class:`pvae.free_bits.FreeBits`).
+        :class:`pvae.free_bits.FreeBits`), or ``kl_balance`` that cannot apply
+        (:func:`with_kl_balance`; the ELBO returned is then
+        :class:`pvae.kl_balance.KLBalance`).
     """
     loss_elbo = elbos.make_elbo(elbo, num_particles, model=model)
     if traits(loss_elbo).needs_mean_field_guide and not getattr(model, "mean_field", True):
@@ -70,7 +73,47 @@ def check_elbo(model, elbo: Union[str, ELBO], num_particles: int = 1,
         )
     check_kl_weight(loss_elbo, getattr(model, "beta", 1.0), kl_warmup)
     warn_monte_carlo_kl(model, loss_elbo)
+    if check_kl_balance(kl_balance):
+        if check_free_bits(free_bits):
+            raise ValueError("kl_balance and free_bits both reweight the latent terms; use one "
+                             "of them (free_bits=0 or kl_balance=False)")
+        return with_kl_balance(loss_elbo, kl_balance, kl_warmup)
     return with_free_bits(loss_elbo, free_bits)
+
+
+def with_kl_balance(elbo: ELBO, kl_balance: bool, kl_warmup: float) -> ELBO:
+    """``elbo`` trained with KL balancing during warm-up (:mod:`pvae.kl_balance`):
+    :class:`pvae.kl_balance.KLBalance`; ``elbo`` itself when ``kl_balance`` is False.
+
+    Raises
+    ------
+    ValueError
+        For ``kl_balance`` not a bool, ``kl_warmup`` 0 (balancing acts only during
+        warm-up), an ELBO that cannot take it (those that refuse free bits: Renyi,
+        IWAE, enum, tracegraph, JIT), or several particles.
+    """
+    if not check_kl_balance(kl_balance):
+        return elbo
+    if not kl_warmup > 0:
+        raise ValueError("kl_balance weights the layers' KL only during KL warm-up, and "
+                         f"kl_warmup is {kl_warmup!r}: set kl_warmup > 0 epochs, or "
+                         "kl_balance=False")
+    _check_reweighting(elbo, "kl_balance", "each site's KL", "kl_balance=False")
+    return KLBalance(analytic=isinstance(elbo, TraceMeanField_ELBO),
+                     max_plate_nesting=elbo.max_plate_nesting)
+
+
+def _check_reweighting(elbo: ELBO, option: str, what: str, off: str) -> None:
+    """``ValueError`` when ``option`` (free bits, KL balancing: objectives built on one
+    recorded run, averaging ``what`` over the minibatch) cannot be built on ``elbo``."""
+    refusal = traits(elbo).free_bits_refusal
+    if refusal is not None:
+        raise ValueError(f"{option} cannot be used with {type(elbo).__name__}: {refusal}; "
+                         f"use elbo='trace' or 'meanfield' (one particle), or {off}")
+    if elbo.num_particles != 1:
+        raise ValueError(f"{option} averages {what} over the minibatch, one sample per "
+                         f"point; got num_particles={elbo.num_particles}: use "
+                         f"num_particles=1, or {off}")
 
 
 def with_free_bits(elbo: ELBO, free_bits: float) -> ELBO:
@@ -87,14 +130,7 @@ def with_free_bits(elbo: ELBO, free_bits: float) -> ELBO:
     free_bits = check_free_bits(free_bits)
     if not free_bits:
         return elbo
-    refusal = traits(elbo).free_bits_refusal
-    if refusal is not None:
-        raise ValueError(f"free_bits cannot be used with {type(elbo).__name__}: {refusal}; "
-                         "use elbo='trace' or 'meanfield' (one particle), or free_bits=0")
-    if elbo.num_particles != 1:
-        raise ValueError(f"free_bits averages each dimension's KL over the minibatch, one "
-                         f"sample per point; got num_particles={elbo.num_particles}: use "
-                         "num_particles=1, or free_bits=0")
+    _check_reweighting(elbo, "free_bits", "each dimension's KL", "free_bits=0")
     return FreeBits(free_bits, analytic=isinstance(elbo, TraceMeanField_ELBO),
                     max_plate_nesting=elbo.max_plate_nesting)
 

@@ -55,6 +55,7 @@ def fit(
     checkpoint_dir: _Dir = None, checkpoint_every: int = 1, keep_every: int = 0, resume=False,
     progress: Optional[bool] = None, monitor_size: int = 1024, log_dir: _Dir = None,
     callback: Optional[Callable[[dict], None]] = None, logger: Union[None, str, Logger] = None,
+    kl_balance: bool = False,
 ) -> History:
     """Train a pvae model by stochastic variational inference; one torch optimiser.
 
@@ -73,6 +74,8 @@ def fit(
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
     free_bits : nats, a floor on each latent dimension's minibatch KL (:mod:`pvae.free_bits`).
+    kl_balance : during KL warm-up, weight each latent site's KL by its share of the KL per
+        dimension (:mod:`pvae.kl_balance`; Vahdat & Kautz 2020); the plain ELBO after it.
     clip_norm : clip the gradient's global norm to this value.
     seed : seeds torch, Pyro and the batch order: same model, same seed, same numbers.
     device : ``"cpu"``, ``"cuda"``, ...; default: where the model is.
@@ -108,7 +111,7 @@ def fit(
     log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
                   lr_factor, keep_every)
-    loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup, free_bits)
+    loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup, free_bits, kl_balance)
     rank, world = distributed.context()
     check_distributed(model, loss_elbo, world)
     device = torch.device(device) if device is not None else model.device
