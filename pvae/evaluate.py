@@ -63,8 +63,14 @@ from pvae.weights import log_weights
 Batch = tuple
 
 
-def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.Tensor]:
-    """E_q[z | x] per latent site, shape (N, D): the mean of Gaussian guides, else MC."""
+def _posterior_means(model, batch: Batch,
+                     num_samples: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per latent site, ``(m, noise)``, each of shape (N, D): ``m`` the average over
+    ``num_samples`` guide draws of the site's conditional mean (the Gaussian's mean; a
+    draw where the mean has no closed form, as for flows), an unbiased estimate of
+    E_q[z | x]; ``noise`` the Monte Carlo variance of that average (the draws' sample
+    variance over ``num_samples``): 0 for a flat Gaussian guide, not 0 where the mean
+    depends on other layers' draws (hierarchies) or is itself a draw (flows)."""
     pair = as_pair(model)
     with torch.no_grad(), _unvalidated(model):
         w = log_weights(pair.model, pair.guide, batch, num_samples,
@@ -79,9 +85,12 @@ def _posterior_means(model, batch: Batch, num_samples: int) -> dict[str, torch.T
             continue  # discrete labels, or sites without one value per data point
         try:
             mean = site["fn"].mean
-            out[name] = mean.reshape(-1, *value.shape[-2:]).mean(0)
         except NotImplementedError:
-            out[name] = value.reshape(-1, *value.shape[-2:]).mean(0)
+            mean = value
+        draws = mean.expand(value.shape).reshape(-1, *value.shape[-2:])
+        noise = (draws.var(0) / draws.shape[0] if draws.shape[0] > 1
+                 else torch.zeros_like(draws[0]))
+        out[name] = (draws.mean(0), noise)
     return out
 
 
@@ -92,6 +101,14 @@ MIN_POINTS_ACTIVE_UNITS = 2
 def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100,
                  batch_size: int = 1000) -> dict[str, dict]:
     """Active latent dimensions (Burda et al. 2015): Cov_x(E_q[z_d | x]) > ``threshold``.
+
+    E_q[z | x] is averaged over ``num_samples`` guide draws where it depends on other
+    draws (a hierarchy's layers given the layers drawn before them; a flow), and the
+    covariance is estimated without their Monte Carlo noise: with S draws, m(x) their
+    average and s^2(x) their sample variance, ``Var_x m(x) - mean_x s^2(x) / S``, an
+    unbiased estimate (the plain ``Var_x m(x)`` carries the noise E_x s^2 / S, which
+    crosses 0.01 for an unused layer below or above a noisy one). For a flat Gaussian
+    guide s^2 = 0 and this is the variance of the posterior means.
 
     Returns, per latent site, ``{"active": count, "dims": D, "variance": tensor(D)}``
     and warns when a site's posterior has collapsed (no active dimension, or
@@ -112,12 +129,14 @@ def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100
         raise ValueError(f"active units need at least {MIN_POINTS_ACTIVE_UNITS} data points (a "
                          f"variance over the data), got {n}; pass more data")
     means: dict[str, list[torch.Tensor]] = {}
+    noises: dict[str, list[torch.Tensor]] = {}
     for sub, _ in evaluation:
-        for name, m in _posterior_means(model, sub, num_samples).items():
+        for name, (m, noise) in _posterior_means(model, sub, num_samples).items():
             means.setdefault(name, []).append(m)
+            noises.setdefault(name, []).append(noise)
     out = {}
     for name, chunks in means.items():
-        variance = torch.cat(chunks).var(0)
+        variance = torch.cat(chunks).var(0) - torch.cat(noises[name]).mean(0)
         active = int((variance > threshold).sum())
         out[name] = {"active": active, "dims": variance.numel(), "variance": variance}
         if active == 0 or active < 0.1 * variance.numel():

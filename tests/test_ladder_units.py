@@ -84,3 +84,21 @@ def test_too_few_points_and_a_non_model_are_refused():
         layer_active_units(_ladder(), _x(1))
     with pytest.raises(TypeError, match="latent_sites"):
         layer_active_units(object(), _x(10))
+
+
+def test_evaluate_active_units_removes_the_draw_noise_too():
+    """pvae.evaluate.active_units (what pvae train and pvae evaluate report) uses the same
+    noise-corrected estimate: an unused layer under noisy upper draws counts no units, a
+    flat Gaussian guide still gives the variance of its posterior means."""
+    m = _ladder()
+    _ignore_x(m)
+    x = _x(500)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="posterior collapse"):
+        au = pvae.evaluate.active_units(m, x, num_samples=100)
+    assert au["z1"]["active"] == 0 and au["z2"]["active"] == 0
+    assert au["z1"]["variance"].abs().max() < 0.003
+    torch.manual_seed(0)
+    flat = pvae.HierarchicalVAE(16, (4,), hidden_dims=(16,), guide="bottom_up")
+    au = pvae.evaluate.active_units(flat, _x(), num_samples=3)
+    assert torch.allclose(au["z1"]["variance"], flat.encode(_x())[0].var(0), atol=1e-5)
