@@ -31,7 +31,7 @@ import warnings
 
 import torch
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
@@ -316,3 +316,45 @@ class FastTraceMeanField_ELBO(_Lean, TraceMeanField_ELBO):
             if name not in model_sites:
                 costs.append(_log_prob(g))
         return gains, costs
+
+
+class SurrogateELBO(ELBO):
+    """An ELBO whose gradient is another objective's: the reported value is minus the
+    ELBO's one-sample estimate, the gradient that of ``_terms``' training objective
+    (free bits, :class:`pvae.free_bits.FreeBits`; KL balancing,
+    :class:`pvae.kl_balance.KLBalance`). Replayed from the second step of one structure
+    on, as the lean ELBOs are. Subclasses give ``_terms(recorded) -> (elbo, objective)``
+    and ``refusal``, the message (naming the option) for a guide with a site that is not
+    reparameterised or is enumerated, raised as ``ValueError`` at the first loss."""
+
+    refusal = "this ELBO needs every latent site of the guide reparameterised"
+
+    def __init__(self, max_plate_nesting: float = float("inf")) -> None:
+        super().__init__(num_particles=1, max_plate_nesting=max_plate_nesting)
+
+    def _terms(self, recorded) -> tuple:
+        raise NotImplementedError
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        return taped(self, model, guide, args, kwargs, self._loss)
+
+    def _loss(self, model, guide, args, kwargs, tape) -> torch.Tensor:
+        recorded = _record(model, guide, args, kwargs, tape)
+        if recorded is None:
+            raise ValueError(self.refusal)
+        elbo, objective = self._terms(recorded)
+        return -objective + (objective - elbo).detach()
+
+    def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook, unused here
+        raise NotImplementedError(f"{type(self).__name__} computes its loss from one "
+                                  "recorded run")
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """Minus the ELBO (nats), one-sample estimate."""
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()

@@ -36,10 +36,9 @@ from typing import Any
 
 import torch
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import ELBO
 from torch.distributions import Independent, kl_divergence
 
-from pvae.fast_elbo import _log_prob_sum, _record, taped
+from pvae.fast_elbo import SurrogateELBO, _log_prob_sum
 
 
 def check_free_bits(free_bits: Any) -> float:
@@ -131,7 +130,7 @@ def free_bits_terms(model_sites: dict, guide_sites: dict, free_bits: float,
     return elbo, objective
 
 
-class FreeBits(ELBO):
+class FreeBits(SurrogateELBO):
     """pvae's ``"trace"`` (or, ``analytic=True``, ``"meanfield"``) ELBO trained with free
     bits: the objective of :mod:`pvae.free_bits`. Build it with
     :func:`pvae.train.checks.with_free_bits` (``pvae.fit(free_bits=...)`` does), which refuses
@@ -153,35 +152,15 @@ class FreeBits(ELBO):
     label on unlabelled data.
     """
 
+    refusal = ("free bits needs every latent site of the guide reparameterised and not "
+               "enumerated (it averages each dimension's KL over the minibatch); this guide "
+               "has a discrete or non-reparameterised site (e.g. SemiSupervisedVAE's label on "
+               "unlabelled data): train it without free_bits")
+
     def __init__(self, free_bits: float, analytic: bool = False,
                  max_plate_nesting: float = float("inf")) -> None:
-        super().__init__(num_particles=1, max_plate_nesting=max_plate_nesting)
+        super().__init__(max_plate_nesting=max_plate_nesting)
         self.free_bits, self.analytic = check_free_bits(free_bits), bool(analytic)
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        # replayed from the second step of one structure on, as the lean ELBOs are
-        return taped(self, model, guide, args, kwargs, self._loss)
-
-    def _loss(self, model, guide, args, kwargs, tape) -> torch.Tensor:
-        recorded = _record(model, guide, args, kwargs, tape)
-        if recorded is None:
-            raise ValueError("free bits needs every latent site of the guide reparameterised "
-                             "and not enumerated (it averages each dimension's KL over the "
-                             "minibatch); this guide has a discrete or non-reparameterised "
-                             "site (e.g. SemiSupervisedVAE's label on unlabelled data): "
-                             "train it without free_bits")
-        elbo, objective = free_bits_terms(*recorded, self.free_bits, self.analytic)
-        return -objective + (objective - elbo).detach()
-
-    def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook, unused here
-        raise NotImplementedError("FreeBits computes its loss from one recorded run")
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """Minus the ELBO (nats), one-sample estimate."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
+    def _terms(self, recorded) -> tuple:
+        return free_bits_terms(*recorded, self.free_bits, self.analytic)

@@ -31,10 +31,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from pyro.infer import ELBO
 from pyro.poutine.runtime import _PYRO_STACK
 
-from pvae.fast_elbo import _log_prob_sum, _record, taped
+from pvae.fast_elbo import SurrogateELBO, _log_prob_sum
 from pvae.free_bits import _site_kl
 from pvae.program_key import LatentScale
 
@@ -106,7 +105,7 @@ def warming_up() -> bool:
     return any(isinstance(h, LatentScale) and float(h.factor) != 1.0 for h in _PYRO_STACK)
 
 
-class KLBalance(ELBO):
+class KLBalance(SurrogateELBO):
     """pvae's ``"trace"`` (or, ``analytic=True``, ``"meanfield"``) ELBO with KL balancing
     during KL warm-up (module docstring; Vahdat & Kautz 2020, appendix A). Build it with
     :func:`pvae.train.checks.with_kl_balance` (``pvae.fit(kl_balance=True)`` does).
@@ -117,34 +116,18 @@ class KLBalance(ELBO):
     loss for a guide with a site that is not reparameterised or is enumerated.
     """
 
+    refusal = ("kl_balance needs every latent site of the guide reparameterised and not "
+               "enumerated (it averages each site's KL over the minibatch); this guide has a "
+               "discrete or non-reparameterised site: train it without kl_balance")
+
     def __init__(self, analytic: bool = False, max_plate_nesting: float = float("inf")) -> None:
-        super().__init__(num_particles=1, max_plate_nesting=max_plate_nesting)
+        super().__init__(max_plate_nesting=max_plate_nesting)
         self.analytic = bool(analytic)
         self.balancing = False  # read into the replay key: set before each run
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         self.balancing = warming_up()
-        return taped(self, model, guide, args, kwargs, self._loss)
+        return super().differentiable_loss(model, guide, *args, **kwargs)
 
-    def _loss(self, model, guide, args, kwargs, tape) -> torch.Tensor:
-        recorded = _record(model, guide, args, kwargs, tape)
-        if recorded is None:
-            raise ValueError("kl_balance needs every latent site of the guide reparameterised "
-                             "and not enumerated (it averages each site's KL over the "
-                             "minibatch); this guide has a discrete or non-reparameterised "
-                             "site: train it without kl_balance")
-        elbo, objective = balanced_terms(*recorded, self.analytic, self.balancing)
-        return -objective + (objective - elbo).detach()
-
-    def _get_trace(self, model, guide, args, kwargs):  # ELBO's abstract hook, unused here
-        raise NotImplementedError("KLBalance computes its loss from one recorded run")
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """Minus the ELBO (nats), one-sample estimate."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
+    def _terms(self, recorded) -> tuple:
+        return balanced_terms(*recorded, self.analytic, self.balancing)
