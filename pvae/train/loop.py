@@ -101,13 +101,12 @@ def fit(
 
     Raises
     ------
-    ValueError, TypeError : before any work: a bad option, an ELBO that does not suit
-        the model (:func:`check_elbo`), bad data, a checkpoint it cannot resume.
+    ValueError, TypeError, FileExistsError : every check before any work: a bad option, an
+        ELBO that does not suit the model (:func:`check_elbo`), bad data, a checkpoint it
+        cannot resume, or (``FileExistsError``) one in ``checkpoint_dir`` without ``resume``.
     ImportError : ``logger="tensorboard"`` without the package (``pip install pvae[tensorboard]``).
-    FileExistsError : a checkpoint exists in ``checkpoint_dir`` without ``resume``.
     FloatingPointError : a non-finite loss, gradient or parameter, naming the sites.
     """
-    # ---- every check before any work ----------------------------------------------------
     log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
                   lr_factor, keep_every)
@@ -119,7 +118,6 @@ def fit(
     val = evaluation_data(validation, model, device, transform, "validation data")
     ckpt_path, record = _checkpoint(checkpoint_dir, resume, model, optimizer, seed, epochs)
 
-    # ---- set-up ----------------------------------------------------------------------------
     model.to(device)
     gen = batch_generator(seed, rank)
     state = TrainState(make_optimizer(optimizer, list(model.parameters()), lr, weight_decay),
@@ -134,7 +132,6 @@ def fit(
                 streamed=train.streamed, clip_norm=clip_norm, checkpoint=ckpt_path,
                 ddp=distributed.wrap(model, loss_elbo, device) if world > 1 else None)
 
-    # ---- train -----------------------------------------------------------------------------
     bar = _progress(progress, state.epoch, epochs, model)
     lean = traits(loss_elbo).lean_path  # pvae's lean ELBOs need no param sites, Pyro's do
     with pyro.validation_enabled(False), model.unregistered() if lean else nullcontext(), log:
