@@ -9,6 +9,7 @@ the KL and the active units (Burda et al. 2016: posterior-mean variance > 0.01).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,15 +36,29 @@ def _ablation(flows: int, **posterior):
     return make
 
 
-def _thawed_at_half(m, epochs: int) -> dict:
-    """Flows frozen (near the identity) for the first half of the epochs, then trained."""
-    train_flows(m, False)
-    return {"callback": lambda row: row["epoch"] == epochs // 2 and train_flows(m)}
+def _thawed_at(fraction: float):
+    """Flows frozen (near the identity) for the first ``fraction`` of the epochs, then
+    trained: ``f(model, epochs)`` giving pvae.fit's callback."""
+    def options(m, epochs: int) -> dict:
+        train_flows(m, False)
+        at = int(epochs * fraction)
+        return {"callback": lambda row: row["epoch"] == at and train_flows(m)}
+    return options
+
+
+def _fast(n: int, **posterior):
+    """The default IAF VAE with its flows' outputs not scaled down (outputs x 1)."""
+    def make():
+        m = _vae(guide_flows=n)
+        m.posterior = GaussianPosterior(Z, n, HIDDEN[-1], **{"output_scale": 1.0, **posterior})
+        return m
+    return make
 
 
 #: Training options of the variants that are not pvae.fit's defaults: name -> f(model, epochs).
 FIT = {"vae_meanfield": lambda m, epochs: {"elbo": "meanfield"},
-       "iaf_thaw": _thawed_at_half}
+       "iaf_thaw": _thawed_at(0.5), "iaf_thaw_os1": _thawed_at(0.5),
+       "iaf_quarter_os1": _thawed_at(0.25), "iaf_wide_os1": _thawed_at(0.5)}
 
 
 #: The IAF row's variants: name -> (description, maker given the number of flows).
@@ -56,6 +71,12 @@ IAF_VARIANTS = {
             lambda n: lambda: _vae(guide_flows=n)),
     "iaf_thaw": ("IAF as `iaf`, its flows frozen near the identity for the first half of "
                  "the epochs (`pvae.flows.train_flows`)", lambda n: lambda: _vae(guide_flows=n)),
+    "iaf_thaw_os1": ("IAF as `iaf` with outputs x 1, its flows frozen near the identity for "
+                     "the first half of the epochs", lambda n: _fast(n)),
+    "iaf_quarter_os1": ("IAF as `iaf` with outputs x 1, its flows frozen near the identity "
+                        "for the first quarter of the epochs", lambda n: _fast(n)),
+    "iaf_wide_os1": ("IAF as `iaf_thaw_os1` with autoregressive networks of two hidden layers "
+                     "of 512 (default 256)", lambda n: _fast(n, hidden_dims=[512, 512])),
     "iaf_mc": ("IAF: flows on the encoder's h (detached), near-identity init (gate bias 4), "
                "outputs x 0.1, Monte Carlo KL", lambda n: _ablation(n, context_dim=HIDDEN[-1])),
     "before": ("pvae before the fix: flows on (loc, log scale), default init, gate bias 2",
@@ -115,6 +136,11 @@ def _run(args, res, save, section: str, key: str, base: dict, make, reuse=None,
             m = make()
             r = _measure(m, d, xt, args, seed=seed, **fit_kw,
                          **(fit_for(m, args.epochs) if fit_for else {}))
+            if getattr(args, "save_models", None):  # for later diagnosis (iaf_probe.py)
+                folder = Path(args.save_models)
+                folder.mkdir(parents=True, exist_ok=True)
+                torch.save(m.state_dict(), folder / f"{key.replace(', ', '_').replace(' ', '')}"
+                                                    f"_s{seed}.pt")
         print(section, key, seed, r, flush=True)
         entry["seeds"].append(seed)
         for name, value in r.items():
@@ -258,7 +284,7 @@ def _target(runs: dict) -> list[str]:
         at = {r["variant"]: r for r in runs.values()
               if r["epochs"] == epochs and r["test_points"] >= 2000}
         parts = []
-        for flow in ("iaf", "iaf_thaw", "iaf_mc"):
+        for flow in [v for v in IAF_VARIANTS if v.startswith("iaf")]:
             for base in ("vae_meanfield", "vae"):
                 if flow not in at or base not in at or not _gains(at[flow], at[base], "test_lls"):
                     continue
