@@ -22,12 +22,14 @@ and any loss in joint training comes from the training dynamics.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import time
 from pathlib import Path
 
 import torch
+import torch.distributions as dist
 
 import pvae
 from common import add_smoke_options, mnist, output_dir
@@ -88,6 +90,12 @@ CONTRIB = {
     "contrib_f4": ("`iaf_thaw_os1`, 4 flows, seed 0",
                    "contrib --load MODELS/iaf_thaw_os1_4flows_20epochs_N2000_K1000_s0.pt "
                    "--flows 4"),
+    "contrib_quarter_s1": ("`iaf_quarter_os1`, 2 flows, seed 1",
+                           "contrib --load MODELS/iaf_quarter_os1_2flows_20epochs_N2000_K1000"
+                           "_s1.pt --flows 2"),
+    "contrib_thaw_s1": ("`iaf_thaw_os1`, 2 flows, seed 1",
+                        "contrib --load MODELS/iaf_thaw_os1_2flows_20epochs_N2000_K1000_s1.pt "
+                        "--flows 2"),
 }
 
 
@@ -96,12 +104,12 @@ def record_contrib(logs: Path) -> dict:
     out = {}
     for name, (what, options) in CONTRIB.items():
         text = (logs / f"{name}.log").read_text()
-        found = re.search(r"with flows \{'ll': ([-.0-9]+), 'elbo': ([-.0-9]+)\} flows off "
-                          r"\{'ll': ([-.0-9]+), 'elbo': ([-.0-9]+)\} ([.0-9]+) min", text)
-        on_ll, on_elbo, off_ll, off_elbo, minutes = map(float, found.groups())
+        found = re.search(r"with flows (\{.*?\}) flows off \{'ll': ([-.0-9]+), 'elbo': "
+                          r"([-.0-9]+)\} ([.0-9]+) min", text)
+        on = ast.literal_eval(found[1])
         out[name] = {"what": what, "command": f"python benchmarks/iaf_probe.py {options}",
-                     "ll": on_ll, "elbo": on_elbo, "off_ll": off_ll, "off_elbo": off_elbo,
-                     "minutes": minutes}
+                     **on, "off_ll": float(found[2]), "off_elbo": float(found[3]),
+                     "minutes": float(found[4])}
     return out
 
 
@@ -206,6 +214,19 @@ def contribution(args, d) -> tuple[dict, dict]:
         Z, args.flows, HIDDEN[-1], [args.flow_hidden] * 2 if args.flow_hidden else None)
     m.load_state_dict(torch.load(args.load))
     with_flows = evaluate(m, xt, args.k)
+    torch.manual_seed(0)
+    train_x = d.transform(d.train.x[: args.test_points])
+    with_flows["train_elbo"] = round(
+        pvae.evaluate.elbo(m, train_x, num_samples=100).mean().item(), 3)
+    with torch.no_grad():  # what the flows do to the base draws of the test images
+        loc, scale, h = m.encoder.with_hidden(xt)
+        z = dist.Normal(loc, scale).sample((10,))
+        with_flows["base_scale"] = round(scale.mean().item(), 3)
+        with_flows["log_dets"] = []
+        for t in m.posterior(loc, scale, h).transforms:
+            y = t(z)
+            with_flows["log_dets"].append(round(t.log_abs_det_jacobian(z, y).mean().item(), 2))
+            z = y
     m.posterior.output_scale, m.posterior.gate_bias = 0.0, 60.0  # sigmoid(60) = 1 in float32
     return with_flows, evaluate(m, xt, args.k)
 
