@@ -382,7 +382,7 @@ def _levers(runs: dict) -> list[str]:
         return ", ".join(out) or "none run"
     two = [k for k in new if k[1] == 2]
     flows = [r for k, r in rows.items() if k[0].startswith("iaf")]
-    best = max(g for r in flows for g in _gains(r, base, "test_elbos"))
+    best = max((g for r in flows for g in _gains(r, base, "test_elbos")), default=-np.inf)
     verdict = ("No flow row reaches the ELBO target (+1 nat against `vae_meanfield`) at any "
                f"seed; the best single seed gained {best:+.2f}." if best < 1.0 else
                f"The best single seed gained {best:+.2f} nats of ELBO.")
