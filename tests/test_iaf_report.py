@@ -1,5 +1,5 @@
 """The IAF section of benchmarks/VARIANTS.md: each flow row is compared with the Gaussian
-guide at its own number of flows (benchmarks/variants_iaf.py)."""
+guide at its own number of flows (benchmarks/variants_iaf_report.py)."""
 
 import importlib
 from pathlib import Path
@@ -12,7 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.fixture
 def report(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
-    return importlib.import_module("variants_iaf")
+    return importlib.import_module("variants_iaf_report")
 
 
 def _row(variant, flows, lls, elbos, seeds=(0, 1)):
