@@ -8,8 +8,10 @@
     # train a flow VAE from scratch with one setting changed (--cv: the base KL in closed
     # form; --frozen, --flows-from N, --attached, --no-context, --gate-bias, ...)
     python benchmarks/iaf_probe.py joint --epochs 3 --cv --output-scale 0.1 --flows-from 2
-    # read the logs of PROBES into variants.json / VARIANTS.md
-    python benchmarks/iaf_probe.py record --logs /work/runs/iaf
+    # a trained flow VAE (variants.py --save-models) scored with its flows switched off
+    python benchmarks/iaf_probe.py contrib --load MODEL.pt --flows 2
+    # read the logs of PROBES and CONTRIB into variants.json / VARIANTS.md
+    python benchmarks/iaf_probe.py record --logs /work/runs/iaf --contrib-logs /work/runs/iaf2
 
 The second stage measures the part of the Gaussian guide's gap that flows can close with
 the model p(x, z) held fixed (Cremer et al. 2018's approximation gap, amortised): if it is
@@ -20,12 +22,14 @@ and any loss in joint training comes from the training dynamics.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import time
 from pathlib import Path
 
 import torch
+import torch.distributions as dist
 
 import pvae
 from common import add_smoke_options, mnist, output_dir
@@ -77,8 +81,41 @@ PROBES = {
 }
 
 
-def record(logs: Path) -> None:
-    """Read the figures of :data:`PROBES` from their logs into variants.json ("iaf_probe")."""
+#: The ``contrib`` runs (20-epoch models that ``variants.py --save-models`` kept; 500 test
+#: images, K = 200): log file -> (what, the options after ``python benchmarks/iaf_probe.py``).
+CONTRIB = {
+    "contrib_wide": ("`iaf_wide_os1`, 2 flows, seed 0",
+                     "contrib --load MODELS/iaf_wide_os1_2flows_20epochs_N2000_K1000_s0.pt "
+                     "--flows 2 --flow-hidden 512"),
+    "contrib_f4": ("`iaf_thaw_os1`, 4 flows, seed 0",
+                   "contrib --load MODELS/iaf_thaw_os1_4flows_20epochs_N2000_K1000_s0.pt "
+                   "--flows 4"),
+    "contrib_quarter_s1": ("`iaf_quarter_os1`, 2 flows, seed 1",
+                           "contrib --load MODELS/iaf_quarter_os1_2flows_20epochs_N2000_K1000"
+                           "_s1.pt --flows 2"),
+    "contrib_thaw_s1": ("`iaf_thaw_os1`, 2 flows, seed 1",
+                        "contrib --load MODELS/iaf_thaw_os1_2flows_20epochs_N2000_K1000_s1.pt "
+                        "--flows 2"),
+}
+
+
+def record_contrib(logs: Path) -> dict:
+    """The figures of :data:`CONTRIB` from their logs in ``logs``."""
+    out = {}
+    for name, (what, options) in CONTRIB.items():
+        text = (logs / f"{name}.log").read_text()
+        found = re.search(r"with flows (\{.*?\}) flows off \{'ll': ([-.0-9]+), 'elbo': "
+                          r"([-.0-9]+)\} ([.0-9]+) min", text)
+        on = ast.literal_eval(found[1])
+        out[name] = {"what": what, "command": f"python benchmarks/iaf_probe.py {options}",
+                     **on, "off_ll": float(found[2]), "off_elbo": float(found[3]),
+                     "minutes": float(found[4])}
+    return out
+
+
+def record(logs: Path, contrib_logs: Path) -> None:
+    """Read the figures of :data:`PROBES` and :data:`CONTRIB` from their logs into
+    variants.json ("iaf_probe", "iaf_contrib")."""
     from variants import save
 
     out = {}
@@ -93,12 +130,14 @@ def record(logs: Path) -> None:
                      "test_ll": ll, "test_elbo": elbo, "minutes": minutes,
                      **({"start_ll": float(start[1]), "start_elbo": float(start[2])}
                         if start else {})}
-    save({"iaf_probe": out}, Path(__file__).parent)
+    save({"iaf_probe": out, "iaf_contrib": record_contrib(contrib_logs)},
+         Path(__file__).parent)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    p.add_argument("stage", nargs="?", choices=["plain", "flows", "joint", "record"])
+    p.add_argument("stage", nargs="?",
+                   choices=["plain", "flows", "joint", "contrib", "record"])
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--save", default=None, help="plain: where to save the trained VAE")
     p.add_argument("--load", default=None, help="flows: the VAE a plain run saved")
@@ -119,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-points", type=int, default=500)
     p.add_argument("--k", type=int, default=200)
     p.add_argument("--logs", default="/work/runs/iaf", help="record: the runs' logs")
+    p.add_argument("--contrib-logs", default="/work/runs/iaf2",
+                   help="record: the contrib runs' logs")
     add_smoke_options(p, None)
     return p
 
@@ -163,6 +204,33 @@ def flows_alone(args, d) -> tuple[dict, dict]:
     return start, evaluate(m, xt, args.k)
 
 
+def contribution(args, d) -> tuple[dict, dict]:
+    """A trained flow VAE (``--load``, a state dict) scored as it is and with its flows
+    switched off (gate fixed at 1, so z' = z: the base Gaussian q_0 alone): how much of its
+    ELBO the flows give at the end of training."""
+    xt = d.test.x[: args.test_points]
+    m = pvae.VAE(784, Z, hidden_dims=HIDDEN, guide_flows=args.flows)
+    m.posterior = GaussianPosterior(
+        Z, args.flows, HIDDEN[-1], [args.flow_hidden] * 2 if args.flow_hidden else None)
+    m.load_state_dict(torch.load(args.load))
+    with_flows = evaluate(m, xt, args.k)
+    torch.manual_seed(0)
+    train_x = d.transform(d.train.x[: args.test_points])
+    with_flows["train_elbo"] = round(
+        pvae.evaluate.elbo(m, train_x, num_samples=100).mean().item(), 3)
+    with torch.no_grad():  # what the flows do to the base draws of the test images
+        loc, scale, h = m.encoder.with_hidden(xt)
+        z = dist.Normal(loc, scale).sample((10,))
+        with_flows["base_scale"] = round(scale.mean().item(), 3)
+        with_flows["log_dets"] = []
+        for t in m.posterior(loc, scale, h).transforms:
+            y = t(z)
+            with_flows["log_dets"].append(round(t.log_abs_det_jacobian(z, y).mean().item(), 2))
+            z = y
+    m.posterior.output_scale, m.posterior.gate_bias = 0.0, 60.0  # sigmoid(60) = 1 in float32
+    return with_flows, evaluate(m, xt, args.k)
+
+
 def smoke(args, folder: Path) -> dict:
     """Every stage for one epoch on the digits stand-in; results into ``folder``."""
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=True)
@@ -180,13 +248,16 @@ def main(argv=None):
     if args.smoke:
         return smoke(args, folder)
     if args.stage == "record":
-        return record(Path(args.logs))
+        return record(Path(args.logs), Path(args.contrib_logs))
     d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0)
     torch.manual_seed(0)
     t = time.perf_counter()
     took = lambda: f"{(time.perf_counter() - t) / 60:.1f} min"  # noqa: E731
     if args.stage == "plain":
         print("plain", args.epochs, args.elbo, plain(args, d), took(), flush=True)
+    elif args.stage == "contrib":
+        on, off = contribution(args, d)
+        print("with flows", on, "flows off", off, took(), flush=True)
     elif args.stage == "joint":
         print("joint", vars(args), joint(args, d), took(), flush=True)
     else:

@@ -1,4 +1,5 @@
-"""The IAF and free-bits rows of benchmarks/variants.py (``--only iaf``, ``--only free_bits``).
+"""The IAF and free-bits rows of benchmarks/variants.py (``--only iaf``, ``--only free_bits``);
+their sections of VARIANTS.md are written by variants_iaf_report.py.
 
 Each trains the plain VAE and the variant at the same budget and seed on dynamically
 binarised MNIST and measures, on the first ``--test-points`` test images, the
@@ -9,13 +10,14 @@ the KL and the active units (Burda et al. 2016: posterior-mean variance > 0.01).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 
 import pvae
 from common import mnist
 from pvae.flows import GaussianPosterior, train_flows
+from variants_iaf_report import markdown  # noqa: F401  (variants.py reads it from here)
 
 #: The VAE both rows compare against (the same as the hvae row's).
 Z, HIDDEN = 64, (256, 256)
@@ -35,15 +37,29 @@ def _ablation(flows: int, **posterior):
     return make
 
 
-def _thawed_at_half(m, epochs: int) -> dict:
-    """Flows frozen (near the identity) for the first half of the epochs, then trained."""
-    train_flows(m, False)
-    return {"callback": lambda row: row["epoch"] == epochs // 2 and train_flows(m)}
+def _thawed_at(fraction: float):
+    """Flows frozen (near the identity) for the first ``fraction`` of the epochs, then
+    trained: ``f(model, epochs)`` giving pvae.fit's callback."""
+    def options(m, epochs: int) -> dict:
+        train_flows(m, False)
+        at = int(epochs * fraction)
+        return {"callback": lambda row: row["epoch"] == at and train_flows(m)}
+    return options
+
+
+def _fast(n: int, **posterior):
+    """The default IAF VAE with its flows' outputs not scaled down (outputs x 1)."""
+    def make():
+        m = _vae(guide_flows=n)
+        m.posterior = GaussianPosterior(Z, n, HIDDEN[-1], **{"output_scale": 1.0, **posterior})
+        return m
+    return make
 
 
 #: Training options of the variants that are not pvae.fit's defaults: name -> f(model, epochs).
 FIT = {"vae_meanfield": lambda m, epochs: {"elbo": "meanfield"},
-       "iaf_thaw": _thawed_at_half}
+       "iaf_thaw": _thawed_at(0.5), "iaf_thaw_os1": _thawed_at(0.5),
+       "iaf_quarter_os1": _thawed_at(0.25), "iaf_wide_os1": _thawed_at(0.5)}
 
 
 #: The IAF row's variants: name -> (description, maker given the number of flows).
@@ -56,6 +72,12 @@ IAF_VARIANTS = {
             lambda n: lambda: _vae(guide_flows=n)),
     "iaf_thaw": ("IAF as `iaf`, its flows frozen near the identity for the first half of "
                  "the epochs (`pvae.flows.train_flows`)", lambda n: lambda: _vae(guide_flows=n)),
+    "iaf_thaw_os1": ("IAF as `iaf` with outputs x 1, its flows frozen near the identity for "
+                     "the first half of the epochs", lambda n: _fast(n)),
+    "iaf_quarter_os1": ("IAF as `iaf` with outputs x 1, its flows frozen near the identity "
+                        "for the first quarter of the epochs", lambda n: _fast(n)),
+    "iaf_wide_os1": ("IAF as `iaf_thaw_os1` with autoregressive networks of two hidden layers "
+                     "of 512 (default 256)", lambda n: _fast(n, hidden_dims=[512, 512])),
     "iaf_mc": ("IAF: flows on the encoder's h (detached), near-identity init (gate bias 4), "
                "outputs x 0.1, Monte Carlo KL", lambda n: _ablation(n, context_dim=HIDDEN[-1])),
     "before": ("pvae before the fix: flows on (loc, log scale), default init, gate bias 2",
@@ -115,6 +137,11 @@ def _run(args, res, save, section: str, key: str, base: dict, make, reuse=None,
             m = make()
             r = _measure(m, d, xt, args, seed=seed, **fit_kw,
                          **(fit_for(m, args.epochs) if fit_for else {}))
+            if getattr(args, "save_models", None):  # for later diagnosis (iaf_probe.py)
+                folder = Path(args.save_models)
+                folder.mkdir(parents=True, exist_ok=True)
+                torch.save(m.state_dict(), folder / f"{key.replace(', ', '_').replace(' ', '')}"
+                                                    f"_s{seed}.pt")
         print(section, key, seed, r, flush=True)
         entry["seeds"].append(seed)
         for name, value in r.items():
@@ -147,193 +174,3 @@ def bench_free_bits(args, res, save) -> None:
         _run(args, res, save, "free_bits", key, {"free_bits": lam}, _vae,
              reuse=same[0] if same and not lam else None,
              **({"free_bits": lam} if lam else {}))
-
-
-def _stats(values) -> str:
-    return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1
-                                       else "")
-
-
-WHY = (
-    "Why the IAF guide was worse, measured (the 5-epoch rows, seed 0; one variable at a "
-    "time): the flows were conditioned on (loc, log scale) instead of the encoder's "
-    "features h, and trained in a way that slowed the rest of the model. Conditioning on "
-    "h (`default_init` against `before`) gained {h}; a near-identity start alone "
-    "(zero last layer, gate bias 4: `attached` against `default_init`) lost {init}, "
-    "because Adam moves every weight of a zero layer at about the learning rate from the "
-    "first step, so the flows moved z faster than the encoder and decoder could follow; "
-    "scaling the flow networks' outputs by 0.1 (`scaled`) or reading h detached, "
-    "without training the encoder through the flows (`detach`), each recovered it "
-    "({scaled} and {detach} against `attached`). The IAF rows use all of them (h, "
-    "near-identity start, outputs x 0.1, h detached; `iaf_mc`, called `iaf` until the base "
-    "KL in closed form was added, and `iaf`). Every flow variant still trailed "
-    "the Gaussian guide after 5 epochs: the flows pay off, if at all, later in training. "
-    "(`attached` ran as `iaf` in the first 5-epoch command, before the last two changes "
-    "made it the ablation it is now.)")
-
-
-def _why(runs: dict) -> list[str]:
-    """The ablation paragraph, its figures read from the 5-epoch runs."""
-    by = {r["variant"]: r for r in runs.values() if r.get("epochs") == 5}
-    need = ("before", "default_init", "attached", "scaled", "detach")
-    if not all(v in by for v in need):
-        return []
-    ll = {v: by[v]["test_lls"][0] for v in need}
-    gap = lambda a, b: f"{ll[a] - ll[b]:+.2f} nats"  # noqa: E731
-    out = ["", WHY.format(h=gap("default_init", "before"), init=gap("attached", "default_init"),
-                          scaled=gap("scaled", "attached"), detach=gap("detach", "attached"))]
-    return out + _target(runs)
-
-
-FINDINGS = (
-    "What the diagnostics show (rows above; 3 epochs are noisy to a few tenths of a nat). "
-    "(1) The estimator: `vae` and `iaf_mc` were both trained with the Monte Carlo KL "
-    "(`trace`, pvae.fit's default), a fair pair; but the Gaussian guide trained with its "
-    "KL in closed form (`meanfield`) was {mf} nats of log p(x) better, an advantage a flow "
-    "guide cannot take as such. pvae's IAF guide now gets it in part: its distribution "
-    "(`pvae.flows.IAFDistribution`) gives the `trace` ELBO a zero-valued control variate "
-    "that puts the base Gaussian's KL in closed form and leaves only the flows' correction "
-    "to Monte Carlo; with the flows at the identity its gradient is the `meanfield` one "
-    "exactly (tests/test_flows.py). It gained {cv} nats of log p(x) over the Monte Carlo "
-    "KL; with the flows frozen, each estimator reproduces its Gaussian guide ({frozen_mc} and "
-    "{frozen_cv} nats), so the pipeline adds no loss of its own. (2) log q(z|x) is exact: "
-    "the whole chain of flows scores its samples as the change of variables with the "
-    "autograd Jacobian says, each flow is triangular in its own order and the orders "
-    "alternate (tests/test_flows.py). (3) The flows can help: trained alone on a frozen "
-    "VAE they raised its test ELBO by {alone} nats in 2 epochs (log p(x) {alone_ll:+.2f}); "
-    "but trained with the VAE from the start, no variant's test ELBO came above that of "
-    "the same guide with its flows frozen ({joint}) (our reading, not tested further: "
-    "trained jointly, the flows chase a decoder that is still changing fast). Freezing the flows for the first epochs gave the best 3-epoch figures "
-    "({thaw}), the `iaf_thaw` row. Reading h through the encoder (as the paper) cost "
-    "{attached} nats; no context, one flow, gate bias 2 or outputs x 0.01 did not change "
-    "the picture.")
-
-
-def _probe(probe: dict) -> list[str]:
-    """The diagnostics table and what it shows."""
-    if not probe:
-        return []
-    lines = ["", "Diagnostics (`benchmarks/iaf_probe.py`; 3 epochs of all 60,000 training "
-             "images, seed 0, the first 500 test images, K = 200; minutes include the "
-             "evaluation; P3 and P3MF are the files the two `plain` runs saved):", "", "| run | test log p(x) | test ELBO | minutes | command |",
-             "| --- | --- | --- | --- | --- |"]
-    for r in probe.values():
-        start = (f" (from {r['start_ll']:.2f})" if "start_ll" in r else "",
-                 f" (from {r['start_elbo']:.2f})" if "start_elbo" in r else "")
-        lines.append(f"| {r['what']} | {r['test_ll']:.2f}{start[0]} | "
-                     f"{r['test_elbo']:.2f}{start[1]} | {r['minutes']:.1f} | `{r['command']}` |")
-    need = ("plain3", "plain3mf", "j3_os01", "j3_cv_os01", "j3_frozen", "j3_cv_frozen",
-            "flowsmf", "j3_cv_from2", "j3_cv_att")
-    if not all(k in probe for k in need):
-        return lines
-    ll = lambda a, b: f"{probe[a]['test_ll'] - probe[b]['test_ll']:+.2f}"  # noqa: E731
-    joint = [k for k in probe if k.startswith("j3_cv") and "frozen" not in k and "from" not in k]
-    frozen = probe["j3_cv_frozen"]["test_elbo"]
-    return lines + ["", FINDINGS.format(
-        mf=ll("plain3mf", "plain3"), cv=ll("j3_cv_os01", "j3_os01"),
-        frozen_mc=ll("j3_frozen", "plain3"), frozen_cv=ll("j3_cv_frozen", "plain3mf"),
-        alone=f"{probe['flowsmf']['test_elbo'] - probe['flowsmf']['start_elbo']:+.2f}",
-        alone_ll=probe["flowsmf"]["test_ll"] - probe["flowsmf"]["start_ll"],
-        joint=f"test ELBO {max(probe[k]['test_elbo'] for k in joint):.2f} at best against "
-              f"{frozen:.2f}",
-        thaw=f"log p(x) {probe['j3_cv_from2']['test_ll']:.2f} and ELBO "
-             f"{probe['j3_cv_from2']['test_elbo']:.2f}, against {probe['plain3mf']['test_ll']:.2f} "
-             f"and {probe['plain3mf']['test_elbo']:.2f} for `meanfield`",
-        attached=ll("j3_cv_att", "j3_cv_os01"))]
-
-
-def _gains(r, base, name) -> list[float]:
-    """Per seed, over the seeds both rows have: ``r``'s figure minus ``base``'s."""
-    return [v - base[name][base["seeds"].index(seed)]
-            for seed, v in zip(r["seeds"], r[name]) if seed in base["seeds"]]
-
-
-def _target(runs: dict) -> list[str]:
-    """The issue's target, per budget: each flow row against each Gaussian row (mean gain
-    over their common seeds, each seed's in brackets)."""
-    out = []
-    for epochs in sorted({r["epochs"] for r in runs.values()}, reverse=True):
-        if epochs < 20:
-            continue
-        at = {r["variant"]: r for r in runs.values()
-              if r["epochs"] == epochs and r["test_points"] >= 2000}
-        parts = []
-        for flow in ("iaf", "iaf_thaw", "iaf_mc"):
-            for base in ("vae_meanfield", "vae"):
-                if flow not in at or base not in at or not _gains(at[flow], at[base], "test_lls"):
-                    continue
-                d_ll, d_elbo = (_gains(at[flow], at[base], n) for n in ("test_lls", "test_elbos"))
-                met = np.mean(d_ll) >= 0.5 and np.mean(d_elbo) >= 1.0
-                each = lambda d: ", ".join(f"{v:+.2f}" for v in d)  # noqa: E731
-                parts.append(f"`{flow}` against `{base}` ({len(d_ll)} seed"
-                             f"{'s' if len(d_ll) > 1 else ''}): {np.mean(d_ll):+.2f} nats of "
-                             f"log p(x) ({each(d_ll)}), {np.mean(d_elbo):+.2f} of ELBO "
-                             f"({each(d_elbo)}): {'met' if met else 'not met'}")
-        if parts:
-            out += ["", f"Target (issue 21: log p(x) at least 0.5 nats and the ELBO at least "
-                    f"1 nat better than the Gaussian guide's at the same budget), {epochs} "
-                    "epochs: " + "; ".join(parts) + "."]
-    return out
-
-
-def markdown(res) -> list[str]:
-    """The IAF and free-bits sections of VARIANTS.md."""
-    lines: list[str] = []
-    intro = ("Same budget and seeds (batch 128, Adam 1e-3, dynamic binarisation, all 60,000 "
-             "training images); test figures on the first N test images: importance-sampled "
-             "log p(x) with K samples, the ELBO with 100 samples per image (mean ± standard "
-             "deviation over seeds); gains are against the plain VAE of the same epochs and "
-             "evaluation, per seed then averaged. Minutes are wall-clock on the shared 2-core "
-             "machine while it ran 13 to 21 processes at once (niced; the same VAE took 2.4 "
-             "minutes alone, hvae row above).")
-    for section, title, label in (
-            ("iaf", "IAF posterior (Kingma et al. 2016) against the Gaussian guide", "what"),
-            ("free_bits", "Free bits (Kingma et al. 2016) against plain training", "free_bits")):
-        runs = res.get(section)
-        if not runs:
-            continue
-        lines += ["", f"## {title}", "", intro, "",
-                  "| variant | epochs | N / K | seeds | test log p(x) | gain | test ELBO | gain | "
-                  "train ELBO | KL | active units | minutes per run |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        budget = lambda r: (r["epochs"], r["test_points"], r["k"])  # noqa: E731
-        # the gains are against vae_meanfield where the budget has it (the stronger Gaussian
-        # guide), else against vae (both guides' rows against both: the target lines below)
-        bases = {budget(r): r for r in sorted(runs.values(),
-                                              key=lambda r: r.get("variant") == "vae_meanfield")
-                 if r.get("variant") in ("vae", "vae_meanfield") or r.get("free_bits") == 0.0}
-        for r in sorted(runs.values(), key=budget, reverse=True):
-            base = bases.get(budget(r))
-            gains = ["", ""]
-            if base is not None and base is not r:
-                for i, name in enumerate(("test_lls", "test_elbos")):
-                    pairs = [(v, base[name][base["seeds"].index(s)])
-                             for s, v in zip(r["seeds"], r[name]) if s in base["seeds"]]
-                    if pairs:
-                        gains[i] = _stats([a - b for a, b in pairs])
-            name = (f"`{r['variant']}`: {r['what']}" if label == "what"
-                    else f"VAE, free bits {r['free_bits']:g}")
-            if label == "what" and r.get("flows"):
-                name += f", {r['flows']} flows"
-            lines.append(
-                f"| {name} | {r['epochs']} | {r['test_points']} / {r['k']} | "
-                f"{', '.join(map(str, r['seeds']))} | "
-                f"{_stats(r['test_lls'])} | {gains[0]} | {_stats(r['test_elbos'])} | {gains[1]} | "
-                f"{_stats(r['train_elbos'])} | {_stats(r['kls'])} | "
-                f"{', '.join(map(str, r['active_units']))} | "
-                f"{np.mean(r['train_seconds']) / 60:.1f} |")
-        if section == "iaf":
-            lines += ["", "In this table the gains are against `vae_meanfield` where the budget "
-                      "has it, else against `vae`. `iaf` and `iaf_thaw` are trained with the "
-                      "base Gaussian's KL in closed form, as `vae_meanfield` is with its whole "
-                      "KL; `iaf_mc` and the ablations with the Monte Carlo KL, as `vae`."]
-            lines += _why(runs) + _probe(res.get("iaf_probe", {}))
-        else:
-            lines += ["", "Free bits (`pvae.fit(free_bits=...)`) floors each latent dimension's "
-                      "minibatch-averaged KL in the training objective only; the train ELBO "
-                      "column is still the ELBO. Active units: dimensions whose posterior mean "
-                      "varies over the test images (variance > 0.01). It keeps dimensions "
-                      "active that plain training switches off, at a cost in the bound and "
-                      "the log-likelihood at this budget: a floor of lambda nats on each of "
-                      "the 64 dimensions spends at least 64 lambda nats of KL."]
-    return lines

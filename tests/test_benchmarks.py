@@ -12,8 +12,8 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
-HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "ladder", "seq_references",
-           "seq_report", "throughput", "seq_reference"}
+HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "variants_iaf_report",
+           "ladder", "seq_references", "seq_report", "throughput", "seq_reference"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
