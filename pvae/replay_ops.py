@@ -147,8 +147,8 @@ def _alias(op: "Op", keep: list, folded: set) -> Optional[list[tuple[int, int]]]
         return None
     if not isinstance(out, int) or op.kwargs or not args:
         return None
-    if name in _VIEWS and same(out, args[0]):
-        return [(out, args[0].index)]
+    if name in _VIEWS and same(out, args[0]) and _same_view(keep[out], keep[args[0].index]):
+        return [(out, args[0].index)]  # not ``contiguous()``'s copy of a strided tensor
     if name in _IDENTITY and len(args) == 2:
         number = _IDENTITY[name]
         if same(out, args[0]) and _is(args[1], number, folded):
@@ -228,6 +228,8 @@ def simplify(ops: list, keep: list, result: int) -> tuple[list, int]:
         aliases = _alias(op, keep, folded) if plain else None
         if aliases is None and plain:
             aliases = _view_of_root(op, name, keep, roots)
+        if aliases is not None and any(a in mutated for _, a in aliases):
+            aliases = None  # ``y = h * 1`` then ``h.mul_(2)``: y must stay a copy of h before
         if aliases is not None:
             replace.update((o, Slot(a)) for o, a in aliases)
             continue

@@ -190,3 +190,27 @@ def test_a_forward_hook_runs_every_step_and_replay_resumes_when_it_is_removed(wh
     for seed in range(3):
         _step(fast, model, (x,), seed, 1.0)
     assert tape.counts["replayed"] >= before["replayed"] + 2
+
+
+@pytest.mark.parametrize("copy", [
+    lambda w: w + 0, lambda w: w * 1.0, lambda w: w / 1, lambda w: w.t().contiguous().t()])
+def test_a_copy_whose_source_is_changed_in_place_afterwards_stays_a_copy(copy):
+    """``h = w * 1`` (or ``+ 0``, ``/ 1``, ``contiguous()`` of a non-contiguous w) is a new
+    tensor: changing w in place afterwards must not change h in a replay either."""
+    p = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0]))
+
+    def program(z):
+        w = (z * p).unsqueeze(1).expand(3, 2).clone()
+        h = copy(w)
+        w.mul_(3.0)
+        return (h + w).pow(2).sum()
+
+    tape = Tape()
+    for step in range(4):
+        z = torch.randn(3) + step
+        got = tape("k", program, [z])
+        (g,) = torch.autograd.grad(got, p)
+        want = program(z)
+        (w,) = torch.autograd.grad(want, p)
+        assert torch.equal(got, want) and torch.equal(g, w)
+    assert tape.counts["replayed"] == 2
