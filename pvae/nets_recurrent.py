@@ -81,6 +81,8 @@ def final_states(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -
                                                         lengths, True)
     hx = inputs.new_zeros(rnn.num_layers * (2 if rnn.bidirectional else 1), inputs.shape[0],
                           rnn.hidden_size)
+    rnn._update_flat_weights()  # as nn.GRU.forward: weights swapped by functional_call or
+    # computed by a parametrization (weight norm) are read afresh, not the cached list
     args = (rnn._flat_weights, rnn.bias, rnn.num_layers, float(rnn.dropout), rnn.training,
             rnn.bidirectional)
     if isinstance(rnn, nn.LSTM):

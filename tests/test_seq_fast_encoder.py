@@ -45,3 +45,38 @@ def test_padding_never_reaches_the_final_states():
     garbage = inputs.masked_fill((torch.arange(T) >= lengths[:, None])[..., None], 1e6)
     torch.testing.assert_close(final_states(rnn, garbage, lengths),
                                final_states(rnn, inputs, lengths))
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_final_states_read_weights_swapped_or_computed_as_the_module_does(cell):
+    """Weights from a parametrization (weight norm and the like) or swapped in by
+    ``torch.func.functional_call`` are read afresh each call, as ``nn.GRU.forward`` does,
+    not from the module's cached list of flat weights."""
+    from torch.nn.utils import parametrize
+
+    class Half(nn.Module):
+        def forward(self, w):
+            return w * 0.5
+
+    torch.manual_seed(0)
+    rnn = cell(F, H, 1, batch_first=True)
+    inputs = torch.randn(N, T, F)
+    lengths = torch.tensor([5, 1, 3, 5, 2, 4, 1])
+    final_states(rnn, inputs, lengths)  # caches the flat weights
+    parametrize.register_parametrization(rnn, "weight_hh_l0", Half())
+    torch.testing.assert_close(final_states(rnn, inputs, lengths),
+                               _packed_final_states(rnn, inputs, lengths))
+    class Wrap(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, inputs, lengths):
+            return final_states(self.rnn, inputs, lengths)
+
+    plain = cell(F, H, 1, batch_first=True)
+    wrap = Wrap(plain)
+    wrap(inputs, lengths)
+    zeros = {name: torch.zeros_like(p) for name, p in wrap.named_parameters()}
+    out = torch.func.functional_call(wrap, zeros, (inputs, lengths))
+    assert out.abs().max() == 0  # zero weights and biases: zero states
