@@ -64,10 +64,11 @@ class _Snapshot:
     """What a module tree's key was built from; :meth:`same` says whether it still is."""
 
     __slots__ = ("dicts", "lens", "getters", "values", "subdicts", "sublens", "subnames",
-                 "subvalues", "params", "states", "containers", "hooks")
+                 "subvalues", "params", "states", "containers", "hooks", "modules", "classes")
 
     def __init__(self, owner: torch.nn.Module) -> None:
-        modules = _tree_modules(owner)
+        modules = self.modules = _tree_modules(owner)
+        self.classes = tuple(map(type, modules))  # ``m.__class__ = ...`` changes forward
         self.dicts = [m.__dict__ for m in modules]
         self.lens = tuple(map(len, self.dicts))
         # each module's entries but the bookkeeping, fetched by name in one C call
@@ -89,8 +90,9 @@ class _Snapshot:
         """Whether every entry is still the same object (and each public container and
         parameter state still equal): then a walk would give the snapshot's tree."""
         if tuple(map(len, self.dicts)) != self.lens or tuple(
-                map(len, self.subdicts)) != self.sublens or any(self.hooks):
-            return False  # an entry added or removed, or a hook registered
+                map(len, self.subdicts)) != self.sublens or any(self.hooks) or tuple(
+                map(type, self.modules)) != self.classes:
+            return False  # an entry added or removed, a hook registered, a class swapped
         try:
             if not all(map(operator.is_, chain.from_iterable(
                     map(operator.call, self.getters, self.dicts)), self.values)):

@@ -10,6 +10,9 @@ because the warm-up weight is part of the key.
 
 from __future__ import annotations
 
+import functools
+import types
+
 from typing import Any, Callable, Optional
 
 import torch
@@ -72,6 +75,13 @@ def latent_weight() -> float:
 
 
 _PLAIN = (bool, int, float, str, type(None))
+#: Private flags that change no tensor operation: pvae's switch of Pyro's parameter
+#: registration (:meth:`pvae.models.base.PVAEModel.unregistered`), set and unset around
+#: every training step.
+_NOT_READ = frozenset({"_register_params"})
+#: Objects keyed by identity that cannot change behind it (functions and classes).
+_BY_IDENTITY = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                functools.partial, torch.dtype, torch.device)
 
 
 #: Containers longer than this are not copied into every step's key (a per-step log
@@ -101,6 +111,13 @@ def _frozen(v: Any) -> Any:
         return (dict, tuple((k, _frozen(x)) for k, x in v.items()))
     if isinstance(v, slice):
         return (slice, v.start, v.stop, v.step)
+    if isinstance(v, torch.nn.Module):  # a network kept in a list: walked as a submodule is
+        out: list = []
+        _module_states(v, out)
+        return ("module", tuple(out))
+    if type(v).__hash__ is object.__hash__ and not isinstance(v, _BY_IDENTITY):
+        # hashed by identity: a change to its attributes (``cfg.scale = 3``) would not show
+        raise _Unkeyable(f"a {type(v).__name__} object, whose attributes may change")
     try:
         hash(v)
     except TypeError:
@@ -128,6 +145,7 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     if module_hooks(d):
         raise _Unkeyable
     out.append(id(m))
+    out.append(m.__class__)  # ``m.__class__ = ...`` changes what forward does
     out.append(d.get("training"))
     params = d["_parameters"].values()
     out.extend(map(id, params))
@@ -136,9 +154,11 @@ def _module_states(m: torch.nn.Module, out: list) -> None:
     out.extend([None if p is None else (p.dtype, p.device) for p in params])
     out.extend(map(id, d["_buffers"].values()))
     for k, v in d.items():
-        if k[0] == "_":
-            if isinstance(v, torch.Tensor):  # private attributes: tensors only
+        if k[0] == "_":  # private attributes: tensors and plain values (nn.Module's own
+            if isinstance(v, torch.Tensor):  # bookkeeping, registries and caches, is not read)
                 out.append((k, id(v)))
+            elif v.__class__ in _PLAIN and k not in _NOT_READ:
+                out.append((k, v))
         elif v.__class__ in _PLAIN:
             out.append((k, v))
         else:

@@ -98,6 +98,10 @@ def _tree_changes():
         "a buffer added": lambda m: linear(m).register_buffer("b", torch.ones(1)),
         "a submodule added": lambda m: setattr(m.decoder, "extra", torch.nn.Identity()),
         "the likelihood's scale": lambda m: setattr(m.likelihood, "scale", 0.5),
+        "a private number": lambda m: setattr(m.decoder, "_gain", 2.0),
+        "a class swapped": lambda m: setattr(m.decoder.net[1], "__class__", torch.nn.Tanh),
+        "a parameter of a network kept in a list": lambda m: setattr(
+            m.decoder.spare[0], "weight", torch.nn.Parameter(torch.ones(D, D))),
     }
 
 
@@ -109,9 +113,11 @@ class _Decoder(torch.nn.Module):
         self.temperature = torch.tensor(1.0)
         self.weights = [1.0]
         self.settings_a = 3
+        self._gain = 1.0
+        self.spare = [torch.nn.Linear(D, D)]  # a network in a plain list, not a submodule
 
     def forward(self, z):
-        return self.net(z) / self.temperature * self.weights[0]
+        return self.spare[0](self.net(z)) / self.temperature * self.weights[0] * self._gain
 
 
 def test_a_cached_tree_key_equals_the_walk_after_every_change():
@@ -214,3 +220,25 @@ def test_a_copy_whose_source_is_changed_in_place_afterwards_stays_a_copy(copy):
         (w,) = torch.autograd.grad(want, p)
         assert torch.equal(got, want) and torch.equal(g, w)
     assert tape.counts["replayed"] == 2
+
+
+def test_a_plain_settings_object_whose_attributes_may_change_is_never_replayed():
+    """An object hashed by identity (a user's settings class) may change its attributes
+    without changing its identity: a model holding one runs its program every step."""
+    class Settings:
+        gain = 1.0
+
+    class Decoder(_Decoder):
+        def forward(self, z):
+            return super().forward(z) * self.settings.gain
+
+    decoder = Decoder()
+    decoder.settings = Settings()
+    model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=decoder, likelihood="gaussian")
+    assert module_tree(model.model) is None
+    x = (torch.rand(N, D) > 0.5).float()
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=2)
+    decoder.settings.gain = 3.0
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=2)
+    assert fast._tape.counts["replayed"] == 0
