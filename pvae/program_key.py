@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import types
-
 from typing import Any, Callable, Optional
 
 import torch
@@ -180,8 +179,11 @@ def module_tree(fn: Callable) -> Optional[tuple]:
     scale, a numpy number, a list of weights) or a tensor attribute replaced
     (``decoder.temperature = torch.tensor(...)``) shows as a new key. ``None`` when an
     attribute is an unhashable object of another kind (what the program reads from it
-    cannot be keyed) or a module has a forward or backward hook (:data:`MODULE_HOOKS`):
-    such a model is not replayed."""
+    cannot be keyed), an object hashed by identity whose own attributes may change (a
+    settings object: ``cfg.scale = 3`` would not show), or a module has a forward or
+    backward hook (:data:`MODULE_HOOKS`): such a model is not replayed. Each module's
+    class and private plain values (``m._gain``) are in the key, and networks kept in
+    plain lists are walked as submodules are."""
     owner = getattr(fn, "__self__", None)
     if not isinstance(owner, torch.nn.Module):
         return ()
