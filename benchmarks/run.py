@@ -296,6 +296,18 @@ def markdown(res, command) -> str:
     return "\n".join(lines)
 
 
+#: Sections of RESULTS.md that other scripts write (``seq_speed.py``): kept, from their
+#: heading to the end of the file, when this script rewrites the rest.
+KEPT_HEADINGS = ("## Training throughput, sequence VAE",)
+
+
+def kept_sections(md) -> str:
+    """The text of ``md`` from the first of :data:`KEPT_HEADINGS` on ("" if none)."""
+    text = md.read_text() if md.exists() else ""
+    starts = [i for i in (text.find("\n" + h) for h in KEPT_HEADINGS) if i >= 0]
+    return "\n" + text[min(starts):].lstrip("\n") if starts else ""
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller data and fractions (~3 min)")
@@ -341,10 +353,11 @@ def main(argv=None) -> dict:
             print(name, res[name], flush=True)
             store.write_text(json.dumps(res, indent=2))  # each section kept as it completes
     res["machine"] = machine()
+    store.write_text(json.dumps(res, indent=2))  # with the machine, so RESULTS.md rebuilds
     missing = [n for n in SECTIONS if n not in res]
     if missing:
         raise SystemExit(f"results.json lacks {missing}; run with --only {','.join(missing)}")
-    md.write_text(markdown(res, command))
+    md.write_text(markdown(res, command) + kept_sections(md))
     print(md.read_text())
     return res
 

@@ -121,3 +121,16 @@ def test_sequence_references_score_what_they_say(script):
     assert ref.ucr_hit(4287, (4187, 4199)) and not ref.ucr_hit(4299, (4187, 4199))
     assert ref.ucr_hit(4087, (4187, 4199)) and not ref.ucr_hit(4086, (4187, 4199))
     assert ref.estimate_period(torch.sin(torch.arange(1000) * 2 * math.pi / 50).numpy()) == 50
+
+
+def test_run_keeps_the_sections_other_scripts_write_in_results_md(script, tmp_path):
+    """benchmarks/run.py rewrites RESULTS.md from results.json; the sequence VAE's section,
+    written by seq_speed.py, is kept from its heading to the end."""
+    run = script("run")
+    md = tmp_path / "RESULTS.md"
+    assert run.kept_sections(md) == ""
+    md.write_text("# results\n\n## Training throughput\n\nrows\n\n"
+                  "## Training throughput, sequence VAE\n\nseq rows\n")
+    assert run.kept_sections(md) == "\n## Training throughput, sequence VAE\n\nseq rows\n"
+    md.write_text("# results\n\n## Training throughput\n\nrows\n")
+    assert run.kept_sections(md) == ""
