@@ -56,6 +56,7 @@ from pvae.estimates import (  # noqa: F401  (re-exported: the per-point estimate
 )
 from pvae.gradients import gradient_stats  # noqa: F401  (re-exported)
 from pvae.models.base import Classifier, as_pair
+from pvae.models.ladder_units import corrected_variance, draw_moments
 from pvae.scores import (  # noqa: F401  (re-exported)
     accuracy, bits_per_dim, bits_per_step, calibrate_threshold, roc_auc)
 from pvae.weights import log_weights
@@ -87,10 +88,7 @@ def _posterior_means(model, batch: Batch,
             mean = site["fn"].mean
         except NotImplementedError:
             mean = value
-        draws = mean.expand(value.shape).reshape(-1, *value.shape[-2:])
-        noise = (draws.var(0) / draws.shape[0] if draws.shape[0] > 1
-                 else torch.zeros_like(draws[0]))
-        out[name] = (draws.mean(0), noise)
+        out[name] = draw_moments(mean.expand(value.shape).reshape(-1, *value.shape[-2:]))
     return out
 
 
@@ -128,15 +126,13 @@ def active_units(model, data, *, threshold: float = 0.01, num_samples: int = 100
     if n < MIN_POINTS_ACTIVE_UNITS:
         raise ValueError(f"active units need at least {MIN_POINTS_ACTIVE_UNITS} data points (a "
                          f"variance over the data), got {n}; pass more data")
-    means: dict[str, list[torch.Tensor]] = {}
-    noises: dict[str, list[torch.Tensor]] = {}
+    moments: dict[str, list] = {}
     for sub, _ in evaluation:
-        for name, (m, noise) in _posterior_means(model, sub, num_samples).items():
-            means.setdefault(name, []).append(m)
-            noises.setdefault(name, []).append(noise)
+        for name, pair in _posterior_means(model, sub, num_samples).items():
+            moments.setdefault(name, []).append(pair)
     out = {}
-    for name, chunks in means.items():
-        variance = torch.cat(chunks).var(0) - torch.cat(noises[name]).mean(0)
+    for name, chunks in moments.items():
+        variance = corrected_variance(chunks)
         active = int((variance > threshold).sum())
         out[name] = {"active": active, "dims": variance.numel(), "variance": variance}
         if active == 0 or active < 0.1 * variance.numel():

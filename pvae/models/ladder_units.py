@@ -23,6 +23,22 @@ import torch
 from pyro import poutine
 
 
+def draw_moments(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m_hat, s^2 / S)`` over the first dimension of ``draws`` ``(S, N, D)``: the
+    average of S conditional means per point and its Monte Carlo variance (0 for S = 1)."""
+    s = draws.shape[0]
+    noise = draws.var(0) / s if s > 1 else torch.zeros_like(draws[0])
+    return draws.mean(0), noise
+
+
+def corrected_variance(moments: list) -> torch.Tensor:
+    """``Var_x(m_hat) - mean_x(s^2 / S)`` over the points of every ``(m_hat, s^2 / S)`` pair
+    of :func:`draw_moments` in ``moments``: the unbiased estimate of Cov_x E_q[z | x]
+    (module docstring), shape (D,)."""
+    return (torch.cat([m for m, _ in moments]).var(0)
+            - torch.cat([n for _, n in moments]).mean(0))
+
+
 def _check(model, x, num_draws, threshold) -> None:
     if not hasattr(model, "latent_sites") or not hasattr(model, "guide"):
         raise TypeError(f"layer_active_units needs a pvae model with latent_sites (such as "
@@ -89,19 +105,16 @@ def layer_active_units(model, x: torch.Tensor, *, num_draws: int = 50, threshold
     x = model.checked_batch(x, support=False)[0].to(model.device)
     was = model.training
     model.eval()
-    means: dict[str, list] = {}
-    within: dict[str, list] = {}
+    moments: dict[str, list] = {}
     try:
         for chunk in x.split(batch_size):
             for name, m in _draws(model, chunk, num_draws).items():
-                means.setdefault(name, []).append(m.mean(0))
-                within.setdefault(name, []).append(m.var(0))
+                moments.setdefault(name, []).append(draw_moments(m))
     finally:
         model.train(was)
     out = {}
     for name in model.latent_sites:
-        m_hat, s2 = torch.cat(means[name]), torch.cat(within[name])
-        variance = m_hat.var(0) - s2.mean(0) / num_draws
+        variance = corrected_variance(moments[name])
         out[name] = {"active": int((variance > threshold).sum()), "dims": variance.numel(),
                      "variance": variance}
     return out
