@@ -121,7 +121,7 @@ class _Snapshot:
 
     __slots__ = ("dicts", "lens", "getters", "values", "subdicts", "sublens", "subnames",
                  "subvalues", "params", "states", "containers", "hooks", "modules", "classes",
-                 "tags", "versions")
+                 "tags", "versions", "lens_kept")
 
     def __init__(self, owner: torch.nn.Module) -> None:
         modules = self.modules = _tree_modules(owner)
@@ -131,7 +131,9 @@ class _Snapshot:
         # each module's entries but the bookkeeping, fetched by name in one C call
         self.getters = [operator.itemgetter(*(k for k in d if k not in _BOOKKEEPING))
                         for d in self.dicts]  # "training" and the three dicts: 2+ names
-        self.values = tuple(chain.from_iterable(map(operator.call, self.getters, self.dicts)))
+        kept = [operator.call(g, d) for g, d in zip(self.getters, self.dicts)]
+        self.lens_kept = [len(v) for v in kept]
+        self.values = tuple(chain.from_iterable(kept))
         self.subdicts = [d[k] for d in self.dicts for k in _SUBDICTS]
         self.sublens = tuple(map(len, self.subdicts))
         self.subnames = tuple(chain.from_iterable(self.subdicts))
@@ -148,10 +150,39 @@ class _Snapshot:
             type(d) is dict for d in everything) else None
         self.versions = tuple(map(_VALUE, self.tags)) if self.tags is not None else None
 
+    def _dict_same(self, k: int) -> bool:
+        """Whether the ``k``-th dict (module dicts, then the ``_SUBDICTS``) holds the same
+        objects under the same names as at the snapshot."""
+        n = len(self.dicts)
+        if k < n:
+            d = self.dicts[k]
+            start = sum(self.lens_kept[:k])
+            try:
+                now = self.getters[k](d)
+            except KeyError:
+                return False  # an entry renamed
+            return len(d) == self.lens[k] and all(map(
+                operator.is_, now, self.values[start:start + self.lens_kept[k]]))
+        d, j = self.subdicts[k - n], k - n
+        start = sum(self.sublens[:j])
+        names, values = self.subnames[start:start + self.sublens[j]], self.subvalues[
+            start:start + self.sublens[j]]
+        return len(d) == self.sublens[j] and all(map(operator.is_, d, names)) and all(
+            map(operator.is_, d.values(), values))
+
     def _entries_same(self) -> bool:
         """Whether every entry of every dict is still the same object under its name."""
         if self.tags is not None:  # a changed entry changes its dict's tag
-            return tuple(map(_VALUE, self.tags)) == self.versions
+            now = tuple(map(_VALUE, self.tags))
+            if now == self.versions:
+                return True
+            # changed and changed back (``scaled_to`` sets ``num_data`` and restores it):
+            # the dicts whose tag moved are compared entry by entry
+            if all(self._dict_same(k) for k, (a, b) in enumerate(zip(now, self.versions))
+                   if a != b):
+                self.versions = now
+                return True
+            return False
         if tuple(map(len, self.dicts)) != self.lens or tuple(
                 map(len, self.subdicts)) != self.sublens:
             return False  # an entry added or removed

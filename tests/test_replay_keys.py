@@ -271,3 +271,20 @@ def test_version_tags_are_read_on_cpython_3_11_to_3_13():
     assert tag.value == before
     d["a"] = object()
     assert tag.value != before
+
+
+def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
+    """``scaled_to`` sets ``num_data`` and restores it around every training step: the
+    dict's version tag moves, its entries do not, so the tree is not walked again."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    trees = TreeKeys()
+    before = trees(model.model)
+    walked = trees.counts["walked"]
+    for n in (480, 960, 480):
+        with model.scaled_to(n):
+            pass
+        assert trees(model.model) == before == module_tree(model.model)
+    assert trees.counts["walked"] == walked
+    model.beta = 2.0  # a real change is still seen
+    assert trees(model.model) == module_tree(model.model) != before
+    assert trees.counts["walked"] == walked + 1
