@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pvae.replay_ops import Slot
+from pvae.replay_ops import Slot, _slots
 
 
 class _Writer:
@@ -69,14 +69,31 @@ def _has_slot(template: Any) -> bool:
     return False
 
 
+def _last_uses(ops: list, result: int) -> dict[int, list[int]]:
+    """Per operation, the slots read for the last time there (never ``result``)."""
+    last: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        for s in _slots((op.args, op.kwargs)):
+            last[s] = i
+    out: dict[int, list[int]] = {}
+    for s, i in last.items():
+        if s != result:
+            out.setdefault(i, []).append(s)
+    return out
+
+
 def compile_ops(ops: list, result: int, num_inputs: int) -> Callable[[list], Any]:
     """``replay(inputs)``: the operations ``ops`` run in order on ``inputs`` (the values
-    of slots ``0 .. num_inputs - 1``), returning the value of slot ``result``."""
+    of slots ``0 .. num_inputs - 1``), returning the value of slot ``result``. Each value
+    is let go after its last use, as the program itself lets its temporaries go (an
+    evaluation chunk's intermediates are megabytes each: kept to the end, every chunk
+    would take fresh memory from the system)."""
     w = _Writer()
     lines = ["def replay(inputs):"]
     if num_inputs:
         lines.append("    " + "".join(f"v{i}, " for i in range(num_inputs)) + "= inputs")
-    for op in ops:
+    last = _last_uses(ops, result)
+    for i, op in enumerate(ops):
         call = w.call(op.func, op.args, op.kwargs)
         if op.out is None:
             lines.append(f"    {call}")
@@ -85,6 +102,8 @@ def compile_ops(ops: list, result: int, num_inputs: int) -> Callable[[list], Any
         else:
             lines.append(f"    t = {call}")
             lines.extend(f"    v{s} = t[{i}]" for i, s in enumerate(op.out) if s is not None)
+            lines.append("    del t")
+        lines.extend(f"    del v{s}" for s in sorted(last.get(i, ())))
     lines.append(f"    return v{result}")
     namespace = dict(w.names)
     exec(compile("\n".join(lines), "<pvae replay>", "exec"), namespace)  # noqa: S102
