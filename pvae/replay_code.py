@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
+
 from pvae.replay_ops import Slot, _slots
+
+#: What ``torch.broadcast_tensors(*tensors)`` calls once it has checked for overrides.
+_BROADCAST = torch._C._VariableFunctions.broadcast_tensors
 
 
 class _Writer:
@@ -51,6 +56,9 @@ class _Writer:
 
     def call(self, func: Callable, args: tuple, kwargs: dict) -> str:
         parts = [self.expr(a) for a in args]
+        if func is torch.functional.broadcast_tensors and not kwargs:
+            # the same ATen call without its Python wrapper (7.6 -> 2.6 µs on one thread)
+            return f"{self.hold(_BROADCAST)}(({''.join(p + ', ' for p in parts)}))"
         for k, v in kwargs.items():
             if isinstance(k, str) and k.isidentifier():
                 parts.append(f"{k}={self.expr(v)}")
