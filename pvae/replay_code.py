@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 
 from pvae.replay_ops import Slot, _slots
 
@@ -59,6 +60,9 @@ class _Writer:
         if func is torch.functional.broadcast_tensors and not kwargs:
             # the same ATen call without its Python wrapper (7.6 -> 2.6 µs on one thread)
             return f"{self.hold(_BROADCAST)}(({''.join(p + ', ' for p in parts)}))"
+        if func is F.relu and len(args) == 1 and set(kwargs) <= {"inplace"} and isinstance(
+                kwargs.get("inplace", False), bool):  # what F.relu calls, without it
+            return f"{self.hold(torch.relu_ if kwargs.get('inplace') else torch.relu)}({parts[0]})"
         for k, v in kwargs.items():
             if isinstance(k, str) and k.isidentifier():
                 parts.append(f"{k}={self.expr(v)}")
