@@ -32,7 +32,7 @@ import itertools
 import operator
 import sys
 import types
-from itertools import chain
+from itertools import chain, compress
 from typing import Any, Callable, Optional
 
 import torch
@@ -121,7 +121,7 @@ class _Snapshot:
 
     __slots__ = ("dicts", "lens", "getters", "values", "subdicts", "sublens", "subnames",
                  "subvalues", "params", "states", "containers", "hooks", "modules", "classes",
-                 "tags", "versions", "lens_kept")
+                 "tags", "versions", "kept", "subkept")
 
     def __init__(self, owner: torch.nn.Module) -> None:
         modules = self.modules = _tree_modules(owner)
@@ -131,13 +131,13 @@ class _Snapshot:
         # each module's entries but the bookkeeping, fetched by name in one C call
         self.getters = [operator.itemgetter(*(k for k in d if k not in _BOOKKEEPING))
                         for d in self.dicts]  # "training" and the three dicts: 2+ names
-        kept = [operator.call(g, d) for g, d in zip(self.getters, self.dicts)]
-        self.lens_kept = [len(v) for v in kept]
-        self.values = tuple(chain.from_iterable(kept))
+        self.kept = [operator.call(g, d) for g, d in zip(self.getters, self.dicts)]
+        self.values = tuple(chain.from_iterable(self.kept))
         self.subdicts = [d[k] for d in self.dicts for k in _SUBDICTS]
         self.sublens = tuple(map(len, self.subdicts))
         self.subnames = tuple(chain.from_iterable(self.subdicts))
         self.subvalues = tuple(chain.from_iterable(map(dict.values, self.subdicts)))
+        self.subkept = [(tuple(d), tuple(d.values())) for d in self.subdicts]
         self.params = [p for d in self.subdicts[::3] for p in d.values() if p is not None]
         self.states = tuple(map(_STATE, self.params))
         self.containers = [(d, k, _frozen(v)) for d in self.dicts for k, v in d.items()
@@ -156,18 +156,14 @@ class _Snapshot:
         n = len(self.dicts)
         if k < n:
             d = self.dicts[k]
-            start = sum(self.lens_kept[:k])
             try:
                 now = self.getters[k](d)
             except KeyError:
                 return False  # an entry renamed
-            return len(d) == self.lens[k] and all(map(
-                operator.is_, now, self.values[start:start + self.lens_kept[k]]))
-        d, j = self.subdicts[k - n], k - n
-        start = sum(self.sublens[:j])
-        names, values = self.subnames[start:start + self.sublens[j]], self.subvalues[
-            start:start + self.sublens[j]]
-        return len(d) == self.sublens[j] and all(map(operator.is_, d, names)) and all(
+            return len(d) == self.lens[k] and all(map(operator.is_, now, self.kept[k]))
+        d = self.subdicts[k - n]
+        names, values = self.subkept[k - n]
+        return len(d) == len(names) and all(map(operator.is_, d, names)) and all(
             map(operator.is_, d.values(), values))
 
     def _entries_same(self) -> bool:
@@ -178,8 +174,8 @@ class _Snapshot:
                 return True
             # changed and changed back (``scaled_to`` sets ``num_data`` and restores it):
             # the dicts whose tag moved are compared entry by entry
-            if all(self._dict_same(k) for k, (a, b) in enumerate(zip(now, self.versions))
-                   if a != b):
+            moved = compress(range(len(now)), map(operator.ne, now, self.versions))
+            if all(map(self._dict_same, moved)):
                 self.versions = now
                 return True
             return False
