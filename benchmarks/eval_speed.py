@@ -156,6 +156,16 @@ def markdown(e: dict) -> list[str]:
         "not below it, and the conv VAE at 1.066. The run before (commit 1ef7c0e) shared "
         "the 2 cores with other work (load average about 10) and gave 1.11 and 1.07; "
         "shorter alternated comparisons under changing load gave MLP ratios from 1.08 to "
-        "1.40.",
+        "1.40. Since then (commit da44f99) the chunks of one shape replay a recording of "
+        "their tensor operations (`pvae.estimates._Replays`, the tape the training step "
+        "uses) instead of running the Pyro program: the same operations drawing the same "
+        "numbers in the same order, so the estimate is bit for bit the program's "
+        "(`tests/test_evaluate_replay.py`); a replay lets each intermediate go after its "
+        "last use (kept to the end of a chunk, its megabyte intermediates took fresh "
+        "memory every chunk and the replay ran slower than the program). Measured "
+        "2026-12-01 01:41-01:51 (the code of commit da44f99; the command line above names "
+        "the commit at the section's end) with two other training runs on the 2 cores (load average "
+        "5-8, times about 3.6 times the quiet run's): the MLP at 1.030 of its floor and the "
+        "conv VAE at 1.029.",
     ]
     return lines

@@ -18,8 +18,13 @@ from typing import Optional
 import pyro
 import torch
 
+from pyro.infer.util import is_validation_enabled
+
 from pvae.batching import as_batch
+from pvae.key_cache import TreeKeys
 from pvae.models.base import PVAEModel, as_pair
+from pvae.program_key import step_key
+from pvae.replay import Tape
 from pvae.weights import check_per_point, log_weights
 
 Batch = tuple
@@ -208,14 +213,38 @@ def _eval_mode(model):
             model.train()
 
 
-def _weights(model, sub, size, enumerate: bool) -> torch.Tensor:
+class _Replays:
+    """A :class:`~pvae.replay.Tape` of one evaluation's chunks and its module-tree keys:
+    from the second chunk of one structure on (same model, input shapes, sample count,
+    program constants and parameters: :func:`pvae.program_key.step_key`), a chunk's tensor
+    operations, recorded once, are replayed without running the Pyro program, drawing the
+    same numbers in the same order, so the estimate is the one the program gives."""
+
+    def __init__(self) -> None:
+        self.tape, self.trees = Tape(), TreeKeys()
+
+    def __call__(self, pair, sub: Batch, size: int, enumerate: bool, run) -> torch.Tensor:
+        key = None
+        if all(isinstance(t, torch.Tensor) for t in sub) and not is_validation_enabled():
+            key = step_key(pair.model, pair.guide, sub, {}, self.trees.token)
+            if key is not None:
+                key = (*key, size, enumerate, pair.max_plate_nesting)
+        return self.tape(key, run, list(sub))
+
+
+def _weights(model, sub, size, enumerate: bool, replays: Optional[_Replays] = None
+             ) -> torch.Tensor:
+    """Log weights ``(size, N)`` of one chunk (replayed from ``replays`` when given)."""
     pair = as_pair(model)
+
+    def run(*batch) -> torch.Tensor:
+        w = log_weights(pair.model, pair.guide, batch, size,
+                        max_plate_nesting=pair.max_plate_nesting, enumerate=enumerate)
+        check_per_point(w)
+        return w.local
+
     with torch.no_grad(), _unvalidated(model):
-        w = log_weights(pair.model, pair.guide, sub, size,
-                        max_plate_nesting=pair.max_plate_nesting,
-                        enumerate=enumerate)
-    check_per_point(w)
-    return w.local
+        return run(*sub) if replays is None else replays(pair, sub, size, enumerate, run)
 
 
 def elbo(model, data, num_samples: int = 1, *, batch_size: int = 1000,
@@ -258,11 +287,12 @@ def log_likelihood(model, data, num_samples: int = 1000, *, batch_size: int = 10
     out = []
     evaluation = _Evaluation(model, data, batch_size, max_elements, num_samples, checked,
                              max_working, many_samples=True)
+    replays = _Replays()  # every chunk of one shape runs the same operations
     with _bar(progress, len(evaluation), f"log-likelihood, K = {num_samples}") as bar:
         for sub, sizes in evaluation:
             lse = None
             for k in sizes:
-                part = torch.logsumexp(_weights(model, sub, k, enumerate=True), 0)
+                part = torch.logsumexp(_weights(model, sub, k, True, replays), 0)
                 lse = part if lse is None else torch.logaddexp(lse, part)
             out.append(lse - math.log(num_samples))
             bar.update(sub[0].shape[0])

@@ -38,7 +38,8 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 
 
-from pvae.key_cache import TreeKeys
+from pvae.fast_normal import draw, log_density
+from pvae.key_cache import TAGS, TreeKeys, _tag
 from pvae.program_key import WEIGHT_AT, LatentScale, step_key
 from pvae.replay import Tape
 
@@ -57,6 +58,8 @@ class _Record(Messenger):
     def _process_message(self, msg) -> None:
         if msg["type"] == "param":
             self.params = True
+        if self.replay is None and msg["type"] == "sample":  # the guide: keep a Normal's noise
+            draw(msg, self)
         if self.replay is not None and msg["type"] == "sample" and not msg["is_observed"]:
             guide_msg = self.replay.get(msg["name"])
             if guide_msg is not None:
@@ -79,13 +82,13 @@ def _without_subsample(sites: dict) -> dict:
 
 
 def _log_prob_sum(msg) -> torch.Tensor:
-    lp = msg["fn"].log_prob(msg["value"])
-    return scale_and_mask(lp, msg["scale"], msg["mask"]).sum()
+    return scale_and_mask(log_density(msg), msg["scale"], msg["mask"]).sum()
 
 
 def _log_prob(msg) -> tuple:
-    """A site's log-density term as :func:`_difference` takes it: ``(log_prob, scale, mask)``."""
-    return msg["fn"].log_prob(msg["value"]), msg["scale"], msg["mask"]
+    """A site's log-density term as :func:`_difference` takes it: ``(log_prob, scale, mask)``
+    (a Normal's in fewer operations, :func:`pvae.fast_normal.log_density`)."""
+    return log_density(msg), msg["scale"], msg["mask"]
 
 
 def _control_variates(model_sites: dict, guide_sites: dict):
@@ -127,6 +130,19 @@ def _record(model, guide, args, kwargs, tape: Tape | None = None):
     return _without_subsample(m.sites), guide_sites
 
 
+def _settings(own: dict, tape: Tape) -> tuple:
+    """The ELBO's public plain settings (``own`` is its ``__dict__``), read again only when
+    the dict's version tag (:data:`pvae.key_cache.TAGS`) moved since the last step."""
+    cached = getattr(tape, "_settings", None)
+    if cached is not None and cached[0] is own and cached[1].value == cached[2]:
+        return cached[3]
+    settings = tuple((k, v) for k, v in own.items() if v.__class__ in _PLAIN and k[0] != "_")
+    if TAGS and type(own) is dict:
+        tag = _tag(own)
+        tape._settings = (own, tag, tag.value, settings)
+    return settings
+
+
 def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     """``loss(model, guide, args, kwargs, tape)``, replayed from ``elbo``'s tape when the
     step's structure was seen before (:mod:`pvae.replay`: the key is
@@ -149,8 +165,7 @@ def taped(elbo, model, guide, args: tuple, kwargs: dict, loss):
     if not is_validation_enabled() and not torch._C._get_tracing_state():
         key = step_key(model, guide, args, kwargs, trees.token)
         if key is not None:  # the ELBO's own settings (FreeBits' floor) are read too
-            key = (*key, tuple((k, v) for k, v in elbo.__dict__.items()
-                               if v.__class__ in _PLAIN and k[0] != "_"))
+            key = (*key, _settings(own, tape))
         scales = [h for h in _PYRO_STACK if isinstance(h, LatentScale)]
         if key is not None and len(scales) == 1 and scales[0].factor != 0:
             warm_up = scales[0]

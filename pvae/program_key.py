@@ -231,6 +231,8 @@ def numerics() -> tuple:
     """The global settings that choose the operations' dtypes: the default dtype (of the
     constants a program makes) and autocast (mixed precision), on or off and its dtype,
     for CPU and CUDA. A step recorded under ``torch.autocast`` is not replayed without it."""
+    if not torch._C._is_any_autocast_enabled():  # the common case, in one call
+        return torch.get_default_dtype(), None, None
     return (torch.get_default_dtype(),
             *(torch.get_autocast_dtype(d) if torch.is_autocast_enabled(d) else None
               for d in ("cpu", "cuda")))

@@ -159,3 +159,27 @@ def test_feature_dropout_of_a_constant_draws_afresh_at_every_replay():
         torch.manual_seed(seed)
         assert torch.equal(got, f(x))
     assert tape.counts["replayed"] == 3
+
+
+def test_relu_and_broadcast_tensors_replay_without_their_python_wrappers():
+    """The replay calls the ATen functions F.relu and torch.broadcast_tensors call."""
+    import torch.nn.functional as F
+
+    def program(x, b):
+        h = F.relu(x * 1.5) + F.relu(x - 1, inplace=True)
+        u, v = torch.broadcast_tensors(h, b)
+        return (u * v).sum()
+
+    b = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0]))
+    tape = Tape()
+    for step in range(3):
+        x = torch.randn(4, 3)
+        got = tape("k", lambda x: program(x, b), [x])
+        (g,) = torch.autograd.grad(got, b)
+        want = program(x, b)
+        (w,) = torch.autograd.grad(want, b)
+        assert torch.equal(got, want) and torch.equal(g, w)
+    (recording,) = tape.recordings.values()
+    names = recording.run.__globals__.values()
+    assert torch.relu in names and torch.relu_ in names and F.relu not in names
+    assert torch.functional.broadcast_tensors not in names

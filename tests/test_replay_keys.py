@@ -13,6 +13,7 @@ import torch
 
 import pvae
 from pvae.fast_elbo import FastTrace_ELBO, FastTraceMeanField_ELBO
+from pvae import key_cache
 from pvae.key_cache import TreeKeys
 from pvae.program_key import module_tree
 from pvae.replay import Tape
@@ -76,6 +77,10 @@ def _tree_changes():
     def append_to_list(m):
         m.decoder.weights.append(2.0)  # in place: the list is the same object
 
+    def store_often(m):
+        for i in range(3000):
+            m.decoder.settings_b = i
+
     def rename(m):
         value = m.decoder.settings_a
         del m.decoder.settings_a
@@ -102,6 +107,11 @@ def _tree_changes():
         "a class swapped": lambda m: setattr(m.decoder.net[1], "__class__", torch.nn.Tanh),
         "a parameter of a network kept in a list": lambda m: setattr(
             m.decoder.spare[0], "weight", torch.nn.Parameter(torch.ones(D, D))),
+        "a setting written into __dict__": lambda m: m.decoder.__dict__.__setitem__(
+            "settings_b", 7),
+        "a setting stored many times (the interpreter's specialised store)": store_often,
+        "a __dict__ replaced as a whole": lambda m: setattr(
+            m.decoder, "__dict__", {**m.decoder.__dict__, "settings_b": 9}),
     }
 
 
@@ -120,11 +130,16 @@ class _Decoder(torch.nn.Module):
         return self.spare[0](self.net(z)) / self.temperature * self.weights[0] * self._gain
 
 
-def test_a_cached_tree_key_equals_the_walk_after_every_change():
+@pytest.mark.parametrize("tags", [True, False], ids=["version tags", "identities"])
+def test_a_cached_tree_key_equals_the_walk_after_every_change(tags, monkeypatch):
+    if tags and not key_cache.TAGS:
+        pytest.skip("dict version tags do not behave as PEP 509 says on this interpreter")
+    monkeypatch.setattr(key_cache, "TAGS", tags)
     model = pvae.VAE(D, 2, hidden_dims=(8,), decoder=_Decoder(), likelihood="gaussian",
                      likelihood_kwargs={"scale": 1.0})
     trees = TreeKeys()
     assert trees(model.model) == module_tree(model.model)
+    assert (trees._trees[id(model)][1].tags is not None) == tags  # the check compared
     seen = {}  # name of the change -> (token before, token after)
     for name, change in _tree_changes().items():
         before = module_tree(model.model)
@@ -242,3 +257,34 @@ def test_a_plain_settings_object_whose_attributes_may_change_is_never_replayed()
     decoder.settings.gain = 3.0
     run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=2)
     assert fast._tape.counts["replayed"] == 0
+
+
+def test_version_tags_are_read_on_cpython_3_11_to_3_13():
+    """The cheap check is the one in use where the interpreter allows it (its self-test)."""
+    import sys
+
+    cpython = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 13)
+    assert key_cache.TAGS == cpython
+    d = {"a": 1}
+    tag = key_cache._tag(d)
+    before = tag.value
+    assert tag.value == before
+    d["a"] = object()
+    assert tag.value != before
+
+
+def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
+    """``scaled_to`` sets ``num_data`` and restores it around every training step: the
+    dict's version tag moves, its entries do not, so the tree is not walked again."""
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    trees = TreeKeys()
+    before = trees(model.model)
+    walked = trees.counts["walked"]
+    for n in (480, 960, 480):
+        with model.scaled_to(n):
+            pass
+        assert trees(model.model) == before == module_tree(model.model)
+    assert trees.counts["walked"] == walked
+    model.beta = 2.0  # a real change is still seen
+    assert trees(model.model) == module_tree(model.model) != before
+    assert trees.counts["walked"] == walked + 1
