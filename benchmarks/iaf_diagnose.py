@@ -104,9 +104,12 @@ def evaluate(m, xt, k: int) -> dict:
 def per_point(args, d) -> dict:
     """Cremer et al. 2018's approximation gap: a diagonal Gaussian optimised for each test
     image (``--steps`` Adam steps at lr 0.01, ``--draws`` draws, the KL in closed form) on the
-    model of ``--load``, from the encoder's output; its ELBO against the amortised one."""
-    m = pvae.VAE(784, Z, hidden_dims=HIDDEN)
-    m.load_state_dict(torch.load(args.load))
+    model of ``--load``, from the encoder's output; its ELBO against the amortised guide's
+    (with ``--load-flows N``, a flow VAE's guide: the base Gaussian is the start)."""
+    m = (load(args.load, args.load_flows, args.flow_hidden) if args.load_flows
+         else pvae.VAE(784, Z, hidden_dims=HIDDEN))
+    if not args.load_flows:
+        m.load_state_dict(torch.load(args.load))
     m.requires_grad_(False)
     x = d.test.x[: args.test_points]
     xb = (x > 0.5).float() if x.max() > 1 else x
@@ -123,9 +126,7 @@ def per_point(args, d) -> dict:
         return lp.mean(0) - dist.kl_divergence(q, pz).sum(-1)
 
     start = evaluate(m, x, args.k)
-    with torch.no_grad():
-        torch.manual_seed(0)
-        amortised = elbo(100).mean().item()
+    amortised = start["elbo"]
     opt = torch.optim.Adam([loc, log_s], lr=0.01)
     for _ in range(args.steps):
         loss = -elbo(args.draws).mean()
@@ -148,8 +149,8 @@ def _command(opts: dict) -> str:
     """The command line of a ``fixed`` or ``perpoint`` run from its printed options."""
     keys = FLAGS if opts["stage"] == "fixed" else (
         ("test_points", "--test-points"), ("steps", "--steps"), ("draws", "--draws"),
-        ("k", "--k"))
-    flags = " ".join(f"{flag} {opts[name]:g}" for name, flag in keys)
+        ("k", "--k"), ("load_flows", "--load-flows"))
+    flags = " ".join(f"{flag} {opts.get(name, 0):g}" for name, flag in keys)
     return f"{SCRIPT} {opts['stage']} --load {opts['load']} {flags}"
 
 
@@ -157,18 +158,19 @@ def record(logs: Path) -> dict:
     """The figures of the ``fixed``, ``perpoint``, ``move`` and toy runs from their logs in
     ``logs`` (``fixed*.log``, ``perpoint.log``, ``move.log``, ``toy.log``), for
     variants.json ("iaf_diagnose")."""
-    out: dict = {"fixed": {}, "perpoint": None, "move": {}, "toy": {}}
-    for f in sorted(logs.glob("fixed*.log")) + [logs / "perpoint.log"]:
+    out: dict = {"fixed": {}, "perpoint": {}, "move": {}, "toy": {}}
+    for f in sorted(logs.glob("fixed*.log")) + sorted(logs.glob("perpoint*.log")):
         found = re.search(r"^(fixed|perpoint) (\{.*?\}) (\{.*\}) ([.0-9]+) min$",
                           f.read_text(), re.M)
         opts, res = ast.literal_eval(found[2]), ast.literal_eval(found[3])
         row = {**res, "minutes": float(found[4]), "command": _command(opts),
                "flows": opts["flows"], "epochs": opts["epochs"],
-               "gate_bias": opts["gate_bias"], "output_scale": opts["output_scale"]}
+               "gate_bias": opts["gate_bias"], "output_scale": opts["output_scale"],
+               "test_points": opts["test_points"]}
         if found[1] == "fixed":
             out["fixed"][f.stem] = row
         else:
-            out["perpoint"] = row
+            out["perpoint"][f.stem] = {**row, "load_flows": opts.get("load_flows", 0)}
     for line in (logs / "move.log").read_text().splitlines():
         if line.startswith("move "):
             _, path, text = line.split(" ", 2)
@@ -197,6 +199,8 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--draws", type=int, default=16, help="perpoint: draws per step")
+    p.add_argument("--load-flows", type=int, default=0,
+                   help="perpoint: the flows of the --load model (its amortised guide)")
     p.add_argument("models", nargs="*")
     p.add_argument("--flows", type=int, default=2)
     p.add_argument("--flow-hidden", type=int, default=0)

@@ -304,7 +304,7 @@ def markdown(res) -> list[str]:
                       "KL; `iaf_mc` and the ablations with the Monte Carlo KL, as `vae`."]
             lines += (_why(runs) + _levers(runs) + _gaps(runs) + _probe(res.get("iaf_probe", {}))
                       + _contrib(res.get("iaf_contrib", {}), runs)
-                      + diagnose_markdown(res.get("iaf_diagnose", {})))
+                      + diagnose_markdown(res.get("iaf_diagnose", {}), runs))
         else:
             lines += ["", "Free bits (`pvae.fit(free_bits=...)`) floors each latent dimension's "
                       "minibatch-averaged KL in the training objective only; the train ELBO "

@@ -45,8 +45,9 @@ def test_the_diagnostics_report_the_gain_per_guide_and_the_approximation_gap(mon
     fixed = {"fixed_enc": {"start": {"elbo": -98.0, "gap": 5.0}, "end": {"elbo": -97.5, "gap": 4.6},
                            "epochs": 2, "minutes": 1.0, "command": "python x fixed"}}
     perpoint = {"command": "python x perpoint", "minutes": 3.0, "per-point elbo": -94.0,
-                "amortised elbo": -98.0, "amortisation gap": 4.0, "model": {"gap": 5.2}}
-    text = "\n".join(diag.markdown({"fixed": fixed, "perpoint": perpoint}))
+                "amortised elbo": -98.0, "amortisation gap": 4.0, "model": {"gap": 5.2},
+                "test_points": 100}
+    text = "\n".join(diag.markdown({"fixed": fixed, "perpoint": {"perpoint": perpoint}}))
     assert "| 2 | -98.00 | -97.50 | +0.50 | 4.60 |" in text
     assert "the amortisation gap is 4.00 nats of the 5.20-nat gap" in text
     assert "at most 1.20 nats" in text
