@@ -162,6 +162,9 @@ def record(logs: Path) -> dict:
     for f in sorted(logs.glob("fixed*.log")) + sorted(logs.glob("perpoint*.log")):
         found = re.search(r"^(fixed|perpoint) (\{.*?\}) (\{.*\}) ([.0-9]+) min$",
                           f.read_text(), re.M)
+        if found is None:  # a run still going, or one that failed: left out
+            print(f"{f}: no result line, left out")
+            continue
         opts, res = ast.literal_eval(found[2]), ast.literal_eval(found[3])
         row = {**res, "minutes": float(found[4]), "command": _command(opts),
                "flows": opts["flows"], "epochs": opts["epochs"],
