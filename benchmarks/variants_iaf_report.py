@@ -9,7 +9,8 @@ import numpy as np
 from iaf_diagnose_report import markdown as diagnose_markdown
 
 #: The order the flow rows' target lines take (the rows of variants_iaf.IAF_VARIANTS).
-ORDER = ("iaf", "iaf_thaw", "iaf_thaw_os1", "iaf_quarter_os1", "iaf_wide_os1", "iaf_mc")
+ORDER = ("iaf", "iaf_thaw", "iaf_thaw_os1", "iaf_quarter_os1", "iaf_wide_os1",
+         "iaf_thaw_attached", "iaf_mc")
 
 
 def _stats(values) -> str:
