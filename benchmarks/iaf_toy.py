@@ -8,7 +8,7 @@ ELBO does), with Adam at the VAE's learning rate 1e-3, and reports the KL (nats,
 draws) after each checkpoint of steps, beside the best diagonal Gaussian's KL in closed
 form (for a Gaussian target with precision L: 0.5 * (sum_i log L_ii - log det L)).
 Targets: a 4-D Gaussian with two pairs correlated at rho = 0.95; a 2-D banana
-(z1 ~ N(0, 1), z2 ~ N(z1^2 / 2, 0.25^2) ... shifted), whose best diagonal KL is fitted.
+(z1 ~ N(0, 1), z2 ~ N(z1^2 / 2 - 1/2, 0.25^2)), whose best diagonal Gaussian is fitted.
 """
 
 from __future__ import annotations
