@@ -56,10 +56,18 @@ def _fast(n: int, **posterior):
     return make
 
 
+def _attached(n: int):
+    """The default IAF VAE with the encoder trained through h (``detach_context=False``)."""
+    m = _vae(guide_flows=n)
+    m.posterior = GaussianPosterior(Z, n, HIDDEN[-1], detach_context=False)
+    return m
+
+
 #: Training options of the variants that are not pvae.fit's defaults: name -> f(model, epochs).
 FIT = {"vae_meanfield": lambda m, epochs: {"elbo": "meanfield"},
        "iaf_thaw": _thawed_at(0.5), "iaf_thaw_os1": _thawed_at(0.5),
-       "iaf_quarter_os1": _thawed_at(0.25), "iaf_wide_os1": _thawed_at(0.5)}
+       "iaf_quarter_os1": _thawed_at(0.25), "iaf_wide_os1": _thawed_at(0.5),
+       "iaf_thaw_attached": _thawed_at(0.5)}
 
 
 #: The IAF row's variants: name -> (description, maker given the number of flows).
@@ -78,6 +86,9 @@ IAF_VARIANTS = {
                         "for the first quarter of the epochs", lambda n: _fast(n)),
     "iaf_wide_os1": ("IAF as `iaf_thaw_os1` with autoregressive networks of two hidden layers "
                      "of 512 (default 256)", lambda n: _fast(n, hidden_dims=[512, 512])),
+    "iaf_thaw_attached": ("IAF as `iaf_thaw`, the encoder trained through the flows' context "
+                          "h once they thaw (not detached)",
+                          lambda n: lambda: _attached(n)),
     "iaf_mc": ("IAF: flows on the encoder's h (detached), near-identity init (gate bias 4), "
                "outputs x 0.1, Monte Carlo KL", lambda n: _ablation(n, context_dim=HIDDEN[-1])),
     "before": ("pvae before the fix: flows on (loc, log scale), default init, gate bias 2",

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from iaf_diagnose_report import markdown as diagnose_markdown
+
 #: The order the flow rows' target lines take (the rows of variants_iaf.IAF_VARIANTS).
-ORDER = ("iaf", "iaf_thaw", "iaf_thaw_os1", "iaf_quarter_os1", "iaf_wide_os1", "iaf_mc")
+ORDER = ("iaf", "iaf_thaw", "iaf_thaw_os1", "iaf_quarter_os1", "iaf_wide_os1",
+         "iaf_thaw_attached", "iaf_mc")
 
 
 def _stats(values) -> str:
@@ -301,7 +304,8 @@ def markdown(res) -> list[str]:
                       "base Gaussian's KL in closed form, as `vae_meanfield` is with its whole "
                       "KL; `iaf_mc` and the ablations with the Monte Carlo KL, as `vae`."]
             lines += (_why(runs) + _levers(runs) + _gaps(runs) + _probe(res.get("iaf_probe", {}))
-                      + _contrib(res.get("iaf_contrib", {}), runs))
+                      + _contrib(res.get("iaf_contrib", {}), runs)
+                      + diagnose_markdown(res.get("iaf_diagnose", {}), runs))
         else:
             lines += ["", "Free bits (`pvae.fit(free_bits=...)`) floors each latent dimension's "
                       "minibatch-averaged KL in the training objective only; the train ELBO "
