@@ -259,11 +259,12 @@ def test_a_plain_settings_object_whose_attributes_may_change_is_never_replayed()
     assert fast._tape.counts["replayed"] == 0
 
 
-def test_version_tags_are_read_on_cpython_3_11_to_3_13():
-    """The cheap check is the one in use where the interpreter allows it (its self-test)."""
+def test_version_tags_are_read_on_cpython_3_11_and_3_12():
+    """The cheap check is the one in use where the interpreter allows it (its self-test);
+    not on 3.13, where a store into an object's inline values leaves its dict's tag."""
     import sys
 
-    cpython = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 13)
+    cpython = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 12)
     assert key_cache.TAGS == cpython
     d = {"a": 1}
     tag = key_cache._tag(d)
@@ -271,6 +272,56 @@ def test_version_tags_are_read_on_cpython_3_11_to_3_13():
     assert tag.value == before
     d["a"] = object()
     assert tag.value != before
+
+
+def test_the_self_test_rejects_a_tag_that_does_not_move(monkeypatch):
+    """CPython 3.13.0 stores ``o.a = 2`` into the object's inline values without moving
+    the tag of ``o.__dict__``; an interpreter that does so must fail the self-test."""
+    import ctypes
+
+    frozen = ctypes.c_uint64(7)
+    monkeypatch.setattr(key_cache, "_tag", lambda d: frozen)
+    assert not key_cache._tags_work()
+
+
+def test_every_change_to_a_dict_moves_its_tag_where_tags_are_used():
+    """Random adds, replacements, removals, updates and clears on instance dictionaries
+    (few and many attributes, each ``__dict__`` materialised first, as the snapshot holds
+    it): wherever an entry changed, the tag moved."""
+    import random
+
+    if not key_cache.TAGS:
+        pytest.skip("dict version tags are not read on this interpreter")
+
+    class Many:
+        def __init__(self) -> None:
+            for i in range(25):
+                object.__setattr__(self, f"a{i}", i)
+
+    class Few:
+        pass
+
+    rng = random.Random(0)
+    objects = [Many(), Many(), Few(), Few()]
+    values = [0, 1, None, "s", 2.5, True, object(), object()]
+    names = [f"a{i}" for i in range(30)]
+    for _ in range(20000):
+        o = rng.choice(objects)
+        d = o.__dict__
+        k, v = rng.choice(names), rng.choice(values)
+        change = rng.choice([
+            lambda: setattr(o, k, v), lambda: object.__setattr__(o, k, v),
+            lambda: d.__setitem__(k, v), lambda: d.pop(k, None), lambda: d.update({k: v}),
+            lambda: d.setdefault(k, v), lambda: d.__ior__({k: v}),
+            lambda: d.popitem() if d else None, lambda: vars(o).update(**{k: v}),
+            lambda: d.clear() if rng.random() < 0.02 else None])
+        tag = key_cache._tag(d)
+        before, entries = tag.value, list(d.items())
+        change()
+        now = list(d.items())
+        changed = len(now) != len(entries) or any(
+            a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, entries))
+        assert tag.value != before or not changed
 
 
 def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
