@@ -14,7 +14,8 @@ loop over the modules) and the rest still equals the snapshot, the answer is reu
 otherwise the tree is walked again. The answer is then the same as a walk would give:
 the walk reads nothing that the snapshot does not hold (objects held by reference
 cannot be freed, so an identity is never reused for a new value), assuming no one puts
-a tensor in place of one of ``torch.nn.Module``'s hook registries. Not seen, by the
+a tensor in place of one of ``torch.nn.Module``'s hook registries (a registry replaced
+by another dict is seen). Not seen, by the
 walk either: a parameter's data swapped for data of another shape (``p.data = ...``).
 
 On CPython 3.11 and 3.12 the check reads, instead of every entry, each dictionary's version
@@ -113,10 +114,13 @@ def _tree_modules(owner: torch.nn.Module) -> list:
 
 
 #: What ``torch.nn.Module`` keeps in every instance's ``__dict__`` for its own bookkeeping
-#: (hook registries and the like, each one object for the module's life, changed in
-#: place): the walk reads none of them, so the snapshot does not compare them either.
+#: (registries and the like, changed in place): the walk reads none of them, so the
+#: snapshot does not compare them either. Not the forward and backward hook registries
+#: (:data:`~pvae.program_key.MODULE_HOOKS`), which the walk reads: one replaced by a fresh
+#: dict (``m._forward_hooks = OrderedDict()``, an idiom to drop every hook) and then given
+#: a hook must be seen, as the snapshot holds the old, empty one.
 _BOOKKEEPING = frozenset(torch.nn.Module().__dict__) - {"training", "_parameters", "_buffers",
-                                                         "_modules"}
+                                                         "_modules", *MODULE_HOOKS}
 _SUBDICTS = ("_parameters", "_buffers", "_modules")
 
 

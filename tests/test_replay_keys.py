@@ -339,3 +339,35 @@ def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
     model.beta = 2.0  # a real change is still seen
     assert trees(model.model) == module_tree(model.model) != before
     assert trees.counts["walked"] == walked + 1
+
+
+@pytest.mark.parametrize("tags", [True, False], ids=["version tags", "identities"])
+def test_a_hook_registry_replaced_then_given_a_hook_is_not_replayed_stale(tags, monkeypatch):
+    """``m._forward_hooks = OrderedDict()`` (an idiom to drop every hook) then a new hook:
+    the snapshot held the old, empty registry, and a replay would skip the hook (here
+    zeroing the decoder's output), so the cached tree must not be reused."""
+    import collections
+
+    if tags and not key_cache.TAGS:
+        pytest.skip("dict version tags are not read on this interpreter")
+    monkeypatch.setattr(key_cache, "TAGS", tags)
+    torch.manual_seed(0)
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=3)
+    assert fast._tape.counts["replayed"] >= 1
+    model.decoder._forward_hooks = collections.OrderedDict()
+    seen = []
+
+    def zero(module, inputs, output):
+        seen.append(1)
+        return output * 0 if isinstance(output, torch.Tensor) else tuple(o * 0 for o in output)
+
+    model.decoder.register_forward_hook(zero)
+    before = dict(fast._tape.counts)
+    for seed in range(2):
+        _agree(_step(fast, model, (x,), seed, 1.0),
+               _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
+    assert len(seen) == 4  # the hook ran in every step of both
+    assert fast._tape.counts["replayed"] == before["replayed"]
