@@ -371,3 +371,32 @@ def test_a_hook_registry_replaced_then_given_a_hook_is_not_replayed_stale(tags, 
                _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
     assert len(seen) == 4  # the hook ran in every step of both
     assert fast._tape.counts["replayed"] == before["replayed"]
+
+
+def test_a_global_hook_registry_rebound_then_given_a_hook_is_not_replayed_stale(monkeypatch):
+    """``torch.nn.modules.module._global_forward_hooks = OrderedDict()`` then
+    ``register_module_forward_hook``: the hook is in the new dict, which the key reads."""
+    import collections
+
+    torch.manual_seed(0)
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=3)
+    monkeypatch.setattr(torch.nn.modules.module, "_global_forward_hooks",
+                        collections.OrderedDict())  # restored after the test
+    seen = []
+
+    def zero(module, inputs, output):
+        if module is model.decoder:
+            seen.append(1)
+            return output * 0 if isinstance(output, torch.Tensor) else tuple(
+                o * 0 for o in output)
+
+    torch.nn.modules.module.register_module_forward_hook(zero)
+    before = dict(fast._tape.counts)
+    for seed in range(2):
+        _agree(_step(fast, model, (x,), seed, 1.0),
+               _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
+    assert len(seen) == 4
+    assert fast._tape.counts["replayed"] == before["replayed"]
