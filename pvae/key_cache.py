@@ -14,15 +14,18 @@ loop over the modules) and the rest still equals the snapshot, the answer is reu
 otherwise the tree is walked again. The answer is then the same as a walk would give:
 the walk reads nothing that the snapshot does not hold (objects held by reference
 cannot be freed, so an identity is never reused for a new value), assuming no one puts
-a tensor in place of one of ``torch.nn.Module``'s hook registries. Not seen, by the
+a tensor in place of one of ``torch.nn.Module``'s hook registries (a registry replaced
+by another dict is seen). Not seen, by the
 walk either: a parameter's data swapped for data of another shape (``p.data = ...``).
 
-On CPython 3.11 to 3.13 the check reads, instead of every entry, each dictionary's version
+On CPython 3.11 and 3.12 the check reads, instead of every entry, each dictionary's version
 tag (PEP 509: a number that changes whenever an entry is added, removed or bound to another
 object, and only then), a few microseconds for a small model's sixty dictionaries against
 some fifty for the entries; :func:`_tags_work` tests at import that the tag behaves so on
-this interpreter (and the identity comparison is used where it does not). A module whose
-``__dict__`` is replaced as a whole is seen either way.
+this interpreter (and the identity comparison is used where it does not). Not on 3.13: an
+attribute stored on an object whose ``__dict__`` still shares the object's inline values
+does not move that dict's tag there (3.13.0: ``o.__dict__; o.a = 2`` leaves it), so the
+self-test would fail. A module whose ``__dict__`` is replaced as a whole is seen either way.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ def _tag(d: dict) -> ctypes.c_uint64:
 
 def _tags_work() -> bool:
     """Whether dicts' version tags change on every change of an entry and only then, on
-    this interpreter (CPython 3.11 to 3.13 on 64 bits; tested, not assumed)."""
-    if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 13) \
+    this interpreter (CPython 3.11 and 3.12 on 64 bits; tested, not assumed: on 3.13 a store
+    into an object's inline values leaves its materialised ``__dict__``'s tag, module
+    docstring)."""
+    if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 12) \
             or ctypes.sizeof(ctypes.c_void_p) != 8:
         return False
 
@@ -109,10 +114,13 @@ def _tree_modules(owner: torch.nn.Module) -> list:
 
 
 #: What ``torch.nn.Module`` keeps in every instance's ``__dict__`` for its own bookkeeping
-#: (hook registries and the like, each one object for the module's life, changed in
-#: place): the walk reads none of them, so the snapshot does not compare them either.
+#: (registries and the like, changed in place): the walk reads none of them, so the
+#: snapshot does not compare them either. Not the forward and backward hook registries
+#: (:data:`~pvae.program_key.MODULE_HOOKS`), which the walk reads: one replaced by a fresh
+#: dict (``m._forward_hooks = OrderedDict()``, an idiom to drop every hook) and then given
+#: a hook must be seen, as the snapshot holds the old, empty one.
 _BOOKKEEPING = frozenset(torch.nn.Module().__dict__) - {"training", "_parameters", "_buffers",
-                                                         "_modules"}
+                                                         "_modules", *MODULE_HOOKS}
 _SUBDICTS = ("_parameters", "_buffers", "_modules")
 
 

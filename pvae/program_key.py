@@ -11,6 +11,7 @@ because the warm-up weight is part of the key.
 from __future__ import annotations
 
 import functools
+import operator
 import types
 from typing import Any, Callable, Optional
 
@@ -128,8 +129,10 @@ def _frozen(v: Any) -> Any:
 #: tensor operations, not the modules' calls, so no hook would run. A module with a hook (or
 #: any global module hook) is therefore never replayed: its program runs every step.
 MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOKS = tuple(getattr(torch.nn.modules.module, "_global" + k)
-                      for k in MODULE_HOOKS)
+#: The global registries, read from ``torch.nn.modules.module`` at every key (not held:
+#: ``module._global_forward_hooks = OrderedDict()`` rebinds one, and the next
+#: ``register_module_forward_hook`` writes into the new dict).
+_GLOBAL_HOOKS = operator.attrgetter(*("_global" + k for k in MODULE_HOOKS))
 
 
 def module_hooks(d: dict) -> bool:
@@ -210,7 +213,8 @@ def step_key(model: Callable, guide: Callable, args: tuple, kwargs: dict,
     bound method) for model or guide, whose settings are not declared, or while a global
     module hook is registered (``torch.nn.modules.module.register_module_forward_hook``
     and the like: no hook runs in a replay)."""
-    if any(not isinstance(h, LatentScale) for h in _PYRO_STACK) or any(_GLOBAL_HOOKS):
+    if any(not isinstance(h, LatentScale) for h in _PYRO_STACK) or any(
+            _GLOBAL_HOOKS(torch.nn.modules.module)):
         return None
     owner = getattr(model, "__self__", None)
     same = owner is not None and owner is getattr(guide, "__self__", None)  # one object's pair

@@ -259,11 +259,12 @@ def test_a_plain_settings_object_whose_attributes_may_change_is_never_replayed()
     assert fast._tape.counts["replayed"] == 0
 
 
-def test_version_tags_are_read_on_cpython_3_11_to_3_13():
-    """The cheap check is the one in use where the interpreter allows it (its self-test)."""
+def test_version_tags_are_read_on_cpython_3_11_and_3_12():
+    """The cheap check is the one in use where the interpreter allows it (its self-test);
+    not on 3.13, where a store into an object's inline values leaves its dict's tag."""
     import sys
 
-    cpython = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 13)
+    cpython = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 12)
     assert key_cache.TAGS == cpython
     d = {"a": 1}
     tag = key_cache._tag(d)
@@ -271,6 +272,56 @@ def test_version_tags_are_read_on_cpython_3_11_to_3_13():
     assert tag.value == before
     d["a"] = object()
     assert tag.value != before
+
+
+def test_the_self_test_rejects_a_tag_that_does_not_move(monkeypatch):
+    """CPython 3.13.0 stores ``o.a = 2`` into the object's inline values without moving
+    the tag of ``o.__dict__``; an interpreter that does so must fail the self-test."""
+    import ctypes
+
+    frozen = ctypes.c_uint64(7)
+    monkeypatch.setattr(key_cache, "_tag", lambda d: frozen)
+    assert not key_cache._tags_work()
+
+
+def test_every_change_to_a_dict_moves_its_tag_where_tags_are_used():
+    """Random adds, replacements, removals, updates and clears on instance dictionaries
+    (few and many attributes, each ``__dict__`` materialised first, as the snapshot holds
+    it): wherever an entry changed, the tag moved."""
+    import random
+
+    if not key_cache.TAGS:
+        pytest.skip("dict version tags are not read on this interpreter")
+
+    class Many:
+        def __init__(self) -> None:
+            for i in range(25):
+                object.__setattr__(self, f"a{i}", i)
+
+    class Few:
+        pass
+
+    rng = random.Random(0)
+    objects = [Many(), Many(), Few(), Few()]
+    values = [0, 1, None, "s", 2.5, True, object(), object()]
+    names = [f"a{i}" for i in range(30)]
+    for _ in range(20000):
+        o = rng.choice(objects)
+        d = o.__dict__
+        k, v = rng.choice(names), rng.choice(values)
+        change = rng.choice([
+            lambda: setattr(o, k, v), lambda: object.__setattr__(o, k, v),
+            lambda: d.__setitem__(k, v), lambda: d.pop(k, None), lambda: d.update({k: v}),
+            lambda: d.setdefault(k, v), lambda: d.__ior__({k: v}),
+            lambda: d.popitem() if d else None, lambda: vars(o).update(**{k: v}),
+            lambda: d.clear() if rng.random() < 0.02 else None])
+        tag = key_cache._tag(d)
+        before, entries = tag.value, list(d.items())
+        change()
+        now = list(d.items())
+        changed = len(now) != len(entries) or any(
+            a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, entries))
+        assert tag.value != before or not changed
 
 
 def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
@@ -288,3 +339,64 @@ def test_a_setting_changed_and_changed_back_is_reused_without_a_walk():
     model.beta = 2.0  # a real change is still seen
     assert trees(model.model) == module_tree(model.model) != before
     assert trees.counts["walked"] == walked + 1
+
+
+@pytest.mark.parametrize("tags", [True, False], ids=["version tags", "identities"])
+def test_a_hook_registry_replaced_then_given_a_hook_is_not_replayed_stale(tags, monkeypatch):
+    """``m._forward_hooks = OrderedDict()`` (an idiom to drop every hook) then a new hook:
+    the snapshot held the old, empty registry, and a replay would skip the hook (here
+    zeroing the decoder's output), so the cached tree must not be reused."""
+    import collections
+
+    if tags and not key_cache.TAGS:
+        pytest.skip("dict version tags are not read on this interpreter")
+    monkeypatch.setattr(key_cache, "TAGS", tags)
+    torch.manual_seed(0)
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=3)
+    assert fast._tape.counts["replayed"] >= 1
+    model.decoder._forward_hooks = collections.OrderedDict()
+    seen = []
+
+    def zero(module, inputs, output):
+        seen.append(1)
+        return output * 0 if isinstance(output, torch.Tensor) else tuple(o * 0 for o in output)
+
+    model.decoder.register_forward_hook(zero)
+    before = dict(fast._tape.counts)
+    for seed in range(2):
+        _agree(_step(fast, model, (x,), seed, 1.0),
+               _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
+    assert len(seen) == 4  # the hook ran in every step of both
+    assert fast._tape.counts["replayed"] == before["replayed"]
+
+
+def test_a_global_hook_registry_rebound_then_given_a_hook_is_not_replayed_stale(monkeypatch):
+    """``torch.nn.modules.module._global_forward_hooks = OrderedDict()`` then
+    ``register_module_forward_hook``: the hook is in the new dict, which the key reads."""
+    import collections
+
+    torch.manual_seed(0)
+    model = pvae.VAE(D, 2, hidden_dims=(8,), likelihood="gaussian")
+    x = torch.randn(N, D)
+    fast = FastTraceMeanField_ELBO()
+    run_steps(model, (x,), fast, FastTraceMeanField_ELBO, steps=3)
+    monkeypatch.setattr(torch.nn.modules.module, "_global_forward_hooks",
+                        collections.OrderedDict())  # restored after the test
+    seen = []
+
+    def zero(module, inputs, output):
+        if module is model.decoder:
+            seen.append(1)
+            return output * 0 if isinstance(output, torch.Tensor) else tuple(
+                o * 0 for o in output)
+
+    torch.nn.modules.module.register_module_forward_hook(zero)
+    before = dict(fast._tape.counts)
+    for seed in range(2):
+        _agree(_step(fast, model, (x,), seed, 1.0),
+               _step(FastTraceMeanField_ELBO(), model, (x,), seed, 1.0))
+    assert len(seen) == 4
+    assert fast._tape.counts["replayed"] == before["replayed"]
