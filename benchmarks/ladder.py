@@ -309,6 +309,7 @@ def markdown(res) -> list[str]:
             norm, _, opts = norm.partition("/")
             model += f", z {SMALL_Z[model]}" if model in SMALL_Z else ""
             model += "".join(f", {o.replace('=', ' ')}" for o in opts.split("/") if o)
+            model += f" ({r['note']})" if r.get("note") else ""
             lines.append(f"| {model} | {norm or 'none'} | {r['train_images']} x {r['epochs']} | "
                          f"{r['warmup']:g} | {r['test_ll']:.2f} | "
                          f"{r['test_elbo']:.2f} | {r['epoch1_train_elbo']:.2f} | {_fmt(r['kl'])} | "

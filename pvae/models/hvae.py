@@ -180,8 +180,8 @@ class HierarchicalVAE(PVAEModel):
             self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in heads)
             if merge in JOINT_MERGES:  # q(z_l | z_{l+1}, x) for l = 1 .. L-1 (index l-1)
                 self.joint = nn.ModuleList(
-                    JointNetwork(h, self.top_down[i].hidden_dim, z_dims[i], (h,), activation,
-                                 norm, residual=JOINT_MERGES[merge]) for i in range(L - 1))
+                    JointNetwork(h, self.top_down[i].hidden_dim, z_dims[i],
+                                 residual=JOINT_MERGES[merge]) for i in range(L - 1))
         else:
             self.up = nn.ModuleList(
                 MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation,

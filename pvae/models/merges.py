@@ -18,13 +18,13 @@ deterministic bottom-up pass computes from x. ``merge=`` chooses how:
     whatever the prior's scale, and KL(q || p) = sum_d 0.5 (d_mu^2 / sigma_p^2 +
     d_sigma^2 - 1 - log d_sigma^2) does not fall when the prior's scale shrinks.
 ``"joint"``: :class:`JointNetwork` (Vahdat & Kautz 2020's combiner; Maaløe et al. 2019, BIVA)
-    q's parameters outright, ``(loc, scale) = MLP(concat(d_l, h_l))`` of the bottom-up
+    q's parameters outright, ``(loc, scale) = Linear(concat(d_l, h_l))`` of the bottom-up
     features d_l(x) and the top-down state h_l(z_{l+1}) (the last hidden layer of the
     model's network for p(z_l | z_{l+1})). It can represent a q(z_l | x) that ignores the
     draw of z_{l+1} (whose noise the two merges above pass on to z_l) as well as one that
     uses it; it starts ignoring it (the weights from h_l are zero at initialisation).
 ``"joint_residual"``: :class:`JointNetwork` relative to the prior
-    ``(d_mu, d_sigma) = MLP(concat(d_l, h_l))``, q = N(mu_p + d_mu, (sigma_p d_sigma)^2):
+    ``(d_mu, d_sigma) = Linear(concat(d_l, h_l))``, q = N(mu_p + d_mu, (sigma_p d_sigma)^2):
     the residual normal with evidence that also sees the top-down state, so it can
     cancel what the draw of z_{l+1} adds to mu_p.
 
@@ -33,12 +33,12 @@ Each function takes tensors of one broadcastable shape and returns ``(loc, scale
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
-from pvae.nets import MLP, cat_broadcast, split_loc_scale
+from pvae.nets import cat_broadcast, split_loc_scale
 
 Merge = Literal["precision", "residual", "joint", "joint_residual"]
 
@@ -72,20 +72,22 @@ class JointNetwork(nn.Module):
     ``forward(d, h, loc_p, scale_p)``: ``d`` (N, d_dim) the bottom-up features d_l(x),
     ``h`` (N, h_dim) the top-down state h_l(z_{l+1}), ``loc_p``, ``scale_p`` (N, z_dim)
     the prior p(z_l | z_{l+1}); returns ``(loc, scale)`` of q, each (N, z_dim).
-    ``residual=False`` (merge ``"joint"``): ``split_loc_scale(MLP(concat(d, h)))``;
+    ``residual=False`` (merge ``"joint"``): ``split_loc_scale(Linear(concat(d, h)))``;
     ``residual=True`` (``"joint_residual"``): ``(loc_p + d_mu, scale_p * d_sigma)`` with
-    ``(d_mu, d_sigma) = split_loc_scale(MLP(concat(d, h)))``. The first layer's weights
-    from ``h`` start at zero, so at initialisation q's own parameters depend on x alone.
+    ``(d_mu, d_sigma) = split_loc_scale(Linear(concat(d, h)))``. The weights from ``h``
+    start at zero, so at initialisation q's own parameters depend on x alone (through the
+    same linear head of d as the other merges' evidence). One linear layer, as NVAE's
+    combiner (a 1x1 convolution of the concatenated features): d and h are already deep
+    features, and a hidden layer here trained worse (``benchmarks/VARIANTS.md``).
     Vahdat & Kautz 2020 (NVAE's encoder combiner); Maaløe et al. 2019 (BIVA).
     """
 
-    def __init__(self, d_dim: int, h_dim: int, z_dim: int, hidden_dims: Sequence[int],
-                 activation: str = "relu", norm: str = "none", *, residual: bool = False):
+    def __init__(self, d_dim: int, h_dim: int, z_dim: int, *, residual: bool = False):
         super().__init__()
         self.d_dim, self.residual = int(d_dim), bool(residual)
-        self.net = MLP(d_dim + h_dim, hidden_dims, 2 * z_dim, activation, norm)
+        self.net = nn.Linear(d_dim + h_dim, 2 * z_dim)
         with torch.no_grad():
-            self.net[0].weight[:, self.d_dim:].zero_()
+            self.net.weight[:, self.d_dim:].zero_()
 
     def forward(self, d, h, loc_p, scale_p):
         loc, scale = split_loc_scale(self.net(cat_broadcast(d, h)))

@@ -19,12 +19,11 @@ JOINT = ["joint", "joint_residual"]
 
 
 def _by_hand(net: JointNetwork, d, h, loc_p, scale_p):
-    """JointNetwork with one hidden layer (Linear, LayerNorm, ReLU, Linear), written out."""
-    lin1, norm, _, lin2 = net.net
-    a = torch.cat([d, h], -1) @ lin1.weight.T + lin1.bias
-    a = (a - a.mean(-1, keepdim=True)) / (a.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
-    a = torch.relu(a * norm.weight + norm.bias)
-    out = a @ lin2.weight.T + lin2.bias
+    """JointNetwork written out: W_d d + W_h h + b, split into a location and a softplus
+    scale (+ 1e-4), outright or relative to the prior."""
+    w, b = net.net.weight, net.net.bias
+    nd = d.shape[-1]
+    out = d @ w[:, :nd].T + h @ w[:, nd:].T + b
     k = out.shape[-1] // 2
     loc, scale = out[..., :k], F.softplus(out[..., k:]) + 1e-4
     return (loc_p + loc, scale_p * scale) if net.residual else (loc, scale)
@@ -33,17 +32,16 @@ def _by_hand(net: JointNetwork, d, h, loc_p, scale_p):
 @pytest.mark.parametrize("residual", [False, True])
 def test_joint_network_is_the_formula_written_out_and_starts_blind_to_the_state(residual):
     g = torch.Generator().manual_seed(0)
-    net = JointNetwork(5, 4, 3, (7,), "relu", "layer", residual=residual)
+    net = JointNetwork(5, 4, 3, residual=residual)
     d, h = torch.randn(6, 5, generator=g), torch.randn(6, 4, generator=g)
     loc_p, scale_p = torch.randn(6, 3, generator=g), torch.rand(6, 3, generator=g) + 0.1
     # at initialisation the weights from the top-down state are zero: q's own part ignores h
-    assert torch.equal(net.net[0].weight[:, 5:], torch.zeros(7, 4))
+    assert torch.equal(net.net.weight[:, 5:], torch.zeros(6, 4))
     a = net(d, h, loc_p, scale_p)
     b = net(d, torch.randn(6, 4, generator=g), loc_p, scale_p)
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
     with torch.no_grad():  # then give h weight and compare with the formula
-        net.net[0].weight.normal_(generator=g)
-        net.net[1].weight.uniform_(0.5, 1.5, generator=g)
+        net.net.weight.normal_(generator=g)
     loc, scale = net(d, h, loc_p, scale_p)
     want = _by_hand(net, d, h, loc_p, scale_p)
     assert torch.allclose(loc, want[0], atol=1e-5) and torch.allclose(scale, want[1], atol=1e-5)
@@ -60,7 +58,7 @@ def test_joint_guide_reads_the_features_and_the_models_state_at_its_own_draw(x, 
     m = pvae.HierarchicalVAE(64, (6, 4, 3), hidden_dims=(32,), guide="top_down", merge=merge)
     with torch.no_grad():  # away from the initialisation's zero weights on the state
         for net in m.joint:
-            net.net[0].weight.normal_(0, 0.3)
+            net.net.weight.normal_(0, 0.3)
     xb = x[:5]
     g = poutine.trace(m.guide).get_trace(xb)
     mt = poutine.trace(poutine.replay(m.model, trace=g)).get_trace(xb)
@@ -95,7 +93,7 @@ def test_joint_per_layer_kl_matches_closed_form_and_monte_carlo(x, merge):
     torch.manual_seed(0)
     m = hvae(guide="top_down", merge=merge)
     pvae.fit(m, x, epochs=3, seed=0, elbo="meanfield")
-    assert m.joint[0].net[0].weight[:, 32:].abs().sum() > 0  # it learnt to read z2's state
+    assert m.joint[0].net.weight[:, 32:].abs().sum() > 0  # it learnt to read z2's state
     xb = x[:8]
     with torch.no_grad():
         (top,) = m.evidence(xb)
@@ -126,7 +124,7 @@ def test_joint_merge_is_saved_configured_and_every_parameter_learns(x, tmp_path,
     m = hvae(guide="top_down", merge=merge)
     assert m.mean_field  # sites drawn in the model's order: the analytic KL applies
     with torch.no_grad():
-        m.joint[0].net[0].weight.normal_(0, 0.3)
+        m.joint[0].net.weight.normal_(0, 0.3)
     FastTraceMeanField_ELBO().differentiable_loss(m.model, m.guide, x[:16]).backward()
     for name, p in m.named_parameters():  # no head left unused by the joint merge
         assert p.grad is not None and p.grad.abs().sum() > 0, name
