@@ -45,6 +45,7 @@ RUNS = {
                     "KL balancing",
     "top_down5_fb": "5 layers, z (64, 32, 16, 8, 4), Ladder guide, merge residual, elbo meanfield, "
                     "free bits 0.1",
+    "top_down_joint": "2 layers, z (64, 32), Ladder guide, merge joint, elbo meanfield",
 }
 
 
