@@ -80,7 +80,10 @@ class HierarchicalVAE(PVAEModel):
     keeps z2 in use (about 2 nats) with the ELBO as the objective after warm-up, but
     did not raise the log-likelihood, and the layers above z2 of five still collapse
     when warm-up ends; free bits (``pvae.fit(free_bits=0.1)``, not the ELBO) kept all
-    five layers active.
+    five layers active. ``merge="joint"`` removes the second weakness at its source: q's
+    parameters are a linear layer of the bottom-up features and the top-down state, so
+    the guide can cancel or use what the draw of z_{l+1} adds; z2 stays in use without
+    changing the objective.
     Count each layer's active units with
     :func:`pvae.models.ladder_units.layer_active_units` (q(z_l | x) alone).
 

@@ -151,3 +151,13 @@ def test_joint_merge_is_refused_clearly_where_it_means_nothing():
         hvae(guide="top_down", merge="Joint")
     with pytest.raises(ValueError, match="merge must be one of"):
         hvae(guide="top_down", merge=None)
+
+
+def test_joint_merge_takes_the_vamp_prior_and_flows(x):
+    """The top layer's q(z_L | x) is still a Gaussian of x alone (the VampPrior pushes its
+    pseudo-inputs through it) and each layer's draw may pass through IAF flows."""
+    torch.manual_seed(0)
+    m = hvae(guide="top_down", merge="joint", prior="vamp", prior_components=5, guide_flows=1)
+    elbo = pvae.evaluate.elbo(m, x[:6], num_samples=2)
+    assert elbo.shape == (6,) and torch.isfinite(elbo).all()
+    assert m.pz(3).batch_shape == (3,)
