@@ -75,8 +75,8 @@ class JointNetwork(nn.Module):
     ``residual=False`` (merge ``"joint"``): ``split_loc_scale(Linear(concat(d, h)))``;
     ``residual=True`` (``"joint_residual"``): ``(loc_p + d_mu, scale_p * d_sigma)`` with
     ``(d_mu, d_sigma) = split_loc_scale(Linear(concat(d, h)))``. The weights from ``h``
-    start at zero, so at initialisation q's own parameters depend on x alone (through the
-    same linear head of d as the other merges' evidence). One linear layer, as NVAE's
+    start at zero, so at initialisation q's own parameters depend on x alone (a linear
+    head of d, as the other merges' evidence). One linear layer, as NVAE's
     combiner (a 1x1 convolution of the concatenated features): d and h are already deep
     features, and a hidden layer here trained worse (``benchmarks/VARIANTS.md``).
     Vahdat & Kautz 2020 (NVAE's encoder combiner); Maaløe et al. 2019 (BIVA).
@@ -99,7 +99,8 @@ JOINT_MERGES: dict[str, bool] = {"joint": False, "joint_residual": True}
 
 
 def check_merge(merge: str, guide: str) -> None:
-    """``ValueError`` for an unknown merge, or ``"residual"`` with a guide that has no merge."""
+    """``ValueError`` for an unknown merge, or any merge but ``"precision"`` with a guide that
+    has no merge."""
     names = (*MERGES, *JOINT_MERGES)
     if not isinstance(merge, str) or merge not in names:
         raise ValueError(f"merge must be one of {', '.join(map(repr, names))}, got {merge!r}")
