@@ -133,10 +133,12 @@ class ModelConfig(_Section):
     norm: Optional[Literal["none", "layer"]] = Field(
         None, description='hvae: "layer" normalisation in every network, or "none"; '
                           'null: "layer" for the top_down guide, "none" for bottom_up')
-    merge: Literal["precision", "residual"] = Field(
+    merge: Literal["precision", "residual", "joint", "joint_residual"] = Field(
         "precision", description='hvae, top_down guide: how q(z_l | z_l+1, x) combines the '
-                                 'evidence with p(z_l | z_l+1): "precision" (Sonderby et al.) '
-                                 'or "residual" (Vahdat & Kautz); see pvae.models.merges')
+                                 'evidence with p(z_l | z_l+1): "precision" (Sonderby et al.), '
+                                 '"residual" (Vahdat & Kautz), or "joint" / "joint_residual" (a '
+                                 'network of the bottom-up features and the top-down state); '
+                                 'see pvae.models.merges')
 
     # -- sequences (model.type: seqvae, pvae.SequenceVAE) -------------------------------------
     hidden_dim: int = Field(128, ge=1, description="seqvae: width of the recurrent encoder "

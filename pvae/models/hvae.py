@@ -22,7 +22,8 @@ from pvae import priors
 from pvae.flows import GaussianPosterior
 from pvae.models.base import PVAEModel, num_draws, takes_data
 from pvae.models.checks import Shape, check_hparams
-from pvae.models.merges import MERGES, Merge, check_merge, precision_weighted
+from pvae.models.merges import (JOINT_MERGES, MERGES, JointNetwork, Merge, check_merge,
+                                precision_weighted)
 from pvae.models.registry import register
 from pvae.nets import MLP, NORMS, activation as make_activation, split_loc_scale
 
@@ -79,7 +80,12 @@ class HierarchicalVAE(PVAEModel):
     keeps z2 in use (about 2 nats) with the ELBO as the objective after warm-up, but
     did not raise the log-likelihood, and the layers above z2 of five still collapse
     when warm-up ends; free bits (``pvae.fit(free_bits=0.1)``, not the ELBO) kept all
-    five layers active.
+    five layers active. ``merge="joint"`` removes the second weakness at its source: q's
+    parameters are a linear layer of the bottom-up features and the top-down state, so
+    the guide can cancel or use what the draw of z_{l+1} adds; z2 stays in use without
+    changing the objective (100 epochs on MNIST: z2 7.4 nats, test log p(x) -86.15 against
+    -87.48 with ``"residual"``, its ELBO level with the bottom-up guide's but its
+    log-likelihood 0.95 nats below it).
     Count each layer's active units with
     :func:`pvae.models.ladder_units.layer_active_units` (q(z_l | x) alone).
 
@@ -107,7 +113,11 @@ class HierarchicalVAE(PVAEModel):
     merge
         How the top-down guide combines its evidence with p(z_l | z_{l+1}):
         ``"precision"`` (Sønderby et al. 2016; the default, as pvae built it
-        before this option) or ``"residual"`` (Vahdat & Kautz 2020), see
+        before this option), ``"residual"`` (Vahdat & Kautz 2020), or ``"joint"`` /
+        ``"joint_residual"``: q's parameters (outright, or relative to the prior) from a
+        network of the bottom-up features d_l(x) and the top-down state h_l(z_{l+1})
+        (the last hidden layer of p(z_l | z_{l+1})'s network; Vahdat & Kautz 2020,
+        Maaløe et al. 2019), which can ignore the draw of z_{l+1} or use it; see
         :mod:`pvae.models.merges`. Only ``"precision"`` with ``guide="bottom_up"``.
     Others as for :class:`pvae.VAE`.
 
@@ -169,7 +179,14 @@ class HierarchicalVAE(PVAEModel):
                               make_activation(activation))
                 for i in range(L)
             )
-            self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in z_dims)
+            # the Gaussian term of each layer; with a joint merge only the top's (the lower
+            # layers' come from a network of d_l and the top-down state: self.joint)
+            heads = z_dims[-1:] if merge in JOINT_MERGES else z_dims
+            self.up_heads = nn.ModuleList(nn.Linear(h, 2 * z) for z in heads)
+            if merge in JOINT_MERGES:  # q(z_l | z_{l+1}, x) for l = 1 .. L-1 (index l-1)
+                self.joint = nn.ModuleList(
+                    JointNetwork(h, self.top_down[i].hidden_dim, z_dims[i],
+                                 residual=JOINT_MERGES[merge]) for i in range(L - 1))
         else:
             self.up = nn.ModuleList(
                 MLP(x_numel if i == 0 else z_dims[i - 1], hidden_dims, 2 * z_dims[i], activation,
@@ -279,7 +296,9 @@ class HierarchicalVAE(PVAEModel):
         """Top-down guide: the bottom-up pass's Gaussian terms ``(mu_hat_l, sigma_hat_l)``
         of layers l = 1 .. L, each of shape (N, z_dims[l-1]) (Sønderby et al. 2016, eq. 16-17);
         with ``merge="residual"``, layers below the top are ``(d_mu_l, d_sigma_l)`` relative
-        to p(z_l | z_{l+1}); the top layer's is q(z_L | x) itself.
+        to p(z_l | z_{l+1}); the top layer's is q(z_L | x) itself. With a joint merge
+        (``"joint"``, ``"joint_residual"``) the lower layers' terms depend on z_{l+1} as well
+        (:class:`pvae.models.merges.JointNetwork`), and the list holds the top layer's only.
         """
         if self.guide_type != "top_down":
             raise ValueError("evidence() is the top-down guide's bottom-up pass; this model "
@@ -288,12 +307,13 @@ class HierarchicalVAE(PVAEModel):
 
     def _evidence_with_contexts(self, x: torch.Tensor) -> tuple[list, list]:
         """:meth:`evidence` and each layer's hidden features (the IAF context)."""
-        h, out, contexts = self._flat(x), [], []
-        for up, head in zip(self.up, self.up_heads):
+        h, contexts = self._flat(x), []
+        for up in self.up:
             h = up(h)
-            out.append(split_loc_scale(head(h)))
             contexts.append(h)
-        return out, contexts
+        heads = self.up_heads
+        return ([split_loc_scale(head(c)) for head, c in zip(heads, contexts[-len(heads):])],
+                contexts)
 
     def _guide_body(self, x: torch.Tensor, use_mean: bool = False):
         L = len(self.z_dims)
@@ -313,7 +333,12 @@ class HierarchicalVAE(PVAEModel):
         evidence, contexts = self._evidence_with_contexts(x)
         z = draw(L, *evidence[-1], contexts[-1])
         for layer in range(L - 1, 0, -1):
-            loc, scale = MERGES[self.merge](*evidence[layer - 1], *self.prior(layer, z))
+            if self.merge in JOINT_MERGES:
+                out, state = self.top_down[layer - 1].with_hidden(z)
+                loc, scale = self.joint[layer - 1](contexts[layer - 1], state,
+                                                   *split_loc_scale(out))
+            else:
+                loc, scale = MERGES[self.merge](*evidence[layer - 1], *self.prior(layer, z))
             z = draw(layer, loc, scale, contexts[layer - 1])
 
     @pyro_method
