@@ -8,6 +8,7 @@ much of the Gaussian guide's gap a richer posterior family could close at all.
     python benchmarks/iaf_diagnose.py perpoint --load MF.pt --test-points 100 --steps 800
     # the logs of those runs (in --logs) into variants.json / VARIANTS.md
     python benchmarks/iaf_diagnose.py record --logs /work/runs/iaf3
+    python benchmarks/iaf_diagnose.py --smoke [--out DIR]   # every stage in seconds, on digits
 
 (The flows fitted to known 2-D/4-D targets: benchmarks/iaf_toy.py.)
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ import torch
 import torch.distributions as dist
 
 import pvae
-from common import mnist
+from common import add_smoke_options, mnist, output_dir
 from pvae.flows import GaussianPosterior
 
 Z, HIDDEN = 64, (256, 256)
@@ -198,10 +200,29 @@ def record(logs: Path) -> dict:
     return out
 
 
+def smoke(args, folder: Path) -> dict:
+    """Every stage on the digits stand-in, in seconds (a Gaussian-guide VAE and a flow VAE
+    trained one epoch, saved into ``folder``); results into ``folder/iaf_diagnose.json``."""
+    d = mnist(binarize="dynamic", flatten=True, val_fraction=0.0, smoke=True)
+    plain, flow = pvae.VAE(784, Z, hidden_dims=HIDDEN), pvae.VAE(784, Z, hidden_dims=HIDDEN,
+                                                               guide_flows=2)
+    pvae.fit(plain, d.train.x, epochs=1, transform=d.transform, seed=0, elbo="meanfield")
+    pvae.fit(flow, d.train.x, epochs=1, transform=d.transform, seed=0)
+    args.load, args.k, args.test_points, args.steps, args.draws = (
+        str(folder / "plain.pt"), 10, 8, 3, 2)
+    torch.save(plain.state_dict(), args.load)
+    torch.save(flow.state_dict(), folder / "flows.pt")
+    args.epochs, args.flows = 1, 2
+    res = {"move": movement(load(str(folder / "flows.pt"), 2), d.test.x[:8], draws=20),
+           "fixed": fixed_decoder(args, d), "perpoint": per_point(args, d)}
+    (folder / "iaf_diagnose.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=["move", "fixed", "perpoint", "record"])
-    p.add_argument("--logs", default="/work/runs/iaf3", help="record: the runs' logs")
+    p.add_argument("stage", nargs="?", choices=["move", "fixed", "perpoint", "record"])
+    p.add_argument("--logs", default=None, help="record: the folder of the runs' logs")
     p.add_argument("--load", default=None)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--gate-bias", type=float, default=4.0)
@@ -215,9 +236,16 @@ def main(argv=None):
     p.add_argument("--flows", type=int, default=2)
     p.add_argument("--flow-hidden", type=int, default=0)
     p.add_argument("--test-points", type=int, default=200)
+    add_smoke_options(p, None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.smoke:
+        return smoke(args, output_dir(args, None))
+    if args.stage is None:
+        p.error("give a stage (move, fixed, perpoint or record) or --smoke")
     if args.stage == "record":
+        if args.logs is None:
+            p.error("record needs --logs, the folder of the runs' logs")
         from variants import save
         return save({"iaf_diagnose": record(Path(args.logs))}, Path(__file__).parent)
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """Can pvae's IAF posterior express a correlated q(z), and how fast does Adam get it there?
 
-    python benchmarks/iaf_toy.py [--steps 3000]
+    python benchmarks/iaf_toy.py [--steps 500,2000,5000]
+    python benchmarks/iaf_toy.py --smoke [--out DIR]   # a few steps; iaf_toy.json in DIR
 
 Fits ``GaussianPosterior`` (a learnt base Normal and N gated IAFs, a constant context) to a
 known target p(z) by minimising KL(q || p) = E_q[log q(z) - log p(z)] (reverse KL, as the
@@ -14,9 +15,12 @@ Targets: a 4-D Gaussian with two pairs correlated at rho = 0.95; a 2-D banana
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 import torch.distributions as dist
+
+from common import add_smoke_options, output_dir
 
 from pvae.flows import GaussianPosterior
 
@@ -73,13 +77,21 @@ CONFIGS = {
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--steps", default="500,2000,5000")
+    add_smoke_options(p, None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    steps = [int(s) for s in args.steps.split(",")]
+    folder = output_dir(args, None) if args.smoke or args.out else None
+    steps = [2, 5] if args.smoke else [int(s) for s in args.steps.split(",")]
+    res: dict = {}
     for name, (log_p, d, best) in {"gauss4": gauss4(), "banana": banana()}.items():
         print(name, "best diagonal KL (closed form)", best, "; KL after steps", steps, flush=True)
+        res[name] = {"best_diagonal": best, "steps": steps, "fits": {}}
         for what, (n, kw) in CONFIGS.items():
-            print("  ", what, fit(log_p, d, n, steps, **kw), flush=True)
+            res[name]["fits"][what] = fit(log_p, d, n, steps, **kw)
+            print("  ", what, res[name]["fits"][what], flush=True)
+    if folder is not None:
+        (folder / "iaf_toy.json").write_text(json.dumps(res, indent=1))
+    return res
 
 
 if __name__ == "__main__":

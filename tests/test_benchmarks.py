@@ -13,12 +13,14 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # imported by the scripts, not run
 HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "variants_iaf_report",
-           "ladder", "seq_references", "seq_report", "throughput", "seq_reference"}
+           "iaf_diagnose_report", "ladder", "seq_references", "seq_report", "throughput", "seq_reference"}
 # script -> (extra smoke arguments, result files it writes into --out)
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
     "gpu": (["--device", "cpu"], ["GPU.md", "gpu.json"]),
+    "iaf_diagnose": ([], ["iaf_diagnose.json"]),
     "iaf_probe": ([], ["iaf_probe.json"]),
+    "iaf_toy": ([], ["iaf_toy.json"]),
     "jit": ([], ["JIT.md"]),
     "profile_step": ([], ["results.json"]),
     "published": ([], ["published.json", "PUBLISHED.md", "published_curve.png"]),
