@@ -28,6 +28,7 @@ temporary folder and scores it with K = 20 on 32 test images.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -95,6 +96,11 @@ def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) ->
               f"+- {point['test_ll_stderr']:.2f}, ELBO {point['test_elbo']:.2f} "
               f"({point['train_hours']:.2f} h of training)", flush=True)
     entry["curve"].sort(key=lambda p: p["epoch"])
+    metrics = run / "metrics.json"  # written by pvae train once the run has finished
+    test = json.loads(metrics.read_text()).get("test") if metrics.exists() else None
+    if test and "log_likelihood" in test:
+        entry["run_evaluation"] = {k: test.get(k) for k in (
+            "log_likelihood", "log_likelihood_stderr", "elbo", "num_samples", "num_points")}
     return entry
 
 
@@ -119,6 +125,16 @@ def markdown(res: dict) -> str:
                      f"{p['train_hours']:.2f} | {p['test_elbo']:.2f} | **{p['test_ll']:.2f}** "
                      f"+- {p['test_ll_stderr']:.2f} | {TARGET.get(r['type'], float('nan')):.2f} "
                      "(3280 epochs) |")
+    for name, r in res["runs"].items():
+        ev = r.get("run_evaluation")
+        if ev:
+            se = ev.get("log_likelihood_stderr")
+            lines += ["", f"{name}'s own evaluation when it finished (`pvae train`'s "
+                      f"`evaluate` section, written to its metrics.json): test log p(x) "
+                      f"**{ev['log_likelihood']:.2f}**" + (f" +- {se:.2f}" if se else "")
+                      + f" with K = {ev['num_samples']} on {ev['num_points']} test images, "
+                      f"test ELBO {ev['elbo']:.2f} (published: "
+                      f"{TARGET.get(r['type'], float('nan')):.2f})."]
     lines += ["", "The curve (epoch: test log p(x), hours of training):", ""]
     for name, r in res["runs"].items():
         pts = ", ".join(f"{p['epoch']}: {p['test_ll']:.2f} ({p['train_hours']:.2f} h)"

@@ -136,3 +136,12 @@ def test_run_keeps_the_sections_other_scripts_write_in_results_md(script, tmp_pa
     assert run.kept_sections(md) == "\n## Training throughput, sequence VAE\n\nseq rows\n"
     md.write_text("# results\n\n## Training throughput\n\nrows\n")
     assert run.kept_sections(md) == ""
+
+
+def test_published_reports_a_finished_runs_own_evaluation(script, tmp_path):
+    """A finished run's metrics.json (pvae train's evaluation of every test image) is
+    reported beside the curve, with its K and number of test images."""
+    script("published").main(["--smoke", "--out", str(tmp_path)])
+    text = (tmp_path / "PUBLISHED.md").read_text()
+    assert "smoke_run's own evaluation when it finished" in text
+    assert "with K = 2 on " in text
