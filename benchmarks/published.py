@@ -100,7 +100,7 @@ def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) ->
     test = json.loads(metrics.read_text()).get("test") if metrics.exists() else None
     if test and "log_likelihood" in test:
         entry["run_evaluation"] = {k: test.get(k) for k in (
-            "log_likelihood", "log_likelihood_stderr", "elbo", "num_samples", "num_points")}
+            "log_likelihood", "log_likelihood_se", "elbo", "num_samples", "num_points")}
     return entry
 
 
@@ -128,13 +128,16 @@ def markdown(res: dict) -> str:
     for name, r in res["runs"].items():
         ev = r.get("run_evaluation")
         if ev:
-            se = ev.get("log_likelihood_stderr")
+            se = ev.get("log_likelihood_se")
             lines += ["", f"{name}'s own evaluation when it finished (`pvae train`'s "
                       f"`evaluate` section, written to its metrics.json): test log p(x) "
                       f"**{ev['log_likelihood']:.2f}**" + (f" +- {se:.2f}" if se else "")
                       + f" with K = {ev['num_samples']} on {ev['num_points']} test images, "
                       f"test ELBO {ev['elbo']:.2f} (published: "
-                      f"{TARGET.get(r['type'], float('nan')):.2f})."]
+                      f"{TARGET.get(r['type'], float('nan')):.2f}, on all 10,000). The "
+                      "curve's figures are on the first test images only, a subset that "
+                      "need not be as hard as the whole set: compare the figure on every "
+                      "test image with the published one."]
     lines += ["", "The curve (epoch: test log p(x), hours of training):", ""]
     for name, r in res["runs"].items():
         pts = ", ".join(f"{p['epoch']}: {p['test_ll']:.2f} ({p['train_hours']:.2f} h)"
