@@ -91,7 +91,7 @@ class JointNetwork(nn.Module):
 
     def forward(self, d, h, loc_p, scale_p):
         loc, scale = split_loc_scale(self.net(cat_broadcast(d, h)))
-        return (loc_p + loc, scale_p * scale) if self.residual else (loc, scale)
+        return residual_normal(loc, scale, loc_p, scale_p) if self.residual else (loc, scale)
 
 
 #: merges whose evidence is a network of both d_l(x) and h_l(z_{l+1}): name -> residual?
