@@ -46,7 +46,24 @@ RUNS = {
     "top_down5_fb": "5 layers, z (64, 32, 16, 8, 4), Ladder guide, merge residual, elbo meanfield, "
                     "free bits 0.1",
     "top_down_joint": "2 layers, z (64, 32), Ladder guide, merge joint, elbo meanfield",
+    "bottom_up5": "5 layers, z (64, 32, 16, 8, 4), bottom-up guide",
+    "top_down5_joint": "5 layers, z (64, 32, 16, 8, 4), Ladder guide, merge joint, elbo meanfield",
 }
+
+#: repeats and variations of two runs above, trained from the same config with ``--set``
+#: options: name -> (run it varies, ``--set`` options, what changes)
+RUN_VARIANTS = {
+    f"{base}_{tag}": (base, option, what)
+    for base in ("bottom_up", "top_down_joint")
+    for tag, option, what in (
+        ("s1", "train.seed=1", "seed 1"),
+        ("s2", "train.seed=2", "seed 2"),
+        ("w30", "train.kl_warmup=30", "KL warm-up over 30 epochs"),
+        ("w60", "train.kl_warmup=60", "KL warm-up over 60 epochs"),
+        ("w60_s1", "train.kl_warmup=60 --set train.seed=1", "KL warm-up over 60 epochs, seed 1"),
+    )
+}
+RUNS.update({name: f"{RUNS[base]}, {what}" for name, (base, _, what) in RUN_VARIANTS.items()})
 
 
 def per_layer(model, x) -> tuple[dict, dict]:
@@ -89,8 +106,16 @@ def score_run(folder: Path, k: int, test_points: int) -> dict:
         train_minutes=sum(r["seconds"] for r in history) / 60, score_minutes=(time.perf_counter() - t) / 60,
         curve={r["epoch"]: round(r["train_elbo"], 2) for r in history if r["epoch"] % 5 == 0},
         folder=str(folder), test_points=len(xt), num_samples=k,
-        config=f"configs/ladder_{folder.name.removeprefix('ladder_').removesuffix('_v2')}.yaml")
+        config=config_of(folder.name.removeprefix("ladder_")))
     return out
+
+
+def config_of(name: str) -> str:
+    """The config (and ``--set`` options) that trains run ``ladder_NAME``."""
+    if name in RUN_VARIANTS:
+        base, option, _ = RUN_VARIANTS[name]
+        return f"configs/ladder_{base}.yaml --set {option}"
+    return f"configs/ladder_{name.removesuffix('_v2')}.yaml"
 
 
 def bench_ladder(args, res) -> None:
@@ -98,7 +123,12 @@ def bench_ladder(args, res) -> None:
     first that holds it)."""
     out = res.setdefault("ladder", {})
     roots = [Path(r) for r in args.ladder_runs.split(",")]
-    for name in RUNS:
+    names = args.ladder_names.split(",") if args.ladder_names else list(RUNS)
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        raise SystemExit(f"--ladder-names: unknown run(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(RUNS)}")
+    for name in names:
         folder = next((r / f"ladder_{name}" for r in roots
                        if (r / f"ladder_{name}" / "checkpoint.pt").exists()), None)
         if folder is None:
@@ -124,17 +154,48 @@ def small_models(name: str):
     if name == "flat":
         return pvae.VAE(784, 32, hidden_dims=(400,)), {}
     guide, norm, *items = name.split("/")
-    model_kw, fit_kw = {}, {}
+    model_kw, fit_kw, probes = {}, {}, {}
     for key, _, value in (item.partition("=") for item in items):
         if key == "merge":
             model_kw[key] = value
         elif key in FIT_OPTIONS:
             fit_kw[key] = FIT_OPTIONS[key](value)
+        elif key in GUIDE_PROBES and value == GUIDE_PROBES[key]:
+            probes[key] = value
         else:
             raise ValueError(f"--ladder-small: unknown option {key!r} in {name!r}; valid: "
-                             f"merge, {', '.join(FIT_OPTIONS)}")
-    return pvae.HierarchicalVAE(784, SMALL_Z[guide], hidden_dims=(400,), guide=guide.rstrip("5"),
-                                norm=norm, **model_kw), fit_kw
+                             f"merge, {', '.join(FIT_OPTIONS)}, "
+                             + ", ".join(f"{k}={v}" for k, v in GUIDE_PROBES.items()))
+    cls = _OwnStateLadder if "state" in probes else pvae.HierarchicalVAE
+    model = cls(784, SMALL_Z[guide], hidden_dims=(400,), guide=guide.rstrip("5"), norm=norm,
+                **model_kw)
+    if "q_top" in probes:  # q(z_L | x) read off d_{L-1}(x) by its head alone
+        model.up[-1] = torch.nn.Identity()
+    return model, fit_kw
+
+
+#: probes of the top-down guide's structure, small budget only (benchmark code, not pvae options):
+#: ``state=own``: the joint merge reads the top-down state from the guide's own copy of the
+#: model's top-down networks (not shared); ``q_top=shallow``: no bottom-up network above d_{L-1}
+GUIDE_PROBES = {"state": "own", "q_top": "shallow"}
+
+
+class _OwnStateLadder(pvae.HierarchicalVAE):
+    """A top-down guide with a joint merge whose top-down states come from a copy of the
+    model's top-down networks, trained by the guide's terms only (state=own)."""
+
+    def __init__(self, *args, **kwargs):
+        import copy
+
+        super().__init__(*args, **kwargs)
+        self.guide_top_down = copy.deepcopy(self.top_down)
+
+    def _guide_body(self, x, use_mean=False):
+        shared, self.top_down = self.top_down, self.guide_top_down
+        try:
+            return super()._guide_body(x, use_mean)
+        finally:
+            self.top_down = shared
 
 
 def bench_ladder_small(args, res, mnist, save) -> None:
@@ -321,6 +382,45 @@ FINDINGS = [
 ]
 
 
+#: the paired comparisons of the seed table: (warm-up, [(seed, run-name suffix)])
+SEED_PAIRS = [("10 epochs", [(0, ""), (1, "_s1"), (2, "_s2")]),
+              ("60 epochs", [(0, "_w60"), (1, "_w60_s1")])]
+
+
+def seed_table(rows: dict) -> list[str]:
+    """The two-layer guides side by side, seed by seed, at each warm-up of
+    :data:`SEED_PAIRS` with at least two seeds scored for both (runs ``bottom_up{SUFFIX}``,
+    ``top_down_joint{SUFFIX}``): test log p(x) and ELBO, the top-down minus bottom-up
+    differences, and their mean and standard deviation over the seeds."""
+    import statistics
+
+    lines = []
+    for warmup, pairs in SEED_PAIRS:
+        pairs = [(s, t) for s, t in pairs
+                 if f"bottom_up{t}" in rows and f"top_down_joint{t}" in rows]
+        if len(pairs) < 2:
+            continue
+        if not lines:
+            lines = ["", "Bottom-up against the Ladder (merge joint) over seeds (the same configs "
+                     "with `--set train.seed=N`, and `--set train.kl_warmup=E` for another "
+                     "warm-up):", "",
+                     "| warm-up | seed | bottom-up log p(x) | Ladder log p(x) | difference | "
+                     "bottom-up ELBO | Ladder ELBO | difference |",
+                     "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        d_ll, d_elbo = [], []
+        for seed, tag in pairs:
+            b, t = rows[f"bottom_up{tag}"], rows[f"top_down_joint{tag}"]
+            d_ll.append(t["test_ll"] - b["test_ll"])
+            d_elbo.append(t["test_elbo"] - b["test_elbo"])
+            lines.append(f"| {warmup} | {seed} | {b['test_ll']:.2f} | {t['test_ll']:.2f} | "
+                         f"{d_ll[-1]:+.2f} | {b['test_elbo']:.2f} | {t['test_elbo']:.2f} | "
+                         f"{d_elbo[-1]:+.2f} |")
+        lines.append(f"| {warmup} | mean ± sd | | | {statistics.mean(d_ll):+.2f} ± "
+                     f"{statistics.stdev(d_ll):.2f} | | | {statistics.mean(d_elbo):+.2f} ± "
+                     f"{statistics.stdev(d_elbo):.2f} |")
+    return lines
+
+
 def markdown(res) -> list[str]:
     """The ladder sections of VARIANTS.md."""
     lines: list[str] = []
@@ -385,6 +485,7 @@ def markdown(res) -> list[str]:
             lines.append(f"| {what} | {r['epochs_done']}/{r['epochs']} | {r['test_ll']:.2f} | "
                          f"{gain} | {r['test_elbo']:.2f} | {_fmt(r['kl'])} | "
                          f"{_fmt(r['active_units'])} | {curve} | {r['train_minutes']:.0f} |")
+        lines += seed_table(rows)
         any_row = next(iter(rows.values()))
         lines += ["", f"K = {any_row['num_samples']} on the first {any_row['test_points']} test "
                   "images. The train ELBO of epochs 1-10 is weighted by the warm-up (its KL "

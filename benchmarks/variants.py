@@ -508,6 +508,9 @@ def main(argv=None) -> dict:
                    help="free_bits: the floor lambda (nats per latent dimension)")
     p.add_argument("--ladder-runs", default="/work/main/runs,/work/runs",
                    help="ladder: folders (comma-separated) holding the run folders ladder_NAME")
+    p.add_argument("--ladder-names", default="",
+                   help="ladder: score only these runs (comma-separated names of ladder.RUNS; "
+                        "default every run found)")
     p.add_argument("--ladder-small", default="flat,bottom_up/none,top_down/none,"
                    "bottom_up/layer,top_down/layer",
                    help="ladder_small: models (flat or GUIDE/NORM), each without and with warm-up")

@@ -18,6 +18,7 @@ HELPERS = {"common", "eval_speed", "variants_priors", "variants_iaf", "variants_
 SCRIPTS = {
     "anomaly": ([], ["anomaly.json", "anomaly.png"]),
     "gpu": (["--device", "cpu"], ["GPU.md", "gpu.json"]),
+    "hvae_plateau": ([], ["hvae_plateau.json", "HVAE_PLATEAU.md"]),
     "iaf_diagnose": ([], ["iaf_diagnose.json"]),
     "iaf_probe": ([], ["iaf_probe.json"]),
     "iaf_toy": ([], ["iaf_toy.json"]),
@@ -145,3 +146,28 @@ def test_published_reports_a_finished_runs_own_evaluation(script, tmp_path):
     text = (tmp_path / "PUBLISHED.md").read_text()
     assert "smoke_run's own evaluation when it finished" in text
     assert "with K = 2 on " in text
+
+
+def test_ladder_run_variants_name_their_configs_and_seed_differences(script):
+    """Each repeated or varied Ladder run names a config that exists and the option that
+    varies it, and the seed table's differences are top-down minus bottom-up, paired by seed."""
+    ladder = script("ladder")
+    configs = BENCH.parent / "configs"
+    for name in ladder.RUNS:
+        path, _, option = ladder.config_of(name).partition(" --set ")
+        assert (BENCH.parent / path).exists(), (name, path)
+        assert (option != "") == (name in ladder.RUN_VARIANTS)
+    assert ladder.config_of("top_down_joint_s2") == \
+        "configs/ladder_top_down_joint.yaml --set train.seed=2"
+    assert (configs / "ladder_top_down_joint.yaml").exists()
+    rows = {"bottom_up": {"test_ll": -85.0, "test_elbo": -89.0},
+            "top_down_joint": {"test_ll": -86.0, "test_elbo": -88.5},
+            "bottom_up_s1": {"test_ll": -85.5, "test_elbo": -89.5},
+            "top_down_joint_s1": {"test_ll": -85.0, "test_elbo": -89.5},
+            "bottom_up_s2": {"test_ll": -85.0, "test_elbo": -89.0}}  # its pair missing: left out
+    table = ladder.seed_table(rows)
+    assert [line.split(" | ")[4] for line in table if line.startswith("| 10 epochs | 0 ") or
+            line.startswith("| 10 epochs | 1 ")] == ["-1.00", "+0.50"]
+    assert table[-1] == "| 10 epochs | mean ± sd | | | -0.25 ± 1.06 | | | +0.25 ± 0.35 |"
+    assert ladder.seed_table({"bottom_up": rows["bottom_up"],
+                              "top_down_joint": rows["top_down_joint"]}) == []
