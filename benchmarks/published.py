@@ -83,7 +83,8 @@ def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) ->
 
     cfg = pvae.config.load_config(run / "config.yaml")
     x_test = load_data(cfg).test.x[:test_points]
-    entry.update(type=cfg.model.type, epochs=cfg.train.epochs, test_points=len(x_test))
+    entry.update(type=cfg.model.type, epochs=cfg.train.epochs, test_points=len(x_test),
+                 batch_size=cfg.train.batch_size, activation=cfg.model.activation)
     done = {p["epoch"] for p in entry.setdefault("curve", [])}
     last = max(done, default=-min_gap)
     for epoch, path in kept_copies(run).items():
@@ -125,15 +126,16 @@ def markdown(res: dict) -> str:
         f"K = {res['k']} on the first {res['test_points']} test images (binarised once "
         "with the data seed), and the test ELBO (one sample). Command: "
         f"`{res['command']}`.", "",
-        "| run | model | epochs done / planned | training hours | test ELBO | "
-        "test log p(x) | published (Burda et al. 2015) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| run | model | batch | activation | epochs done / planned | training hours | "
+        "test ELBO | test log p(x) | published (Burda et al. 2015: batch 20, tanh) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in res["runs"].items():
         if not r.get("curve"):
             continue
         p = r["curve"][-1]
-        lines.append(f"| {name} | {r['type']} | {p['epoch']} / {r['epochs']} | "
+        lines.append(f"| {name} | {r['type']} | {r.get('batch_size', '?')} | "
+                     f"{r.get('activation', '?')} | {p['epoch']} / {r['epochs']} | "
                      f"{p['train_hours']:.2f} | {p['test_elbo']:.2f} | **{p['test_ll']:.2f}** "
                      f"+- {p['test_ll_stderr']:.2f} | {TARGET.get(r['type'], float('nan')):.2f} "
                      "(3280 epochs) |")
@@ -151,6 +153,7 @@ def markdown(res: dict) -> str:
                       "need not be as hard as the whole set: compare the figure on every "
                       "test image with the published one."]
     lines += ["", HVAE_NOTE]
+    lines += same_epochs(res)
     lines += ["", "The curve (epoch: test log p(x), hours of training):", ""]
     for name, r in res["runs"].items():
         pts = ", ".join(f"{p['epoch']}: {p['test_ll']:.2f} ({p['train_hours']:.2f} h)"
@@ -167,6 +170,34 @@ def markdown(res: dict) -> str:
                   f"`{r['command']}` |" for r in e["runs"].values()]
         lines.append("")
     return "\n".join(lines)
+
+
+def same_epochs(res: dict) -> list[str]:
+    """Markdown lines comparing runs of one model type at the epochs each has scored:
+    the first run of the type is the reference, the others' differences are to it (nats;
+    positive: better). Empty when no two runs of a type share a scored epoch."""
+    lines = []
+    by_type: dict[str, list[str]] = {}
+    for name, r in res["runs"].items():
+        by_type.setdefault(r.get("type"), []).append(name)
+    for kind, names in by_type.items():
+        curves = {n: {p["epoch"]: p for p in res["runs"][n].get("curve", [])} for n in names}
+        ref, others = names[0], names[1:]
+        common = sorted(set(curves[ref]).intersection(*(curves[n] for n in others))) \
+            if others else []
+        if not common:
+            continue
+        head = " | ".join(f"{n} | {n} - {ref}" for n in others)
+        lines += ["", f"Runs of model {kind} at the same epochs (test log p(x), nats, on "
+                  "the same test images; each difference is to the first run):", "",
+                  f"| epoch | {ref} | {head} |",
+                  "| --- | --- | " + " | ".join("--- | ---" for _ in others) + " |"]
+        for e in common:
+            cells = " | ".join(f"{curves[n][e]['test_ll']:.2f} | "
+                               f"{curves[n][e]['test_ll'] - curves[ref][e]['test_ll']:+.2f}"
+                               for n in others)
+            lines.append(f"| {e} | {curves[ref][e]['test_ll']:.2f} | {cells} |")
+    return lines
 
 
 def figure(res: dict, path: Path) -> None:

@@ -98,8 +98,14 @@ def _cmd_train(args) -> int:
         return 0
     test = metrics["test"]
     last = metrics["history"][-1]
-    print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs "
-          f"in {metrics['train_seconds']:.1f} s")
+    before = metrics.get("epochs_before", 0)
+    if before >= last["epoch"]:  # --resume of a finished run: evaluated again, not trained
+        print(f"{cfg.model.type} on {cfg.data.name} had already trained for {last['epoch']} "
+              "epochs (train.epochs); evaluated it again")
+    else:
+        print(f"trained {cfg.model.type} on {cfg.data.name} for {last['epoch']} epochs"
+              + (f" ({last['epoch'] - before} in this call, resumed at epoch {before})"
+                 if before else "") + f" in {metrics['train_seconds']:.1f} s")
     print(_score_line("test", test, test["num_samples"]))
     subset_line = _subset_line(test, "--test-points all")
     if subset_line:

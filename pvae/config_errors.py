@@ -72,7 +72,7 @@ def _unknown(root, loc: tuple) -> ConfigError:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     prefix = "".join(f"{p}." for p in where)
-    return ConfigError(f"unknown config key {prefix}{key!r}{hint} Valid keys: {', '.join(valid)}")
+    return ConfigError(f"unknown config key {prefix + key!r}{hint} Valid keys: {', '.join(valid)}")
 
 
 def config_error(err: ValidationError, root) -> ConfigError:
@@ -91,7 +91,8 @@ def config_error(err: ValidationError, root) -> ConfigError:
     key = _key(loc)
     if kind == "literal_error":
         allowed = list(typing.get_args(_literal(root, loc)))
-        return ConfigError(f"config key {key!r} must be one of {allowed}, got {value!r}")
+        return ConfigError(f"config key {key!r} must be one of {', '.join(map(str, allowed))}, "
+                           f"got {value!r}")
     if kind in _TYPE_WORDS:
         return ConfigError(f"config key {key!r} must be {_TYPE_WORDS[kind]}, got {value!r}")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):

@@ -34,7 +34,8 @@ def check_points(value: Any, key: str = "config key 'evaluate.test_points'") -> 
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
-    null = "" if key.startswith("--") else f", or null (at most {DEFAULT_TEST_POINTS})"
+    null = ("" if key.startswith("--") else
+            f", or null (the default: a random {DEFAULT_TEST_POINTS} of them, or all if fewer)")
     raise ConfigError(f"{key} must be a positive whole number of points, 'all'{null}; "
                       f"got {value!r}")
 

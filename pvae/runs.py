@@ -8,7 +8,8 @@
     metrics.json     per-epoch history and the final test evaluation: the ELBO on every
                      test point, the log-likelihood on evaluate.test_points of them (a
                      random subset, the same for every run; all with test_points: all),
-                     each with its standard error; train_seconds, evaluate_seconds
+                     each with its standard error; train_seconds, evaluate_seconds,
+                     epochs_before (the epochs a resumed run had done before this call)
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)
     anomaly.png      an anomaly series (data.name: ucr_anomaly_135): its per-step scores;
@@ -245,8 +246,10 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
     check_elbo(model, t.elbo, t.num_particles, t.kl_warmup,  # fit's own rule, checked now
                t.free_bits, t.kl_balance)
     logger = run_logger(cfg, data, out)  # a missing tensorboard package: before anything is written
+    epochs_before = 0
     if resume and (out / CHECKPOINT).exists():  # a resume it would refuse: before config.yaml
-        resume_record(out / CHECKPOINT, model, optimizer=t.optimizer, seed=t.seed, epochs=t.epochs)
+        epochs_before = resume_record(out / CHECKPOINT, model, optimizer=t.optimizer,
+                                      seed=t.seed, epochs=t.epochs)["training"]["epoch"]
     undo = _Undo(out) if rank == 0 else None
     try:
         if rank == 0:
@@ -272,7 +275,8 @@ def train_run(cfg: Config, out: Path, *, resume: bool = False,
                            seed=t.seed, what="test data", points=test_points,
                            progress=progress)
     metrics = {"history": list(history), "test": test, "train_seconds": train_seconds,
-               "evaluate_seconds": time.perf_counter() - t0, "processes": world}
+               "evaluate_seconds": time.perf_counter() - t0, "processes": world,
+               "epochs_before": epochs_before}
     anomaly_scores = None
     if is_windowed(data):  # a long series: the anomaly found, by the archive's criterion
         metrics["anomaly"], anomaly_scores = anomaly_report(

@@ -148,6 +148,24 @@ def test_published_reports_a_finished_runs_own_evaluation(script, tmp_path):
     assert "with K = 2 on " in text
 
 
+def test_published_compares_runs_of_one_model_at_shared_epochs(script):
+    """Runs of one model type are compared at the epochs both scored, each against the
+    first run of its type; a type with one run, or no shared epoch, adds no table."""
+    published = script("published")
+    curve = lambda pts: [{"epoch": e, "test_ll": ll} for e, ll in pts]  # noqa: E731
+    res = {"runs": {"b100": {"type": "vae", "curve": curve([(100, -91.7), (400, -88.6)])},
+                    "b20": {"type": "vae", "curve": curve([(100, -90.2), (200, -89.0),
+                                                           (400, -87.9)])},
+                    "two": {"type": "hvae", "curve": curve([(100, -90.0)])}}}
+    lines = published.same_epochs(res)
+    assert "| epoch | b100 | b20 | b20 - b100 |" in lines
+    assert [line for line in lines if line.startswith("| 1") or line.startswith("| 4")] == \
+        ["| 100 | -91.70 | -90.20 | +1.50 |", "| 400 | -88.60 | -87.90 | +0.70 |"]
+    assert not any("hvae" in line for line in lines)
+    res["runs"]["b20"]["curve"] = curve([(200, -89.0)])
+    assert published.same_epochs(res) == []
+
+
 def test_ladder_run_variants_name_their_configs_and_seed_differences(script):
     """Each repeated or varied Ladder run names a config that exists and the option that
     varies it, and the seed table's differences are top-down minus bottom-up, paired by seed."""

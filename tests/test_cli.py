@@ -100,8 +100,15 @@ def test_resume_and_refusal_to_overwrite(tmp_path, capsys):
     assert main(["train", "--resume", "--out", str(tmp_path / "typo"), *QUICK]) == 2
     assert "does not exist" in capsys.readouterr().err
     # resume with the saved config, asking for more epochs
+    capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=5", "--quiet"]) == 0
-    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 5 and metrics["epochs_before"] == 3
+    assert "for 5 epochs (2 in this call, resumed at epoch 3)" in capsys.readouterr().out
+    # resuming a finished run evaluates it again and says that no epoch ran
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "had already trained for 5 epochs" in printed and "trained vae" not in printed
 
 
 def test_a_run_saved_before_an_option_existed_resumes(tmp_path):

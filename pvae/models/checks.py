@@ -59,14 +59,19 @@ def check_x(x: torch.Tensor, x_shape: tuple[int, ...], what: str = "data") -> No
     if x.dim() == 0 or x.shape[0] == 0:
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); pass at least one data point")
     if tuple(x.shape[1:]) != x_shape:
-        hint = ""
-        if math.prod(x.shape[1:]) == math.prod(x_shape):
-            hint = (
-                f"; reshape it with x.reshape(len(x), *{x_shape}) or build the model "
-                f"with x_dim={tuple(x.shape[1:])}"
-            )
+        want = ", ".join(str(d) for d in x_shape)
+        got = tuple(x.shape[1:])
+        as_x_dim = got if len(got) > 1 else got[0] if got else None
+        if not got:
+            hint = f"; pass a batch of points, one per row (shape (N, {want}))"
+        elif math.prod(got) == math.prod(x_shape):
+            hint = (f"; reshape it with x.reshape(len(x), {want}) or build the model "
+                    f"with x_dim={as_x_dim}")
+        else:
+            hint = (f"; each data point must hold {math.prod(x_shape)} values: build the "
+                    f"model for this data (x_dim={as_x_dim})")
         raise ValueError(
-            f"{what} has shape {tuple(x.shape)} but the model expects (N, *{x_shape}){hint}"
+            f"{what} has shape {tuple(x.shape)} but the model expects (N, {want}){hint}"
         )
 
 

@@ -15,7 +15,7 @@ from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
 from pvae.free_bits import FreeBits, check_free_bits
 from pvae.kl_balance import KLBalance, check_kl_balance
-from pvae.train.schedules import valid_lr_steps
+from pvae.train.schedules import late_lr_steps, valid_lr_steps
 
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
@@ -25,9 +25,14 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
     """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not valid_lr_steps(lr_steps, epochs):
-        raise ValueError(f"lr_steps must be increasing epochs in 1..{epochs - 1} (after which "
-                         f"the learning rate drops), got {tuple(lr_steps)!r}")
+    if not valid_lr_steps(lr_steps):
+        raise ValueError(f"lr_steps must be strictly increasing whole epochs >= 1 (after "
+                         f"which the learning rate drops), got {tuple(lr_steps)!r}")
+    if late := late_lr_steps(lr_steps, epochs):
+        warnings.warn(f"lr_steps {late} are at or after the last epoch ({epochs}): the "
+                      "learning rate does not drop at them in this run (it does if the run "
+                      "is continued past them, e.g. with --resume and more epochs)",
+                      UserWarning, stacklevel=3)
     if not (isinstance(lr_factor, (int, float)) and 0 < lr_factor and math.isfinite(lr_factor)):
         raise ValueError(f"lr_factor must be a positive number, got {lr_factor!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):

@@ -19,12 +19,17 @@ def kl_weight(epoch: int, step: int, steps_per_epoch: int, kl_warmup: float) -> 
     return min(1.0, (epoch * steps_per_epoch + step + 1) / warmup_steps)
 
 
-def valid_lr_steps(lr_steps: Sequence[int], epochs: int) -> bool:
-    """Whether ``lr_steps`` are strictly increasing whole epochs in ``1..epochs - 1``
-    (after each the rate drops; a drop after the last epoch would never take effect)."""
+def valid_lr_steps(lr_steps: Sequence[int]) -> bool:
+    """Whether ``lr_steps`` are strictly increasing whole epochs, each at least 1."""
     steps = list(lr_steps)
-    return (all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs
-                for e in steps) and steps == sorted(set(steps)))
+    return (all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in steps)
+            and steps == sorted(set(steps)))
+
+
+def late_lr_steps(lr_steps: Sequence[int], epochs: int) -> tuple[int, ...]:
+    """The steps of ``lr_steps`` at or after ``epochs``: the rate does not drop at them
+    in a run of ``epochs`` epochs (it does once the run is continued past them)."""
+    return tuple(e for e in lr_steps if e >= epochs)
 
 
 def learning_rate(epoch: int, lr: float, lr_steps: Sequence[int] = (),

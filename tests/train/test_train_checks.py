@@ -27,8 +27,8 @@ def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
     (dict(num_particles=0), "num_particles must be a positive int"),
     (dict(clip_norm=0), "clip_norm must be positive"),
     (dict(optimizer="lbfgs"), "unknown optimizer"),
-    (dict(epochs=3, lr_steps=(3,)), r"lr_steps must be increasing epochs in 1..2"),
-    (dict(epochs=5, lr_steps=(2, 2)), "lr_steps must be increasing"),
+    (dict(epochs=3, lr_steps=(0,)), r"lr_steps must be strictly increasing whole epochs >= 1"),
+    (dict(epochs=5, lr_steps=(2, 2)), "lr_steps must be strictly increasing"),
     (dict(lr_steps=(1,), lr_factor=0), "lr_factor must be a positive number"),
 ])
 def test_bad_options(kwargs, message, x):
@@ -38,8 +38,10 @@ def test_bad_options(kwargs, message, x):
 
 @pytest.mark.parametrize("data,message", [
     (torch.zeros(0, 64), "empty"),
-    (torch.zeros(10, 63), r"shape \(10, 63\) but the model expects \(N, \*\(64,\)\)"),
-    (torch.zeros(10, 1, 8, 8), r"reshape it with x.reshape\(len\(x\), \*\(64,\)\)"),
+    (torch.zeros(10, 63), r"shape \(10, 63\) but the model expects \(N, 64\); each data point must hold 64 values: build the model for this data \(x_dim=63\)"),
+    (torch.zeros(10, 1, 8, 8), r"reshape it with x.reshape\(len\(x\), 64\) or build the model with x_dim=\(1, 8, 8\)"),
+    (torch.zeros(10), r"shape \(10,\) but the model expects \(N, 64\); pass a batch of points, "
+                      r"one per row"),
     ((torch.zeros(10, 64), torch.zeros(10)), "takes x alone"),
     (torch.zeros(10, 64, dtype=torch.complex64), "dtype"),
     (torch.utils.data.TensorDataset(torch.zeros(0, 64)), "empty"),

@@ -1,5 +1,7 @@
 """The training loop (``pvae.train.fit``): every ELBO, reproducibility, resuming, options."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ from pyro.infer import Trace_ELBO
 
 import pvae
 from pvae.train import CHECKPOINT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("elbo", ["trace", "meanfield", "tracegraph", "renyi:0.5", "jit_trace",
@@ -67,6 +71,24 @@ def test_lr_steps_drop_the_rate_after_those_epochs_and_a_resumed_run_follows_the
     resumed = pvae.fit(m, x, epochs=4, lr=1e-2, lr_steps=(3,), checkpoint_dir=tmp_path,
                        resume=True)
     assert resumed["lr"][2:] == pytest.approx([1e-2, 1e-3])  # the optimiser's saved rate is overridden
+
+
+def test_a_run_shorter_than_its_lr_steps_warns_and_a_continued_run_drops_at_them(x, tmp_path):
+    """Shortening a config's epochs (``--set train.epochs=2`` on a staged schedule) is
+    allowed: the steps at or after the last epoch are named in a warning and take
+    effect when the run is continued past them."""
+    from pvae.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "burda_vae.yaml", ["train.epochs=2"])
+    assert cfg.train.lr_steps[:2] == (1, 4)
+    m = small_vae()
+    with pytest.warns(UserWarning, match=r"lr_steps \(4, 6\) are at or after the last epoch \(2\)"):
+        h = pvae.fit(m, x, epochs=2, lr=1e-2, lr_steps=(1, 4, 6), lr_factor=0.5,
+                     checkpoint_dir=tmp_path)
+    assert h["lr"] == [1e-2, 5e-3]
+    h = pvae.fit(m, x, epochs=6, lr=1e-2, lr_steps=(1, 4, 6), lr_factor=0.5,
+                 checkpoint_dir=tmp_path, resume=True)
+    assert h["lr"] == pytest.approx([1e-2, 5e-3, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
 
 
 @pytest.mark.parametrize("lr_steps", [(), (3,)])
