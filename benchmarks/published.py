@@ -173,30 +173,27 @@ def markdown(res: dict) -> str:
 
 
 def same_epochs(res: dict) -> list[str]:
-    """Markdown lines comparing runs of one model type at the epochs each has scored:
-    the first run of the type is the reference, the others' differences are to it (nats;
-    positive: better). Empty when no two runs of a type share a scored epoch."""
+    """Markdown tables comparing runs of one model type at the epochs both have scored:
+    the first scored run of the type is the reference, and each other scored run gets a
+    table of the epochs it shares with it (nats; a positive difference: the other run is
+    better). Runs without a scored epoch, or of no recorded type, are left out."""
     lines = []
     by_type: dict[str, list[str]] = {}
     for name, r in res["runs"].items():
-        by_type.setdefault(r.get("type"), []).append(name)
-    for kind, names in by_type.items():
-        curves = {n: {p["epoch"]: p for p in res["runs"][n].get("curve", [])} for n in names}
-        ref, others = names[0], names[1:]
-        common = sorted(set(curves[ref]).intersection(*(curves[n] for n in others))) \
-            if others else []
-        if not common:
-            continue
-        head = " | ".join(f"{n} | {n} - {ref}" for n in others)
-        lines += ["", f"Runs of model {kind} at the same epochs (test log p(x), nats, on "
-                  "the same test images; each difference is to the first run):", "",
-                  f"| epoch | {ref} | {head} |",
-                  "| --- | --- | " + " | ".join("--- | ---" for _ in others) + " |"]
-        for e in common:
-            cells = " | ".join(f"{curves[n][e]['test_ll']:.2f} | "
-                               f"{curves[n][e]['test_ll'] - curves[ref][e]['test_ll']:+.2f}"
-                               for n in others)
-            lines.append(f"| {e} | {curves[ref][e]['test_ll']:.2f} | {cells} |")
+        if r.get("curve") and r.get("type"):
+            by_type.setdefault(r["type"], []).append(name)
+    for kind, (ref, *others) in by_type.items():
+        at = {n: {p["epoch"]: p["test_ll"] for p in res["runs"][n]["curve"]}
+              for n in (ref, *others)}
+        for other in others:
+            common = sorted(set(at[ref]) & set(at[other]))
+            if not common:
+                continue
+            lines += ["", f"{other} against {ref} (model {kind}) at the epochs both scored "
+                      "(test log p(x), nats, on the same test images):", "",
+                      f"| epoch | {ref} | {other} | difference |", "| --- | --- | --- | --- |"]
+            lines += [f"| {e} | {at[ref][e]:.2f} | {at[other][e]:.2f} | "
+                      f"{at[other][e] - at[ref][e]:+.2f} |" for e in common]
     return lines
 
 

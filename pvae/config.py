@@ -172,7 +172,8 @@ class ModelConfig(_Section):
                  "and model.num_classes exclude each other: set one")
         _check_prior(self)  # learned priors (pvae.priors)
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
-                 f"must be one of {', '.join(likelihoods.names())}, got {self.likelihood!r}")
+                 f"must be one of {', '.join(map(repr, likelihoods.names()))}, "
+                 f"got {self.likelihood!r}")
         try:
             likelihoods.get(self.likelihood, **self.likelihood_kwargs)
         except (ValueError, TypeError) as e:
@@ -258,7 +259,7 @@ class TrainConfig(_Section):
                  "must be strictly increasing whole epochs >= 1 (steps at or after "
                  "train.epochs are kept for a continued run and warned of)")
         _require(self.elbo.partition(":")[0] in ELBO_NAMES, "train.elbo",
-                 f"must be one of {', '.join(ELBO_NAMES)} (renyi:ALPHA, iwae:K), "
+                 f"must be one of {', '.join(map(repr, ELBO_NAMES))} (renyi:ALPHA, iwae:K), "
                  f"got {self.elbo!r}")
         try:  # its argument (iwae:K, renyi:ALPHA) and particles, by the parser fit uses
             make_elbo(self.elbo, self.num_particles)

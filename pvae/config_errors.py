@@ -90,9 +90,9 @@ def config_error(err: ValidationError, root) -> ConfigError:
         return ConfigError(f"config section {loc[0]!r} must be a mapping, got {value!r}")
     key = _key(loc)
     if kind == "literal_error":
-        allowed = list(typing.get_args(_literal(root, loc)))
-        return ConfigError(f"config key {key!r} must be one of {', '.join(map(str, allowed))}, "
-                           f"got {value!r}")
+        allowed = ", ".join(map(repr, typing.get_args(_literal(root, loc))))
+        null = ", or null" if type(None) in typing.get_args(_field(root, loc).annotation) else ""
+        return ConfigError(f"config key {key!r} must be one of {allowed}{null}, got {value!r}")
     if kind in _TYPE_WORDS:
         return ConfigError(f"config key {key!r} must be {_TYPE_WORDS[kind]}, got {value!r}")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):

@@ -8,7 +8,8 @@
     metrics.json     per-epoch history and the final test evaluation: the ELBO on every
                      test point, the log-likelihood on evaluate.test_points of them (a
                      random subset, the same for every run; all with test_points: all),
-                     each with its standard error; train_seconds, evaluate_seconds,
+                     each with its standard error; train_seconds and evaluate_seconds
+                     (of this call: a resumed run's history has each epoch's seconds),
                      epochs_before (the epochs a resumed run had done before this call)
     metrics.csv      the per-epoch history as a table
     curves.png  reconstructions.png  samples.png  (layer_kl.png for hierarchical models)

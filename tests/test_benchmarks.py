@@ -149,19 +149,24 @@ def test_published_reports_a_finished_runs_own_evaluation(script, tmp_path):
 
 
 def test_published_compares_runs_of_one_model_at_shared_epochs(script):
-    """Runs of one model type are compared at the epochs both scored, each against the
-    first run of its type; a type with one run, or no shared epoch, adds no table."""
+    """Each run of a model type is compared with the first scored run of that type at
+    the epochs the two share; runs with no scored epoch or no type are left out, and a
+    pair with no shared epoch adds no table."""
     published = script("published")
     curve = lambda pts: [{"epoch": e, "test_ll": ll} for e, ll in pts]  # noqa: E731
-    res = {"runs": {"b100": {"type": "vae", "curve": curve([(100, -91.7), (400, -88.6)])},
+    res = {"runs": {"new": {"type": "vae", "curve": []},
+                    "b100": {"type": "vae", "curve": curve([(100, -91.7), (400, -88.6)])},
                     "b20": {"type": "vae", "curve": curve([(100, -90.2), (200, -89.0),
                                                            (400, -87.9)])},
+                    "odd": {"type": "vae", "curve": curve([(300, -88.0)])},
+                    "untyped": {"curve": curve([(100, -80.0)])},
                     "two": {"type": "hvae", "curve": curve([(100, -90.0)])}}}
     lines = published.same_epochs(res)
-    assert "| epoch | b100 | b20 | b20 - b100 |" in lines
-    assert [line for line in lines if line.startswith("| 1") or line.startswith("| 4")] == \
+    assert "| epoch | b100 | b20 | difference |" in lines
+    assert [line for line in lines if line[:3] in ("| 1", "| 2", "| 3", "| 4")] == \
         ["| 100 | -91.70 | -90.20 | +1.50 |", "| 400 | -88.60 | -87.90 | +0.70 |"]
-    assert not any("hvae" in line for line in lines)
+    assert not any("odd" in line or "untyped" in line or "hvae" in line or "new" in line
+                   for line in lines)
     res["runs"]["b20"]["curve"] = curve([(200, -89.0)])
     assert published.same_epochs(res) == []
 

@@ -44,7 +44,7 @@ def test_defaults_are_the_digits_config():
     ({"train": 3}, r"section 'train' must be a mapping"),
     ({"model": {"likelihood": "gaussian", "likelihood_kwargs": {"sigma": 1}}},
      r"likelihood 'gaussian' has no option 'sigma'; its options are: scale"),
-    ({"model": {"type": "gan"}}, r"'model.type' must be one of vae, cvae, ssvae, hvae, seqvae, got 'gan'$"),
+    ({"model": {"type": "gan"}}, r"'model.type' must be one of 'vae', 'cvae', 'ssvae', 'hvae', 'seqvae', got 'gan'$"),
     ({"model": {"guide": "sideways"}}, r"'model.guide' must be one of"),
     ({"model": {"balance_weight": -1}}, r"'model.balance_weight' must be >= 0 \(0 is off\)"),
     ({"train": {"epochs": 10, "lr_steps": [0, 5]}}, r"'train.lr_steps' must be strictly "
@@ -52,7 +52,7 @@ def test_defaults_are_the_digits_config():
     ({"train": {"lr_steps": [50, 20]}}, r"'train.lr_steps' must be strictly increasing"),
     ({"train": {"lr_factor": 0}}, r"'train.lr_factor' must be positive"),
     ({"model": {"word_dropout": 1.0}}, r"'model.word_dropout' must be in \[0, 1\)"),
-    ({"model": {"rnn": "transformer"}}, r"'model.rnn' must be one of gru, lstm, got 'transformer'$"),
+    ({"model": {"rnn": "transformer"}}, r"'model.rnn' must be one of 'gru', 'lstm', got 'transformer'$"),
     ({"data": {"name": "ucr_anomaly_135"}}, r"'data.window' is needed for name: ucr_anomaly_135"),
     ({"data": {"name": "words", "binarize": "static"}}, r"'data.binarize' is for images"),
     ({"data": {"name": "sequences"}}, r"'data.path' is needed for name: sequences"),

@@ -106,10 +106,12 @@ def test_shipped_configs_hold_their_known_values(name, z_dim, epochs, likelihood
     ({"train": {"device": 0}}, r"'train.device' must be a string, got 0$"),
     ({"model": {"likelihood_kwargs": None}}, r"'model.likelihood_kwargs' must be a mapping"),
     ({"train": {"lr_steps": [1.5]}}, r"'train.lr_steps\[0\]' must be an integer, got 1.5$"),
-    ({"data": {"binarize": "sometimes"}}, r"'data.binarize' must be one of static, "
-                                          r"dynamic, got 'sometimes'$"),
-    ({"train": {"logger": "wandb"}}, r"'train.logger' must be one of tensorboard, none, "
+    ({"data": {"binarize": "sometimes"}}, r"'data.binarize' must be one of 'static', "
+                                          r"'dynamic', or null, got 'sometimes'$"),
+    ({"train": {"logger": "wandb"}}, r"'train.logger' must be one of 'tensorboard', 'none', "
                                      r"got 'wandb'$"),
+    ({"train": {"logger": None}}, r"'train.logger' must be one of 'tensorboard', "
+                                     r"'none', got None$"),
     ({"train": {7: 1}}, r"unknown config key 'train.7' Valid keys: elbo, epochs"),
     ({"train": {"lr": "x", "epoch": 5}}, r"unknown config key 'train.epoch'; did you mean"),
     ({"evaluate": []}, r"config section 'evaluate' must be a mapping, got \[\]$"),

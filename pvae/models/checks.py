@@ -60,16 +60,24 @@ def check_x(x: torch.Tensor, x_shape: tuple[int, ...], what: str = "data") -> No
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); pass at least one data point")
     if tuple(x.shape[1:]) != x_shape:
         want = ", ".join(str(d) for d in x_shape)
-        got = tuple(x.shape[1:])
+        got, size = tuple(x.shape[1:]), math.prod(x_shape)
         as_x_dim = got if len(got) > 1 else got[0] if got else None
-        if not got:
+        if got[len(got) - len(x_shape):] == x_shape:  # an outer axis: several data sets
+            hint = f"; flatten the data sets into one batch with x.reshape(-1, {want})"
+        elif not got and size == 1:
+            hint = f"; one value per point: x.reshape(len(x), {want})"
+        elif not got and len(x) == size:
+            hint = f"; one data point? pass x[None] (shape (1, {want}))"
+        elif not got:
             hint = f"; pass a batch of points, one per row (shape (N, {want}))"
-        elif math.prod(got) == math.prod(x_shape):
+        elif math.prod(got) == 0:
+            hint = f"; each data point must hold {size} values, these hold none"
+        elif math.prod(got) == size:
             hint = (f"; reshape it with x.reshape(len(x), {want}) or build the model "
                     f"with x_dim={as_x_dim}")
         else:
-            hint = (f"; each data point must hold {math.prod(x_shape)} values: build the "
-                    f"model for this data (x_dim={as_x_dim})")
+            hint = (f"; each data point must hold {size} values: build the model for this "
+                    f"data (x_dim={as_x_dim})")
         raise ValueError(
             f"{what} has shape {tuple(x.shape)} but the model expects (N, {want}){hint}"
         )

@@ -22,17 +22,13 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
                   clip_norm: Optional[float], checkpoint_every: int,
                   lr_steps: Sequence[int] = (), lr_factor: float = 0.1,
                   keep_every: int = 0) -> None:
-    """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range."""
+    """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range
+    (``lr_steps`` past the last epoch are allowed: :func:`warn_late_lr_steps`)."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if not valid_lr_steps(lr_steps):
         raise ValueError(f"lr_steps must be strictly increasing whole epochs >= 1 (after "
                          f"which the learning rate drops), got {tuple(lr_steps)!r}")
-    if late := late_lr_steps(lr_steps, epochs):
-        warnings.warn(f"lr_steps {late} are at or after the last epoch ({epochs}): the "
-                      "learning rate does not drop at them in this run (it does if the run "
-                      "is continued past them, e.g. with --resume and more epochs)",
-                      UserWarning, stacklevel=3)
     if not (isinstance(lr_factor, (int, float)) and 0 < lr_factor and math.isfinite(lr_factor)):
         raise ValueError(f"lr_factor must be a positive number, got {lr_factor!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -165,6 +161,19 @@ def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
     if not getattr(model, "shardable", True):
         raise ValueError(f"{type(model).__name__} batches its data its own way, which "
                          "distributed training does not shard yet; train it in one process")
+
+
+def warn_late_lr_steps(lr_steps: Sequence[int], epochs: int, resumable: bool) -> None:
+    """Warn (``UserWarning``, at ``fit``'s caller) of the steps of ``lr_steps`` at or after
+    the last epoch: the rate does not drop at them in this run. Steps of a staged schedule
+    may outlast a shortened run, and take effect when a checkpointed run is continued
+    past them (``resume=True`` with more ``epochs``; ``pvae train --resume``)."""
+    if late := late_lr_steps(lr_steps, epochs):
+        later = (" (they do when this checkpointed run is continued past them: resume=True "
+                 "with more epochs, or pvae train --resume)" if resumable else "")
+        warnings.warn(f"lr_steps {late} are at or after the last epoch ({epochs}): the "
+                      f"learning rate does not drop at them in this run{later}",
+                      UserWarning, stacklevel=3)
 
 
 def resume_record(path: Union[str, os.PathLike], model, *, optimizer: str = "adam",

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from pvae import checkpoint as ckpt
 from pvae import distributed, estimates
 from pvae.elbos import traits
-from pvae.train.checks import check_distributed, check_elbo, check_options, resume_record
+from pvae.train.checks import (check_distributed, check_elbo, check_options, resume_record,
+                               warn_late_lr_steps)
 from pvae.train.data import TrainingData, evaluation_data
 from pvae.train.failure import numerical_failure
 from pvae.train.history import History
@@ -69,7 +70,9 @@ def fit(
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied
         by ``lr_factor`` (:func:`pvae.train.learning_rate`). A resumed run uses the ``lr``,
-        schedule and ``weight_decay`` passed now (the optimiser's moments are kept).
+        schedule and ``weight_decay`` passed now (the optimiser's moments are kept). Steps
+        at or after ``epochs`` are allowed (a staged schedule on a shortened run) and
+        named in a ``UserWarning``; they take effect when the run is continued past them.
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
@@ -125,6 +128,8 @@ def fit(
     if record is not None:
         state.restore(record["training"], weight_decay=weight_decay, rank=rank, world=world,
                       device=device)
+    if rank == 0 and state.epoch < epochs:  # not when a finished run is only reloaded
+        warn_late_lr_steps(lr_steps, epochs, resumable=ckpt_path is not None)
     train.plan(traits(loss_elbo).jit and train.num_data > batch_size, world,
                int(seed) if seed is not None else 0)
     schedule = Schedule(lr, tuple(lr_steps), lr_factor, kl_warmup, train.num_steps(model))

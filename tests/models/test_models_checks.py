@@ -89,6 +89,28 @@ def test_float64_data_is_cast_as_fit_casts_it(x, name, model_cls):
     assert _same(results[0], results[1]) and _same(results[0], results[2])
 
 
+@pytest.mark.parametrize("shape,x_shape,fix", [
+    ((2, 10, 64), (64,), r"flatten the data sets into one batch with x.reshape\(-1, 64\)$"),
+    ((3, 10, 1, 28, 28), (1, 28, 28), r"x.reshape\(-1, 1, 28, 28\)$"),
+    ((10,), (1,), r"one value per point: x.reshape\(len\(x\), 1\)$"),
+    ((64,), (64,), r"one data point\? pass x\[None\] \(shape \(1, 64\)\)$"),
+    ((10,), (64,), r"pass a batch of points, one per row \(shape \(N, 64\)\)$"),
+    ((10, 0), (64,), r"must hold 64 values, these hold none$"),
+    ((10, 63), (64,), r"must hold 64 values: build the model for this data \(x_dim=63\)$"),
+    ((10, 784), (1, 28, 28), r"x.reshape\(len\(x\), 1, 28, 28\) or build the model with "
+                             r"x_dim=784$"),
+    ((10, 28, 28), (1, 28, 28), r"x.reshape\(len\(x\), 1, 28, 28\) or build the model with "
+                                r"x_dim=\(28, 28\)$"),
+])
+def test_a_wrong_shape_is_named_with_its_fix(shape, x_shape, fix):
+    from pvae.models.checks import check_x
+
+    want = ", ".join(map(str, x_shape))
+    with pytest.raises(ValueError, match=rf"^data has shape \({shape[0]},.*\) but the model "
+                                         rf"expects \(N, {want}\); (.* )?" + fix):
+        check_x(torch.zeros(shape), x_shape)
+
+
 @pytest.mark.parametrize("name", list(VAE_CALLS))
 def test_data_of_the_wrong_shape_gets_fits_error(x, name):
     vae = pvae.VAE(64, 3, hidden_dims=(16,))

@@ -76,19 +76,28 @@ def test_lr_steps_drop_the_rate_after_those_epochs_and_a_resumed_run_follows_the
 def test_a_run_shorter_than_its_lr_steps_warns_and_a_continued_run_drops_at_them(x, tmp_path):
     """Shortening a config's epochs (``--set train.epochs=2`` on a staged schedule) is
     allowed: the steps at or after the last epoch are named in a warning and take
-    effect when the run is continued past them."""
+    effect when the run is continued past them; a run that covers every step, and a
+    finished run only reloaded, do not warn."""
+    import warnings
+
     from pvae.config import load_config
 
     cfg = load_config(ROOT / "configs" / "burda_vae.yaml", ["train.epochs=2"])
     assert cfg.train.lr_steps[:2] == (1, 4)
     m = small_vae()
-    with pytest.warns(UserWarning, match=r"lr_steps \(4, 6\) are at or after the last epoch \(2\)"):
+    with pytest.warns(UserWarning, match=r"lr_steps \(4, 6\) are at or after the last epoch "
+                                         r"\(2\).*continued past them"):
         h = pvae.fit(m, x, epochs=2, lr=1e-2, lr_steps=(1, 4, 6), lr_factor=0.5,
                      checkpoint_dir=tmp_path)
     assert h["lr"] == [1e-2, 5e-3]
-    h = pvae.fit(m, x, epochs=6, lr=1e-2, lr_steps=(1, 4, 6), lr_factor=0.5,
-                 checkpoint_dir=tmp_path, resume=True)
-    assert h["lr"] == pytest.approx([1e-2, 5e-3, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        h = pvae.fit(m, x, epochs=7, lr=1e-2, lr_steps=(1, 4, 6), lr_factor=0.5,
+                     checkpoint_dir=tmp_path, resume=True)
+        assert h["lr"] == pytest.approx([1e-2, 5e-3, 5e-3, 5e-3, 2.5e-3, 2.5e-3, 1.25e-3])
+        pvae.fit(m, x, epochs=7, lr_steps=(1, 4, 8), checkpoint_dir=tmp_path, resume=True)
+    with pytest.warns(UserWarning, match=r"lr_steps \(3,\) .* in this run$"):  # no checkpoint
+        pvae.fit(small_vae(), x, epochs=3, lr_steps=(3,))
 
 
 @pytest.mark.parametrize("lr_steps", [(), (3,)])
