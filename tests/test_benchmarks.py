@@ -171,6 +171,28 @@ def test_published_compares_runs_of_one_model_at_shared_epochs(script):
     assert published.same_epochs(res) == []
 
 
+def test_ladder_weight_norm_probe_starts_as_the_same_network(script):
+    """``wn=1`` replaces every linear layer by a weight-normalised one that computes the
+    same function at initialisation, and whose weight keeps its norm g per output unit
+    however v is scaled."""
+    import torch
+
+    ladder = script("ladder")
+    torch.manual_seed(0)
+    plain, _ = ladder.small_models("top_down/none/merge=joint")
+    torch.manual_seed(0)
+    wn, _ = ladder.small_models("top_down/none/merge=joint/wn=1")
+    assert not any(type(m) is torch.nn.Linear for m in wn.modules())
+    x = (torch.rand(8, 784) < 0.3).float()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.encode(x), wn.encode(x)))
+    layer = next(m for m in wn.modules() if isinstance(m, ladder._WeightNormLinear))
+    h = torch.randn(5, layer.v.shape[1])
+    before = layer(h)
+    with torch.no_grad():
+        layer.v.mul_(3.0)
+    assert torch.allclose(layer(h), before, atol=1e-5)
+
+
 def test_ladder_run_variants_name_their_configs_and_seed_differences(script):
     """Each repeated or varied Ladder run names a config that exists and the option that
     varies it, and the seed table's differences are top-down minus bottom-up, paired by seed."""
