@@ -163,17 +163,18 @@ def check_distributed(model, loss_elbo: ELBO, world: int) -> None:
                          "distributed training does not shard yet; train it in one process")
 
 
-def warn_late_lr_steps(lr_steps: Sequence[int], epochs: int, resumable: bool) -> None:
-    """Warn (``UserWarning``, at ``fit``'s caller) of the steps of ``lr_steps`` at or after
-    the last epoch: the rate does not drop at them in this run. Steps of a staged schedule
-    may outlast a shortened run, and take effect when a checkpointed run is continued
-    past them (``resume=True`` with more ``epochs``; ``pvae train --resume``)."""
+def warn_late_lr_steps(lr_steps: Sequence[int], epochs: int, resumable: bool,
+                       stacklevel: int = 2) -> None:
+    """Warn (``UserWarning``, ``stacklevel`` frames up) of the steps of ``lr_steps`` at or
+    after the last epoch: the rate does not drop at them in this run. Steps of a staged
+    schedule may outlast a shortened run, and take effect when a checkpointed run is
+    continued past them (``resume=True`` with more ``epochs``; ``pvae train --resume``)."""
     if late := late_lr_steps(lr_steps, epochs):
         later = (" (they do when this checkpointed run is continued past them: resume=True "
                  "with more epochs, or pvae train --resume)" if resumable else "")
         warnings.warn(f"lr_steps {late} are at or after the last epoch ({epochs}): the "
                       f"learning rate does not drop at them in this run{later}",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=stacklevel + 1)
 
 
 def resume_record(path: Union[str, os.PathLike], model, *, optimizer: str = "adam",

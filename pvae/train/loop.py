@@ -68,11 +68,9 @@ def fit(
     elbo : a name (:data:`pvae.elbos.ELBO_NAMES`) or a ``pyro.infer.ELBO`` (:func:`make_elbo`).
         ``renyi`` is per data point while every site is in the data plate; ``iwae`` always.
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
-    lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied
-        by ``lr_factor`` (:func:`pvae.train.learning_rate`). A resumed run uses the ``lr``,
-        schedule and ``weight_decay`` passed now (the optimiser's moments are kept). Steps
-        at or after ``epochs`` are allowed (a staged schedule on a shortened run) and
-        named in a ``UserWarning``; they take effect when the run is continued past them.
+    lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied by ``lr_factor``
+        (:func:`pvae.train.learning_rate`; steps from ``epochs`` on warn, and apply in a continued
+        run). A resumed run uses the ``lr``, schedule and ``weight_decay`` given now (moments kept).
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
@@ -119,7 +117,7 @@ def fit(
     device = torch.device(device) if device is not None else model.device
     train = TrainingData(data, model, batch_size, transform)
     val = evaluation_data(validation, model, device, transform, "validation data")
-    ckpt_path, record = _checkpoint(checkpoint_dir, resume, model, optimizer, seed, epochs)
+    path, record = _checkpoint(checkpoint_dir, resume, model, optimizer, seed, epochs, lr_steps)
 
     model.to(device)
     gen = batch_generator(seed, rank)
@@ -128,23 +126,21 @@ def fit(
     if record is not None:
         state.restore(record["training"], weight_decay=weight_decay, rank=rank, world=world,
                       device=device)
-    if rank == 0 and state.epoch < epochs:  # not when a finished run is only reloaded
-        warn_late_lr_steps(lr_steps, epochs, resumable=ckpt_path is not None)
     train.plan(traits(loss_elbo).jit and train.num_data > batch_size, world,
                int(seed) if seed is not None else 0)
     schedule = Schedule(lr, tuple(lr_steps), lr_factor, kl_warmup, train.num_steps(model))
     step = Step(model, loss_elbo, state.optimizer, train.num_data, transform=transform,
-                streamed=train.streamed, clip_norm=clip_norm, checkpoint=ckpt_path,
+                streamed=train.streamed, clip_norm=clip_norm, checkpoint=path,
                 ddp=distributed.wrap(model, loss_elbo, device) if world > 1 else None)
 
     bar = _progress(progress, state.epoch, epochs, model)
     lean = traits(loss_elbo).lean_path  # pvae's lean ELBOs need no param sites, Pyro's do
     with pyro.validation_enabled(False), model.unregistered() if lean else nullcontext(), log:
         for epoch in bar:
-            row = _epoch(model, train, step, state, schedule, epoch, val, ckpt_path)
+            row = _epoch(model, train, step, state, schedule, epoch, val, path)
             bar.set_postfix(elbo=f"{row['train_elbo']:.2f}")
             _save(model, state, epoch, epochs, (checkpoint_every, keep_every), schedule,
-                  ckpt_path, rank)
+                  path, rank)
             if callback is not None:
                 callback(row)
             log(row, model, val or state.monitor)
@@ -160,20 +156,26 @@ def _progress(progress: Optional[bool], start: int, epochs: int, model) -> tqdm:
 
 
 def _checkpoint(checkpoint_dir, resume: bool, model, optimizer: str, seed: Optional[int],
-                epochs: int) -> tuple[Optional[Path], Optional[dict]]:
+                epochs: int, lr_steps: Sequence[int]) -> tuple[Optional[Path], Optional[dict]]:
     """Where checkpoints go, and the record a resumed run continues (``None``: a new run).
 
     Rank 0 decides where checkpoints go and whether one exists; every rank follows it.
-    Raises ``FileExistsError`` for an existing checkpoint without ``resume``.
+    Raises ``FileExistsError`` for an existing checkpoint without ``resume``. Rank 0 then
+    warns of ``lr_steps`` the run will not reach, unless no epoch is left to run
+    (:func:`warn_late_lr_steps`).
     """
     path = distributed.broadcast(
         Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None)
-    if path is None or not distributed.broadcast(path.exists()):
-        return path, None
-    if not resume:
-        raise FileExistsError(f"{str(path)!r} already exists; pass resume=True to continue "
-                              "that run, or choose another checkpoint_dir")
-    return path, resume_record(path, model, optimizer=optimizer, seed=seed, epochs=epochs)
+    record = None
+    if path is not None and distributed.broadcast(path.exists()):
+        if not resume:
+            raise FileExistsError(f"{str(path)!r} already exists; pass resume=True to continue "
+                                  "that run, or choose another checkpoint_dir")
+        record = resume_record(path, model, optimizer=optimizer, seed=seed, epochs=epochs)
+    start = record["training"]["epoch"] if record is not None else 0
+    if distributed.context()[0] == 0 and start < epochs:
+        warn_late_lr_steps(lr_steps, epochs, resumable=path is not None, stacklevel=3)
+    return path, record
 
 
 def _epoch(model, train: TrainingData, step: Step, state: TrainState, schedule: Schedule,
