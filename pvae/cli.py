@@ -98,7 +98,7 @@ def _cmd_train(args) -> int:
         return 0
     test = metrics["test"]
     last = metrics["history"][-1]
-    before = metrics.get("epochs_before", 0)
+    before = metrics["epochs_before"]
     if before >= last["epoch"]:  # --resume of a finished run: evaluated again, not trained
         print(f"{cfg.model.type} on {cfg.data.name} had already trained for {last['epoch']} "
               "epochs (train.epochs); evaluated it again")

@@ -185,11 +185,12 @@ def test_ladder_weight_norm_probe_starts_as_the_same_network(script):
     assert not any(type(m) is torch.nn.Linear for m in wn.modules())
     x = (torch.rand(8, 784) < 0.3).float()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.encode(x), wn.encode(x)))
-    layer = next(m for m in wn.modules() if isinstance(m, ladder._WeightNormLinear))
-    h = torch.randn(5, layer.v.shape[1])
+    layer = next(m for m in wn.modules() if torch.nn.utils.parametrize.is_parametrized(m))
+    v = layer.parametrizations.weight.original1  # weight_norm's direction (original0: g)
+    h = torch.randn(5, v.shape[1])
     before = layer(h)
     with torch.no_grad():
-        layer.v.mul_(3.0)
+        v.mul_(3.0)
     assert torch.allclose(layer(h), before, atol=1e-5)
 
 

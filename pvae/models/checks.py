@@ -61,7 +61,7 @@ def check_x(x: torch.Tensor, x_shape: tuple[int, ...], what: str = "data") -> No
     if tuple(x.shape[1:]) != x_shape:
         want = ", ".join(str(d) for d in x_shape)
         got, size = tuple(x.shape[1:]), math.prod(x_shape)
-        as_x_dim = got if len(got) > 1 else got[0] if got else None
+        as_x_dim = got[0] if len(got) == 1 else got  # as x_dim is written
         if got[len(got) - len(x_shape):] == x_shape:  # an outer axis: several data sets
             hint = f"; flatten the data sets into one batch with x.reshape(-1, {want})"
         elif not got and size == 1:
