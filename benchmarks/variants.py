@@ -44,7 +44,7 @@ import torch
 import pvae
 import variants_priors
 import ladder
-from common import HERE, add_smoke_options, machine, mnist, output_dir, write_json
+from common import HERE, ROOT, add_smoke_options, machine, mnist, output_dir, write_json
 from variants_iaf import bench_free_bits, bench_iaf, markdown as flows_markdown
 from pvae.nets import MLP
 
@@ -506,8 +506,10 @@ def main(argv=None) -> dict:
                         "default_init")
     p.add_argument("--free-bits", type=float, default=0.5,
                    help="free_bits: the floor lambda (nats per latent dimension)")
-    p.add_argument("--ladder-runs", default="/work/main/runs,/work/runs",
-                   help="ladder: folders (comma-separated) holding the run folders ladder_NAME")
+    p.add_argument("--ladder-runs", default=str(ROOT / "runs"),
+                   help="ladder: folders (comma-separated) holding the run folders ladder_NAME "
+                        "(default: the checkout's runs/, where `pvae train --out runs/NAME` "
+                        "writes them)")
     p.add_argument("--ladder-names", default="",
                    help="ladder: score only these runs (comma-separated names of ladder.RUNS; "
                         "default every run found)")

@@ -5,7 +5,9 @@ pydantic model whose field descriptions say why a default is what it is.
 Loading is strict: an unknown key, a value of the wrong type (no coercion: ``"5"``
 is not an int, ``2.0`` is not an int, ``1`` is not a bool) or an out-of-range value
 raises :class:`ConfigError` naming the dotted key (``'model.z_dim'``), the value and
-what is allowed. YAML is read with ``yaml.safe_load`` (no Python objects).
+what is allowed. YAML is read with ``yaml.safe_load``'s rules (no Python objects),
+except that ``1e-4`` is a number, as in YAML 1.2 (PyYAML follows YAML 1.1, where a
+float needs a dot: ``1.0e-4``; see :class:`_Loader`).
 ``Config.model_json_schema()`` is the JSON schema editors use for completion
 (``pvae config --schema``).
 """
@@ -13,6 +15,7 @@ what is allowed. YAML is read with ``yaml.safe_load`` (no Python objects).
 from __future__ import annotations
 
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -229,6 +232,8 @@ class TrainConfig(_Section):
                              "busy machine")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="the torch "
                                                                           "optimiser")
+    adam_eps: float = Field(1e-8, gt=0, description="Adam's (and AdamW's) epsilon: torch's "
+                                                    "1e-8; Burda et al. 2015 used 1e-4")
     checkpoint_every: int = Field(10, ge=1, description="epochs between atomic checkpoints")
     keep_every: int = Field(0, ge=0, description="also keep a copy checkpoint-eEPOCH.pt every "
                                                  "this many epochs, for a long run's curve "
@@ -240,7 +245,7 @@ class TrainConfig(_Section):
     #: The fields that are keyword arguments of :func:`pvae.fit`, under the same names.
     FIT_KEYS: typing.ClassVar[tuple[str, ...]] = (
         "elbo", "epochs", "batch_size", "lr", "lr_steps", "lr_factor", "num_particles",
-        "kl_warmup", "clip_norm", "seed", "device", "optimizer", "checkpoint_every",
+        "kl_warmup", "clip_norm", "seed", "device", "optimizer", "adam_eps", "checkpoint_every",
         "keep_every", "free_bits", "kl_balance")
 
     def fit_kwargs(self) -> dict[str, Any]:
@@ -271,6 +276,10 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
                               f"train.elbo={self.elbo!r}): {e}") from None
+        _require(self.optimizer != "sgd" or self.adam_eps == 1e-8, "train.adam_eps",
+                 f"({self.adam_eps:g}) applies to train.optimizer 'adam' or 'adamw', and "
+                 f"train.optimizer is 'sgd' (which has no epsilon): drop train.adam_eps or "
+                 f"choose 'adam'")
         _require(not (self.kl_balance and self.free_bits), "train.kl_balance",
                  "and train.free_bits both reweight the latent terms: use one of them")
         try:  # KL balancing (pvae.train.checks.with_kl_balance)
@@ -311,6 +320,22 @@ class Config(_Section):
     def to_yaml(self) -> str:
         """The config as YAML text, sections and keys in their declared order."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2's floats without a dot (``1e-4``,
+    ``3E5``), which YAML 1.1 (PyYAML's rules) leaves as strings, so that ``lr: 3e-4``
+    is the number its writer meant (PyYAML issue #173)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 def _require(ok: Any, key: str, message: str) -> None:
@@ -369,7 +394,7 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
             raise ConfigError(f"config file {str(path)!r} does not exist; check the path "
                               "(shipped configs are in configs/)")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = _load_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
         if not isinstance(values, dict):
@@ -381,7 +406,7 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
             raise ConfigError(f"override {item!r} must look like section.key=value, "
                               "e.g. train.epochs=5")
         try:
-            value = yaml.safe_load(raw)
+            value = _load_yaml(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from None
         section = values.setdefault(parts[0], {})

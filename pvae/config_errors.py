@@ -96,7 +96,7 @@ def config_error(err: ValidationError, root) -> ConfigError:
     if kind in _TYPE_WORDS:
         return ConfigError(f"config key {key!r} must be {_TYPE_WORDS[kind]}, got {value!r}")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return ConfigError(f"config key {key!r} must be {_range_words(root, loc)}")
+        return ConfigError(f"config key {key!r} must be {_range_words(root, loc)}, got {value!r}")
     return ConfigError(f"config key {key!r}: {e['msg']}, got {value!r}")  # any other kind
 
 

@@ -87,6 +87,24 @@ def test_yaml_files_and_overrides(tmp_path):
         load_config(tmp_path / "evil.yaml")
 
 
+def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
+    # PyYAML (YAML 1.1) reads 3e-4 as the string '3e-4'; YAML 1.2 and users read a number
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lr: 3e-4\n  adam_eps: 1E-4\n  clip_norm: 1e1\n  epochs: 5\n"
+                 "data:\n  path: 1e5.csv\n")
+    cfg = load_config(p, ["train.lr_factor=5e-1"])
+    assert (cfg.train.lr, cfg.train.adam_eps, cfg.train.clip_norm) == (3e-4, 1e-4, 10.0)
+    assert cfg.train.lr_factor == 0.5 and cfg.train.epochs == 5  # ints stay ints
+    assert cfg.data.path == "1e5.csv"
+    # a resolved config (a run folder's config.yaml) reads back as written
+    (tmp_path / "resolved.yaml").write_text(cfg.to_yaml())
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    # the strings a key needs stay strings
+    assert load_config(None, ["train.device=cpu"]).train.device == "cpu"
+    with pytest.raises(ConfigError, match=r"'train.epochs' must be an integer, got 1000.0"):
+        load_config(None, ["train.epochs=1e3"])
+
+
 def test_train_section_is_fit_keyword_arguments():
     import inspect
 

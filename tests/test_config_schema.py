@@ -93,12 +93,17 @@ def test_shipped_configs_hold_their_known_values(name, z_dim, epochs, likelihood
 
 @pytest.mark.parametrize("values,message", [
     ({"train": {"num_threads": 0}}, r"^config key 'train.num_threads' must be a positive int "
-                                    r"or null$"),
-    ({"train": {"clip_norm": -1.0}}, r"'train.clip_norm' must be positive or null$"),
-    ({"train": {"lr": float("nan")}}, r"'train.lr' must be positive$"),
-    ({"data": {"num_labelled": -1}}, r"'data.num_labelled' must be >= 0 or null$"),
-    ({"data": {"test_fraction": 1}}, r"'data.test_fraction' must be in \[0, 1\)$"),
-    ({"train": {"kl_warmup": -1}}, r"'train.kl_warmup' must be >= 0$"),
+                                    r"or null, got 0$"),
+    ({"train": {"clip_norm": -1.0}}, r"'train.clip_norm' must be positive or null, got -1.0$"),
+    ({"train": {"lr": float("nan")}}, r"'train.lr' must be positive, got nan$"),
+    ({"data": {"num_labelled": -1}}, r"'data.num_labelled' must be >= 0 or null, got -1$"),
+    ({"data": {"test_fraction": 1}}, r"'data.test_fraction' must be in \[0, 1\), got 1$"),
+    ({"train": {"kl_warmup": -1}}, r"'train.kl_warmup' must be >= 0, got -1$"),
+    ({"train": {"adam_eps": 0}}, r"'train.adam_eps' must be positive, got 0$"),
+    ({"train": {"optimizer": "sgd", "adam_eps": 1e-4}},
+     r"'train.adam_eps' \(0.0001\) applies to train.optimizer 'adam' or 'adamw', and "
+     r"train.optimizer is 'sgd' \(which has no epsilon\): drop train.adam_eps or choose "
+     r"'adam'$"),
     ({"train": {"epochs": 2.0}}, r"'train.epochs' must be an integer, got 2.0$"),
     ({"train": {"seed": True}}, r"'train.seed' must be an integer, got True$"),
     ({"train": {"lr": "0.1"}}, r"'train.lr' must be a number, got '0.1'$"),

@@ -16,14 +16,17 @@ from pvae.elbos import check_kl_weight, traits
 from pvae.free_bits import FreeBits, check_free_bits
 from pvae.kl_balance import KLBalance, check_kl_balance
 from pvae.train.schedules import late_lr_steps, valid_lr_steps
+from pvae.train.state import ADAM_EPS, check_adam_eps
 
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
                   clip_norm: Optional[float], checkpoint_every: int,
                   lr_steps: Sequence[int] = (), lr_factor: float = 0.1,
-                  keep_every: int = 0) -> None:
+                  keep_every: int = 0, optimizer: str = "adam",
+                  adam_eps: float = ADAM_EPS) -> None:
     """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range
-    (``lr_steps`` past the last epoch are allowed: :func:`warn_late_lr_steps`)."""
+    (``lr_steps`` past the last epoch are allowed: :func:`warn_late_lr_steps`), or an
+    ``adam_eps`` the optimiser has no use for (:func:`check_adam_eps`)."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if not valid_lr_steps(lr_steps):
@@ -43,6 +46,7 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     if not (isinstance(keep_every, int) and keep_every >= 0):
         raise ValueError(f"keep_every must be an int >= 0 (0: keep no copies), got {keep_every!r}")
+    check_adam_eps(optimizer, adam_eps)
 
 
 

@@ -37,7 +37,7 @@ from pvae.train.failure import numerical_failure
 from pvae.train.history import History
 from pvae.train.logging import Logger, open_logger
 from pvae.train.schedules import Schedule
-from pvae.train.state import TrainState, batch_generator, make_optimizer
+from pvae.train.state import ADAM_EPS, TrainState, batch_generator, make_optimizer
 from pvae.train.step import Step
 
 _Dir = Optional[Union[str, os.PathLike]]
@@ -52,7 +52,7 @@ def fit(
     kl_warmup: float = 0, free_bits: float = 0, clip_norm: Optional[float] = None,
     seed: Optional[int] = None, device: Optional[Union[str, torch.device]] = None,
     validation=None, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-    optimizer: str = "adam", weight_decay: float = 0.0,
+    optimizer: str = "adam", weight_decay: float = 0.0, adam_eps: float = ADAM_EPS,
     checkpoint_dir: _Dir = None, checkpoint_every: int = 1, keep_every: int = 0, resume=False,
     progress: Optional[bool] = None, monitor_size: int = 1024, log_dir: _Dir = None,
     callback: Optional[Callable[[dict], None]] = None, logger: Union[None, str, Logger] = None,
@@ -70,7 +70,7 @@ def fit(
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied by ``lr_factor``
         (:func:`pvae.train.learning_rate`; steps from ``epochs`` on warn, and apply in a continued
-        run). A resumed run uses the ``lr``, schedule and ``weight_decay`` given now (moments kept).
+        run); a resumed run takes the new ``lr``, schedule, ``weight_decay`` and ``adam_eps``.
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
@@ -83,6 +83,7 @@ def fit(
     validation : data as ``data``; its ELBO is reported per epoch.
     transform : applied to x of each batch, e.g. :func:`pvae.data.binarize`.
     optimizer, weight_decay : ``adam`` (default), ``adamw`` or ``sgd``, and its decay.
+    adam_eps : Adam's (and AdamW's) epsilon; torch's 1e-8 by default, Burda et al. (2015) 1e-4.
     checkpoint_dir, checkpoint_every, keep_every, resume : ``checkpoint_dir/checkpoint.pt``
         is written atomically every ``checkpoint_every`` epochs and at the end, and a copy
         ``checkpoint-eEPOCH.pt`` kept every ``keep_every`` epochs (0: none; a long run's
@@ -110,7 +111,7 @@ def fit(
     """
     log = open_logger(logger, log_dir, checkpoint_dir, dict(locals()))  # fit's arguments
     check_options(epochs, batch_size, lr, kl_warmup, clip_norm, checkpoint_every, lr_steps,
-                  lr_factor, keep_every)
+                  lr_factor, keep_every, optimizer, adam_eps)
     loss_elbo = check_elbo(model, elbo, num_particles, kl_warmup, free_bits, kl_balance)
     rank, world = distributed.context()
     check_distributed(model, loss_elbo, world)
@@ -121,11 +122,10 @@ def fit(
 
     model.to(device)
     gen = batch_generator(seed, rank)
-    state = TrainState(make_optimizer(optimizer, list(model.parameters()), lr, weight_decay),
+    state = TrainState(make_optimizer(optimizer, model.parameters(), lr, weight_decay, adam_eps),
                        optimizer, gen, train.to(device).monitor(model, monitor_size, gen), seed)
     if record is not None:
-        state.restore(record["training"], weight_decay=weight_decay, rank=rank, world=world,
-                      device=device)
+        state.restore(record["training"], rank=rank, world=world, device=device)
     train.plan(traits(loss_elbo).jit and train.num_data > batch_size, world,
                int(seed) if seed is not None else 0)
     schedule = Schedule(lr, tuple(lr_steps), lr_factor, kl_warmup, train.num_steps(model))

@@ -7,6 +7,7 @@ restores it with :meth:`TrainState.restore` and continues where it stopped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,16 +20,38 @@ from pvae import distributed
 from pvae.train.history import History
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``adam``, ``adamw`` or ``sgd`` over ``params``; ``ValueError`` for another name."""
+#: torch's default epsilon of Adam and AdamW (Burda et al. 2015 used 1e-4).
+ADAM_EPS = 1e-8
+#: The optimiser settings a resumed run takes as given now (the rate follows the schedule).
+NEW_ON_RESUME = ("weight_decay", "eps")
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float,
+                   adam_eps: float = ADAM_EPS) -> torch.optim.Optimizer:
+    """``adam``, ``adamw`` or ``sgd`` over ``params``; ``adam_eps`` is Adam's and AdamW's
+    epsilon (the term added to the root of the second moment). ``ValueError`` for another
+    name, or for ``adam_eps`` other than the default with ``sgd`` (which has none)."""
     options = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     if name not in options:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(options)}")
+    check_adam_eps(name, adam_eps)
     kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
     if name != "sgd":
+        kwargs["eps"] = adam_eps
         # One fused kernel for all parameters instead of a Python loop over them.
         kwargs["fused"] = True
     return options[name](params, **kwargs)
+
+
+def check_adam_eps(optimizer: str, adam_eps: float) -> None:
+    """``ValueError`` unless ``adam_eps`` is a positive number, and the default with ``sgd``."""
+    if not (isinstance(adam_eps, (int, float)) and 0 < adam_eps < math.inf):
+        raise ValueError(f"adam_eps must be a positive number (Adam's epsilon; torch's "
+                         f"default {ADAM_EPS}), got {adam_eps!r}")
+    if optimizer == "sgd" and adam_eps != ADAM_EPS:
+        raise ValueError(f"adam_eps={adam_eps!r} applies to optimizer 'adam' or 'adamw', and "
+                         f"optimizer is 'sgd' (which has no epsilon); drop adam_eps or choose "
+                         f"'adam'")
 
 
 def batch_generator(seed: Optional[int], rank: int) -> torch.Generator:
@@ -53,17 +76,18 @@ class TrainState:
     history: History = field(default_factory=History)
     epoch: int = 0
 
-    def restore(self, saved: dict, *, weight_decay: float, rank: int, world: int,
-                device: torch.device) -> None:
+    def restore(self, saved: dict, *, rank: int, world: int, device: torch.device) -> None:
         """Continue from a checkpoint's ``"training"`` entry (``saved``).
 
-        The optimiser keeps its moments but takes ``weight_decay`` as given now; the
+        The optimiser keeps its moments but takes the settings of
+        :data:`NEW_ON_RESUME` from the optimiser it was built with now; the
         random streams continue (per rank when the number of processes is the same,
         fresh distinct ones per rank when it is not).
         """
-        self.optimizer.load_state_dict(saved["optimizer"])
-        for group in self.optimizer.param_groups:  # the saved state keeps its own
-            group["weight_decay"] = weight_decay
+        now = [{k: g[k] for k in NEW_ON_RESUME if k in g} for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(saved["optimizer"])  # the saved groups keep their own
+        for group, settings in zip(self.optimizer.param_groups, now):
+            group.update(settings)
         self.history = History(saved["history"])
         self.epoch = int(saved["epoch"])
         per_rank = saved.get("torch_rng_per_rank") or []

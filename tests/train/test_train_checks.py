@@ -30,6 +30,12 @@ def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
     (dict(epochs=3, lr_steps=(0,)), r"lr_steps must be strictly increasing whole epochs >= 1"),
     (dict(epochs=5, lr_steps=(2, 2)), "lr_steps must be strictly increasing"),
     (dict(lr_steps=(1,), lr_factor=0), "lr_factor must be a positive number"),
+    (dict(adam_eps=0.0), r"adam_eps must be a positive number \(Adam's epsilon; torch's "
+                         r"default 1e-08\), got 0.0"),
+    (dict(adam_eps=float("inf")), "adam_eps must be a positive number"),
+    (dict(optimizer="sgd", adam_eps=1e-4), r"adam_eps=0.0001 applies to optimizer 'adam' or "
+                                           r"'adamw', and optimizer is 'sgd' \(which has no "
+                                           r"epsilon\); drop adam_eps or choose 'adam'"),
 ])
 def test_bad_options(kwargs, message, x):
     with pytest.raises(ValueError, match=message):

@@ -148,6 +148,27 @@ def test_resume_applies_the_new_weight_decay_and_refuses_another_optimizer(x, tm
     assert seen == [0.5]
 
 
+def test_adam_eps_reaches_the_optimiser_and_a_resumed_run_takes_the_new_one(x, tmp_path):
+    seen = []
+
+    def eps(row):
+        groups = torch.load(tmp_path / CHECKPOINT, weights_only=False)["training"]["optimizer"]
+        seen.append({g["eps"] for g in groups["param_groups"]})
+
+    pvae.fit(small_vae(), x, epochs=1, adam_eps=1e-4, checkpoint_dir=tmp_path, callback=eps)
+    pvae.fit(small_vae(), x, epochs=2, resume=True, checkpoint_dir=tmp_path, callback=eps)
+    pvae.fit(small_vae(), x, epochs=3, optimizer="adam", adam_eps=1e-3, resume=True,
+             checkpoint_dir=tmp_path, callback=eps)
+    # the callback runs after the epoch's checkpoint: each epoch's optimiser used the eps given
+    assert seen == [{1e-4}, {1e-8}, {1e-3}]
+    # and it changes the steps: the same seed with another eps trains other weights
+    weights = []
+    for e in (1e-8, 1e-1):
+        pvae.fit(m := small_vae(), x, epochs=1, seed=0, adam_eps=e)
+        weights.append(m.state_dict()["encoder.net.0.weight"])
+    assert not torch.equal(*weights)
+
+
 def test_resume_refuses_a_seed_it_could_not_apply(x, tmp_path):
     pvae.fit(small_vae(), x, epochs=1, seed=1, checkpoint_dir=tmp_path)
     before = (tmp_path / CHECKPOINT).read_bytes()
