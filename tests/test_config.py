@@ -93,6 +93,8 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
     p.write_text("train:\n  lr: 3e-4\n  adam_eps: 1E-4\n  clip_norm: 1e1\n  epochs: 5\n"
                  "data:\n  path: 1e5.csv\n")
     cfg = load_config(p, ["train.lr_factor=5e-1"])
+    assert [load_config(None, [f"train.lr={v}"]).train.lr for v in ("1.0e4", ".5e3", "+2E-3")
+            ] == [1e4, 500.0, 2e-3]
     assert (cfg.train.lr, cfg.train.adam_eps, cfg.train.clip_norm) == (3e-4, 1e-4, 10.0)
     assert cfg.train.lr_factor == 0.5 and cfg.train.epochs == 5  # ints stay ints
     assert cfg.data.path == "1e5.csv"
