@@ -6,8 +6,9 @@ Loading is strict: an unknown key, a value of the wrong type (no coercion: ``"5"
 is not an int, ``2.0`` is not an int, ``1`` is not a bool) or an out-of-range value
 raises :class:`ConfigError` naming the dotted key (``'model.z_dim'``), the value and
 what is allowed. YAML is read with ``yaml.safe_load``'s rules (no Python objects),
-except that ``1e-4`` is a number, as in YAML 1.2 (PyYAML follows YAML 1.1, where a
-float needs a dot: ``1.0e-4``; see :class:`_Loader`).
+except that ``1e-4``, ``1.0e4`` and ``.5e3`` are numbers, as in YAML 1.2 (PyYAML follows
+YAML 1.1, where a float with an exponent needs both a dot and a signed exponent,
+``1.0e-4``; see :class:`_Loader`), and written back so that they read back the same.
 ``Config.model_json_schema()`` is the JSON schema editors use for completion
 (``pvae config --schema``).
 """
@@ -168,7 +169,7 @@ class ModelConfig(_Section):
                           num_classes=self.num_classes, aux_weight=self.aux_weight,
                           balance_weight=self.balance_weight)
         except HparamError as e:
-            raise ConfigError(f"config key 'model.{e.key}' {e.rule}") from None
+            raise ConfigError(f"config key 'model.{e.key}' {e.rule}, got {e.value!r}") from None
         _require(self.y_dim is None or self.type == "cvae", "model.y_dim",
                  "is for model.type cvae (a vector condition)")
         _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
@@ -205,11 +206,12 @@ class TrainConfig(_Section):
     epochs: int = Field(100, ge=1, description="enough for the digits job to converge")
     batch_size: int = Field(128, ge=1, description="data points per step (per process when "
                                                    "distributed)")
-    lr: float = Field(1e-3, gt=0, description="the optimiser's learning rate")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="the optimiser's learning rate")
     lr_steps: IntList = Field((), description="epochs after which the learning rate is "
                                               "multiplied by lr_factor (a step schedule; "
                                               "none by default)")
-    lr_factor: float = Field(0.1, gt=0, description="the step schedule's factor")
+    lr_factor: float = Field(0.1, gt=0, allow_inf_nan=False,
+                             description="the step schedule's factor")
     num_particles: int = Field(1, ge=1, description="samples of z per data point and step")
     kl_warmup: float = Field(0.0, ge=0, description="epochs of linear KL warm-up")
     # -- free bits (Kingma et al. 2016; pvae.free_bits) ----------------------------------
@@ -232,8 +234,9 @@ class TrainConfig(_Section):
                              "busy machine")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="the torch "
                                                                           "optimiser")
-    adam_eps: float = Field(1e-8, gt=0, description="Adam's (and AdamW's) epsilon: torch's "
-                                                    "1e-8; Burda et al. 2015 used 1e-4")
+    adam_eps: float = Field(  # the default is pvae.train.state.ADAM_EPS (a test checks)
+        1e-8, gt=0, allow_inf_nan=False,
+        description="Adam's (and AdamW's) epsilon: torch's 1e-8; Burda et al. 2015 used 1e-4")
     checkpoint_every: int = Field(10, ge=1, description="epochs between atomic checkpoints")
     keep_every: int = Field(0, ge=0, description="also keep a copy checkpoint-eEPOCH.pt every "
                                                  "this many epochs, for a long run's curve "
@@ -259,6 +262,7 @@ class TrainConfig(_Section):
         from pvae.elbos import ELBO_NAMES, make_elbo
         from pvae.train.checks import with_free_bits, with_kl_balance
         from pvae.train.schedules import valid_lr_steps
+        from pvae.train.state import ADAM_EPS
 
         _require(valid_lr_steps(self.lr_steps), "train.lr_steps",
                  "must be strictly increasing whole epochs >= 1 (steps at or after "
@@ -276,10 +280,10 @@ class TrainConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"config key 'train.free_bits' ({self.free_bits:g}, with "
                               f"train.elbo={self.elbo!r}): {e}") from None
-        _require(self.optimizer != "sgd" or self.adam_eps == 1e-8, "train.adam_eps",
+        _require(self.optimizer != "sgd" or self.adam_eps == ADAM_EPS, "train.adam_eps",
                  f"({self.adam_eps:g}) applies to train.optimizer 'adam' or 'adamw', and "
                  f"train.optimizer is 'sgd' (which has no epsilon): drop train.adam_eps or "
-                 f"choose 'adam'")
+                 f"choose 'adam' or 'adamw'")
         _require(not (self.kl_balance and self.free_bits), "train.kl_balance",
                  "and train.free_bits both reweight the latent terms: use one of them")
         try:  # KL balancing (pvae.train.checks.with_kl_balance)
@@ -319,19 +323,27 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         """The config as YAML text, sections and keys in their declared order."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads YAML 1.2's floats without a dot (``1e-4``,
-    ``3E5``), which YAML 1.1 (PyYAML's rules) leaves as strings, so that ``lr: 3e-4``
-    is the number its writer meant (PyYAML issue #173)."""
+    """``yaml.SafeLoader`` that also reads YAML 1.2's exponent floats that YAML 1.1
+    (PyYAML's rules: a dot and a signed exponent, ``1.0e-4``) leaves as strings:
+    ``1e-4``, ``3E5``, ``1.0e4``, ``.5e3``; so ``lr: 3e-4`` is the number its writer
+    meant (PyYAML issue #173)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"))
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes the strings :class:`_Loader` would read as
+    numbers (``root: '1e5'``), so a written config reads back as it was."""
+
+
+#: The floats of :class:`_Loader` beyond YAML 1.1's (underscores as YAML 1.1 allows).
+_EXPONENT_FLOAT = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
+                               list("-+.0123456789"))
 
 
 def _load_yaml(text: str) -> Any:

@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 _TYPE_WORDS = {  # pydantic error type -> what the key must be
     "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
     "string_type": "a string", "tuple_type": "a list", "list_type": "a list",
-    "dict_type": "a mapping",
+    "dict_type": "a mapping", "finite_number": "a finite number",
 }
 
 

@@ -101,10 +101,27 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
     # a resolved config (a run folder's config.yaml) reads back as written
     (tmp_path / "resolved.yaml").write_text(cfg.to_yaml())
     assert load_config(tmp_path / "resolved.yaml") == cfg
-    # the strings a key needs stay strings
-    assert load_config(None, ["train.device=cpu"]).train.device == "cpu"
+    # a string that looks like such a number stays a string when quoted, and is written
+    # back quoted, so that a run folder's config.yaml reads back as it was
+    quoted = load_config(None, ["data.root='1e5'", "train.adam_eps=1e-4"])
+    assert quoted.data.root == "1e5" and "root: '1e5'" in quoted.to_yaml()
+    (tmp_path / "quoted.yaml").write_text(quoted.to_yaml())
+    assert load_config(tmp_path / "quoted.yaml") == quoted
+    with pytest.raises(ConfigError, match=r"'data.root' must be a string, got 100000.0"):
+        load_config(None, ["data.root=1e5"])
     with pytest.raises(ConfigError, match=r"'train.epochs' must be an integer, got 1000.0"):
         load_config(None, ["train.epochs=1e3"])
+
+
+def test_the_config_defaults_are_fits():
+    import inspect
+
+    import pvae
+
+    fit = inspect.signature(pvae.fit).parameters
+    train = Config().train
+    assert {k: getattr(train, k) for k in ("adam_eps", "lr", "lr_factor", "optimizer")} == {
+        k: fit[k].default for k in ("adam_eps", "lr", "lr_factor", "optimizer")}
 
 
 def test_train_section_is_fit_keyword_arguments():

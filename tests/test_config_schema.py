@@ -4,10 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pvae.cli import main
-from pvae.config import Config, ConfigError, from_dict, load_config
+from pvae.config import Config, ConfigError, _load_yaml, from_dict, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 SECTIONS = {"data", "model", "train", "evaluate"}
@@ -67,7 +66,7 @@ def _plain(value):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load_as_written(path):
     """Every value a shipped file sets is loaded as written; every other is the default."""
-    written = yaml.safe_load(path.read_text())
+    written = _load_yaml(path.read_text())  # as load_config reads it
     cfg, defaults = load_config(path), Config()
     for section in SECTIONS:
         for key, default in getattr(defaults, section).model_dump().items():
@@ -76,7 +75,7 @@ def test_shipped_configs_load_as_written(path):
             assert _plain(got) == _plain(want), f"{section}.{key}"
             if isinstance(default, (float, tuple)):  # a float field holds floats (lr: 1 is 1.0)
                 assert type(got) is type(default), f"{section}.{key}"
-    assert load_config(path) == from_dict(yaml.safe_load(cfg.to_yaml()))  # round trip
+    assert load_config(path) == from_dict(_load_yaml(cfg.to_yaml()))  # round trip
 
 
 @pytest.mark.parametrize("name,z_dim,epochs,likelihood", [
@@ -95,7 +94,14 @@ def test_shipped_configs_hold_their_known_values(name, z_dim, epochs, likelihood
     ({"train": {"num_threads": 0}}, r"^config key 'train.num_threads' must be a positive int "
                                     r"or null, got 0$"),
     ({"train": {"clip_norm": -1.0}}, r"'train.clip_norm' must be positive or null, got -1.0$"),
-    ({"train": {"lr": float("nan")}}, r"'train.lr' must be positive, got nan$"),
+    ({"train": {"lr": float("nan")}}, r"'train.lr' must be a finite number, got nan$"),
+    ({"train": {"lr_factor": float("inf")}}, r"'train.lr_factor' must be a finite number, "
+                                             r"got inf$"),
+    ({"train": {"adam_eps": float("inf")}}, r"'train.adam_eps' must be a finite number, "
+                                            r"got inf$"),
+    ({"model": {"z_dim": 0}}, r"'model.z_dim' must be a positive int, got 0$"),
+    ({"model": {"hidden_dims": [0]}}, r"'model.hidden_dims' must be positive ints, got "
+                                      r"\(0,\)$"),
     ({"data": {"num_labelled": -1}}, r"'data.num_labelled' must be >= 0 or null, got -1$"),
     ({"data": {"test_fraction": 1}}, r"'data.test_fraction' must be in \[0, 1\), got 1$"),
     ({"train": {"kl_warmup": -1}}, r"'train.kl_warmup' must be >= 0, got -1$"),
@@ -103,7 +109,7 @@ def test_shipped_configs_hold_their_known_values(name, z_dim, epochs, likelihood
     ({"train": {"optimizer": "sgd", "adam_eps": 1e-4}},
      r"'train.adam_eps' \(0.0001\) applies to train.optimizer 'adam' or 'adamw', and "
      r"train.optimizer is 'sgd' \(which has no epsilon\): drop train.adam_eps or choose "
-     r"'adam'$"),
+     r"'adam' or 'adamw'$"),
     ({"train": {"epochs": 2.0}}, r"'train.epochs' must be an integer, got 2.0$"),
     ({"train": {"seed": True}}, r"'train.seed' must be an integer, got True$"),
     ({"train": {"lr": "0.1"}}, r"'train.lr' must be a number, got '0.1'$"),

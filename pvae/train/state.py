@@ -51,7 +51,7 @@ def check_adam_eps(optimizer: str, adam_eps: float) -> None:
     if optimizer == "sgd" and adam_eps != ADAM_EPS:
         raise ValueError(f"adam_eps={adam_eps!r} applies to optimizer 'adam' or 'adamw', and "
                          f"optimizer is 'sgd' (which has no epsilon); drop adam_eps or choose "
-                         f"'adam'")
+                         f"'adam' or 'adamw'")
 
 
 def batch_generator(seed: Optional[int], rank: int) -> torch.Generator:

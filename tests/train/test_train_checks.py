@@ -35,7 +35,7 @@ def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
     (dict(adam_eps=float("inf")), "adam_eps must be a positive number"),
     (dict(optimizer="sgd", adam_eps=1e-4), r"adam_eps=0.0001 applies to optimizer 'adam' or "
                                            r"'adamw', and optimizer is 'sgd' \(which has no "
-                                           r"epsilon\); drop adam_eps or choose 'adam'"),
+                                           r"epsilon\); drop adam_eps or choose 'adam' or 'adamw'"),
 ])
 def test_bad_options(kwargs, message, x):
     with pytest.raises(ValueError, match=message):
