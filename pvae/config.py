@@ -174,6 +174,7 @@ class ModelConfig(_Section):
                  "is for model.type cvae (a vector condition)")
         _require(self.y_dim is None or self.num_classes is None, "model.y_dim",
                  "and model.num_classes exclude each other: set one")
+        _check_used(self)
         _check_prior(self)  # learned priors (pvae.priors)
         _require(self.likelihood in likelihoods.names(), "model.likelihood",
                  f"must be one of {', '.join(map(repr, likelihoods.names()))}, "
@@ -183,6 +184,31 @@ class ModelConfig(_Section):
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config key 'model.likelihood_kwargs': {e}") from None
         return self
+
+
+def _check_used(cfg: "ModelConfig") -> None:
+    """``ConfigError`` for a key set (not at its default) that ``cfg.type``'s constructor
+    does not take: it would have no effect (``z_dims`` on a ``vae``, ``z_dim`` on an
+    ``hvae``), so it is refused, naming the keys the type uses and the types that use it."""
+    from pvae.models.registry import names, options
+
+    taken = set(options(cfg.type))
+    for key, field in type(cfg).model_fields.items():
+        value = getattr(cfg, key)
+        if key == "type" or key in taken or value == field.get_default(call_default_factory=True):
+            continue
+        sibling = _SIBLINGS.get(key)
+        fix = (f"remove it{f', use model.{sibling}' if sibling in taken else ''}, or set "
+               f"model.type to {' or '.join(repr(t) for t in names() if key in options(t))}")
+        uses = ", ".join(k for k in type(cfg).model_fields if k in taken)
+        raise ConfigError(
+            f"config key 'model.{key}' ({list(value) if isinstance(value, tuple) else value!r})"
+            f" has no effect with model.type {cfg.type!r} (which uses {uses}): {fix}")
+
+
+#: Keys of one meaning under two names, by model type (hvae: z_dims; seqvae: hidden_dim).
+_SIBLINGS = {"z_dim": "z_dims", "z_dims": "z_dim", "hidden_dim": "hidden_dims",
+             "hidden_dims": "hidden_dim"}
 
 
 def _check_prior(cfg: "ModelConfig") -> None:

@@ -72,9 +72,10 @@ def fail_estimator(monkeypatch, elbo: str, error: Exception) -> None:
     monkeypatch.setattr(compare_module, "fit", fit)
 
 
-TABLE = ["--set", "model.likelihood=gaussian", "--set", "model.hidden_dims=[8]",
-         "--set", "model.z_dim=2", "--set", "train.epochs=1", "--set", "evaluate.num_samples=2",
-         "--quiet"]
+#: Quick settings for a table, for every model type; TABLE adds z_dim (not hvae's: z_dims).
+TABLE_ANY_MODEL = ["--set", "model.likelihood=gaussian", "--set", "model.hidden_dims=[8]",
+                   "--set", "train.epochs=1", "--set", "evaluate.num_samples=2", "--quiet"]
+TABLE = [*TABLE_ANY_MODEL, "--set", "model.z_dim=2"]
 
 
 def data_in_support(likelihood, n: int, d: int):

@@ -113,6 +113,34 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
         load_config(None, ["train.epochs=1e3"])
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["model.z_dims=[64, 32]"], r"'model.z_dims' \(\[64, 32\]\) has no effect with model.type "
+                                r"'vae' \(which uses z_dim, hidden_dims, .*\): remove it, use "
+                                r"model.z_dim, or set model.type to 'hvae'$"),
+    (["model.type=hvae", "model.z_dim=50"], r"'model.z_dim' \(50\) has no effect with "
+                                            r"model.type 'hvae' .*use model.z_dims, or set"),
+    (["model.type=seqvae", "model.hidden_dims=[64]"], r"'model.hidden_dims' \(\[64\]\) has "
+                                                      r"no effect .*use model.hidden_dim"),
+    (["model.guide=top_down"], r"'model.guide' \('top_down'\) has no effect with model.type "
+                               r"'vae' .*: remove it, or set model.type to 'hvae'$"),
+    (["model.rnn=lstm"], r"'model.rnn' .*set model.type to 'seqvae'$"),
+    (["model.num_classes=10"], r"'model.num_classes' .*set model.type to 'cvae' or 'ssvae'$"),
+    (["model.type=cvae", "model.arch=conv"], r"'model.arch' \('conv'\) has no effect with "
+                                             r"model.type 'cvae'.*set model.type to 'vae'$"),
+])
+def test_a_key_the_model_type_would_ignore_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize("kind", ["vae", "cvae", "ssvae", "hvae"])
+def test_a_resolved_config_listing_every_key_reads_back(kind, tmp_path):
+    # a run folder's config.yaml lists every key; those of other types are at their defaults
+    cfg = load_config(None, [f"model.type={kind}"])
+    (tmp_path / "config.yaml").write_text(cfg.to_yaml())
+    assert "rnn: gru" in cfg.to_yaml() and load_config(tmp_path / "config.yaml") == cfg
+
+
 def test_the_config_defaults_are_fits():
     import inspect
 
