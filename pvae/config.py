@@ -336,6 +336,16 @@ class Config(_Section):
     evaluate: EvalConfig = Field(default_factory=EvalConfig, description="the test evaluation "
                                                                          "after training")
 
+    @model_validator(mode="after")
+    def _rules(self) -> "Config":
+        _require(self.data.num_labelled is None or self.model.type == "ssvae",
+                 "data.num_labelled", f"({self.data.num_labelled}) is for model.type ssvae, "
+                 f"which learns from labelled and unlabelled points; model.type "
+                 f"{self.model.type!r} would "
+                 + ("fail on the hidden labels" if self.model.type == "cvae" else
+                    "ignore it") + ": leave it unset")
+        return self
+
     def to_dict(self) -> dict:
         """The config as plain nested dicts and lists (what YAML and :func:`from_dict` take)."""
         def plain(v):

@@ -133,6 +133,16 @@ def test_a_key_the_model_type_would_ignore_is_refused(overrides, message):
         load_config(None, overrides)
 
 
+@pytest.mark.parametrize("kind,what", [("vae", "ignore it"), ("hvae", "ignore it"),
+                                       ("cvae", "fail on the hidden labels")])
+def test_num_labelled_is_for_the_semi_supervised_model(kind, what):
+    with pytest.raises(ConfigError, match=rf"'data.num_labelled' \(50\) is for model.type "
+                                          rf"ssvae, .*model.type '{kind}' would {what}: leave "
+                                          rf"it unset$"):
+        load_config(None, [f"model.type={kind}", "data.num_labelled=50"])
+    assert load_config(None, ["model.type=ssvae", "data.num_labelled=50"]).data.num_labelled == 50
+
+
 @pytest.mark.parametrize("kind", ["vae", "cvae", "ssvae", "hvae"])
 def test_a_resolved_config_listing_every_key_reads_back(kind, tmp_path):
     # a run folder's config.yaml lists every key; those of other types are at their defaults
