@@ -344,6 +344,11 @@ class Config(_Section):
                  f"{self.model.type!r} would "
                  + ("fail on the hidden labels" if self.model.type == "cvae" else
                     "ignore it") + ": leave it unset")
+        _require(self.data.name in ANOMALY_DATA or self.evaluate.anomaly_samples
+                 == EvalConfig.model_fields["anomaly_samples"].default,
+                 "evaluate.anomaly_samples", f"({self.evaluate.anomaly_samples}) is for an "
+                 f"anomaly series (data.name: {', '.join(ANOMALY_DATA)}), not "
+                 f"{self.data.name}: leave it unset")
         return self
 
     def to_dict(self) -> dict:

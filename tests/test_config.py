@@ -143,6 +143,12 @@ def test_num_labelled_is_for_the_semi_supervised_model(kind, what):
     assert load_config(None, ["model.type=ssvae", "data.num_labelled=50"]).data.num_labelled == 50
 
 
+def test_anomaly_samples_is_for_the_anomaly_series():
+    with pytest.raises(ConfigError, match=r"'evaluate.anomaly_samples' \(3\) is for an anomaly "
+                                          r"series \(data.name: ucr_anomaly_135\), not digits"):
+        load_config(None, ["evaluate.anomaly_samples=3"])
+
+
 @pytest.mark.parametrize("kind", ["vae", "cvae", "ssvae", "hvae"])
 def test_a_resolved_config_listing_every_key_reads_back(kind, tmp_path):
     # a run folder's config.yaml lists every key; those of other types are at their defaults
