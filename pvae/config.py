@@ -287,12 +287,16 @@ class TrainConfig(_Section):
     def _rules(self) -> "TrainConfig":
         from pvae.elbos import ELBO_NAMES, make_elbo
         from pvae.train.checks import with_free_bits, with_kl_balance
-        from pvae.train.schedules import valid_lr_steps
+        from pvae.train.schedules import idle_lr_factor, valid_lr_steps
         from pvae.train.state import ADAM_EPS
 
         _require(valid_lr_steps(self.lr_steps), "train.lr_steps",
                  "must be strictly increasing whole epochs >= 1 (steps at or after "
                  "train.epochs are kept for a continued run and warned of)")
+        _require(not idle_lr_factor(self.lr_steps, self.lr_factor), "train.lr_factor",
+                 f"({self.lr_factor:g}) multiplies the learning rate at the epochs in "
+                 f"train.lr_steps, and train.lr_steps is empty, so it would change nothing: "
+                 f"give train.lr_steps (e.g. [60, 85]) or drop train.lr_factor")
         _require(self.elbo.partition(":")[0] in ELBO_NAMES, "train.elbo",
                  f"must be one of {', '.join(map(repr, ELBO_NAMES))} (renyi:ALPHA, iwae:K), "
                  f"got {self.elbo!r}")

@@ -51,6 +51,9 @@ def test_defaults_are_the_digits_config():
      r"increasing whole epochs >= 1"),
     ({"train": {"lr_steps": [50, 20]}}, r"'train.lr_steps' must be strictly increasing"),
     ({"train": {"lr_factor": 0}}, r"'train.lr_factor' must be positive"),
+    ({"train": {"lr_factor": 0.3}}, r"'train.lr_factor' \(0.3\) multiplies the learning rate "
+     r"at the epochs in train.lr_steps, and train.lr_steps is empty, so it would change "
+     r"nothing: give train.lr_steps \(e.g. \[60, 85\]\) or drop train.lr_factor$"),
     ({"model": {"word_dropout": 1.0}}, r"'model.word_dropout' must be in \[0, 1\)"),
     ({"model": {"rnn": "transformer"}}, r"'model.rnn' must be one of 'gru', 'lstm', got 'transformer'$"),
     ({"data": {"name": "ucr_anomaly_135"}}, r"'data.window' is needed for name: ucr_anomaly_135"),
@@ -92,7 +95,7 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  lr: 3e-4\n  adam_eps: 1E-4\n  clip_norm: 1e1\n  epochs: 5\n"
                  "data:\n  path: 1e5.csv\n")
-    cfg = load_config(p, ["train.lr_factor=5e-1"])
+    cfg = load_config(p, ["train.lr_factor=5e-1", "train.lr_steps=[3]"])
     assert [load_config(None, [f"train.lr={v}"]).train.lr for v in ("1.0e4", ".5e3", "+2E-3")
             ] == [1e4, 500.0, 2e-3]
     assert (cfg.train.lr, cfg.train.adam_eps, cfg.train.clip_norm) == (3e-4, 1e-4, 10.0)

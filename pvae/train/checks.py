@@ -15,18 +15,19 @@ from pvae import elbos
 from pvae.elbos import check_kl_weight, traits
 from pvae.free_bits import FreeBits, check_free_bits
 from pvae.kl_balance import KLBalance, check_kl_balance
-from pvae.train.schedules import late_lr_steps, valid_lr_steps
+from pvae.train.schedules import LR_FACTOR, idle_lr_factor, late_lr_steps, valid_lr_steps
 from pvae.train.state import ADAM_EPS, check_adam_eps
 
 
 def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
                   clip_norm: Optional[float], checkpoint_every: int,
-                  lr_steps: Sequence[int] = (), lr_factor: float = 0.1,
+                  lr_steps: Sequence[int] = (), lr_factor: float = LR_FACTOR,
                   keep_every: int = 0, optimizer: str = "adam",
                   adam_eps: float = ADAM_EPS) -> None:
     """Raise ``ValueError`` naming the first of ``fit``'s numeric options out of range
-    (``lr_steps`` past the last epoch are allowed: :func:`warn_late_lr_steps`), or an
-    ``adam_eps`` the optimiser has no use for (:func:`check_adam_eps`)."""
+    (``lr_steps`` past the last epoch are allowed: :func:`warn_late_lr_steps`), an
+    ``lr_factor`` with no ``lr_steps`` to act at, or an ``adam_eps`` the optimiser has no
+    use for (:func:`check_adam_eps`)."""
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if not valid_lr_steps(lr_steps):
@@ -34,6 +35,10 @@ def check_options(epochs: int, batch_size: int, lr: float, kl_warmup: float,
                          f"which the learning rate drops), got {tuple(lr_steps)!r}")
     if not (isinstance(lr_factor, (int, float)) and 0 < lr_factor and math.isfinite(lr_factor)):
         raise ValueError(f"lr_factor must be a positive number, got {lr_factor!r}")
+    if idle_lr_factor(lr_steps, lr_factor):
+        raise ValueError(f"lr_factor={lr_factor!r} multiplies the learning rate at the epochs "
+                         f"in lr_steps, and lr_steps is empty, so it would change nothing: "
+                         f"give lr_steps (e.g. lr_steps=(60, 85)) or drop lr_factor")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):

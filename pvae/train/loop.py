@@ -70,7 +70,8 @@ def fit(
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied by ``lr_factor``
         (:func:`pvae.train.learning_rate`; steps from ``epochs`` on warn, and apply in a continued
-        run); a resumed run takes the new ``lr``, schedule, ``weight_decay`` and ``adam_eps``.
+        run; ``lr_factor`` without ``lr_steps`` is refused); a resumed run takes the new ``lr``,
+        schedule, ``weight_decay`` and ``adam_eps``.
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.

@@ -32,8 +32,18 @@ def late_lr_steps(lr_steps: Sequence[int], epochs: int) -> tuple[int, ...]:
     return tuple(e for e in lr_steps if e >= epochs)
 
 
+#: fit's and the config's default ``lr_factor`` (it acts only at the epochs in ``lr_steps``)
+LR_FACTOR = 0.1
+
+
+def idle_lr_factor(lr_steps: Sequence[int], lr_factor: float) -> bool:
+    """Whether ``lr_factor`` was set to something other than :data:`LR_FACTOR` with no
+    ``lr_steps`` to apply it at (it would change nothing)."""
+    return not tuple(lr_steps) and lr_factor != LR_FACTOR
+
+
 def learning_rate(epoch: int, lr: float, lr_steps: Sequence[int] = (),
-                  lr_factor: float = 0.1) -> float:
+                  lr_factor: float = LR_FACTOR) -> float:
     """The learning rate of ``epoch`` (0-based): ``lr`` times ``lr_factor`` for each
     epoch in ``lr_steps`` already passed (``lr_steps=(40,)``: epochs 40, 41, ... at
     ``lr * lr_factor``)."""
@@ -46,7 +56,7 @@ class Schedule:
 
     lr: float
     lr_steps: Sequence[int] = ()
-    lr_factor: float = 0.1
+    lr_factor: float = LR_FACTOR
     kl_warmup: float = 0
     steps_per_epoch: int = 1
 

@@ -30,6 +30,9 @@ def test_meanfield_refused_for_guides_that_are_not_mean_field(make, xy):
     (dict(epochs=3, lr_steps=(0,)), r"lr_steps must be strictly increasing whole epochs >= 1"),
     (dict(epochs=5, lr_steps=(2, 2)), "lr_steps must be strictly increasing"),
     (dict(lr_steps=(1,), lr_factor=0), "lr_factor must be a positive number"),
+    (dict(lr_factor=0.5), r"lr_factor=0.5 multiplies the learning rate at the epochs in "
+                          r"lr_steps, and lr_steps is empty, so it would change nothing: give "
+                          r"lr_steps \(e.g. lr_steps=\(60, 85\)\) or drop lr_factor"),
     (dict(adam_eps=0.0), r"adam_eps must be a positive number \(Adam's epsilon; torch's "
                          r"default 1e-08\), got 0.0"),
     (dict(adam_eps=float("inf")), "adam_eps must be a positive number"),
