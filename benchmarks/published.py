@@ -74,6 +74,19 @@ def score(path: Path, x_test: torch.Tensor, k: int) -> dict:
             "test_elbo": elbo, "eval_seconds": time.perf_counter() - t0}
 
 
+def networks(cfg) -> str:
+    """The run's model in a few words: latent sizes, hidden sizes, normalisation and KL
+    warm-up (e.g. ``z (64, 32), 256-256, layer norm, warm-up 30``)."""
+    m = cfg.model
+    z = f"z {m.z_dim}" if m.type == "vae" else f"z {tuple(m.z_dims)}"
+    parts = [z, "-".join(str(h) for h in m.hidden_dims)]
+    if m.norm:
+        parts.append(f"{m.norm} norm")
+    if cfg.train.kl_warmup:
+        parts.append(f"warm-up {cfg.train.kl_warmup:g}")
+    return ", ".join(parts)
+
+
 def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) -> dict:
     """Add to ``entry["curve"]`` the scores of the run's copies not scored yet (at least
     ``min_gap`` epochs after the last scored one; the final checkpoint always), on the
@@ -84,7 +97,8 @@ def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) ->
     cfg = pvae.config.load_config(run / "config.yaml")
     x_test = load_data(cfg).test.x[:test_points]
     entry.update(type=cfg.model.type, epochs=cfg.train.epochs, test_points=len(x_test),
-                 batch_size=cfg.train.batch_size, activation=cfg.model.activation)
+                 batch_size=cfg.train.batch_size, activation=cfg.model.activation,
+                 networks=networks(cfg))
     done = {p["epoch"] for p in entry.setdefault("curve", [])}
     last = max(done, default=-min_gap)
     for epoch, path in kept_copies(run).items():
@@ -102,6 +116,9 @@ def score_run(run: Path, entry: dict, k: int, test_points: int, min_gap: int) ->
     if test and "log_likelihood" in test:
         entry["run_evaluation"] = {k: test.get(k) for k in (
             "log_likelihood", "log_likelihood_se", "elbo", "num_samples", "num_points")}
+        # the log-likelihood may be on a subset of the ELBO's points (evaluate.test_points)
+        entry["run_evaluation"]["num_points"] = test.get("log_likelihood_points",
+                                                         test.get("num_points"))
     return entry
 
 
@@ -143,19 +160,25 @@ def markdown(res: dict) -> str:
         f"K = {res['k']} on the first {res['test_points']} test images (binarised once "
         "with the data seed), and the test ELBO (one sample). Command: "
         f"`{res['command']}`.", "",
-        "| run | model | batch | activation | epochs done / planned | training hours | "
-        "test ELBO | test log p(x) | published (Burda et al. 2015: batch 20, tanh) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | model | networks | batch | activation | epochs done / planned | "
+        "training hours | test ELBO | test log p(x) | published (Burda et al. 2015: batch "
+        "20, tanh) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in res["runs"].items():
         if not r.get("curve"):
             continue
         p = r["curve"][-1]
-        lines.append(f"| {name} | {r['type']} | {r.get('batch_size', '?')} | "
+        lines.append(f"| {name} | {r['type']} | {r.get('networks', '?')} | "
+                     f"{r.get('batch_size', '?')} | "
                      f"{r.get('activation', '?')} | {p['epoch']} / {r['epochs']} | "
                      f"{p['train_hours']:.2f} | {p['test_elbo']:.2f} | **{p['test_ll']:.2f}** "
                      f"+- {p['test_ll_stderr']:.2f} | {TARGET.get(r['type'], float('nan')):.2f} "
                      "(3280 epochs) |")
+    earlier = [n for n in res["runs"] if n not in res.get("scored_now", res["runs"])]
+    if earlier:
+        lines += ["", "Runs not named in that command keep the figures of the earlier calls "
+                  "that scored them (same K and test images): " + ", ".join(earlier) + "."]
     for name, r in res["runs"].items():
         ev = r.get("run_evaluation")
         if ev:
@@ -277,6 +300,7 @@ def main(argv=None) -> dict:
                command="python benchmarks/published.py " + " ".join(
                    f"--run {r}" for r in args.run) + f" --k {args.k} --test-points "
                f"{args.test_points} --min-gap {args.min_gap}" + (" --smoke" if args.smoke else ""))
+    res["scored_now"] = [run.name for run in args.run]
     for run in args.run:
         res["runs"][run.name] = score_run(run, res["runs"].get(run.name, {}), args.k,
                                           args.test_points, args.min_gap)

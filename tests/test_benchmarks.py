@@ -148,6 +148,30 @@ def test_published_reports_a_finished_runs_own_evaluation(script, tmp_path):
     assert "with K = 2 on " in text
 
 
+def test_published_counts_the_log_likelihood_subset_and_names_earlier_runs(script, tmp_path):
+    """A run whose log-likelihood was taken on a subset of the test images
+    (``evaluate.test_points``) is reported with the subset's size, not the ELBO's count;
+    the table names each run's networks; and runs kept from earlier calls (whose folders
+    are not in this call) are named as such."""
+    import json
+
+    published = script("published")
+    published.main(["--smoke", "--out", str(tmp_path)])
+    run = tmp_path / "smoke_run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"]["log_likelihood_points"] = 7
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    res = json.loads((tmp_path / "published.json").read_text())
+    res["runs"]["gone_run"] = {**res["runs"]["smoke_run"], "networks": "z 3, 5-5"}
+    (tmp_path / "published.json").write_text(json.dumps(res))
+    published.main(["--run", str(run), "--k", "20", "--test-points", "32",
+                    "--out", str(tmp_path)])
+    text = (tmp_path / "PUBLISHED.md").read_text()
+    assert "with K = 2 on 7 test images" in text
+    assert "| smoke_run | vae | z 50, 200-200 | 20 | tanh |" in text
+    assert "earlier calls that scored them (same K and test images): gone_run." in text
+
+
 def test_published_compares_runs_of_one_model_at_shared_epochs(script):
     """Each run of a model type is compared with the first scored run of that type at
     the epochs the two share; runs with no scored epoch or no type are left out, and a
