@@ -172,10 +172,11 @@ def test_published_counts_the_log_likelihood_subset_and_names_earlier_runs(scrip
     assert "earlier calls that scored them (same K and test images): gone_run." in text
 
 
-def test_published_compares_runs_of_one_model_at_shared_epochs(script):
-    """Each run of a model type is compared with the first scored run of that type at
-    the epochs the two share; runs with no scored epoch or no type are left out, and a
-    pair with no shared epoch adds no table."""
+def test_published_compares_runs_of_one_depth_at_shared_epochs(script):
+    """Each run is compared with the first scored run of as many stochastic layers at
+    the epochs the two share (a one-layer ``hvae`` with the one-layer VAEs); runs with
+    no scored epoch or unknown depth are left out, and a pair with no shared epoch adds
+    no table. The published figure follows the depth, not the model type."""
     published = script("published")
     curve = lambda pts: [{"epoch": e, "test_ll": ll} for e, ll in pts]  # noqa: E731
     res = {"runs": {"new": {"type": "vae", "curve": []},
@@ -184,14 +185,23 @@ def test_published_compares_runs_of_one_model_at_shared_epochs(script):
                                                            (400, -87.9)])},
                     "odd": {"type": "vae", "curve": curve([(300, -88.0)])},
                     "untyped": {"curve": curve([(100, -80.0)])},
-                    "two": {"type": "hvae", "curve": curve([(100, -90.0)])}}}
+                    "two": {"type": "hvae", "curve": curve([(100, -90.0)])},
+                    "flat": {"type": "hvae", "layers": 1, "curve": curve([(400, -87.0)])}}}
     lines = published.same_epochs(res)
     assert "| epoch | b100 | b20 | difference |" in lines
+    assert "| epoch | b100 | flat | difference |" in lines
+    assert "flat against b100 (1 stochastic layer) at the epochs both scored " \
+        "(test log p(x), nats, on the same test images):" in lines
     assert [line for line in lines if line[:3] in ("| 1", "| 2", "| 3", "| 4")] == \
-        ["| 100 | -91.70 | -90.20 | +1.50 |", "| 400 | -88.60 | -87.90 | +0.70 |"]
-    assert not any("odd" in line or "untyped" in line or "hvae" in line or "new" in line
+        ["| 100 | -91.70 | -90.20 | +1.50 |", "| 400 | -88.60 | -87.90 | +0.70 |",
+         "| 400 | -88.60 | -87.00 | +1.60 |"]
+    assert not any("odd" in line or "untyped" in line or "two" in line or "new" in line
                    for line in lines)
+    assert published.target(res["runs"]["flat"]) == -86.76
+    assert published.target(res["runs"]["two"]) == -85.33
+    assert published.target(res["runs"]["untyped"]) != published.target(res["runs"]["untyped"])
     res["runs"]["b20"]["curve"] = curve([(200, -89.0)])
+    res["runs"]["flat"]["curve"] = curve([(300, -88.0)])
     assert published.same_epochs(res) == []
 
 
