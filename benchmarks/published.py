@@ -277,22 +277,29 @@ def same_epochs(res: dict) -> list[str]:
 
 
 def figure(res: dict, path: Path) -> None:
+    """Test log p(x) against epochs, a line per run, and one dashed line per published
+    figure (by stochastic layers) that some run is held to; the legend beside the axes."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 3.4))
+    fig = Figure(figsize=(8.0, 3.6))
     ax = fig.subplots()
+    depths = set()
     for name, r in res["runs"].items():
         if not r.get("curve"):
             continue
-        line, = ax.plot([p["epoch"] for p in r["curve"]], [p["test_ll"] for p in r["curve"]],
-                        marker="o", label=f"{name} test log p(x)")
-        if depth(r) in TARGET:
-            ax.axhline(target(r), ls="--", color=line.get_color(), alpha=0.6,
-                       label=f"{name}: published")
+        ax.plot([p["epoch"] for p in r["curve"]], [p["test_ll"] for p in r["curve"]],
+                marker="o", label=name)
+        depths.add(depth(r))
+    for layers in sorted(d for d in depths if d in TARGET):
+        ax.axhline(TARGET[layers], ls="--", color="0.4" if layers == 1 else "0.7",
+                   label=f"published, {layers} stochastic layer{'s' if layers > 1 else ''}"
+                   f" ({TARGET[layers]:.2f})")
     ax.set_xscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per image")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("test log p(x), nats per image")
+    ax.set_title(f"K = {res.get('k')} on the first {res.get('test_points')} test images "
+                 "(published: on all 10,000)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
