@@ -69,9 +69,8 @@ def fit(
         ``renyi`` is per data point while every site is in the data plate; ``iwae`` always.
     epochs, batch_size, lr : passes over the data, minibatch size, learning rate.
     lr_steps, lr_factor : after each epoch in ``lr_steps`` the rate is multiplied by ``lr_factor``
-        (:func:`pvae.train.learning_rate`; steps from ``epochs`` on warn, and apply in a continued
-        run; ``lr_factor`` without ``lr_steps`` is refused); a resumed run takes the new ``lr``,
-        schedule, ``weight_decay`` and ``adam_eps``.
+        (:func:`pvae.train.learning_rate`; steps from ``epochs`` on warn and apply if continued;
+        an ``lr_factor`` alone is refused); a resumed run takes the new lr, schedule, decay, eps.
     num_particles : samples per data point in the ELBO estimate (vectorised).
     kl_warmup : epochs over which the latent terms' weight rises linearly to 1
         (:func:`pvae.train.kl_weight`, Sønderby et al. 2016); 0 for none.
@@ -83,8 +82,8 @@ def fit(
     device : ``"cpu"``, ``"cuda"``, ...; default: where the model is.
     validation : data as ``data``; its ELBO is reported per epoch.
     transform : applied to x of each batch, e.g. :func:`pvae.data.binarize`.
-    optimizer, weight_decay : ``adam`` (default), ``adamw`` or ``sgd``, and its decay.
-    adam_eps : Adam's (and AdamW's) epsilon; torch's 1e-8 by default, Burda et al. (2015) 1e-4.
+    optimizer, weight_decay, adam_eps : ``adam`` (default), ``adamw`` or ``sgd``, its decay, and
+        Adam's (AdamW's) epsilon (torch's 1e-8 by default; Burda et al. 2015 used 1e-4).
     checkpoint_dir, checkpoint_every, keep_every, resume : ``checkpoint_dir/checkpoint.pt``
         is written atomically every ``checkpoint_every`` epochs and at the end, and a copy
         ``checkpoint-eEPOCH.pt`` kept every ``keep_every`` epochs (0: none; a long run's
